@@ -1,0 +1,94 @@
+"""The result-row schema: one row per evaluation of one trial, long format, flat columns.
+
+The consumer owns the contract (DESIGN.md): the orchestrator writes rows with this schema and
+the analysis reads them; `models/` produces the measurements without importing this module, so
+`analysis/` needs neither torch nor ray.
+
+Units are part of the names or of the docs below. Losses are natural-log cross-entropy per token
+(nats); `val_bpb` is bits per UTF-8 byte of validation text (tokenizer independent).
+`flops` is the exact training count of Chinchilla Appendix F (forward + 2x backward, embeddings
+and logits included) at `tokens`; `flops_6n` is Kaplan's 6 * non_embedding_params * tokens,
+so a fit can pick either convention without recomputing anything.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+# Exact FLOP convention recorded in every row (never implied).
+FLOPS_CONVENTION = "chinchilla_appendix_f"
+
+# status values: "ok" (an evaluation of a healthy run), "diverged" (loss turned NaN/inf; the
+# trial stopped), "failed" (the trial raised; the row records where it stopped).
+STATUSES = ("ok", "diverged", "failed")
+KINDS = ("scaling", "hparam")
+
+FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
+    ("sweep", pa.string(), "sweep name from the spec"),
+    ("trial_id", pa.string(), "content hash of the trial's spec (stable across re-runs)"),
+    ("kind", pa.string(), "'scaling' (IsoFLOP grid) or 'hparam' (hyperparameter search)"),
+    ("seed", pa.int64(), "training seed"),
+    ("n_layer", pa.int64(), "Transformer blocks"),
+    ("d_model", pa.int64(), "residual width"),
+    ("n_head", pa.int64(), "attention heads"),
+    ("d_ff", pa.int64(), "MLP hidden width"),
+    ("seq_len", pa.int64(), "context length in tokens"),
+    ("vocab_size", pa.int64(), "tokenizer vocabulary"),
+    ("params", pa.int64(), "total trainable parameters (embeddings included)"),
+    ("non_embedding_params", pa.int64(), "params minus token/position embeddings and untied head"),
+    ("embedding_params", pa.int64(), "token + position embeddings (+ untied head)"),
+    ("flops_per_token", pa.float64(), "exact training FLOPs per token (Chinchilla App. F)"),
+    ("budget_flops", pa.float64(), "the IsoFLOP budget this trial was planned for"),
+    ("step", pa.int64(), "optimizer steps completed"),
+    ("tokens", pa.int64(), "training tokens consumed at this evaluation"),
+    ("flops", pa.float64(), "exact training FLOPs spent at this evaluation"),
+    ("flops_6n", pa.float64(), "Kaplan 6 * non_embedding_params * tokens"),
+    ("flops_convention", pa.string(), "convention of `flops`"),
+    ("train_loss", pa.float64(), "mean training loss over the last interval, nats/token"),
+    ("val_loss", pa.float64(), "held-out loss, nats/token"),
+    ("val_bpb", pa.float64(), "held-out bits per UTF-8 byte"),
+    ("lr", pa.float64(), "peak learning rate of the trial"),
+    ("batch_tokens", pa.int64(), "tokens per optimizer step"),
+    ("schedule", pa.string(), "learning-rate schedule name"),
+    ("wall_seconds", pa.float64(), "training wall time so far, seconds"),
+    ("tokens_per_second", pa.float64(), "training throughput over the run so far"),
+    ("final", pa.bool_(), "True on the last row of a finished (or stopped) trial"),
+    ("status", pa.string(), "one of STATUSES"),
+    ("schema_version", pa.int32(), "SCHEMA_VERSION of the writer"),
+    ("code_version", pa.string(), "package version of the writer"),
+)
+
+SCHEMA = pa.schema([pa.field(name, dtype) for name, dtype, _ in FIELDS])
+COLUMNS = tuple(name for name, _, _ in FIELDS)
+DOCS = {name: doc for name, _, doc in FIELDS}
+
+
+class SchemaError(ValueError):
+    """A results table that does not match the row schema."""
+
+
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    """Build a schema-conformant table; a missing or extra key is a one-line error."""
+    for i, row in enumerate(rows):
+        missing = [c for c in COLUMNS if c not in row]
+        extra = [k for k in row if k not in DOCS]
+        if missing or extra:
+            raise SchemaError(f"row {i}: missing columns {missing}, unknown columns {extra}")
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def check_table(table: pa.Table, source: str = "table") -> pa.Table:
+    """Validate a table read from disk against this schema version and cast it to SCHEMA."""
+    if "schema_version" in table.column_names and table.num_rows:
+        newest = max(v for v in table.column("schema_version").to_pylist() if v is not None)
+        if newest > SCHEMA_VERSION:
+            raise SchemaError(
+                f"{source}: schema_version {newest} is newer than this reader's {SCHEMA_VERSION}; "
+                "upgrade scaling-orchestrator to read it"
+            )
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise SchemaError(f"{source}: missing columns {missing}")
+    return table.select(list(COLUMNS)).cast(SCHEMA)

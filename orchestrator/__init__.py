@@ -1,0 +1,1 @@
+"""Spec -> plan -> Ray Tune/Train execution -> Parquet results; the CLI. The only Ray code."""

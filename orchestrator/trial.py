@@ -1,0 +1,85 @@
+"""A trial: everything one training run needs, as data, with a content-hash identity.
+
+The planner produces TrialSpecs; the runner ships them to Ray as plain dicts (Tune configs must
+be JSON-like) and the first line of every Ray function turns the dict back into a TrialSpec.
+Identity is a hash of what determines the result (shape, data, recipe, budget, kind), so
+re-planning the same spec gives the same ids and re-running finished work does nothing.
+Resources are left out of the hash: moving a trial to a bigger machine does not change it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from models.data import DataSpec
+from models.shape import ModelShape
+from models.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial reserves on the cluster (per Ray Train worker, times num_workers).
+
+    num_workers=0 runs the training loop inside the Tune trial process (no worker group): the
+    cheap path for single-process CPU trials on a laptop. num_workers>=1 starts a Ray Train
+    worker group of that size (multi-worker or GPU trials).
+    """
+
+    num_workers: int = 0
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    resources_per_worker: dict = field(default_factory=dict)
+
+    @property
+    def cpus_per_trial(self) -> float:
+        return self.cpus_per_worker * max(self.num_workers, 1)
+
+    @property
+    def gpus_per_trial(self) -> float:
+        return self.gpus_per_worker * max(self.num_workers, 1)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    sweep: str
+    kind: str  # "scaling" | "hparam"
+    shape: ModelShape
+    data: DataSpec
+    train: TrainConfig
+    budget_flops: float
+    resources: Resources = Resources()
+    group: str = ""  # e.g. the hparam-search size label; "" for the scaling grid
+
+    @property
+    def trial_id(self) -> str:
+        identity = {
+            "kind": self.kind,
+            "shape": dataclasses.asdict(self.shape),
+            "data": dataclasses.asdict(self.data),
+            "train": dataclasses.asdict(self.train),
+            "budget_flops": float(self.budget_flops),
+            "group": self.group,
+        }
+        blob = json.dumps(identity, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["trial_id"] = self.trial_id
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrialSpec":
+        return cls(
+            sweep=d["sweep"],
+            kind=d["kind"],
+            shape=ModelShape(**d["shape"]),
+            data=DataSpec(**d["data"]),
+            train=TrainConfig(**d["train"]),
+            budget_flops=float(d["budget_flops"]),
+            resources=Resources(**d.get("resources", {})),
+            group=d.get("group", ""),
+        )
