@@ -1,0 +1,209 @@
+"""Approach 2 of Hoffmann et al. 2022 (Chinchilla, Sec. 3.2): IsoFLOP profiles.
+
+For each FLOP budget, loss is a valley in log N. A parabola in log10 N is fitted through the
+points NEAR the lowest observed loss -- the `window` (default 5, at least 3) points closest to
+it in log N -- not through all of them: far from the minimum the valley is not a parabola, and
+Porian et al. 2024 (Sec. 3, App. C) show a global parabola biases the exponent (on their
+untuned configs by up to +0.35, where the 5-point window lands within 0.02 of their Table 1).
+If the window's parabola is not convex (digitisation or seed noise), the window widens two
+points at a time until it is or until it holds every point of the budget.
+
+A budget whose lowest observed loss sits at its smallest or largest N is flagged `edge`: its
+minimum lies outside the grid, the vertex is an extrapolation, and it is left out of the power
+law. Then N*(C) = k C^a and D*(C) = k' C^b are ordinary least squares in log10-log10 over the
+interior budgets.
+
+D* comes from the budget's own (N, D) pairs: log D is interpolated linearly in log N across the
+window and read at N*. Under flops = 6ND this is exactly C / (6 N*); under the exact count
+(Chinchilla App. F) it honours the per-token cost the table recorded instead of assuming 6N.
+With `axis="tokens"` the parabola is fitted in log D and N* is read off the same way (use it
+when a source gives only C and D, as the Llama 3 Figure 2 points do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DEFAULT_WINDOW = 5
+MIN_POINTS = 3
+
+
+class NotFittable(ValueError):
+    """A method that cannot run on this data; the message is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class BudgetOptimum:
+    """The parabola vertex for one budget (params/tokens/loss at the vertex)."""
+
+    flops: float
+    n_points: int
+    fittable: bool
+    reason: str = ""
+    params_opt: float = float("nan")
+    tokens_opt: float = float("nan")
+    loss_opt: float = float("nan")
+    edge: bool = False
+    window: int = 0
+    curvature: float = float("nan")  # d2 loss / d(log10 x)^2 at the vertex
+    parabola: tuple = ()  # (c2, c1, c0, log10 x_lo, log10 x_hi) in log10 of `axis`, for plots
+
+    def to_dict(self) -> dict:
+        out = {"flops": self.flops, "params_opt": self.params_opt, "tokens_opt": self.tokens_opt,
+               "loss_opt": self.loss_opt, "edge": self.edge, "n_points": self.n_points,
+               "fittable": self.fittable}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.parabola:
+            out["parabola"] = dict(zip(("c2", "c1", "c0", "log10_x_lo", "log10_x_hi"),
+                                       map(float, self.parabola)))
+        return {k: _plain(v) for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class IsoflopFit:
+    """N* = k_params C^a and D* = k_tokens C^b over the interior budgets."""
+
+    a: float
+    b: float
+    k_params: float
+    k_tokens: float
+    budgets: tuple[BudgetOptimum, ...]
+    axis: str
+    window: int
+    ci95: dict = field(default_factory=dict)  # {"a": [lo, hi], "b": [lo, hi]} when bootstrapped
+    samples: np.ndarray | None = None          # bootstrap rows (a, b, k_params, k_tokens)
+
+    def params_opt(self, flops) -> np.ndarray:
+        return self.k_params * np.asarray(flops, dtype=float) ** self.a
+
+    def tokens_opt(self, flops) -> np.ndarray:
+        return self.k_tokens * np.asarray(flops, dtype=float) ** self.b
+
+    @property
+    def interior(self) -> tuple[BudgetOptimum, ...]:
+        return tuple(o for o in self.budgets if o.fittable and not o.edge)
+
+    def to_dict(self) -> dict:
+        return {"fittable": True, "a": float(self.a), "b": float(self.b),
+                "k_params": float(self.k_params), "k_tokens": float(self.k_tokens),
+                "axis": self.axis, "window": self.window, "n_interior": len(self.interior),
+                "budgets": [o.to_dict() for o in self.budgets],
+                "ci95": {k: [float(v[0]), float(v[1])] for k, v in self.ci95.items()}}
+
+
+def _plain(v):
+    if isinstance(v, (np.floating, float)):
+        return float(v)
+    if isinstance(v, (np.bool_, bool)):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def powerlaw_fit(x, y) -> tuple[float, float]:
+    """y = coef * x^exponent by OLS in log10-log10; returns (exponent, coef)."""
+    lx, ly = np.log10(np.asarray(x, float)), np.log10(np.asarray(y, float))
+    slope, intercept = np.polyfit(lx, ly, 1)
+    return float(slope), float(10.0 ** intercept)
+
+
+def fit_budget(flops: float, params, tokens, loss, *, axis: str = "params",
+               window: int = DEFAULT_WINDOW) -> BudgetOptimum:
+    """Parabola in log10(axis) through the `window` points nearest the lowest loss."""
+    n = len(loss)
+    if n < MIN_POINTS:
+        return BudgetOptimum(flops, n, False, f"{n} point(s); a parabola needs {MIN_POINTS}")
+    x_main, x_other = (params, tokens) if axis == "params" else (tokens, params)
+    order = np.argsort(x_main)
+    lx, lo, loss = np.log10(x_main[order]), np.log10(x_other[order]), np.asarray(loss)[order]
+    if len(np.unique(lx)) < MIN_POINTS:
+        return BudgetOptimum(flops, n, False, f"fewer than {MIN_POINTS} distinct {axis} values")
+    i_min = int(np.argmin(loss))
+    edge = lx[i_min] in (lx[0], lx[-1])
+    # The window counts distinct sizes, so a bootstrap resample that repeats a run cannot
+    # shrink it below three abscissae.
+    ux = np.unique(lx)
+    k = max(MIN_POINTS, min(window, len(ux)))
+    while True:
+        near = ux[np.argsort(np.abs(ux - lx[i_min]), kind="stable")[:k]]
+        idx = np.flatnonzero(np.isin(lx, near))
+        c2, c1, c0 = np.polyfit(lx[idx], loss[idx], 2)
+        if c2 > 0 or k >= len(ux):
+            break
+        k = min(len(ux), k + 2)
+    if not c2 > 0:
+        return BudgetOptimum(flops, n, False, "loss is not convex in log " + axis, edge=edge)
+    x_star = -c1 / (2.0 * c2)
+    slope, icpt = np.polyfit(lx[idx], lo[idx], 1)  # log other vs log main, locally linear
+    main_opt, other_opt = 10.0 ** x_star, 10.0 ** (icpt + slope * x_star)
+    n_opt, d_opt = (main_opt, other_opt) if axis == "params" else (other_opt, main_opt)
+    return BudgetOptimum(flops, n, True, "", float(n_opt), float(d_opt),
+                         float(c0 + c1 * x_star + c2 * x_star ** 2), bool(edge), int(k),
+                         float(2.0 * c2), (c2, c1, c0, lx[idx].min(), lx[idx].max()))
+
+
+def final_rows(points) -> np.ndarray:
+    """Indices of the rows that are one point per run (the final evaluation)."""
+    final = np.asarray(points.final, dtype=bool)
+    return np.flatnonzero(final) if final.any() else np.arange(len(points.loss))
+
+
+def _budget_groups(points, rows: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    budget = np.asarray(points.budget, dtype=float)[rows]
+    return [(float(b), rows[budget == b]) for b in np.unique(budget)]
+
+
+def _optima(points, groups, axis, window) -> tuple[BudgetOptimum, ...]:
+    N, D, L = (np.asarray(points.params, float), np.asarray(points.tokens, float),
+               np.asarray(points.loss, float))
+    return tuple(fit_budget(b, N[g], D[g], L[g], axis=axis, window=window) for b, g in groups)
+
+
+def _law(optima) -> tuple[float, float, float, float]:
+    inner = [o for o in optima if o.fittable and not o.edge]
+    if len({o.flops for o in inner}) < 2:
+        raise NotFittable(f"{len(inner)} interior budget(s) with a convex minimum; "
+                          "a power law in C needs at least 2")
+    C = [o.flops for o in inner]
+    a, k = powerlaw_fit(C, [o.params_opt for o in inner])
+    b, kp = powerlaw_fit(C, [o.tokens_opt for o in inner])
+    return a, b, k, kp
+
+
+def fit_isoflop(points, *, axis: str = "params", window: int = DEFAULT_WINDOW,
+                n_bootstrap: int = 0, seed: int = 0) -> IsoflopFit:
+    """Approach 2 on the final row of each run; raises NotFittable with the reason."""
+    if axis not in ("params", "tokens"):
+        raise ValueError(f"axis={axis!r}: allowed 'params' or 'tokens'")
+    if window < MIN_POINTS:
+        raise ValueError(f"window={window}: must be at least {MIN_POINTS}")
+    rows = final_rows(points)
+    groups = _budget_groups(points, rows)
+    optima = _optima(points, groups, axis, window)
+    a, b, k, kp = _law(optima)
+    ci95, samples = {}, None
+    if n_bootstrap > 0:
+        samples = _bootstrap(points, groups, axis, window, n_bootstrap, seed)
+        if len(samples) >= 10:
+            lo, hi = np.percentile(samples[:, :2], [2.5, 97.5], axis=0)
+            ci95 = {"a": [float(lo[0]), float(hi[0])], "b": [float(lo[1]), float(hi[1])]}
+    return IsoflopFit(a, b, k, kp, optima, axis, window, ci95, samples)
+
+
+def _bootstrap(points, groups, axis, window, n_resamples, seed) -> np.ndarray:
+    """Resample runs with replacement within each budget and refit; (a, b, k, k') rows.
+
+    The budget grid is the design and stays fixed; the runs inside it are the noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_resamples):
+        resampled = [(b, rng.choice(g, size=len(g), replace=True)) for b, g in groups]
+        try:
+            out.append(_law(_optima(points, resampled, axis, window)))
+        except (NotFittable, np.linalg.LinAlgError, ValueError):
+            continue
+    return np.asarray(out, dtype=float).reshape(-1, 4)

@@ -1,0 +1,148 @@
+"""PNG figures for the report (matplotlib, Agg backend: no display, no server).
+
+Every figure reads the `fit_all` result dict plus the points; none refits anything, so the
+plots show exactly the numbers in the JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from analysis.isoflop import final_rows  # noqa: E402
+
+METHOD_COLORS = {"parametric": "tab:blue", "isoflop": "tab:orange", "envelope": "tab:green"}
+
+
+def _arrays(points):
+    rows = final_rows(points)
+    return tuple(np.asarray(getattr(points, k), float)[rows]
+                 for k in ("params", "tokens", "loss", "budget"))
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_isoflop(result: dict, points, path: Path) -> Path:
+    """Loss against N per budget, the window parabola and its vertex (hollow: edge budget)."""
+    iso = result.get("isoflop", {})
+    N, D, L, C = _arrays(points)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    budgets = np.unique(C)
+    cmap = plt.get_cmap("viridis", max(len(budgets), 2))
+    by_budget = {b["flops"]: b for b in iso.get("budgets", [])}
+    for i, b in enumerate(budgets):
+        g = C == b
+        x = N[g] if iso.get("axis", "params") == "params" else D[g]
+        ax.scatter(x, L[g], s=14, color=cmap(i), label=f"{b:.2g}")
+        opt = by_budget.get(float(b))
+        if opt and opt.get("fittable") and "parabola" in opt:
+            p = opt["parabola"]
+            lx = np.linspace(p["log10_x_lo"], p["log10_x_hi"], 50)
+            ax.plot(10 ** lx, p["c2"] * lx ** 2 + p["c1"] * lx + p["c0"], color=cmap(i), lw=1)
+            x_opt = opt["params_opt"] if iso.get("axis", "params") == "params" else opt["tokens_opt"]
+            ax.scatter([x_opt], [opt["loss_opt"]], marker="*", s=120, edgecolor="k",
+                       facecolor="none" if opt["edge"] else cmap(i), zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters N" if iso.get("axis", "params") == "params" else "tokens D")
+    ax.set_ylabel("final loss (nats/token)")
+    ax.set_title("IsoFLOP profiles: window parabolas, vertices (hollow = edge)")
+    ax.legend(title="budget FLOPs", fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def plot_optimal(result: dict, path: Path) -> Path:
+    """N*(C) and D*(C) per method with 95% bands where bootstrapped; IsoFLOP vertices dotted."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for key, ax, label in (("params", axes[0], "N* (parameters)"), ("tokens", axes[1], "D* (tokens)")):
+        for method, rows in result.get("frontier_grid", {}).items():
+            if not rows:
+                continue
+            C = np.array([r["flops"] for r in rows])
+            ax.plot(C, [r[key] for r in rows], color=METHOD_COLORS[method], label=method)
+            ci = [r["ci95"][key] for r in rows]
+            if all(c is not None for c in ci):
+                lo, hi = np.array(ci).T
+                ax.fill_between(C, lo, hi, color=METHOD_COLORS[method], alpha=0.2)
+        budgets = [b for b in result.get("isoflop", {}).get("budgets", []) if b.get("fittable")]
+        if budgets:
+            ax.scatter([b["flops"] for b in budgets], [b[key + "_opt"] for b in budgets],
+                       c=["none" if b["edge"] else METHOD_COLORS["isoflop"] for b in budgets],
+                       edgecolors=METHOD_COLORS["isoflop"], s=25, zorder=3, label="IsoFLOP vertices")
+        for t in {r["flops"] for r in result.get("compute_optimal", [])}:
+            ax.axvline(t, color="grey", ls=":", lw=0.8)
+        ax.set(xscale="log", yscale="log", xlabel="training FLOPs C", ylabel=label)
+        ax.legend(fontsize=8)
+    fig.suptitle("Compute-optimal allocation by method (bands: bootstrap 95%)")
+    return _save(fig, path)
+
+
+def _law(p: dict):
+    return lambda n, d: p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+
+
+def plot_parametric(result: dict, points, path: Path) -> Path | None:
+    """Observed against predicted loss (left) and relative residuals against N and D."""
+    par = result.get("parametric", {})
+    if not par.get("fittable"):
+        return None
+    N, D, L, C = _arrays(points)
+    pred = _law(par)(N, D)
+    resid = (L - pred) / pred
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    sc = axes[0].scatter(pred, L, c=np.log10(C), s=12, cmap="viridis")
+    lim = [min(pred.min(), L.min()), max(pred.max(), L.max())]
+    axes[0].plot(lim, lim, "k--", lw=0.8)
+    axes[0].set(xlabel="predicted loss", ylabel="observed loss", title="parametric fit vs data")
+    fig.colorbar(sc, ax=axes[0], label="log10 budget FLOPs")
+    for ax, x, name in ((axes[1], N, "parameters N"), (axes[2], D, "tokens D")):
+        ax.scatter(x, 100 * resid, c=np.log10(C), s=12, cmap="viridis")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(xscale="log", xlabel=name, ylabel="residual (obs - pred) / pred, %",
+               title=f"residuals vs {name.split()[-1]}")
+    return _save(fig, path)
+
+
+def plot_backtest(result: dict, points, path: Path) -> Path | None:
+    """Held-out budget: observed losses, the smaller-budget law's predictions, the N* guesses."""
+    bt = result.get("backtest", {})
+    if not bt.get("fittable"):
+        return None
+    N, D, L, C = _arrays(points)
+    g = C == bt["held_out_flops"]
+    order = np.argsort(N[g])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(N[g], L[g], color="k", s=18, label="observed (held out)")
+    ax.plot(N[g][order], _law(bt["parametric_fit"])(N[g], D[g])[order], color="tab:blue",
+            label="parametric fit on smaller budgets")
+    ax.axhline(bt["observed_loss"], color="k", ls=":", lw=0.8)
+    ax.axhline(bt["predicted_loss"], color="tab:blue", ls=":", lw=0.8)
+    ax.axvline(bt["observed_params"], color="k", ls="--", lw=0.8, label="observed N*")
+    if bt.get("predicted_params"):
+        ax.axvline(bt["predicted_params"], color="tab:orange", ls="--", lw=0.8,
+                   label="IsoFLOP N* forecast")
+    verdict = "PASSED" if bt["passed"] else "FAILED"
+    ax.set(xscale="log", xlabel="parameters N", ylabel="final loss",
+           title=f"back-test at C = {bt['held_out_flops']:.3g}: loss error "
+                 f"{100 * bt['rel_error']:.2f}% ({verdict}, threshold {100 * bt['threshold']:.0f}%)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def make_plots(result: dict, points, out_dir: Path) -> dict[str, Path]:
+    """name -> PNG path for every figure that applies to this result."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made = {"isoflop": plot_isoflop(result, points, out_dir / "isoflop.png"),
+            "optimal": plot_optimal(result, out_dir / "optimal.png"),
+            "parametric": plot_parametric(result, points, out_dir / "parametric.png"),
+            "backtest": plot_backtest(result, points, out_dir / "backtest.png")}
+    return {k: v for k, v in made.items() if v is not None}

@@ -1,0 +1,190 @@
+"""fit_all assembly, the envelope (Approach 1), the back-test and the `scaling fit` CLI."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from analysis.backtest import flops_per_token_model, run_backtest
+from analysis.cli import add_fit_parser
+from analysis.envelope import fit_envelope
+from analysis.fit import disagreement, fit_all
+from analysis.isoflop import NotFittable
+from test_isoflop import chinchilla_grid, make_points
+
+LAW = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)   # Hoffmann et al. Eq. 10
+A_TRUE = 0.28 / 0.62                                          # beta / (alpha + beta) = 0.4516
+
+
+def curves_points(n_sizes=14, evals=30, tokens_per_param=200):
+    """Every run trained to 200 N tokens, evaluated at log-spaced token counts on the law."""
+    rows = []
+    for i, N in enumerate(np.logspace(7, 9.5, n_sizes)):
+        d_final = tokens_per_param * N
+        for d in np.logspace(np.log10(d_final) - 2.5, np.log10(d_final), evals):
+            L = LAW["E"] + LAW["A"] / N ** LAW["alpha"] + LAW["B"] / d ** LAW["beta"]
+            rows.append((N, d, L, f"r{i}", d == d_final, 6 * N * d_final))
+    N, D, L, run, final, budget = map(np.array, zip(*rows))
+    return make_points(N, D, L, budget, run=run, final=final)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return fit_all(chinchilla_grid(noise=0.003, seed=5), target_flops=(1e19, 1e20),
+                   n_bootstrap=40, seed=0)
+
+
+def test_json_structure_matches_design(result):
+    text = json.dumps(result, allow_nan=False)   # plain types only, no NaN
+    assert json.loads(text) == result
+    par = result["parametric"]
+    assert {"E", "A", "B", "alpha", "beta", "n_points", "objective", "ci95"} <= set(par)
+    assert set(par["ci95"]) >= {"E", "A", "B", "alpha", "beta", "a", "b"}
+    iso = result["isoflop"]
+    assert {"a", "b", "budgets", "ci95"} <= set(iso) and set(iso["ci95"]) == {"a", "b"}
+    assert all({"flops", "params_opt", "tokens_opt", "loss_opt", "edge", "n_points"} <= set(b)
+               for b in iso["budgets"])
+    assert {"held_out_flops", "predicted_loss", "observed_loss", "rel_error", "passed",
+            "params_rel_error"} <= set(result["backtest"])
+    assert result["envelope"] == {"fittable": False, "reason": "no training curves (fewer than "
+                                  "two runs with 3+ evaluations)"}
+    assert {"L_of_N", "L_of_D", "frontier"} <= set(result["kaplan"])
+    assert {"a", "b", "flag"} <= set(result["disagreement"])
+    assert result["data"]["n_budgets"] == 5 and result["data"]["excluded"] == {}
+
+
+def test_compute_optimal_rows_per_target_and_method(result):
+    rows = {(r["flops"], r["method"]): r for r in result["compute_optimal"]}
+    assert set(rows) == {(c, m) for c in (1e19, 1e20) for m in ("parametric", "isoflop", "envelope")}
+    assert rows[(1e20, "envelope")]["fittable"] is False
+    for method in ("parametric", "isoflop"):
+        r = rows[(1e20, method)]
+        lo, hi = r["ci95"]["params"]
+        assert lo <= r["params"] <= hi
+        # Truth at 1e20 under 6ND (Chinchilla Eq. 4 with Eq. 10's constants): N* = 6.35e8.
+        assert r["params"] == pytest.approx(6.35e8, rel=0.05)
+        assert r["tokens"] == pytest.approx(1e20 / (6 * 6.35e8), rel=0.05)
+    assert result["parametric"]["a"] == pytest.approx(A_TRUE, abs=0.02)
+    assert result["isoflop"]["a"] == pytest.approx(A_TRUE, abs=0.03)
+    assert result["backtest"]["passed"] is True and result["backtest"]["rel_error"] < 0.01
+
+
+def test_envelope_recovers_exponent_from_curves():
+    fit = fit_envelope(curves_points())
+    assert fit.a == pytest.approx(A_TRUE, abs=0.01)
+    assert fit.b == pytest.approx(1 - A_TRUE, abs=0.01)
+    assert not fit.used[0] and fit.used.sum() >= 20   # the smallest model's stretch is an edge
+    with pytest.raises(NotFittable, match="no training curves"):
+        fit_envelope(chinchilla_grid())
+
+
+def test_fit_all_with_curves_adds_envelope():
+    out = fit_all(curves_points(), n_bootstrap=0, target_flops=(1e20,))
+    assert out["envelope"]["fittable"] and out["data"]["training_curves"]
+    env = [r for r in out["compute_optimal"] if r["method"] == "envelope"][0]
+    assert env["params"] == pytest.approx(6.35e8, rel=0.1)
+
+
+def test_backtest_flags_a_bad_forecast():
+    p = chinchilla_grid()
+    held = p.budget == p.budget.max()
+    worse = make_points(p.params, p.tokens, np.where(held, p.loss * 1.10, p.loss), p.budget)
+    bt = run_backtest(worse)
+    assert bt["held_out_flops"] == 1e19 and bt["passed"] is False
+    assert bt["rel_error"] == pytest.approx(0.1 / 1.1, abs=0.01)   # predicted x vs observed 1.1x
+    with pytest.raises(NotFittable, match="needs 3"):
+        run_backtest(chinchilla_grid(budgets=(1e17, 1e18)))
+
+
+def test_flops_per_token_read_from_table():
+    fpt = flops_per_token_model(chinchilla_grid())
+    assert fpt(1e8) == pytest.approx(6e8, rel=1e-9)
+
+
+def test_bad_points_are_counted_or_marked_not_fittable():
+    p = chinchilla_grid()
+    loss = p.loss.copy()
+    loss[[0, 10]] = [np.nan, -1.0]
+    out = fit_all(make_points(p.params, p.tokens, loss, p.budget), n_bootstrap=0)
+    assert out["data"]["excluded"] == {"non-finite or non-positive": 2}
+    assert out["isoflop"]["fittable"]
+    single = fit_all(chinchilla_grid(budgets=(1e18,)), n_bootstrap=0)
+    assert single["isoflop"]["fittable"] is False and "interior budget" in single["isoflop"]["reason"]
+    assert single["backtest"]["fittable"] is False
+    assert single["kaplan"]["frontier"]["fittable"] is False
+    one = make_points([1e7, 2e7, 4e7, 8e7, 1.6e8], [1e9] * 5, [3.0, 2.9, 2.8, 2.7, 2.6],
+                      [6e16, 1.2e17, 2.4e17, 4.8e17, 9.6e17])
+    out = fit_all(one, n_bootstrap=0)
+    assert out["isoflop"] == {"fittable": False, "reason": "0 interior budget(s) with a convex "
+                              "minimum; a power law in C needs at least 2"}
+    assert {r["method"] for r in out["compute_optimal"] if r.get("fittable") is False} >= {
+        "isoflop", "envelope"}
+    with pytest.raises(ValueError, match="target_flops"):
+        fit_all(chinchilla_grid(), n_bootstrap=0, target_flops=(-1.0,))
+
+
+def test_disagreement_flags_non_overlapping_intervals():
+    res = {"parametric": {"fittable": True, "a": 0.45, "b": 0.55,
+                          "ci95": {"a": [0.44, 0.46], "b": [0.54, 0.56]}},
+           "isoflop": {"fittable": True, "a": 0.50, "b": 0.50,
+                       "ci95": {"a": [0.48, 0.52], "b": [0.48, 0.52]}},
+           "envelope": {"fittable": False, "reason": "no training curves"}}
+    out = disagreement(res)
+    assert out["flag"] and out["a"]["intervals_overlap"] is False
+    res["isoflop"]["ci95"] = {"a": [0.455, 0.52], "b": [0.48, 0.545]}
+    assert disagreement(res)["flag"] is False
+
+
+def _cli(argv):
+    parser = argparse.ArgumentParser(prog="scaling")
+    add_fit_parser(parser.add_subparsers())
+    args = parser.parse_args(["fit", *argv])
+    return args.func(args)
+
+
+def _write_csv(path, points, loss=None):
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["params", "tokens", "flops", "val_loss", "budget_flops"])
+        for row in zip(points.params, points.tokens, points.flops,
+                       points.loss if loss is None else loss, points.budget):
+            w.writerow(row)
+
+
+def test_cli_fit_writes_json_and_summary(tmp_path, capsys):
+    src = tmp_path / "runs.csv"
+    _write_csv(src, chinchilla_grid(noise=0.002))
+    rc = _cli([str(src), "--bootstrap", "20", "--target-flops", "1e20", "--json",
+               str(tmp_path / "fit.json")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "isoflop: a = 0.45" in out and "1e+20  parametric" in out
+    data = json.loads((tmp_path / "fit.json").read_text())
+    assert data["isoflop"]["a"] == pytest.approx(A_TRUE, abs=0.03)
+
+
+@pytest.mark.parametrize("argv_extra,needle", [
+    (["--loss", "nope"], "'nope'"),
+    (["--bootstrap", "-3"], "--bootstrap"),
+])
+def test_cli_bad_input_is_one_line_rc2(tmp_path, capsys, argv_extra, needle):
+    src = tmp_path / "runs.csv"
+    _write_csv(src, chinchilla_grid())
+    assert _cli([str(src), *argv_extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err and "Traceback" not in err
+
+
+def test_cli_missing_file_and_all_nan(tmp_path, capsys):
+    assert _cli([str(tmp_path / "absent.csv")]) == 2
+    assert "absent.csv" in capsys.readouterr().err
+    src = tmp_path / "nan.csv"
+    p = chinchilla_grid()
+    _write_csv(src, p, loss=np.full(len(p.loss), np.nan))
+    assert _cli([str(src), "--bootstrap", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "val_loss" in err

@@ -1,0 +1,141 @@
+"""report.md / report.html end to end from a results folder in our row schema.
+
+The HTML is opened in headless Chromium and every image must decode (naturalWidth > 0);
+the test skips, saying why, where no chromium binary is installed."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.cli import add_report_parser
+from analysis.schema import rows_to_table
+
+LAW = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)   # Hoffmann et al. Eq. 10
+DIVERGED_ID = "deadbeef00000001"
+
+
+def _row(trial_id, budget, n, tokens, loss, step, final, status="ok"):
+    return {"sweep": "unit", "trial_id": trial_id, "kind": "scaling", "seed": 0, "n_layer": 2,
+            "d_model": 64, "n_head": 2, "d_ff": 256, "seq_len": 128, "vocab_size": 256,
+            "params": int(n), "non_embedding_params": int(n * 0.9), "embedding_params": int(n * 0.1),
+            "flops_per_token": 6.0 * n, "budget_flops": budget, "step": step,
+            "tokens": int(tokens), "flops": 6.0 * n * tokens, "flops_6n": 5.4 * n * tokens,
+            "flops_convention": "chinchilla_appendix_f", "train_loss": loss, "val_loss": loss,
+            "val_bpb": loss / np.log(2), "lr": 3e-3, "batch_tokens": 4096, "schedule": "cosine",
+            "wall_seconds": 1.0 * step, "tokens_per_second": 1e4, "final": final,
+            "status": status, "schema_version": 1, "code_version": "0"}
+
+
+def results_dir(tmp_path):
+    """5 budgets x 7 sizes, 4 evaluations per trial on the known law, plus one diverged trial."""
+    rng, rows = np.random.default_rng(0), []
+    for budget in (1e16, 3e16, 1e17, 3e17, 1e18):
+        n_opt = 0.6 * budget ** 0.45
+        for k, n in enumerate(n_opt * np.logspace(-0.6, 0.6, 7)):
+            d_final, tid = budget / (6 * n), f"{int(budget):x}{k:02d}"[-16:]
+            for j, frac in enumerate((0.25, 0.5, 0.75, 1.0)):
+                d = frac * d_final
+                loss = (LAW["E"] + LAW["A"] / n ** LAW["alpha"] + LAW["B"] / d ** LAW["beta"]
+                        + 0.002 * rng.standard_normal())
+                rows.append(_row(tid, budget, n, d, loss, j + 1, frac == 1.0))
+    rows.append(_row(DIVERGED_ID, 1e18, 3e8, 1e6, 2.0, 1, False))
+    rows.append(_row(DIVERGED_ID, 1e18, 3e8, 2e6, float("nan"), 2, True, "diverged"))
+    folder = tmp_path / "results"
+    folder.mkdir()
+    pq.write_table(rows_to_table(rows), folder / "part-0.parquet")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    parser = argparse.ArgumentParser(prog="scaling")
+    add_report_parser(parser.add_subparsers())
+    out = tmp / "out"
+    args = parser.parse_args(["report", str(results_dir(tmp)), "--out", str(out),
+                              "--bootstrap", "30", "--target-flops", "1e19"])
+    assert args.func(args) == 0
+    return out
+
+
+def test_report_files_and_content(report):
+    names = {p.name for p in report.iterdir()}
+    assert {"report.md", "report.html", "fit.json", "isoflop.png", "optimal.png",
+            "parametric.png", "backtest.png"} <= names
+    md = report.joinpath("report.md").read_text()
+    for heading in ("## Recommendation", "## IsoFLOP (Approach 2)", "## Back-test",
+                    "## Training-curve envelope (Approach 1)", "## Exponents across approaches"):
+        assert heading in md
+    assert f"diverged trial(s) excluded: {DIVERGED_ID}" in md
+    assert "PASSED" in md or "EXCEEDS" in md
+
+
+def test_html_is_self_contained(report):
+    page = report.joinpath("report.html").read_text()
+    srcs = re.findall(r'<img[^>]*src="([^"]+)"', page)
+    assert len(srcs) == 4
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in page and "https://" not in page
+
+
+def test_failed_backtest_is_said_plainly():
+    from analysis.report import build_blocks, to_markdown
+
+    # A minimal result where the back-test missed by 8%: the report must say so up front.
+    bt = {"fittable": True, "held_out_flops": 1e18, "n_held_out_runs": 7, "n_train_budgets": 4,
+          "predicted_loss": 3.3, "observed_loss": 3.05, "rel_error": 0.08, "threshold": 0.03,
+          "passed": False, "predicted_params": 1e8, "observed_params": 1.2e8,
+          "observed_params_from": "parabola vertex", "params_rel_error": 0.17}
+    unfit = {"fittable": False, "reason": "test"}
+    res = {"data": {"n_final_points": 1, "n_runs": 1, "n_budgets": 1, "budgets": [1e18],
+                    "source": "x", "training_curves": False, "excluded": {"diverged": 2},
+                    "excluded_trials": {"diverged": ["abc", "def"]}},
+           "compute_optimal": [], "parametric": unfit, "isoflop": unfit, "envelope": unfit,
+           "kaplan": {}, "backtest": bt,
+           "disagreement": {"a": {"methods": {}}, "b": {"methods": {}}, "flag": False}}
+    md = to_markdown(build_blocks(res, {}))
+    assert md.count("8.00% EXCEEDS the 3% threshold") == 1
+    assert "WARNING: back-test error 8.00% exceeds the 3% threshold." in md
+    assert "2 diverged trial(s) excluded: abc, def." in md
+
+
+PROBE = ('<script>window.addEventListener("load",function(){var r=[];'
+         'document.querySelectorAll("img").forEach(function(i){'
+         'r.push(i.complete&&i.naturalWidth>0?i.naturalWidth:0)});'
+         'var p=document.createElement("pre");p.textContent="IMGSTATUS:"+JSON.stringify(r)+":END";'
+         'document.body.appendChild(p);});</script>')
+
+
+def _image_widths(html_path, tmp_path) -> list[int]:
+    """Load a copy of the page (plus a probe script) in headless Chromium; naturalWidth per img."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium not installed (apt-get install -y chromium); CI installs it")
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    probe = tmp_path / "probe.html"
+    probe.write_text(html_path.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"),
+                     encoding="utf-8")
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+           "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r"IMGSTATUS:(\[[0-9,]*\]):END", dom)
+    assert found, "the probe script did not run in chromium"
+    return [int(w) for w in found.group(1).strip("[]").split(",") if w]
+
+
+def test_html_images_load_in_chromium(report, tmp_path):
+    widths = _image_widths(report / "report.html", tmp_path)
+    assert len(widths) == 4 and all(w > 0 for w in widths)
+    # The probe can fail: a page whose image is not a PNG reports width 0.
+    broken = tmp_path / "broken.html"
+    broken.write_text('<html><body><img src="data:image/png;base64,AAAA"></body></html>')
+    assert _image_widths(broken, tmp_path / "b") == [0]
