@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from models.data import DataSpec
 from models.shape import ModelShape
-from models.train import TrainConfig
+from models.train_config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,163 @@
+"""`scaling`: plan, run, status, fit, report, demo.
+
+Each subcommand imports what it needs when it runs, so `scaling plan` loads neither Ray nor the
+analysis stack. Expected failures (a bad spec, a missing file, a bad table) print one line,
+`scaling: error: ...`, on stderr and exit 2; a run with failed trials exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "plan": "print the trials of a sweep spec and their cost; nothing runs",
+    "run": "run the trials of a sweep spec not yet done (re-running resumes)",
+    "status": "what a results directory holds: done, running, failed",
+    "fit": "fit scaling laws to a results dir or any Parquet/Arrow/CSV table",
+    "report": "write report.md, report.html and plots for a results dir or table",
+    "demo": "the whole loop on the shipped corpus: local Ray, CPU, minutes",
+}
+ANALYSIS_COMMANDS = ("fit", "report")
+
+
+class CliError(Exception):
+    """An expected failure: the message is the whole story, no traceback."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(_command(argv))
+        args = parser.parse_args(argv)
+        return HANDLERS[args.command](args)
+    except SystemExit as e:  # argparse: --help, or a usage error it already printed
+        return e.code if isinstance(e.code, int) else 2
+    except (CliError, ValueError, OSError) as e:  # SpecError is a ValueError
+        print(f"scaling: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; `fit`/`report` come from analysis.cli only when they are the command."""
+    parser = argparse.ArgumentParser(prog="scaling", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("plan", help=COMMANDS["plan"], description=COMMANDS["plan"])
+    p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON instead of a table")
+
+    p = sub.add_parser("run", help=COMMANDS["run"], description=COMMANDS["run"])
+    p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML)")
+    p.add_argument("--results", metavar="DIR", help="results directory (default: the spec's storage)")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start or find a local one)")
+    p.add_argument("--max-concurrent", metavar="N", type=_positive_int,
+                   help="trials at a time (default: the spec's, else sized from the cluster)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+
+    p = sub.add_parser("status", help=COMMANDS["status"], description=COMMANDS["status"])
+    p.add_argument("results", metavar="DIR", help="results directory")
+    p.add_argument("--spec", metavar="SPEC", help="sweep spec, to list the trials not started too")
+
+    for name in ANALYSIS_COMMANDS:
+        if name == command:
+            getattr(_analysis_cli(), f"add_{name}_parser")(sub)
+        else:  # listed in --help; the real parser is built when it is the command
+            sub.add_parser(name, help=COMMANDS[name], add_help=False)
+
+    p = sub.add_parser("demo", help=COMMANDS["demo"], description=COMMANDS["demo"])
+    p.add_argument("--results", metavar="DIR", help="results directory (default: results/demo)")
+    return parser
+
+
+def cmd_plan(args) -> int:
+    plan = _load_plan(args.spec)
+    print(plan.to_json() if args.json else plan.render())
+    return 0
+
+
+def cmd_run(args) -> int:
+    plan = _load_plan(args.spec)
+    sweep = plan.sweep
+    results = args.results or sweep.storage
+    from orchestrator.run import run_plan  # Ray is imported here, not for `scaling plan`
+
+    print(f"scaling: {len(plan.trials)} trials of {sweep.name} -> {results}", flush=True)
+    summary = run_plan(list(plan.trials), results, address=args.address,
+                       max_failures=sweep.max_failures,
+                       max_concurrent_trials=args.max_concurrent or sweep.max_concurrent_trials,
+                       progress=not args.no_progress)
+    print(f"scaling: {len(summary.completed)} completed, {len(summary.skipped)} already done, "
+          f"{len(summary.diverged)} diverged, {len(summary.failed)} failed -> {summary.results_dir}")
+    for failed in summary.failed:
+        print(f"  failed: {failed}")
+    return 1 if summary.failed else 0
+
+
+def cmd_status(args) -> int:
+    trials = list(_load_plan(args.spec).trials) if args.spec else None
+    from orchestrator.progress import status_text
+
+    print(status_text(args.results, trials))
+    return 0
+
+
+def cmd_fit(args) -> int:
+    return _analysis_cli().run_fit(args)
+
+
+def cmd_report(args) -> int:
+    return _analysis_cli().run_report(args)
+
+
+def cmd_demo(args) -> int:
+    try:
+        import orchestrator.demo as demo
+    except ModuleNotFoundError as e:
+        if e.name != "orchestrator.demo":
+            raise
+        raise CliError("`scaling demo` is not available in this version (no orchestrator.demo); "
+                       "run `scaling run examples/demo.yaml` instead") from None
+    return demo.main(args)
+
+
+HANDLERS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "fit": cmd_fit,
+            "report": cmd_report, "demo": cmd_demo}
+
+
+def _load_plan(spec_path: str):
+    from orchestrator.plan import make_plan
+    from orchestrator.spec import load_sweep
+
+    return make_plan(load_sweep(spec_path))
+
+
+def _analysis_cli():
+    try:
+        return importlib.import_module("analysis.cli")
+    except ImportError as e:
+        raise CliError(f"fit and report need analysis.cli, which does not import here: {e}") from None
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand: the first argument that is not an option (the parser has no top-level options
+    that take a value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
+    return value
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    return " ".join(text.split())

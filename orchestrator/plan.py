@@ -1,0 +1,246 @@
+"""IsoFLOP planning: a `Sweep` -> a `Plan` of TrialSpecs. Pure and deterministic; no Ray.
+
+The rule, per budget C (fitting and held-out alike) and seed:
+
+1. Place the prior optimum N*(C) = k C^a (Sweep.prior). Chinchilla's default, C = 6ND with
+   D = 20N (Hoffmann et al. 2022, Table 3), gives N* = sqrt(C/120): 1e12 FLOPs -> 91k params.
+2. Take `sizes_per_budget` targets log-spaced over N*/span .. N*·span (span 4: 1/4x..4x, the
+   width of Chinchilla's IsoFLOP valleys, Fig. 3) and give each the nearest unused candidate
+   shape in log params, the middle target first. A dial too coarse or an N* off its end gives
+   a one-sided bracket; the plan notes it.
+3. Tokens: steps = round(C / (flops_per_token * batch_tokens)) whole optimizer steps with the
+   exact Chinchilla App. F count, so the trial's FLOPs = steps * batch_tokens * flops_per_token
+   are within 2% of C (rounding costs at most 0.5/steps: 25 steps -> 2%). A size with fewer
+   than train.min_steps steps, or off by more than 2%, is dropped with the reason recorded; a
+   budget left with fewer than 3 sizes is a SpecError (a parabola needs three points).
+4. Evaluate every eval_every_tokens rounded to whole steps, else steps // evals_per_trial.
+
+Time estimate: a trial takes flops / flops_per_second + overhead_seconds_per_trial; trials run
+max_concurrent_trials at a time (1 when the spec leaves it to the runner: an upper bound),
+longest first onto the earliest free slot (Graham's LPT list schedule, within 4/3 of optimal).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import json
+import math
+from dataclasses import dataclass
+
+from models.shape import ModelShape
+from orchestrator.spec import SpecError, Sweep
+from orchestrator.trial import TrialSpec
+
+FLOPS_TOLERANCE = 0.02
+MIN_SIZES = 3
+HELD_OUT = "held_out"
+
+
+@dataclass(frozen=True)
+class Dropped:
+    budget_flops: float
+    shape: ModelShape
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    sweep: Sweep
+    trials: tuple[TrialSpec, ...]
+    dropped: tuple[Dropped, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total_flops(self) -> float:
+        return sum(trial_flops(t) for t in self.trials)
+
+    @property
+    def concurrency(self) -> int:
+        return self.sweep.max_concurrent_trials or 1
+
+    @property
+    def estimated_wall_seconds(self) -> float:
+        return makespan([trial_seconds(t, self.sweep) for t in self.trials], self.concurrency)
+
+    def to_dict(self) -> dict:
+        s = self.sweep
+        return {
+            "sweep": s.name, "source": s.source, "storage": s.storage,
+            "budgets_flops": list(s.budgets_flops), "held_out_budgets_flops": list(s.held_out_budgets_flops),
+            "prior": {"rule": s.prior.source, "coefficient": s.prior.coefficient,
+                      "exponent": s.prior.exponent, "span": s.prior.span, "params": s.prior.params,
+                      "optimal_params": {f"{c:g}": s.prior.optimal_params(c) for c in _budgets(s)}},
+            "trials": [_trial_row(t, s) for t in self.trials],
+            "dropped": [{"budget_flops": d.budget_flops, "n_layer": d.shape.n_layer,
+                         "d_model": d.shape.d_model, "reason": d.reason} for d in self.dropped],
+            "notes": list(self.notes), "n_trials": len(self.trials), "total_flops": self.total_flops,
+            "flops_per_second": s.flops_per_second, "concurrency": self.concurrency,
+            "estimated_wall_seconds": self.estimated_wall_seconds,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def render(self) -> str:
+        return render(self)
+
+
+def make_plan(sweep: Sweep) -> Plan:
+    trials, dropped, notes = [], [], []
+    for budget in _budgets(sweep):
+        n_star = sweep.prior.optimal_params(budget)
+        chosen = select_sizes(sweep.model.shapes, n_star, sweep.sizes_per_budget, sweep.prior.span,
+                              sweep.prior.params)
+        kept = []
+        for shape in chosen:
+            reason = _infeasible(budget, shape, sweep)
+            if reason:
+                dropped.append(Dropped(budget, shape, reason))
+            else:
+                kept.append(shape)
+        if len(kept) < MIN_SIZES:
+            field = "held_out_budgets_flops" if budget in sweep.held_out_budgets_flops else "budgets_flops"
+            raise SpecError(f"{sweep.source}: {field} {budget:g}: only {len(kept)} of "
+                            f"{len(chosen)} sizes fit it (need {MIN_SIZES}): {dropped[-1].reason}")
+        counts = [_params(s, sweep.prior.params) for s in kept]
+        if not min(counts) < n_star < max(counts):
+            side = "above" if n_star >= max(counts) else "below"
+            notes.append(f"budget {budget:g}: N* {_si(n_star)} lies {side} every planned size "
+                         f"({_si(min(counts))}..{_si(max(counts))}): one-sided bracket")
+        group = HELD_OUT if budget in sweep.held_out_budgets_flops else ""
+        trials += [make_trial(sweep, budget, shape, seed, group) for shape in kept for seed in sweep.seeds]
+    ids = [t.trial_id for t in trials]
+    assert len(set(ids)) == len(ids), "duplicate trial ids"  # distinct (budget, shape, seed) by construction
+    return Plan(sweep, tuple(trials), tuple(dropped), tuple(notes))
+
+
+def select_sizes(shapes, n_star: float, k: int, span: float, params: str = "total") -> list[ModelShape]:
+    """k distinct shapes nearest (in log params) to targets log-spaced over n_star/span..n_star*span."""
+    logs = [math.log(_params(s, params)) for s in shapes]
+    offsets = [math.log(span) * (2 * i / (k - 1) - 1) for i in range(k)] if k > 1 else [0.0]
+    chosen: list[int] = []
+    for offset in sorted(offsets, key=abs):  # the middle target first: it claims the nearest size
+        target = math.log(n_star) + offset
+        free = [i for i in range(len(shapes)) if i not in chosen]
+        chosen.append(min(free, key=lambda i: (abs(logs[i] - target), i)))
+    return [shapes[i] for i in sorted(chosen, key=lambda i: logs[i])]
+
+
+def steps_for(budget_flops: float, shape: ModelShape, batch_tokens: int) -> int:
+    return round(budget_flops / (shape.flops_per_token() * batch_tokens))
+
+
+def make_trial(sweep: Sweep, budget: float, shape: ModelShape, seed: int, group: str = "") -> TrialSpec:
+    recipe = sweep.train
+    batch = recipe.config.batch_tokens
+    steps = steps_for(budget, shape, batch)
+    if recipe.config.eval_every_tokens:
+        every_steps = max(1, round(recipe.config.eval_every_tokens / batch))
+    else:
+        every_steps = max(1, steps // recipe.evals_per_trial)
+    config = dataclasses.replace(recipe.config, total_tokens=steps * batch, seed=seed,
+                                 eval_every_tokens=min(every_steps, steps) * batch)
+    return TrialSpec(sweep=sweep.name, kind="scaling", shape=shape, data=sweep.data, train=config,
+                     budget_flops=float(budget), resources=sweep.resources, group=group)
+
+
+def trial_flops(trial: TrialSpec) -> float:
+    """Exact training FLOPs: tokens * Chinchilla App. F flops_per_token."""
+    return trial.train.total_tokens * trial.shape.flops_per_token()
+
+
+def trial_seconds(trial: TrialSpec, sweep: Sweep) -> float:
+    return trial_flops(trial) / sweep.flops_per_second + sweep.overhead_seconds_per_trial
+
+
+def makespan(seconds, slots: int) -> float:
+    """LPT list schedule: longest job first onto the slot that frees up first."""
+    free_at = [0.0] * max(1, slots)
+    for job in sorted(seconds, reverse=True):
+        heapq.heappush(free_at, heapq.heappop(free_at) + job)
+    return max(free_at)
+
+
+def _budgets(sweep: Sweep) -> tuple[float, ...]:
+    return sweep.budgets_flops + sweep.held_out_budgets_flops
+
+
+def _params(shape: ModelShape, convention: str) -> int:
+    return shape.param_counts()[convention]
+
+
+def _infeasible(budget: float, shape: ModelShape, sweep: Sweep) -> str:
+    batch = sweep.train.config.batch_tokens
+    steps = steps_for(budget, shape, batch)
+    label = f"{shape.n_layer}L x {shape.d_model}d"
+    if steps < sweep.train.min_steps:
+        return f"{label}: {steps} steps of {batch} tokens < train.min_steps {sweep.train.min_steps}"
+    ratio = steps * batch * shape.flops_per_token() / budget
+    if abs(ratio - 1) > FLOPS_TOLERANCE:
+        return f"{label}: whole steps give {ratio:.3f}x the budget, off by more than {FLOPS_TOLERANCE:.0%}"
+    return ""
+
+
+def _trial_row(t: TrialSpec, sweep: Sweep) -> dict:
+    counts = t.shape.param_counts()
+    flops = trial_flops(t)
+    return {
+        "trial_id": t.trial_id, "budget_flops": t.budget_flops, "held_out": t.group == HELD_OUT,
+        "seed": t.train.seed, "n_layer": t.shape.n_layer, "d_model": t.shape.d_model,
+        "n_head": t.shape.n_head, "d_ff": t.shape.d_ff, "params": counts["total"],
+        "non_embedding_params": counts["non_embedding"], "tokens": t.train.total_tokens,
+        "steps": t.train.total_steps, "tokens_per_param": t.train.total_tokens / counts["total"],
+        "flops": flops, "flops_over_budget": flops / t.budget_flops,
+        "eval_every_tokens": t.train.eval_every_tokens,
+        "estimated_seconds": trial_seconds(t, sweep), "spec": t.to_dict(),
+    }
+
+
+def render(plan: Plan) -> str:
+    s = plan.sweep
+    lines = [f"sweep {s.name} ({s.source}) -> {s.storage}",
+             f"sizes: {len(s.model.shapes)} candidates ({s.model.dial}), seq_len {s.model.seq_len}, "
+             f"vocab {s.data.effective_vocab_size}; prior {s.prior.source}, span {s.prior.span:g}x "
+             f"({s.prior.params} params)", ""]
+    header = ("budget", "N*", "id", "shape", "params", "tokens", "tok/param", "steps", "FLOPs",
+              "/budget", "est time")
+    rows = []
+    for t in plan.trials:
+        r = _trial_row(t, s)
+        budget = f"{t.budget_flops:.3g}" + ("*" if r["held_out"] else "")
+        rows.append((budget, _si(s.prior.optimal_params(t.budget_flops)), r["trial_id"][:8],
+                     f"{t.shape.n_layer}L x {t.shape.d_model}d x {t.shape.n_head}h",
+                     _si(r["params"]), _si(r["tokens"]), f"{r['tokens_per_param']:.1f}", str(r["steps"]),
+                     f"{r['flops']:.3e}", f"{r['flops_over_budget']:.4f}", _duration(r["estimated_seconds"])))
+    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+    for row in (header, *rows):
+        lines.append("  ".join(x.rjust(w) for x, w in zip(row, widths)).rstrip())
+    if s.held_out_budgets_flops:
+        lines.append("* held out of the fit, for the extrapolation back-test (group 'held_out')")
+    lines += [f"dropped {d.budget_flops:.3g}: {d.reason}" for d in plan.dropped]
+    lines += [f"note: {n}" for n in plan.notes]
+    serial = sum(trial_seconds(t, s) for t in plan.trials)
+    lines += ["", f"{len(plan.trials)} trials, {plan.total_flops:.3e} FLOPs in all; at "
+              f"{s.flops_per_second:.3g} FLOP/s and {s.overhead_seconds_per_trial:g} s overhead per "
+              f"trial: {_duration(serial)} of trial time, about {_duration(plan.estimated_wall_seconds)} "
+              f"wall with {plan.concurrency} at a time"]
+    return "\n".join(lines)
+
+
+def _si(x: float) -> str:
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"

@@ -1,0 +1,151 @@
+"""The `scaling` CLI frame: plan output, one-line errors with exit code 2, run/status delegation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(ROOT / "examples" / "demo.yaml")
+
+
+def test_plan_prints_a_table(capsys):
+    assert main(["plan", DEMO]) == 0
+    out = capsys.readouterr().out
+    assert "budget" in out and "tok/param" in out and "FLOPs in all" in out
+    assert sum(line.lstrip().startswith(("2e+11", "5e+11", "1.25e+12", "6e+12")) for line in out.splitlines()) == 20
+
+
+def test_plan_json_parses(capsys):
+    assert main(["plan", DEMO, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["sweep"] == "demo" and data["n_trials"] == len(data["trials"]) == 20
+    assert all(abs(t["flops_over_budget"] - 1) <= 0.02 for t in data["trials"])
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("text,field", [
+    ("name: x\nbudgets_flops: [1e12, -5]\nmodel: {depth: {min: 1, max: 4}}\ntrain: {batch_tokens: 2048}\n",
+     "budgets_flops[1]: -5 must be a positive number"),
+    ("name: x\nbudgets_flops: [1e12]\nmodle: {}\n", "modle: unknown key; did you mean 'model'?"),
+    ("name: [oops\n", "not valid YAML"),
+    ("", "the spec is empty"),
+])
+def test_bad_spec_exits_2_with_one_line(tmp_path, capsys, text, field):
+    assert main(["plan", write(tmp_path, text)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scaling: error: ") and field in lines[0]
+
+
+def test_missing_spec_and_bad_usage(tmp_path, capsys):
+    assert main(["plan", str(tmp_path / "nope.yaml")]) == 2
+    assert capsys.readouterr().err.startswith("scaling: error: ")
+    assert main(["plan"]) == 2  # argparse: usage plus one error line
+    assert main(["frobnicate"]) == 2
+    assert main(["--help"]) == 0
+
+
+class FakeRun(types.ModuleType):
+    """Stands in for orchestrator.run (Ray) and orchestrator.progress; records the calls."""
+
+    def __init__(self, failed=()):
+        super().__init__("orchestrator.run")
+        self.calls = []
+        self.failed = list(failed)
+
+    def run_plan(self, trials, results_dir, **kwargs):
+        self.calls.append((trials, results_dir, kwargs))
+        ids = [t.trial_id for t in trials]
+        return types.SimpleNamespace(completed=ids[len(self.failed):], skipped=[], diverged=[],
+                                     failed=self.failed, results_dir=results_dir)
+
+    def status_text(self, results_dir, trials=None):
+        self.calls.append((trials, results_dir, {}))
+        return f"status of {results_dir}: {len(trials or [])} planned"
+
+
+@pytest.mark.parametrize("failed,code", [((), 0), (("abc",), 1)])
+def test_run_delegates_and_exit_code(monkeypatch, capsys, tmp_path, failed, code):
+    fake = FakeRun(failed)
+    monkeypatch.setitem(sys.modules, "orchestrator.run", fake)
+    results = str(tmp_path / "r")
+    assert main(["run", DEMO, "--results", results, "--max-concurrent", "3", "--address", "auto"]) == code
+    trials, results_dir, kwargs = fake.calls[0]
+    assert len(trials) == 20 and results_dir == results
+    assert kwargs == {"address": "auto", "max_failures": 2, "max_concurrent_trials": 3, "progress": True}
+    out = capsys.readouterr().out
+    assert f"{len(failed)} failed" in out and (not failed or "failed: abc" in out)
+
+
+def test_run_defaults_come_from_the_spec(monkeypatch, capsys):
+    fake = FakeRun()
+    monkeypatch.setitem(sys.modules, "orchestrator.run", fake)
+    assert main(["run", DEMO, "--no-progress"]) == 0
+    _, results_dir, kwargs = fake.calls[0]
+    assert results_dir == "results/demo" and kwargs["max_concurrent_trials"] == 2 and not kwargs["progress"]
+
+
+def test_status_delegates(monkeypatch, capsys):
+    fake = FakeRun()
+    monkeypatch.setitem(sys.modules, "orchestrator.progress", fake)
+    assert main(["status", "some/dir", "--spec", DEMO]) == 0
+    assert capsys.readouterr().out.strip() == "status of some/dir: 20 planned"
+    assert main(["status", "some/dir"]) == 0
+    assert fake.calls[-1][0] is None
+
+
+def test_demo_missing_module_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "orchestrator.demo", None)  # import raises ModuleNotFoundError
+    assert main(["demo", "--results", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "scaling demo" in err
+
+
+def test_demo_delegates(monkeypatch):
+    fake = types.ModuleType("orchestrator.demo")
+    fake.main = lambda args: 7 if args.results == "x" else 0
+    monkeypatch.setitem(sys.modules, "orchestrator.demo", fake)
+    assert main(["demo", "--results", "x"]) == 7
+
+
+def test_fit_and_report_delegate_to_analysis(monkeypatch):
+    fake = types.ModuleType("analysis.cli")
+
+    def add(name):
+        def add_parser(subparsers):
+            p = subparsers.add_parser(name)
+            p.add_argument("source")
+            return p
+        return add_parser
+
+    fake.add_fit_parser, fake.add_report_parser = add("fit"), add("report")
+    fake.run_fit = lambda args: 11 if args.source == "t.parquet" else 0
+    fake.run_report = lambda args: 12
+    monkeypatch.setitem(sys.modules, "analysis.cli", fake)
+    assert main(["fit", "t.parquet"]) == 11
+    assert main(["report", "t.parquet"]) == 12
+
+
+def test_python_dash_m_plan_without_ray():
+    out = subprocess.run([sys.executable, "-m", "orchestrator", "plan", "examples/demo.yaml"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "20 trials" in out.stdout
+    code = ("import sys; from orchestrator.cli import main; main(['plan', 'examples/demo.yaml']); "
+            "print('RAY', 'ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().endswith("RAY False"), out.stderr

@@ -1,0 +1,150 @@
+"""The planner: exact FLOPs within 2% of each budget in whole steps, brackets around N*, stable ids."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from models.shape import ModelShape
+from orchestrator.plan import (HELD_OUT, make_plan, makespan, select_sizes, trial_flops,
+                               trial_seconds)
+from orchestrator.spec import SpecError, load_sweep, parse_sweep
+from orchestrator.trial import TrialSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spec(**overrides) -> dict:
+    d = {
+        "name": "t",
+        "budgets_flops": [2e11, 5e11, 1.25e12],
+        "held_out_budgets_flops": [6e12],
+        "sizes_per_budget": 5,
+        "model": {"depth": {"min": 1, "max": 8}, "aspect_ratio": 16, "head_dim": 16, "seq_len": 128},
+        "data": {"corpus": "pydoc", "tokenizer": "bpe", "vocab_size": 1024},
+        "train": {"batch_tokens": 2048},
+    }
+    d.update(overrides)
+    return d
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return make_plan(parse_sweep(spec()))
+
+
+def test_every_trial_is_whole_steps_within_two_percent(plan):
+    assert len(plan.trials) == 20
+    for t in plan.trials:
+        batch = t.train.batch_tokens
+        assert t.train.total_tokens % batch == 0 and t.train.total_steps >= 25
+        assert abs(trial_flops(t) / t.budget_flops - 1) <= 0.02
+        # steps = round(C / (flops_per_token * batch_tokens)): the nearest whole step count
+        assert t.train.total_steps == round(t.budget_flops / (t.shape.flops_per_token() * batch))
+        assert t.train.eval_every_tokens % batch == 0 and 0 < t.train.eval_every_tokens <= t.train.total_tokens
+
+
+def test_worked_trial(plan):
+    # 2L x 32d x 2h at 1.25e12: 948 steps of 2048 tokens (Chinchilla App. F count, vocab 1024).
+    t = next(t for t in plan.trials if t.budget_flops == 1.25e12 and t.shape.n_layer == 2)
+    fpt = t.shape.flops_per_token()
+    assert t.train.total_steps == 948 == round(1.25e12 / (fpt * 2048))
+    assert t.train.eval_every_tokens == (948 // 8) * 2048  # evals_per_trial 8
+
+
+def test_ids_unique_and_stable(plan):
+    ids = [t.trial_id for t in plan.trials]
+    assert len(set(ids)) == len(ids)
+    again = make_plan(parse_sweep(spec()))
+    assert [t.trial_id for t in again.trials] == ids
+    two_seeds = make_plan(parse_sweep(spec(seeds=[0, 1])))
+    assert len(two_seeds.trials) == 2 * len(ids)
+    assert len({t.trial_id for t in two_seeds.trials}) == 2 * len(ids)
+    assert set(ids) <= {t.trial_id for t in two_seeds.trials}  # seed 0 trials keep their ids
+
+
+def test_sizes_bracket_the_prior(plan):
+    prior = plan.sweep.prior
+    for budget in plan.sweep.budgets_flops + plan.sweep.held_out_budgets_flops:
+        params = [t.shape.param_counts()["total"] for t in plan.trials if t.budget_flops == budget]
+        assert len(params) == 5
+        assert min(params) < prior.optimal_params(budget) < max(params)
+    assert not plan.notes
+
+
+def test_select_sizes_spans_a_quarter_to_four_times():
+    # A fine ladder (d_model in steps of 16): picks land near N* x 4^{-1, -.5, 0, .5, 1}.
+    shapes = [ModelShape(n_layer=4, d_model=16 * k, n_head=1, vocab_size=256, seq_len=64) for k in range(1, 80)]
+    n_star = 2e6
+    chosen = select_sizes(shapes, n_star, 5, 4.0)
+    params = [s.param_counts()["total"] for s in chosen]
+    assert params == sorted(params) and len(set(params)) == 5
+    for p, target in zip(params, [n_star / 4, n_star / 2, n_star, n_star * 2, n_star * 4]):
+        assert abs(math.log(p / target)) < 0.1
+
+
+def test_select_sizes_off_the_dial_end_stays_distinct():
+    shapes = [ModelShape.from_depth(d, vocab_size=256, seq_len=64) for d in range(1, 7)]
+    chosen = select_sizes(shapes, 1.0, 4, 4.0)  # N* far below the smallest: the 4 smallest
+    assert [s.n_layer for s in chosen] == [1, 2, 3, 4]
+
+
+def test_held_out_trials_are_ordinary_scaling_trials(plan):
+    held = [t for t in plan.trials if t.budget_flops == 6e12]
+    assert held and all(t.group == HELD_OUT and t.kind == "scaling" for t in held)
+    assert all(t.group == "" for t in plan.trials if t.budget_flops < 6e12)
+
+
+def test_too_few_steps_are_dropped_with_a_reason():
+    plan = make_plan(parse_sweep(spec(budgets_flops=[1e11, 5e11, 1.25e12])))
+    dropped = [d for d in plan.dropped if d.budget_flops == 1e11]
+    assert [d.shape.n_layer for d in dropped] == [4, 5]
+    assert "21 steps of 2048 tokens < train.min_steps 25" in dropped[0].reason
+    assert sum(t.budget_flops == 1e11 for t in plan.trials) == 3
+
+
+def test_budget_left_with_under_three_sizes_is_a_spec_error():
+    with pytest.raises(SpecError, match=r"budgets_flops 5e\+10: only 2 of 5 sizes"):
+        make_plan(parse_sweep(spec(budgets_flops=[5e10, 5e11, 1.25e12])))
+
+
+def test_eval_every_tokens_rounds_to_whole_steps():
+    plan = make_plan(parse_sweep(spec(train={"batch_tokens": 2048, "eval_every_tokens": 5000})))
+    assert {t.train.eval_every_tokens for t in plan.trials} == {4096}  # round(5000 / 2048) = 2 steps
+
+
+def test_makespan_longest_first():
+    assert makespan([3, 3, 2, 2, 2], 2) == 7  # LPT: {3, 2, 2} and {3, 2}; the optimum is 6
+    assert makespan([5, 1, 1], 1) == 7
+    assert makespan([], 4) == 0
+
+
+def test_estimates(plan):
+    t = plan.trials[0]
+    assert trial_seconds(t, plan.sweep) == pytest.approx(trial_flops(t) / 1.5e11 + 2.0)
+    serial = sum(trial_seconds(t, plan.sweep) for t in plan.trials)
+    assert plan.concurrency == 1 and plan.estimated_wall_seconds == pytest.approx(serial)
+    assert plan.total_flops == pytest.approx(sum(trial_flops(t) for t in plan.trials))
+    assert plan.total_flops == pytest.approx(5 * (2e11 + 5e11 + 1.25e12 + 6e12), rel=0.01)
+
+
+def test_render_and_json(plan):
+    text = plan.render()
+    assert "budget" in text and "tok/param" in text and "20 trials" in text and "held out" in text
+    assert len(text.splitlines()) == 3 + 1 + 20 + 1 + 2
+    data = json.loads(plan.to_json())
+    assert data["n_trials"] == 20 and len(data["trials"]) == 20
+    row = data["trials"][0]
+    assert row["trial_id"] == plan.trials[0].trial_id
+    assert TrialSpec.from_dict(row["spec"]).trial_id == row["trial_id"]
+    assert data["prior"]["optimal_params"]["1.25e+12"] == pytest.approx(math.sqrt(1.25e12 / 120))
+
+
+def test_demo_example_plans_interior_brackets():
+    plan = make_plan(load_sweep(ROOT / "examples" / "demo.yaml"))
+    assert not plan.notes and not plan.dropped
+    assert len({t.budget_flops for t in plan.trials}) == 4
+    assert max(trial_flops(t) for t in plan.trials) < 1e13  # each trial is seconds on one CPU
