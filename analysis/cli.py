@@ -64,7 +64,12 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _load(args):
-    """(final points, curves or None) from the source with the column flags."""
+    """(final points or None, curves or None, table) from the source with the column flags.
+
+    Scaling methods see only the kind == "scaling" rows (load_points does not filter on
+    kind); the hparam laws read the table. Points are None when the source has hparam rows and
+    no scaling rows, so an hparam-only sweep still yields its lr law."""
+    from analysis.hparams import split_kinds
     from analysis.load import load_points, load_table
 
     if args.bootstrap < 0:
@@ -72,18 +77,30 @@ def _load(args):
     cols = dict(params=args.params, tokens=args.tokens, flops=args.flops, loss=args.loss,
                 run=args.run, budget=args.budget, param_convention=args.param_convention,
                 flops_convention=args.flops_convention)
-    table = load_table(args.source)   # read once; both views below come from it
-    points = replace(load_points(table, **cols), source=str(args.source))
+    table = load_table(args.source)   # read once; every view below comes from it
+    scaling, hparam = split_kinds(table)
+    if scaling.num_rows == 0 and hparam.num_rows > 0:
+        return None, None, table
+    points = replace(load_points(scaling, **cols), source=str(args.source))
     curves = None
-    if "final" in table.column_names:
-        curves = replace(load_points(table, curves=True, **cols), source=str(args.source))
-    return points, curves
+    if "final" in scaling.column_names:
+        curves = replace(load_points(scaling, curves=True, **cols), source=str(args.source))
+    return points, curves, table
+
+
+def _param_column(args) -> str:
+    """The N column of the hparam laws: the --params flag under --param-convention."""
+    from analysis.load import PARAM_COLUMNS
+
+    return PARAM_COLUMNS[args.param_convention] if args.params == "params" else args.params
 
 
 def _fit(args) -> tuple[dict, object]:
-    points, curves = _load(args)
-    result = fit_all(points, curves=curves, target_flops=args.target_flops,
+    points, curves, table = _load(args)
+    result = fit_all(points, curves=curves, table=table, params_column=_param_column(args),
+                     loss_column=args.loss, target_flops=args.target_flops,
                      n_bootstrap=args.bootstrap, seed=args.seed)
+    result["data"]["source"] = result["data"]["source"] or str(args.source)   # hparam-only
     return result, points
 
 
@@ -136,7 +153,8 @@ def format_summary(result: dict) -> str:
     d, par = result["data"], result["parametric"]
     excluded = ", ".join(f"{k} {v}" for k, v in sorted(d["excluded"].items())) or "none"
     lines = [f"{d['source']}: {d['n_final_points']} points, {d['n_runs']} runs, "
-             f"{d['n_budgets']} budgets; excluded: {excluded}"]
+             f"{d['n_budgets']} budgets; excluded: {excluded}"
+             + (f"; {d['n_hparam_trials']} hparam trials" if d.get("n_hparam_trials") else "")]
     if par.get("fittable"):
         ci = par.get("ci95", {})
         lines.append("parametric L(N, D) = E + A/N^alpha + B/D^beta:")
@@ -156,6 +174,7 @@ def format_summary(result: dict) -> str:
                         f"FAILED (threshold {100 * bt['threshold']:.0f}%)"))
     else:
         lines.append(f"back-test: not fittable: {bt.get('reason')}")
+    lines += hparam_lines(result)
     lines.append(f"{'target C':>10}  {'method':<10} {'N*':<28} {'D*':<28} L*")
     for r in result["compute_optimal"]:
         if r.get("fittable", True) is False:
@@ -167,3 +186,19 @@ def format_summary(result: dict) -> str:
                      f"{fmt(r['tokens']) + ' ' + fmt_ci(ci['tokens']):<28} "
                      f"{fmt(r['loss'], 4)} {fmt_ci(ci['loss'], 4)}")
     return "\n".join(lines)
+
+
+def hparam_lines(result: dict) -> list[str]:
+    """lr*(N) and B*(C) with 95% intervals, or why not; nothing when there are no hparam rows."""
+    lines = []
+    for key, law, x in (("lr_law", "lr*(N)", "N"), ("batch_law", "B*(C) batch_tokens", "C")):
+        sec = result.get(key, {})
+        if sec.get("reason") == "no hparam rows":
+            continue
+        if not sec.get("fittable"):
+            lines.append(f"{law}: not fittable: {sec.get('reason')}")
+            continue
+        ci = sec["ci95"]
+        lines.append(f"{law} = {fmt(sec['coefficient'], 4)} {x}^{fmt(sec['exponent'], 4)}, "
+                     f"exponent {fmt_ci(ci['exponent'])}, over {sec['n_sizes']} sizes")
+    return lines

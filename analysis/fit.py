@@ -11,6 +11,9 @@ Per method, compute_optimal reads:
 - isoflop / envelope: N* = k C^a, D* = k' C^b; loss = E + A C^-alpha fitted to that method's
   own minima (parabola vertices / envelope); ci95 for N*, D* from the within-budget run
   bootstrap (isoflop only), loss interval not estimated (null).
+Hyperparameter laws (analysis/hparams.py) come from the kind == "hparam" trials only, and the
+scaling methods from the other runs only: "lr_law" and "batch_law" are always present, as
+{"fittable": false, "reason": "no hparam rows"} when the source has none.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import numpy as np
 
 from analysis.backtest import DEFAULT_THRESHOLD, _Subset, flops_per_token_model, run_backtest
 from analysis.envelope import fit_envelope, has_curves
+from analysis.hparams import fit_hparams
 from analysis.isoflop import NotFittable, final_rows, fit_isoflop
 from analysis.kaplan import fit_frontier, fit_kaplan
 from analysis.parametric import fit_parametric, optimal_6nd
 
 EXPONENT_NAMES = ("a", "b")
+METHODS = ("parametric", "isoflop", "envelope")
 
 
 def to_plain(x):
@@ -48,37 +53,63 @@ def not_fittable(exc: Exception) -> dict:
     return {"fittable": False, "reason": str(exc)}
 
 
+def select(points, mask):
+    """The rows of points where mask is True (Points.select, or a _Subset for stand-ins)."""
+    if hasattr(points, "select"):
+        return points.select(mask)
+    sub = _Subset(points, np.flatnonzero(mask))
+    sub.excluded, sub.source = dict(points.excluded), points.source
+    return sub
+
+
 def clean(points) -> tuple[object, int]:
     """Drop rows whose N, D, C or loss is non-finite or <= 0; return (points, dropped)."""
     arrays = [np.asarray(getattr(points, k), float) for k in ("params", "tokens", "flops", "loss")]
     ok = np.logical_and.reduce([np.isfinite(a) & (a > 0) for a in arrays])
     ok &= np.isfinite(np.asarray(points.budget, float))
-    if ok.all():
-        return points, 0
-    if hasattr(points, "select"):
-        return points.select(ok), int((~ok).sum())
-    sub = _Subset(points, np.flatnonzero(ok))
-    sub.excluded, sub.source = dict(points.excluded), points.source
-    return sub, int((~ok).sum())
+    return (points, 0) if ok.all() else (select(points, ok), int((~ok).sum()))
 
 
-def fit_all(points, *, curves=None, target_flops=(), n_bootstrap: int = 1000, seed: int = 0,
-            window: int = 5, threshold: float = DEFAULT_THRESHOLD) -> dict:
-    """Fit parametric, IsoFLOP, envelope and Kaplan laws, back-test, and recommend (N*, D*).
+def fit_all(points, *, curves=None, table=None, params_column: str = "params",
+            loss_column: str = "val_loss", target_flops=(), n_bootstrap: int = 1000,
+            seed: int = 0, window: int = 5, threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """Fit parametric, IsoFLOP, envelope and Kaplan laws, back-test, and recommend (N*, D*);
+    fit lr*(N) and B*(C) from the hparam trials.
 
-    points: one row per run (or curves with `final` flags); curves: optionally every
-    evaluation (load_points(curves=True)) for the envelope; default: `points` itself."""
-    points, dropped = clean(points)
+    points: one row per run (or curves with `final` flags), None when the source has only
+    hparam rows; curves: optionally every evaluation (load_points(curves=True)) for the
+    envelope; default: `points` itself. table: the source's rows of every kind (pa.Table),
+    default read from points.source when that is a path: its kind == "hparam" trials feed
+    "lr_law" / "batch_law" (params_column, loss_column name N and L there), and runs it marks
+    as not "scaling" are dropped from `points`, since load_points does not filter on kind."""
+    table = source_table(points) if table is None else table
+    hp = fit_hparams(table, params=params_column, loss=loss_column, window=window,
+                     n_bootstrap=n_bootstrap, seed=seed)
+    points, n_other = scaling_only(points, table)
+    curves = scaling_only(curves, table)[0] if curves is not None else None
+    if points is not None:
+        points, dropped = clean(points)
+    if points is None or len(final_rows(points)) == 0:
+        if hp.n_trials == 0:
+            raise ValueError("loss: no finite, positive final points to fit")
+        out = _no_scaling(points, table, target_flops, hp.n_trials)
+        return to_plain({**out, **hp.to_dict()})
+    out = _fit_scaling(points, curves, dropped, target_flops, n_bootstrap, seed, window,
+                       threshold, table)
+    if n_other:
+        out["data"]["excluded"]["kind not scaling"] = n_other
+    out["data"]["n_hparam_trials"] = hp.n_trials
+    out.update(hp.to_dict())
+    return to_plain(out)
+
+
+def _fit_scaling(points, curves, dropped, target_flops, n_bootstrap, seed, window, threshold,
+                 table) -> dict:
     curves = points if curves is None else clean(curves)[0]
     rows = final_rows(points)
-    if len(rows) == 0:
-        raise ValueError("loss: no finite, positive final points to fit")
     budgets = np.unique(np.asarray(points.budget, float)[rows])
-    targets = [float(c) for c in target_flops] or [float(budgets[-1]), float(10 * budgets[-1])]
-    bad = [c for c in targets if not (math.isfinite(c) and c > 0)]
-    if bad:
-        raise ValueError(f"target_flops: {bad[0]!r} is not a finite positive FLOP count")
-    out = {"data": _data_section(points, rows, budgets, dropped)}
+    targets = _targets(target_flops) or [float(budgets[-1]), float(10 * budgets[-1])]
+    out = {"data": _data_section(points, rows, budgets, dropped, table)}
     out["data"]["training_curves"] = bool(has_curves(curves))
     law, boot = _parametric(points, rows, targets, n_bootstrap, seed, out)
     iso = _method(out, "isoflop", lambda: fit_isoflop(points, window=window,
@@ -93,16 +124,70 @@ def fit_all(points, *, curves=None, target_flops=(), n_bootstrap: int = 1000, se
     out["compute_optimal"] = [
         *_parametric_optimal(law, boot, targets, fpt),
         *_law_optimal("isoflop", iso, targets), *_law_optimal("envelope", env, targets)]
-    for method in ("parametric", "isoflop", "envelope"):  # a method that cannot run says why
-        if not out[method].get("fittable", False):
-            out["compute_optimal"] += [{"flops": c, "method": method, "fittable": False,
-                                        "reason": out[method]["reason"]} for c in targets]
+    _unfit_targets(out, targets)
     grid = band_grid(budgets, targets)
     out["frontier_grid"] = {"parametric": _parametric_optimal(law, boot, grid, fpt, band=True),
                             "isoflop": _law_optimal("isoflop", iso, grid),
                             "envelope": _law_optimal("envelope", env, grid)}
     out["disagreement"] = disagreement(out)
-    return to_plain(out)
+    return out
+
+
+def _targets(target_flops) -> list[float]:
+    targets = [float(c) for c in target_flops]
+    bad = [c for c in targets if not (math.isfinite(c) and c > 0)]
+    if bad:
+        raise ValueError(f"target_flops: {bad[0]!r} is not a finite positive FLOP count")
+    return targets
+
+
+def _unfit_targets(out: dict, targets) -> None:
+    for method in ("parametric", "isoflop", "envelope"):  # a method that cannot run says why
+        if not out[method].get("fittable", False):
+            out["compute_optimal"] += [{"flops": c, "method": method, "fittable": False,
+                                        "reason": out[method]["reason"]} for c in targets]
+
+
+def _no_scaling(points, table, target_flops, n_hparam_trials: int) -> dict:
+    """Every scaling section present and not fittable: the source holds only hparam trials."""
+    unfit = {"fittable": False, "reason": "no scaling rows to fit (kind 'scaling', final, "
+                                          "status ok, finite positive loss)"}
+    excluded = dict(getattr(points, "excluded", {}) or {})
+    out = {"data": {"source": str(getattr(points, "source", "") or ""), "n_rows": 0,
+                    "n_final_points": 0, "n_runs": 0, "n_budgets": 0, "budgets": [],
+                    "excluded": excluded, "excluded_trials": excluded_trials(table),
+                    "training_curves": False, "n_hparam_trials": n_hparam_trials},
+           "kaplan": {k: dict(unfit) for k in ("L_of_N", "L_of_D", "frontier")},
+           "compute_optimal": [], "frontier_grid": {m: [] for m in METHODS}}
+    out.update({m: dict(unfit) for m in (*METHODS, "backtest")})
+    _unfit_targets(out, _targets(target_flops))
+    out["disagreement"] = disagreement(out)
+    return out
+
+
+def source_table(points):
+    """The table behind points.source when that is a readable path, else None."""
+    source = getattr(points, "source", "")
+    if not isinstance(source, str) or not source or not Path(source).exists():
+        return None
+    try:
+        from analysis.load import load_table
+        return load_table(source)
+    except Exception:  # noqa: BLE001 - optional context; the fit already loaded its points
+        return None
+
+
+def scaling_only(points, table) -> tuple[object, int]:
+    """points without the rows of runs `table` marks kind != "scaling"; (points, dropped)."""
+    if points is None or table is None or not {"kind", "trial_id"} <= set(table.column_names):
+        return points, 0
+    kinds, ids = (table.column(c).to_pylist() for c in ("kind", "trial_id"))
+    sweeps = (table.column("sweep").to_pylist() if "sweep" in table.column_names
+              else [None] * len(ids))
+    other = {t for k, t in zip(kinds, ids) if k not in (None, "scaling")}
+    other |= {f"{w}/{t}" for k, t, w in zip(kinds, ids, sweeps) if k not in (None, "scaling")}
+    mask = ~np.isin(np.asarray(points.run).astype(str), sorted(other))
+    return (points, 0) if mask.all() else (select(points, mask), int((~mask).sum()))
 
 
 def band_grid(budgets, targets, n: int = 12) -> list[float]:
@@ -121,7 +206,7 @@ def _method(out: dict, name: str, fit):
     return result
 
 
-def _data_section(points, rows, budgets, dropped) -> dict:
+def _data_section(points, rows, budgets, dropped, table) -> dict:
     excluded = dict(getattr(points, "excluded", {}) or {})
     if dropped:
         excluded["non-finite or non-positive"] = excluded.get("non-finite or non-positive", 0) + dropped
@@ -129,20 +214,12 @@ def _data_section(points, rows, budgets, dropped) -> dict:
             "n_final_points": int(len(rows)),
             "n_runs": int(len(np.unique(np.asarray(points.run)[rows]))),
             "n_budgets": int(len(budgets)), "budgets": [float(b) for b in budgets],
-            "excluded": excluded,
-            "excluded_trials": excluded_trials(getattr(points, "source", ""))}
+            "excluded": excluded, "excluded_trials": excluded_trials(table)}
 
 
-def excluded_trials(source) -> dict:
+def excluded_trials(table) -> dict:
     """status -> trial ids for diverged/failed trials, when the source table records them."""
-    if not isinstance(source, str) or not source or not Path(source).exists():
-        return {}
-    try:
-        from analysis.load import load_table
-        table = load_table(source)
-    except Exception:  # noqa: BLE001 - a listing for the report; the fit already loaded the data
-        return {}
-    if not {"status", "trial_id"} <= set(table.column_names):
+    if table is None or not {"status", "trial_id"} <= set(table.column_names):
         return {}
     out: dict[str, list[str]] = {}
     for status, trial in zip(table.column("status").to_pylist(), table.column("trial_id").to_pylist()):

@@ -11,6 +11,7 @@ import base64
 import html
 from pathlib import Path
 
+from analysis.hparams import NO_ROWS
 from analysis.report_plots import make_plots
 
 CAPTIONS = {
@@ -18,7 +19,13 @@ CAPTIONS = {
     "optimal": "N*(C) and D*(C) per method with bootstrap 95% bands",
     "parametric": "Parametric fit against the data, and its residuals against N and D",
     "backtest": "Back-test: the largest budget predicted from the smaller ones",
+    "lr_law": "Loss against peak learning rate per size with the window parabolas (left); "
+              "lr*(N) with its bootstrap 95% band (right)",
+    "batch_law": "Loss against batch tokens per size (best lr at each batch) with the window "
+                 "parabolas (left); B*(C) with its bootstrap 95% band (right)",
 }
+HPARAM_LAWS = (("lr_law", "lr", "Learning-rate law lr*(N) = c N^p", "params"),
+               ("batch_law", "batch_tokens", "Batch-size law B*(C) = c C^p", "flops"))
 
 
 def fmt(x, digits: int = 3) -> str:
@@ -41,10 +48,13 @@ def _unfit(section: dict) -> str:
 
 def data_blocks(result: dict) -> list:
     d = result["data"]
+    span = (f" ({fmt(min(d['budgets']))} to {fmt(max(d['budgets']))} FLOPs)"
+            if d["budgets"] else "")
+    hp = f"; {d['n_hparam_trials']} hparam trials" if d.get("n_hparam_trials") else ""
     blocks = [("h2", "Data"), ("p", (
         f"{d['n_final_points']} final points from {d['n_runs']} runs over {d['n_budgets']} "
-        f"budgets ({fmt(min(d['budgets']))} to {fmt(max(d['budgets']))} FLOPs); source "
-        f"{d['source'] or 'in memory'}; training curves: {fmt(d['training_curves'])}."))]
+        f"budgets{span}; source {d['source'] or 'in memory'}; training curves: "
+        f"{fmt(d['training_curves'])}{hp}."))]
     if d["excluded"]:
         blocks.append(("table", ["excluded because", "rows"],
                        [[k, str(v)] for k, v in sorted(d["excluded"].items())]))
@@ -65,6 +75,8 @@ def recommendation_blocks(result: dict) -> list:
         rows.append([fmt(r["flops"]), r["method"], f"{fmt(r['params'])} {fmt_ci(ci['params'])}",
                      f"{fmt(r['tokens'])} {fmt_ci(ci['tokens'])}",
                      f"{fmt(r['loss'], 4)} {fmt_ci(ci['loss'], 4)}", ""])
+    if not rows:
+        return [("h2", "Recommendation"), ("p", "No scaling rows: nothing to recommend.")]
     return [("h2", "Recommendation"),
             ("p", "Compute-optimal parameters N*, tokens D* and loss L* per target budget and "
                   "method, with bootstrap 95% intervals where estimated."),
@@ -151,6 +163,45 @@ def backtest_blocks(result: dict) -> list:
             ("p", verdict)]
 
 
+def has_hparam_rows(result: dict) -> bool:
+    return "lr_law" in result and result["lr_law"].get("reason") != NO_ROWS
+
+
+def hparam_blocks(result: dict) -> list:
+    """lr*(N) and B*(C) sections, only when the source had hparam trials."""
+    if not has_hparam_rows(result):
+        return []
+    blocks = []
+    for key, name, title, x in HPARAM_LAWS:
+        sec = result[key]
+        blocks.append(("h2", title))
+        if sec.get("fittable"):
+            ci = sec["ci95"]
+            lo, hi = sec["n_range" if x == "params" else "flops_range"]
+            blocks.append(("p", f"{name}* = {fmt(sec['coefficient'], 4)} "
+                                f"{'N' if x == 'params' else 'C'}^{fmt(sec['exponent'], 4)}; "
+                                f"exponent 95% {fmt_ci(ci['exponent'])}, coefficient 95% "
+                                f"{fmt_ci(ci['coefficient'])}; fitted on {sec['n_sizes']} "
+                                f"interior sizes, {x} {fmt(lo)} to {fmt(hi)}. Parabola in log "
+                                f"{name} through the points nearest each size's best; edge "
+                                "sizes (best at the grid's end) are left out."))
+        else:
+            blocks.append(("p", _unfit(sec)))
+        if sec.get("sizes"):
+            blocks.append(("table", ["size", x, "trials", "diverged", f"{name}*", "95% interval",
+                                     "L*", "edge", "in law", "note"],
+                           [[s["label"], fmt(s[x]), str(s["n_trials"]), str(s["n_diverged"]),
+                             fmt(s[f"{name}_opt"]), fmt_ci(s[f"{name}_ci95"]),
+                             fmt(s["loss_opt"], 4), fmt(s["edge"]), fmt(s.get("used_in_law")),
+                             s.get("reason", "")] for s in sec["sizes"]]))
+        excluded = sec.get("excluded") or {}
+        if excluded:
+            blocks.append(("p", "Trials: " + ", ".join(f"{k} {v}" for k, v in
+                                                       sorted(excluded.items()))
+                                + " (diverged = loss +inf: they bound the bowl, not fitted)."))
+    return blocks
+
+
 def build_blocks(result: dict, plots: dict[str, Path]) -> list:
     blocks = [("h1", "Scaling-law fit report")]
     bt = result["backtest"]
@@ -158,7 +209,7 @@ def build_blocks(result: dict, plots: dict[str, Path]) -> list:
         blocks.append(("p", f"WARNING: back-test error {100 * bt['rel_error']:.2f}% exceeds the "
                             f"{100 * bt['threshold']:.0f}% threshold."))
     blocks += data_blocks(result) + recommendation_blocks(result) + method_blocks(result)
-    blocks += backtest_blocks(result)
+    blocks += backtest_blocks(result) + hparam_blocks(result)
     blocks += [("h2", "Figures")] + [("img", path, CAPTIONS[name]) for name, path in plots.items()]
     return blocks
 

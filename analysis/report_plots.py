@@ -138,11 +138,68 @@ def plot_backtest(result: dict, points, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _profiles(ax, sizes: list[dict], name: str) -> None:
+    """Observed profile per size, its window parabola and vertex; diverged values as x on top."""
+    cmap = plt.get_cmap("viridis", max(len(sizes), 2))
+    top = max((v for s in sizes for v in s["observed"]["loss"] if v is not None), default=1.0)
+    for i, s in enumerate(sizes):
+        x, loss = np.array(s["observed"][name], float), s["observed"]["loss"]
+        ok = np.array([v is not None for v in loss], bool)
+        ax.plot(x[ok], [v for v in loss if v is not None], "o", ms=4, color=cmap(i),
+                label=s["label"])
+        if (~ok).any():
+            ax.plot(x[~ok], np.full((~ok).sum(), top), "x", color=cmap(i))
+        if "parabola" in s:
+            p = s["parabola"]
+            lx = np.linspace(p["log10_x_lo"], p["log10_x_hi"], 50)
+            ax.plot(10 ** lx, p["c2"] * lx ** 2 + p["c1"] * lx + p["c0"], color=cmap(i), lw=1)
+            ax.scatter([s[f"{name}_opt"]], [s["loss_opt"]], marker="*", s=110, edgecolor="k",
+                       facecolor="none" if s["edge"] else cmap(i), zorder=3)
+    ax.set(xscale="log", xlabel=name, ylabel="final loss (nats/token)",
+           title="per size: window parabolas (hollow = edge, x = diverged)")
+    ax.legend(fontsize=7, title="size")
+
+
+def plot_hparam_law(result: dict, key: str, path: Path) -> Path | None:
+    """Loss profiles per size (left); the optima and the power law with its band (right)."""
+    sec = result.get(key, {})
+    sizes = sec.get("sizes", [])
+    if not sizes:
+        return None
+    name, x = ("lr", "params") if key == "lr_law" else ("batch_tokens", "flops")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    _profiles(axes[0], sizes, name)
+    ax = axes[1]
+    for s in (s for s in sizes if s["fittable"]):
+        ci = s[f"{name}_ci95"]
+        err = None if ci is None else [[max(s[f"{name}_opt"] - ci[0], 0.0)],
+                                       [max(ci[1] - s[f"{name}_opt"], 0.0)]]
+        ax.errorbar([s[x]], [s[f"{name}_opt"]], yerr=err, fmt="o", color="tab:blue",
+                    mfc="tab:blue" if s.get("used_in_law") else "none", capsize=3)
+    if sec.get("fittable"):
+        band = sec["band"]
+        xs, ys = [b[x] for b in band], [b[name] for b in band]
+        ax.plot(xs, ys, color="tab:orange", label=f"{name}* = {sec['coefficient']:.3g} "
+                f"{x}^{sec['exponent']:.3f}")
+        if all(b["ci95"] is not None for b in band):
+            lo, hi = np.array([b["ci95"] for b in band]).T
+            ax.fill_between(xs, lo, hi, color="tab:orange", alpha=0.2, label="bootstrap 95%")
+        ax.legend(fontsize=8)
+    ax.set(xscale="log", yscale="log", xlabel=x, ylabel=f"optimal {name}",
+           title=f"{name}*({x}) (hollow = edge, left out of the law)"
+                 if sec.get("fittable") else f"not fittable: {sec.get('reason', '')}"[:80])
+    return _save(fig, path)
+
+
 def make_plots(result: dict, points, out_dir: Path) -> dict[str, Path]:
     """name -> PNG path for every figure that applies to this result."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    made = {"isoflop": plot_isoflop(result, points, out_dir / "isoflop.png"),
-            "optimal": plot_optimal(result, out_dir / "optimal.png"),
-            "parametric": plot_parametric(result, points, out_dir / "parametric.png"),
-            "backtest": plot_backtest(result, points, out_dir / "backtest.png")}
+    made = {}
+    if points is not None and result["data"]["n_final_points"]:   # scaling rows exist
+        made = {"isoflop": plot_isoflop(result, points, out_dir / "isoflop.png"),
+                "optimal": plot_optimal(result, out_dir / "optimal.png"),
+                "parametric": plot_parametric(result, points, out_dir / "parametric.png"),
+                "backtest": plot_backtest(result, points, out_dir / "backtest.png")}
+    for key in ("lr_law", "batch_law"):
+        made[key] = plot_hparam_law(result, key, out_dir / f"{key}.png")
     return {k: v for k, v in made.items() if v is not None}
