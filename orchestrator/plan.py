@@ -6,8 +6,9 @@ The rule, per budget C (fitting and held-out alike) and seed:
    D = 20N (Hoffmann et al. 2022, Table 3), gives N* = sqrt(C/120): 1e12 FLOPs -> 91k params.
 2. Take `sizes_per_budget` targets log-spaced over N*/span .. N*·span (span 4: 1/4x..4x, the
    width of Chinchilla's IsoFLOP valleys, Fig. 3) and give each the nearest unused candidate
-   shape in log params, the middle target first. A dial too coarse or an N* off its end gives
-   a one-sided bracket; the plan notes it.
+   shape in log params, the middle target first. When fewer than 2k-1 candidates lie inside
+   the span (a coarse dial), take the consecutive run of candidates centred on N* instead.
+   An N* off the dial's end gives a one-sided bracket; the plan notes it.
 3. Tokens: steps = round(C / (flops_per_token * batch_tokens)) whole optimizer steps with the
    exact Chinchilla App. F count, so the trial's FLOPs = steps * batch_tokens * flops_per_token
    are within 2% of C (rounding costs at most 0.5/steps: 25 steps -> 2%). A size with fewer
@@ -116,14 +117,26 @@ def make_plan(sweep: Sweep) -> Plan:
 
 
 def select_sizes(shapes, n_star: float, k: int, span: float, params: str = "total") -> list[ModelShape]:
-    """k distinct shapes nearest (in log params) to targets log-spaced over n_star/span..n_star*span."""
+    """k shapes bracketing n_star (shapes sorted by params).
+
+    A fine dial (2k-1 or more candidates inside n_star/span..n_star*span): the nearest distinct
+    shape to each of k targets log-spaced over that range, the middle target first. A coarse
+    dial (fewer: nearest-to-target picks would skip sizes and leave holes in the bracket): the
+    k consecutive candidates whose mean log params is nearest log n_star (the depth dial at
+    aspect 16 steps ~2x in params).
+    """
     logs = [math.log(_params(s, params)) for s in shapes]
-    offsets = [math.log(span) * (2 * i / (k - 1) - 1) for i in range(k)] if k > 1 else [0.0]
+    centre, half = math.log(n_star), math.log(span)
+    inside = [i for i, x in enumerate(logs) if abs(x - centre) <= half]
+    if len(inside) < 2 * k - 1:
+        starts = range(max(len(shapes) - k, 0) + 1)
+        first = min(starts, key=lambda s: (abs(sum(logs[s:s + k]) / len(logs[s:s + k]) - centre), s))
+        return list(shapes[first:first + k])
+    offsets = [half * (2 * i / (k - 1) - 1) for i in range(k)] if k > 1 else [0.0]
     chosen: list[int] = []
     for offset in sorted(offsets, key=abs):  # the middle target first: it claims the nearest size
-        target = math.log(n_star) + offset
         free = [i for i in range(len(shapes)) if i not in chosen]
-        chosen.append(min(free, key=lambda i: (abs(logs[i] - target), i)))
+        chosen.append(min(free, key=lambda i: (abs(logs[i] - centre - offset), i)))
     return [shapes[i] for i in sorted(chosen, key=lambda i: logs[i])]
 
 

@@ -148,3 +148,16 @@ def test_demo_example_plans_interior_brackets():
     assert not plan.notes and not plan.dropped
     assert len({t.budget_flops for t in plan.trials}) == 4
     assert max(trial_flops(t) for t in plan.trials) < 1e13  # each trial is seconds on one CPU
+
+
+def test_select_sizes_on_a_coarse_dial_takes_a_run_centred_on_n_star():
+    # Depth dial at aspect 16 (params 22k, 62k, 140k, 274k, 482k, ...): only 3 inside 41k/4..41k*4,
+    # so the 4 consecutive sizes whose mean log params is nearest log N* (no hole in the bracket).
+    shapes = [ModelShape.from_depth(d, vocab_size=1024, seq_len=128, aspect_ratio=16, head_dim=16)
+              for d in range(1, 9)]
+    assert [s.n_layer for s in select_sizes(shapes, 41e3, 4, 4.0)] == [1, 2, 3, 4]
+    # 122k sits between the 2nd and 3rd of [1..4] (mean log 85k) rather than [2..5] (184k)
+    assert [s.n_layer for s in select_sizes(shapes, 122e3, 4, 4.0)] == [1, 2, 3, 4]
+    chosen = select_sizes(shapes, 300e3, 4, 4.0)
+    params = [s.param_counts()["total"] for s in chosen]
+    assert [s.n_layer for s in chosen] == [3, 4, 5, 6] and params[0] < 300e3 < params[-1]
