@@ -1,0 +1,139 @@
+"""Progress of a study: a live line while it runs (a Tune callback), a report from the store.
+
+Ray Tune's own trial table is turned off (verbose=0): it prints every config key of every
+trial, a nested TrialSpec makes that unreadable. The live view counts trials and weighs
+progress by FLOPs, since trials of one IsoFLOP budget differ 10x in size: ETA = remaining
+FLOPs / FLOPs per second so far in this run (e.g. 3e12 of 8e12 done in 60 s -> 5e12 / 5e10/s
+= 100 s left).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from orchestrator.store import DONE_STATUSES, Store
+
+
+def planned_flops(spec) -> float:
+    """Exact training FLOPs a trial will spend (Chinchilla App. F per token x tokens)."""
+    return float(spec.shape.flops_per_token()) * spec.train.total_tokens
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def progress_line(*, done: int, running: int, pending: int, failed: int, flops_done: float,
+                  flops_total: float, elapsed_seconds: float, flops_this_run: float) -> str:
+    pct = 100.0 * flops_done / flops_total if flops_total else 100.0
+    line = (f"[scaling] {done} done, {running} running, {pending} pending, {failed} failed | "
+            f"{flops_done:.2e}/{flops_total:.2e} FLOPs ({pct:.0f}%) | "
+            f"{_duration(elapsed_seconds)} elapsed")
+    if flops_this_run > 0 and flops_done < flops_total:
+        rate = flops_this_run / max(elapsed_seconds, 1e-9)
+        line += f", ETA {_duration((flops_total - flops_done) / rate)}"
+    return line
+
+
+def make_live_progress(trials, done_before: set[str], stream=None, every_seconds: float = 5.0):
+    """A ray.tune.Callback printing progress_line at most every `every_seconds` (and at the end).
+
+    Built by a factory so importing this module needs no Ray (`scaling status` runs without it).
+    """
+    from ray import tune
+
+    class LiveProgress(tune.Callback):
+        def __init__(self):
+            self.stream = stream or sys.stderr
+            self.planned = {t.trial_id: planned_flops(t) for t in trials}
+            self.done_before = set(done_before) & set(self.planned)
+            self.flops_now: dict[str, float] = {}
+            self.state: dict[str, str] = {}
+            self.start = time.time()
+            self.last_print = 0.0
+
+        @staticmethod
+        def _tid(trial) -> str:
+            return trial.config["trial"]["trial_id"]
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.state[self._tid(trial)] = "running"
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.flops_now[self._tid(trial)] = float(result.get("flops", 0.0))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            tid = self._tid(trial)
+            self.state[tid] = "done"
+            self.flops_now[tid] = self.planned.get(tid, 0.0)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.state[self._tid(trial)] = "failed"
+
+        def line(self) -> str:
+            states = list(self.state.values())
+            done = len(self.done_before) + states.count("done")
+            running, failed = states.count("running"), states.count("failed")
+            this_run = sum(self.flops_now.values())
+            return progress_line(
+                done=done, running=running, failed=failed,
+                pending=len(self.planned) - done - running - failed,
+                flops_done=sum(self.planned[t] for t in self.done_before) + this_run,
+                flops_total=sum(self.planned.values()),
+                elapsed_seconds=time.time() - self.start, flops_this_run=this_run)
+
+        def on_step_end(self, iteration, trials, **info):
+            if time.time() - self.last_print >= every_seconds:
+                self.last_print = time.time()
+                print(self.line(), file=self.stream, flush=True)
+
+        def on_experiment_end(self, trials, **info):
+            print(self.line(), file=self.stream, flush=True)
+
+    return LiveProgress()
+
+
+def status_text(results_dir: str, trials=None) -> str:
+    """`scaling status DIR`: what the store says, no Ray needed. trials defaults to _plan.json."""
+    if "://" not in results_dir and not os.path.isdir(results_dir):
+        raise FileNotFoundError(f"results folder {results_dir!r}: not found (nothing has run there)")
+    store = Store(results_dir)
+    trials = list(trials) if trials is not None else store.read_plan()
+    table = store.read_table()
+    last: dict[str, dict] = {}
+    for row in table.to_pylist():  # rows of one trial are sorted by step within its file
+        if row["trial_id"] not in last or row["step"] >= last[row["trial_id"]]["step"]:
+            last[row["trial_id"]] = row
+    ids = [t.trial_id for t in trials] or sorted(last)
+    lines, counts = [], {"done": 0, "diverged": 0, "failed": 0, "running": 0, "pending": 0}
+    flops_done = 0.0
+    for tid in ids:
+        row = last.get(tid)
+        if row is None:
+            state = "pending"
+        elif row["final"]:
+            state = {"ok": "done"}.get(row["status"], row["status"])
+        else:
+            state = "running"  # or stopped mid-way by a crash: `scaling run` resumes it
+        counts[state if state in counts else "failed"] += 1
+        flops_done += row["flops"] if row else 0.0
+        if row is None:
+            lines.append(f"  {tid}  {state:8s}")
+        else:
+            lines.append(f"  {tid}  {state:8s} {row['n_layer']}x{row['d_model']} "
+                         f"params {row['params']:,} tokens {row['tokens']:,} "
+                         f"val_loss {row['val_loss']:.4f}")
+    flops_total = sum(planned_flops(t) for t in trials)
+    sweep = trials[0].sweep if trials else "?"
+    head = (f"study {sweep} at {store.uri}: {len(ids)} trials | "
+            + ", ".join(f"{v} {k}" for k, v in counts.items())
+            + (f" | {flops_done:.2e}/{flops_total:.2e} FLOPs" if flops_total else ""))
+    failed = [t for t in ids if t in last and last[t]["status"] == "failed" and last[t]["final"]]
+    tail = [f"failed trial {t}: log {store.log_file(t)}; error "
+            f"{store.read_meta(t).get('error')}" for t in failed]
+    return "\n".join([head, *lines, *tail])

@@ -1,0 +1,79 @@
+"""What a trial reserves, and how many trials fit on the cluster at once.
+
+A trial is a Tune function trial (the "driver") plus, when num_workers >= 1, a Ray Train worker
+group that Tune does not see. Tune reserves 1 CPU per trial by default and the workers reserve
+theirs separately: on 2 CPUs, two trials of 1 worker each take both CPUs as drivers and then
+wait forever for their workers (measured on Ray 2.60: "worker group startup timed out").
+So a driver that only launches a worker group asks for DRIVER_CPU (0.01 CPU: 100 of them fit on
+one core) and concurrency is sized from what the workers need; a trial with num_workers == 0
+trains inside the driver, which then reserves the whole trial.
+"""
+
+from __future__ import annotations
+
+import math
+
+from orchestrator.trial import Resources
+
+DRIVER_CPU = 0.01
+# Custom resource of the head node in cluster.yaml: drivers prefer it, so GPU nodes keep their
+# CPUs for workers. 0.001 of it per driver: a head with `driver: 1` hosts 1000 drivers.
+DRIVER_RESOURCE = "driver"
+DRIVER_RESOURCE_SHARE = 0.001
+
+
+def worker_bundle(res: Resources) -> dict:
+    """Ray resources of one Train worker (or of the in-process trial)."""
+    bundle = {"CPU": float(res.cpus_per_worker)}
+    if res.gpus_per_worker:
+        bundle["GPU"] = float(res.gpus_per_worker)
+    bundle.update({k: float(v) for k, v in res.resources_per_worker.items()})
+    return bundle
+
+
+def trial_demand(res: Resources) -> dict:
+    """Everything one trial holds while it runs (driver share + workers)."""
+    if res.num_workers == 0:
+        return worker_bundle(res)
+    demand = {k: v * res.num_workers for k, v in worker_bundle(res).items()}
+    demand["CPU"] = demand.get("CPU", 0.0) + DRIVER_CPU
+    return demand
+
+
+def driver_resources(res: Resources, cluster: dict) -> dict:
+    """The Tune-side reservation of a trial (tune.with_resources takes lowercase cpu/gpu)."""
+    if res.num_workers == 0:
+        bundle = worker_bundle(res)
+        out = {"cpu": bundle.pop("CPU"), "gpu": bundle.pop("GPU", 0.0)}
+        out.update(bundle)
+        return out
+    out = {"cpu": DRIVER_CPU, "gpu": 0.0}
+    if cluster.get(DRIVER_RESOURCE, 0) > 0:
+        out[DRIVER_RESOURCE] = DRIVER_RESOURCE_SHARE
+    return out
+
+
+def max_concurrent(resources: list[Resources], cluster: dict) -> int:
+    """Trials that fit at once: for each resource, cluster total // per-trial demand, the
+    minimum over resources (the limiting one), using the largest demand in the plan.
+
+    Example: 2 CPUs, trials of 1 worker x 1 CPU -> demand 1.01 CPU -> 1 concurrent trial
+    (2 // 1.01); in-process trials of 1 CPU -> 2. Two fake-GPU nodes, 1 GPU per trial -> 2.
+    """
+    if not resources:
+        return 1
+    demand: dict[str, float] = {}
+    for res in resources:
+        for key, value in trial_demand(res).items():
+            demand[key] = max(demand.get(key, 0.0), value)
+    fits = []
+    for key, need in demand.items():
+        if need <= 0:
+            continue
+        have = float(cluster.get(key, 0.0))
+        if have < need:
+            raise ValueError(
+                f"resources: a trial needs {key}={need:g} but the cluster has {key}={have:g}; "
+                f"lower cpus_per_worker/gpus_per_worker/num_workers or add nodes")
+        fits.append(math.floor(have / need + 1e-9))
+    return max(1, min(fits) if fits else 1)

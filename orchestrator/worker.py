@@ -1,0 +1,230 @@
+"""The two Ray functions at the edge: one Tune trial per TrialSpec, one loop per Train worker.
+
+`trainable(config)` is a public Tune function trainable: `run_plan` uses it, and users drop it
+into their own `tune.Tuner`. Its config is JSON-plain:
+
+    {"trial": TrialSpec.to_dict(),        # required
+     "results_dir": "/abs/path or s3://",  # default: ~/scaling-results/<sweep>
+     "lr": 1e-3, "batch_tokens": 4096,     # optional: any TrainConfig field overrides the trial's
+     "fail_at_step": 3,                    # optional fault injection: raise once at that eval
+     "torch_backend": "gloo"}              # optional: "gloo" | "nccl" (default: see below)
+
+An override changes what is trained, so it changes the trial id (the content hash): a user's
+search over "lr" writes one row file per lr, e.g.
+    tune.Tuner(with_trial_resources(spec), param_space={"trial": spec.to_dict(),
+               "results_dir": dir, "lr": tune.loguniform(1e-4, 1e-2)})
+
+num_workers == 0 trains inside the Tune trial process (about 1.5 s of Ray overhead per trial
+on 2 cores against about 20 s for a TorchTrainer worker group) and keeps its resume checkpoint
+in the store. Train V2's ScalingConfig(num_workers=0) "local mode" would run the loop here too,
+but its ray.train.report goes to a local stub, not to Tune, and its get_checkpoint knows no
+earlier attempt, so the loop is called directly. num_workers >= 1 launches a TorchTrainer
+(Ray Train V2) whose RunConfig name is the trial id: a re-run with the same name and storage
+restores Train's checkpoint snapshot, so the trial resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tempfile
+import time
+import traceback
+
+from orchestrator.store import Store, measurement_row
+from orchestrator.trial import TrialSpec
+
+CONFIG_KEYS = ("trial", "results_dir", "fail_at_step", "torch_backend", "max_failures")
+
+
+class InjectedFailure(RuntimeError):
+    """Raised once per trial by the fail_at_step fault-injection hook (tests, drills)."""
+
+
+def apply_overrides(spec: TrialSpec, config: dict) -> TrialSpec:
+    """TrainConfig fields given at the top level of a Tune config replace the trial's."""
+    fields = {f.name for f in dataclasses.fields(spec.train)}
+    unknown = [k for k in config if k not in CONFIG_KEYS and k not in fields]
+    if unknown:
+        raise ValueError(f"trainable config keys {unknown}: allowed {list(CONFIG_KEYS)} and "
+                         f"TrainConfig fields {sorted(fields)}")
+    overrides = {k: config[k] for k in config if k in fields}
+    if not overrides:
+        return spec
+    return dataclasses.replace(spec, train=dataclasses.replace(spec.train, **overrides))
+
+
+def results_dir_for(spec: TrialSpec, config: dict) -> str:
+    return config.get("results_dir") or os.path.join(
+        os.path.expanduser("~"), "scaling-results", spec.sweep)
+
+
+def default_torch_backend(spec: TrialSpec) -> str:
+    """nccl for GPU workers when torch has CUDA; gloo otherwise (CPU workers, or fake GPUs
+    declared on a CPU-only build, as in the multi-node test)."""
+    import torch
+
+    return "nccl" if spec.resources.gpus_per_worker > 0 and torch.version.cuda else "gloo"
+
+
+def with_trial_resources(spec: TrialSpec, cluster: dict | None = None):
+    """`trainable` wrapped with what a trial like `spec` reserves (resources.driver_resources),
+    for a user's own tune.Tuner. A fresh wrapper each call: tune.with_resources tags the
+    function it is given, and `trainable` itself must stay untagged."""
+    from ray import tune
+    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+
+    from orchestrator.resources import driver_resources
+
+    def trial(config: dict) -> None:
+        return trainable(config)
+
+    pgf = resource_dict_to_pg_factory(driver_resources(spec.resources, cluster or {}))
+    return tune.with_resources(trial, pgf)
+
+
+def trainable(config: dict) -> None:
+    """Tune function trainable: run one trial to its end, writing a row per evaluation."""
+    spec = apply_overrides(TrialSpec.from_dict(config["trial"]), config)
+    store = Store(results_dir_for(spec, config))
+    loop_config = {**{k: v for k, v in config.items() if k in CONFIG_KEYS},
+                   "trial": spec.to_dict(), "results_dir": store.uri}
+    if spec.resources.num_workers == 0:
+        _run_in_process(spec, loop_config, store)
+    else:
+        _run_worker_group(spec, loop_config, store)
+
+
+def _run_in_process(spec: TrialSpec, config: dict, store: Store) -> None:
+    from ray import tune
+
+    with tempfile.TemporaryDirectory(prefix="scaling-") as scratch:
+        resume = store.load_checkpoint(spec.trial_id, os.path.join(scratch, "resume"))
+
+        def publish(m, ckpt_dir):
+            store.write_row(measurement_row(spec, m))
+            _maybe_fail(spec, config, store, m)
+            if ckpt_dir and not m.final:  # promoted only once its row is durable
+                store.save_checkpoint(spec.trial_id, ckpt_dir, m.step)
+            tune.report(tune_metrics(spec, m))
+
+        run_loop(spec, config, store, rank=0, scratch=scratch, resume_from=resume,
+                 publish=publish)
+    store.drop_checkpoint(spec.trial_id)
+
+
+def _run_worker_group(spec: TrialSpec, config: dict, store: Store) -> None:
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from orchestrator.resources import worker_bundle
+
+    res = spec.resources
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=res.num_workers,
+                                     use_gpu=res.gpus_per_worker > 0,
+                                     resources_per_worker=worker_bundle(res)),
+        run_config=RunConfig(name=spec.trial_id, storage_path=store.path("_ray", "train")
+                             if store.local else f"{store.uri}/_ray/train",
+                             failure_config=FailureConfig(
+                                 max_failures=int(config.get("max_failures", 2))),
+                             callbacks=[TuneReportCallback()]),
+        torch_config=TorchConfig(backend=config.get("torch_backend") or
+                                 default_torch_backend(spec)),
+    )
+    trainer.fit()
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train worker: resume from Train's checkpoint, train, rank 0 writes the rows."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    spec = TrialSpec.from_dict(config["trial"])
+    store = Store(config["results_dir"])
+    rank = ray.train.get_context().get_world_rank()
+    with tempfile.TemporaryDirectory(prefix="scaling-") as scratch:
+        resume = None
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None:
+            resume = checkpoint.to_directory(os.path.join(scratch, "resume"))
+
+        def publish(m, ckpt_dir):
+            if rank == 0:
+                store.write_row(measurement_row(spec, m))
+                _maybe_fail(spec, config, store, m)
+            keep = ckpt_dir if rank == 0 and not m.final else None  # report is a barrier:
+            ray.train.report(tune_metrics(spec, m),  # every rank calls it at every eval
+                             checkpoint=Checkpoint.from_directory(keep) if keep else None)
+
+        run_loop(spec, config, store, rank=rank, scratch=scratch, resume_from=resume,
+                 publish=publish)
+
+
+def tune_metrics(spec: TrialSpec, m) -> dict:
+    return {"trial_id": spec.trial_id, "step": m.step, "tokens": m.tokens, "flops": m.flops,
+            "train_loss": m.train_loss, "val_loss": m.val_loss, "val_bpb": m.val_bpb,
+            "wall_seconds": m.wall_seconds, "final": m.final, "status": m.status}
+
+
+def _maybe_fail(spec: TrialSpec, config: dict, store: Store, m) -> None:
+    """Fault injection between a row write and its checkpoint's promotion: the retry resumes
+    from the previous checkpoint and re-evaluates this step, which must not duplicate a row.
+    A marker file makes it fire once per trial, across retries and re-runs."""
+    at = config.get("fail_at_step")
+    if at is None or m.step < int(at):
+        return
+    marker = store.path("_trials", f"{spec.trial_id}.injected")
+    if store.read_bytes(marker) is not None:
+        return
+    store.write_bytes(marker, str(m.step).encode())
+    raise InjectedFailure(f"trial {spec.trial_id}: injected failure at step {m.step}")
+
+
+def _node_info() -> dict:
+    import ray
+
+    ctx = ray.get_runtime_context()
+    return {"node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+            "hostname": socket.gethostname(), "pid": os.getpid()}
+
+
+def run_loop(spec: TrialSpec, config: dict, store: Store, *, rank: int, scratch: str,
+             resume_from: str | None, publish) -> None:
+    """Shared by both paths: metadata, threads, data, models.train, log lines."""
+    from models.data import prepare_data
+    from models.train import train
+
+    tid = spec.trial_id
+    if rank == 0:
+        meta = store.read_meta(tid)
+        store.update_meta(tid, **_node_info(), attempts=meta.get("attempts", 0) + 1,
+                          status="running", started=time.time(), log=store.log_file(tid),
+                          resumed_from_checkpoint=resume_from is not None)
+        store.append_log(tid, f"{time.strftime('%H:%M:%S')} start on {socket.gethostname()} "
+                              f"resume={resume_from is not None} spec={spec.to_dict()}")
+    # torch threads = CPUs reserved per worker (2 trials x 1 thread on 2 cores, not 2 x 2)
+    threads = spec.train.threads or max(1, int(spec.resources.cpus_per_worker))
+    train_config = dataclasses.replace(spec.train, threads=threads)
+
+    def on_eval(m, ckpt_dir):
+        if rank == 0:
+            store.append_log(tid, f"{time.strftime('%H:%M:%S')} step {m.step} tokens {m.tokens}"
+                                  f" val_loss {m.val_loss:.4f} status {m.status}")
+        publish(m, ckpt_dir)
+
+    try:
+        data = prepare_data(spec.data)
+        final = train(spec.shape, train_config, data, on_eval=on_eval,
+                      checkpoint_dir=os.path.join(scratch, "ckpt"), resume_from=resume_from)
+    except BaseException as exc:
+        if rank == 0:
+            store.append_log(tid, traceback.format_exc())
+            store.update_meta(tid, status="error", error=f"{type(exc).__name__}: {exc}")
+        raise
+    if rank == 0:
+        store.update_meta(tid, status=final.status, finished=time.time(), error=None)

@@ -1,0 +1,66 @@
+"""A multi-node run on one machine: ray.cluster_utils.Cluster, a head for the Tune drivers and
+two nodes with one fake GPU each. Each trial launches a TorchTrainer (Ray Train V2) of one
+worker x 1 GPU over gloo (CPU torch), so the two trials must land on different nodes.
+
+Costs about 20 s of TorchTrainer start-up per trial on 2 cores (both run at once here).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow.dataset as ds
+import pytest
+
+from analysis.schema import check_table
+from models.data import DataSpec
+from models.shape import ModelShape
+from models.train import TrainConfig
+from orchestrator.resources import DRIVER_RESOURCE
+from orchestrator.run import QUIET, run_plan
+from orchestrator.store import Store
+from orchestrator.trial import Resources, TrialSpec
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def gpu_trial(seed: int) -> TrialSpec:
+    return TrialSpec(
+        sweep="multinode", kind="scaling",
+        shape=ModelShape(n_layer=1, d_model=32, n_head=2, vocab_size=256, seq_len=32),
+        data=DataSpec(corpus="pydoc", tokenizer="byte"),
+        train=TrainConfig(total_tokens=2048, batch_tokens=512, eval_every_tokens=1024,
+                          eval_tokens=1024, lr=1e-3, seed=seed),
+        budget_flops=1e9,
+        resources=Resources(num_workers=1, cpus_per_worker=1, gpus_per_worker=1))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    # The head hosts the drivers (custom resource "driver", as in cluster.yaml) and no GPU;
+    # Train workers need 1 CPU + 1 GPU, so they can only go to the two GPU nodes.
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "resources": {DRIVER_RESOURCE: 1}, "include_dashboard": False})
+    nodes = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": root}}, **QUIET)
+    yield cluster, nodes
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_trials_spread_over_gpu_nodes(cluster, tmp_path):
+    _, nodes = cluster
+    trials = [gpu_trial(seed) for seed in range(2)]
+    summary = run_plan(trials, str(tmp_path), max_failures=0, progress=False)
+    assert sorted(summary.completed) == sorted(t.trial_id for t in trials)
+    table = check_table(ds.dataset(str(tmp_path), format="parquet").to_table())
+    assert sorted(zip(table["trial_id"].to_pylist(), table["step"].to_pylist())) == sorted(
+        (t.trial_id, step) for t in trials for step in (2, 4))
+    store = Store(str(tmp_path))
+    ran_on = {store.read_meta(t.trial_id)["node_id"] for t in trials}
+    assert ran_on == {node.node_id for node in nodes}  # one trial per GPU node

@@ -1,0 +1,129 @@
+"""run_plan on a local Ray: a sweep of tiny trials, a no-op re-run, a crash and its resume.
+
+Tiny trials: 1 x 32 GPT on byte-level pydoc, 8 steps of 512 tokens, evaluated every 2 steps
+(4 rows each). In-process trials (num_workers=0) cost about 1.5 s of Ray each here; the
+TorchTrainer path is exercised by tests/test_multinode.py.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow.dataset as ds
+import pytest
+
+from analysis.schema import check_table
+from models.data import DataSpec
+from models.shape import ModelShape
+from models.train import TrainConfig
+from orchestrator.progress import status_text
+from orchestrator.run import run_plan, start_local_ray
+from orchestrator.store import Store
+from orchestrator.trial import Resources, TrialSpec
+
+pytestmark = pytest.mark.ray
+
+STEPS = [2, 4, 6, 8]
+
+
+def tiny(seed: int) -> TrialSpec:
+    return TrialSpec(
+        sweep="local", kind="scaling",
+        shape=ModelShape(n_layer=1, d_model=32, n_head=2, vocab_size=256, seq_len=32),
+        data=DataSpec(corpus="pydoc", tokenizer="byte"),
+        train=TrainConfig(total_tokens=4096, batch_tokens=512, eval_every_tokens=1024,
+                          eval_tokens=1024, lr=1e-3, seed=seed),
+        budget_flops=1e9, resources=Resources(num_workers=0, cpus_per_worker=1))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    start_local_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sweep(local_ray, tmp_path_factory):
+    trials = [tiny(seed) for seed in range(4)]
+    results = tmp_path_factory.mktemp("sweep")
+    return trials, results, run_plan(trials, str(results), progress=False)
+
+
+def rows_by_trial(results) -> dict[str, list[dict]]:
+    table = check_table(ds.dataset(str(results), format="parquet").to_table())
+    out: dict[str, list[dict]] = {}
+    for row in sorted(table.to_pylist(), key=lambda r: (r["trial_id"], r["step"])):
+        out.setdefault(row["trial_id"], []).append(row)
+    return out
+
+
+def test_sweep_writes_one_row_per_evaluation(sweep):
+    trials, results, summary = sweep
+    ids = sorted(t.trial_id for t in trials)
+    assert sorted(summary.completed) == ids and summary.failed == summary.skipped == []
+    rows = rows_by_trial(results)
+    assert sorted(rows) == ids
+    for tid, trial_rows in rows.items():
+        assert [r["step"] for r in trial_rows] == STEPS
+        assert [r["tokens"] for r in trial_rows] == [512 * s for s in STEPS]
+        assert [r["final"] for r in trial_rows] == [False, False, False, True]
+        assert {r["status"] for r in trial_rows} == {"ok"}
+        assert trial_rows[0]["val_loss"] < 5.6  # below ln(256) = 5.545 + noise: it learned
+    query = (f"select count(*), count(distinct trial_id), sum(final::int) "
+             f"from read_parquet('{results}/*.parquet')")
+    assert duckdb.sql(query).fetchall() == [(16, 4, 4)]
+    meta = Store(str(results)).read_meta(ids[0])
+    assert meta["attempts"] == 1 and meta["status"] == "ok" and meta["node_id"]
+
+
+def test_rerun_of_a_finished_study_starts_nothing(sweep):
+    trials, results, _ = sweep
+    before = {p.name: p.stat().st_mtime_ns for p in results.glob("*.parquet")}
+    again = run_plan(trials, str(results), progress=False)
+    assert sorted(again.skipped) == sorted(t.trial_id for t in trials)
+    assert again.completed == again.failed == []
+    assert {p.name: p.stat().st_mtime_ns for p in results.glob("*.parquet")} == before
+    assert "4 trials | 4 done, 0 diverged, 0 failed, 0 running, 0 pending" in status_text(
+        str(results))
+
+
+@pytest.mark.slow
+def test_crash_then_rerun_resumes_without_duplicate_rows(sweep, tmp_path):
+    trials = sweep[0][:2]
+    ids = sorted(t.trial_id for t in trials)
+    # each trial raises once, after its step-4 row and before that checkpoint is kept
+    crashed = run_plan(trials, str(tmp_path), max_failures=0, progress=False,
+                       extra_config={"fail_at_step": 4})
+    assert sorted(crashed.failed) == ids and crashed.completed == []
+    rows = rows_by_trial(tmp_path)
+    assert {tid: [(r["step"], r["status"]) for r in rs] for tid, rs in rows.items()} == {
+        tid: [(2, "ok"), (4, "failed")] for tid in ids}
+    assert "2 failed" in status_text(str(tmp_path)) and "_trials" in status_text(str(tmp_path))
+
+    resumed = run_plan(trials, str(tmp_path), max_failures=0, progress=False,
+                       extra_config={"fail_at_step": 4})
+    assert sorted(resumed.completed) == ids
+    query = f"select count(*), count(distinct (trial_id, step)) from read_parquet('{tmp_path}/*.parquet')"
+    assert duckdb.sql(query).fetchall() == [(8, 8)]
+    uninterrupted = rows_by_trial(sweep[1])
+    for tid, trial_rows in rows_by_trial(tmp_path).items():
+        assert [r["step"] for r in trial_rows] == STEPS
+        # resumed from the step-2 checkpoint: bitwise the same losses as the unbroken run
+        assert [r["val_loss"] for r in trial_rows] == [r["val_loss"] for r in uninterrupted[tid]]
+        meta = Store(str(tmp_path)).read_meta(tid)
+        assert meta["attempts"] == 2 and meta["resumed_from_checkpoint"]
+
+
+@pytest.mark.slow
+def test_failure_config_retries_within_one_run(sweep, tmp_path):
+    trial = sweep[0][2]
+    summary = run_plan([trial], str(tmp_path), max_failures=1, progress=False,
+                       extra_config={"fail_at_step": 6})
+    assert summary.completed == [trial.trial_id]
+    rows = rows_by_trial(tmp_path)[trial.trial_id]
+    assert [r["step"] for r in rows] == STEPS
+    assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in
+                                             rows_by_trial(sweep[1])[trial.trial_id]]
+    assert Store(str(tmp_path)).read_meta(trial.trial_id)["attempts"] == 2
