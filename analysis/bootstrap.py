@@ -62,6 +62,13 @@ def refit_resamples(law: LogLaw, weights: np.ndarray, z_full: np.ndarray, *,
 
 
 def _interval(x: np.ndarray) -> list[float]:
+    """2.5 and 97.5 percentiles over the resamples whose value is finite (a resample that drew
+    too few distinct runs can leave a term unidentified: A or B overflows; they are counted
+    in `n_degenerate`, not silently dropped)."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return [float("nan"), float("nan")]
     lo, hi = np.percentile(x, [2.5, 97.5])
     return [float(lo), float(hi)]
 
@@ -88,20 +95,24 @@ def bootstrap_parametric(N, D, L, runs, *, n_resamples: int = 1000, seed: int = 
     outer, _, converged = refit_resamples(law, weights, z_full[0], n_grid_starts=n_grid_starts,
                                           threads=threads)
     a, b, e, alpha, beta = outer.T
-    samples = np.column_stack([np.exp(e), np.exp(a), np.exp(b), alpha, beta])
+    with np.errstate(over="ignore"):
+        samples = np.column_stack([np.exp(e), np.exp(a), np.exp(b), alpha, beta])
+    degenerate = ~np.all(np.isfinite(samples), axis=1)
     ci = {name: _interval(samples[:, i]) for i, name in enumerate(PARAM_NAMES)}
-    optimal = [_optimal_interval(samples, float(c), flops_per_token) for c in np.atleast_1d(
+    optimal = [_optimal_interval(samples[~degenerate], float(c), flops_per_token) for c in np.atleast_1d(
         np.asarray(target_flops, dtype=float))]
     return {"ci95": ci, "samples": samples, "compute_optimal": optimal, "fit": fit.params(),
             "n_resamples": n_resamples, "n_runs": int(len(np.unique(runs))),
-            "converged_fraction": float(np.mean(converged))}
+            "converged_fraction": float(np.mean(converged)),
+            "n_degenerate": int(degenerate.sum())}
 
 
 def _optimal_interval(samples: np.ndarray, flops: float, flops_per_token) -> dict:
     E, A, B, alpha, beta = samples.T
     if flops_per_token is None:
-        n_opt, d_opt = optimal_6nd(A, B, alpha, beta, flops)   # Chinchilla eq. 4, all at once
-        loss = E + A / n_opt ** alpha + B / d_opt ** beta
+        with np.errstate(all="ignore"):  # alpha or beta ~ 0: N* or D* runs off; _interval drops it
+            n_opt, d_opt = optimal_6nd(A, B, alpha, beta, flops)   # Chinchilla eq. 4, all at once
+            loss = E + A / n_opt ** alpha + B / d_opt ** beta
     else:
         rows = [ParametricFit(*s, objective=0.0, n_points=0, converged=True).compute_optimal(
             flops, flops_per_token) for s in samples]

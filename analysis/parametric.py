@@ -240,8 +240,12 @@ class ParametricFit:
         def loss(log_n):
             n = np.exp(log_n)
             return float(self.predict(n, c / flops_per_token(n)))
-        guess, _ = optimal_6nd(self.A, self.B, self.alpha, self.beta, c)
-        lo, hi = np.log(guess) - 6.0, np.log(guess) + 6.0   # a factor 400 either side
+        with np.errstate(all="ignore"):
+            guess, _ = optimal_6nd(self.A, self.B, self.alpha, self.beta, c)
+        if np.isfinite(guess) and guess > 0:
+            lo, hi = np.log(guess) - 6.0, np.log(guess) + 6.0   # a factor 400 either side
+        else:  # a degenerate law (alpha or beta ~ 0, a bootstrap resample): search 1 .. C/6
+            lo, hi = 0.0, float(np.log(max(c / 6.0, 10.0)))
         res = minimize_scalar(loss, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
         return float(np.exp(res.x))
 

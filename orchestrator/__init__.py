@@ -1,1 +1,31 @@
-"""Spec -> plan -> Ray Tune/Train execution -> Parquet results; the CLI. The only Ray code."""
+"""Spec -> plan -> Ray Tune/Train execution -> Parquet results; the CLI. The only Ray code.
+
+The programmatic API, importable from here without loading Ray until it is used:
+
+    from orchestrator import load_sweep, make_plan, run_plan, trainable
+    plan = make_plan(load_sweep("examples/demo.yaml"))
+    summary = run_plan(list(plan.trials), "results/demo")
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_API = {
+    "load_sweep": "orchestrator.spec",
+    "parse_sweep": "orchestrator.spec",
+    "SpecError": "orchestrator.spec",
+    "make_plan": "orchestrator.plan",
+    "run_plan": "orchestrator.run",
+    "trainable": "orchestrator.worker",
+    "with_trial_resources": "orchestrator.worker",
+    "TrialSpec": "orchestrator.trial",
+    "Resources": "orchestrator.trial",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
