@@ -23,11 +23,11 @@ def demo_spec_path() -> Path:
     return Path(str(resources.files("orchestrator") / "demo.yaml"))
 
 
-def build_plan(results_dir: str):
+def build_plan(results_dir: str, spec_path: str | None = None):
     from orchestrator.plan import make_plan
     from orchestrator.spec import load_sweep
 
-    sweep = load_sweep(str(demo_spec_path()))
+    sweep = load_sweep(spec_path or str(demo_spec_path()))
     return make_plan(replace(sweep, storage=results_dir))
 
 
@@ -61,7 +61,7 @@ def main(args) -> int:
 
     results_dir = getattr(args, "results", None) or DEFAULT_RESULTS
     start = time.time()
-    plan = build_plan(results_dir)
+    plan = build_plan(results_dir, getattr(args, "spec", None))
     budgets = sorted({t.budget_flops for t in plan.trials})
     print(f"scaling demo: {len(plan.trials)} trials over {len(budgets)} budgets "
           f"({', '.join(f'{b:.3g}' for b in budgets)} FLOPs; the largest is held out of the "
