@@ -1,4 +1,4 @@
-"""The training loop: plain PyTorch, one process, no Ray (the orchestrator wraps it).
+"""The training loop: plain PyTorch, one process or data-parallel, no Ray (the orchestrator wraps it).
 
 AdamW (weight decay on 2-D weights only), warmup then cosine / warmup-stable-decay / constant
 learning rate, gradient clipping, gradient accumulation from micro_batch_tokens up to
@@ -7,6 +7,18 @@ last step. Each optimizer step's batch is a pure function of (seed, step), so th
 IS the step: a run stopped at step k and resumed from its checkpoint gives bitwise-identical
 losses on CPU. Worked example: batch 16 rows x 128 tokens = 2,048 batch_tokens; with
 micro_batch_tokens 512 that is 4 forward/backward passes of 4 rows per optimizer step.
+
+Data-parallel (models.distributed): when a process group of W > 1 ranks is initialized, the
+model is wrapped in DistributedDataParallel and rank r trains on the r-th 1/W of each step's
+global batch (the same rows one process would draw), so batch_tokens, tokens and flops stay
+global counts and the losses match a one-process run up to float rounding. Every rank
+- reports the same train_loss (all-reduced mean) and stops on the same step when it diverges;
+- evaluates its contiguous share of the held-out windows, and the (loss sum, token count)
+  pairs are all-reduced, so val_loss is the whole slice's mean on every rank at 1/W the cost;
+- calls on_eval with the same losses (timings are its own clock), since a caller may need
+  every rank at each evaluation (Ray Train's report is a barrier); only rank 0 writes the
+  checkpoint and passes its directory, other ranks pass None. To resume, every rank loads the
+  same checkpoint (its data position is global, so W may even change across a resume).
 """
 
 from __future__ import annotations
@@ -23,16 +35,21 @@ import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.data import TokenData
+from models.distributed import (Replica, barrier, current_replica, local_device, mean_loss, no_sync, share,
+                                sum_over_ranks, wrap)
 from models.gpt import GPT
 from models.shape import ModelShape
-from models.train_config import Measurement, TrainConfig, lr_at
+from models.train_config import Measurement, TrainConfig, lr_at, rows_per_rank
 
 __all__ = ["Measurement", "TrainConfig", "lr_at", "train", "batch_at"]
 
 
-def batch_at(tokens: np.ndarray, seq_len: int, rows: int, seed: int, step: int) -> torch.Tensor:
-    """(rows, seq_len + 1) windows at offsets drawn by np.random.default_rng([seed, step])."""
+def batch_at(tokens: np.ndarray, seq_len: int, rows: int, seed: int, step: int, *,
+             rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """(rows, seq_len + 1) windows at offsets drawn by np.random.default_rng([seed, step]);
+    rank r of world_size gets the r-th contiguous rows // world_size of them."""
     offsets = np.random.default_rng([seed, step]).integers(0, len(tokens) - seq_len, size=rows)
+    offsets = offsets[share(rows, Replica(rank=rank, world_size=world_size))]
     windows = tokens[offsets[:, None] + np.arange(seq_len + 1)]
     return torch.from_numpy(windows.astype(np.int64))
 
@@ -62,8 +79,9 @@ def train(shape: ModelShape, config: TrainConfig, data: TokenData, *,
           on_eval: Callable[[Measurement, str | None], None] | None = None,
           checkpoint_dir: str | None = None, resume_from: str | None = None) -> Measurement:
     """Train GPT(shape) on data with config; returns the final Measurement (see module doc)."""
-    device = _resolve_device(config)
-    _check_inputs(shape, config, data)
+    replica = current_replica()
+    device = local_device(_resolve_device(config), replica)
+    _check_inputs(shape, config, data, replica)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -73,12 +91,16 @@ def train(shape: ModelShape, config: TrainConfig, data: TokenData, *,
     if resume_from:
         loop = _Loop(**load_checkpoint(resume_from, model=raw_model, optimizer=optimizer, shape=shape,
                                        config=config, fingerprint=data.fingerprint))
-    model = torch.compile(raw_model) if config.compile else raw_model
+    model = torch.compile(raw_model) if config.compile else raw_model  # evaluates; trains on one rank
+    ddp = wrap(raw_model, device, replica)  # after the resume: its constructor broadcasts rank 0's weights
+    train_model = model if ddp is None else torch.compile(ddp) if config.compile else ddp
     autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if config.dtype == "bfloat16"
                 else contextlib.nullcontext())
-    held_out = eval_windows(data.val, shape.seq_len, config.eval_tokens).to(device)
-    micro_rows = config.micro_tokens // shape.seq_len
-    rows = config.batch_tokens // shape.seq_len
+    windows = eval_windows(data.val, shape.seq_len, config.eval_tokens)
+    held_out = windows[share(len(windows), replica)].to(device)
+    rows = config.batch_tokens // shape.seq_len  # global: every rank draws them, then takes its share
+    micro_rows = min(config.micro_tokens // shape.seq_len, rows_per_rank(config.batch_tokens, shape.seq_len,
+                                                                         replica.world_size))
     eval_every = config.eval_every_steps
     flops_per_token, flops_6n_per_token = shape.flops_per_token(), shape.flops_per_token_6n()
 
@@ -104,8 +126,9 @@ def train(shape: ModelShape, config: TrainConfig, data: TokenData, *,
         lr_now = lr_at(loop.step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr_now
-        batch = batch_at(data.train, shape.seq_len, rows, config.seed, loop.step).to(device, non_blocking=True)
-        loss = _optimizer_step(model, optimizer, batch, micro_rows, autocast, config.grad_clip)
+        batch = batch_at(data.train, shape.seq_len, rows, config.seed, loop.step, rank=replica.rank,
+                         world_size=replica.world_size).to(device, non_blocking=True)
+        loss = _optimizer_step(train_model, optimizer, batch, micro_rows, autocast, config.grad_clip, ddp, replica)
         if not math.isfinite(loss):
             loop.wall_seconds += time.perf_counter() - interval_start
             result = measure(lr_now, interval_train_seconds, interval_tokens, "diverged", True, math.nan, loss)
@@ -120,37 +143,41 @@ def train(shape: ModelShape, config: TrainConfig, data: TokenData, *,
         final = loop.step == config.total_steps
         if loop.step % eval_every and not final:
             continue
-        val_loss = _evaluate(model, held_out, micro_rows, autocast)
+        val_loss = _evaluate(model, held_out, micro_rows, autocast, replica)
         loop.wall_seconds += time.perf_counter() - interval_start
         train_loss = loop.loss_sum / loop.loss_steps
         loop.loss_sum, loop.loss_steps = 0.0, 0
         result = measure(lr_now, interval_train_seconds, interval_tokens, "ok", final, val_loss, train_loss)
         loop.last = dataclasses.asdict(result)
         ckpt = None
-        if checkpoint_dir:
+        if checkpoint_dir and replica.primary:  # all ranks hold the same weights and optimizer state
             ckpt = save_checkpoint(checkpoint_dir, model=raw_model, optimizer=optimizer,
                                    loop_state=loop.__dict__, shape=shape, config=config,
                                    fingerprint=data.fingerprint)
+        barrier(replica, device)  # so on every rank, on_eval runs once rank 0's checkpoint is in place
         if on_eval is not None:
             on_eval(result, ckpt)
         interval_start, interval_train_seconds, interval_tokens = time.perf_counter(), 0.0, 0
     return result
 
 
-def _optimizer_step(model, optimizer, batch: torch.Tensor, micro_rows: int, autocast, grad_clip: float) -> float:
-    """Accumulate gradients over micro-batches, clip, step; returns the batch's mean loss.
+def _optimizer_step(model, optimizer, batch: torch.Tensor, micro_rows: int, autocast, grad_clip: float,
+                    ddp, replica: Replica) -> float:
+    """Accumulate gradients over micro-batches, clip, step; returns the global batch's mean loss.
 
-    A non-finite loss skips the update (the run is over; nothing is worth applying).
+    A non-finite loss (on any rank: the mean is all-reduced) skips the update on every rank
+    (the run is over; nothing is worth applying).
     """
     rows = len(batch)
     loss = 0.0
     for start in range(0, rows, micro_rows):
         chunk = batch[start: start + micro_rows]
-        with autocast:
-            _, micro_loss = model(chunk[:, :-1], chunk[:, 1:])
-        (micro_loss * (len(chunk) / rows)).backward()  # each micro-batch's share of the batch mean
+        with no_sync(ddp, last=start + micro_rows >= rows):
+            with autocast:
+                _, micro_loss = model(chunk[:, :-1], chunk[:, 1:])
+            (micro_loss * (len(chunk) / rows)).backward()  # each micro-batch's share of the batch mean
         loss += micro_loss.detach() * (len(chunk) / rows)
-    loss = float(loss)
+    loss = mean_loss(loss, replica)
     if math.isfinite(loss):
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(optimizer_params(optimizer), grad_clip)
@@ -164,8 +191,9 @@ def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def _evaluate(model: torch.nn.Module, windows: torch.Tensor, rows: int, autocast) -> float:
-    """Mean next-token cross-entropy (nats) over the fixed held-out windows."""
+def _evaluate(model: torch.nn.Module, windows: torch.Tensor, rows: int, autocast, replica: Replica) -> float:
+    """Mean next-token cross-entropy (nats) over the fixed held-out windows (this rank's share
+    of them; the sums are all-reduced). model is never the DDP wrapper: no collective inside."""
     total, count = 0.0, 0
     for start in range(0, len(windows), rows):
         chunk = windows[start: start + rows]
@@ -173,6 +201,7 @@ def _evaluate(model: torch.nn.Module, windows: torch.Tensor, rows: int, autocast
             _, loss = model(chunk[:, :-1], chunk[:, 1:])
         total += float(loss) * chunk[:, 1:].numel()
         count += chunk[:, 1:].numel()
+    total, count = sum_over_ranks((total, count), replica, windows.device)
     return total / count
 
 
@@ -182,7 +211,7 @@ def _make_optimizer(model: torch.nn.Module, config: TrainConfig, device: str) ->
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2),
-                             fused=device == "cuda")
+                             fused=device.startswith("cuda"))
 
 
 def _resolve_device(config: TrainConfig) -> str:
@@ -198,11 +227,12 @@ def _resolve_device(config: TrainConfig) -> str:
     return device
 
 
-def _check_inputs(shape: ModelShape, config: TrainConfig, data: TokenData) -> None:
+def _check_inputs(shape: ModelShape, config: TrainConfig, data: TokenData, replica: Replica) -> None:
     for name in ("batch_tokens", "micro_tokens"):
         value = getattr(config, name)
         if value % shape.seq_len:
             raise ValueError(f"TrainConfig.{name}={value}: must be a multiple of seq_len={shape.seq_len}")
+    rows_per_rank(config.batch_tokens, shape.seq_len, replica.world_size)
     if data.vocab_size > shape.vocab_size:
         raise ValueError(f"ModelShape.vocab_size={shape.vocab_size}: must be >= the data's vocab_size "
                          f"{data.vocab_size}")

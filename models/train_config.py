@@ -126,6 +126,17 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return peak + (floor - peak) * (step - decay_start + 1) / decay_steps
 
 
+def rows_per_rank(batch_tokens: int, seq_len: int, world_size: int) -> int:
+    """Rows of seq_len tokens that each of world_size data-parallel ranks takes per optimizer
+    step: batch_tokens 8,192 at seq_len 128 on 4 ranks -> 64 rows / 4 = 16. An uneven split
+    would change the global batch (or idle a rank), so it is refused."""
+    if batch_tokens % (world_size * seq_len):
+        raise ValueError(f"TrainConfig.batch_tokens={batch_tokens}: must be a multiple of world_size * "
+                         f"seq_len = {world_size} * {seq_len} = {world_size * seq_len}, so that each of "
+                         f"the {world_size} data-parallel ranks takes an equal share of every step")
+    return batch_tokens // (world_size * seq_len)
+
+
 def _positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"TrainConfig.{name}={value!r}: must be a positive integer")
