@@ -5,6 +5,11 @@ state, the step (which is also the data position, since batches are a function o
 (seed, step)), the RNG states and the train-loss accumulator. It also records the shape, the
 recipe and the data fingerprint, and resuming with a different one is refused: the losses
 would no longer continue the same run.
+
+Loading uses torch.load(weights_only=True): a checkpoint folder may come from shared storage,
+and a full unpickle of a file someone else wrote runs their code. So everything saved is a
+tensor, a number, a string or a container of those; numpy's RNG state (a uint32 array inside a
+tuple, which the weights-only unpickler refuses) is stored as a tensor plus plain numbers.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ def save_checkpoint(directory: str, *, model: torch.nn.Module, optimizer: torch.
         "rng": {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": np.random.get_state(),
+            "numpy": _numpy_state_to_plain(np.random.get_state()),
             "python": random.getstate(),
         },
     }
@@ -55,7 +60,7 @@ def load_checkpoint(directory: str, *, model: torch.nn.Module, optimizer: torch.
     if not path.is_file():
         raise ValueError(f"resume_from={directory!r}: no {CHECKPOINT_FILE} there; "
                          f"pass a directory written as checkpoint_dir")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
     _check_same_run(payload, shape, config, fingerprint, directory)
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
@@ -63,9 +68,22 @@ def load_checkpoint(directory: str, *, model: torch.nn.Module, optimizer: torch.
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    np.random.set_state(rng["numpy"])
+    np.random.set_state(_numpy_state_from_plain(rng["numpy"]))
     random.setstate(rng["python"])
     return payload["loop"]
+
+
+def _numpy_state_to_plain(state: tuple) -> dict:
+    """np.random.get_state() = ('MT19937', 624 uint32 keys, pos, has_gauss, cached_gaussian);
+    the keys go in an int64 tensor (uint32 values fit exactly)."""
+    name, keys, pos, has_gauss, cached = state
+    return {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _numpy_state_from_plain(state: dict) -> tuple:
+    keys = state["keys"].numpy().astype(np.uint32)
+    return (state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"])
 
 
 def _check_same_run(payload: dict, shape, config, fingerprint: str, directory: str) -> None:

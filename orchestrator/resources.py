@@ -77,3 +77,40 @@ def max_concurrent(resources: list[Resources], cluster: dict) -> int:
                 f"lower cpus_per_worker/gpus_per_worker/num_workers or add nodes")
         fits.append(math.floor(have / need + 1e-9))
     return max(1, min(fits) if fits else 1)
+
+
+def _field(key: str) -> str:
+    """The spec field that asks for Ray resource `key`."""
+    return {"CPU": "resources.cpus_per_worker", "GPU": "resources.gpus_per_worker"}.get(
+        key, f"resources.resources_per_worker.{key}")
+
+
+def check_fits(trials, capacity: dict, nodes: list[dict]) -> None:
+    """Refuse, before Tune starts, a trial the cluster can never place: Tune would otherwise
+    wait forever for its placement group (no error, no timeout).
+
+    capacity: the most the cluster can hold per resource (its current total, or the
+    autoscaler's maximum when larger); nodes: the resources of each node (alive or launchable).
+    Two checks: the trial's whole demand against capacity (2 workers x 1 GPU on a 1-GPU
+    cluster), and one worker's bundle against the largest node (gpus_per_worker 2 on two
+    1-GPU nodes: 2 GPUs in total, none on one node). A one-line ValueError names the field.
+    """
+    for t in trials:
+        res = t.resources
+        for key, need in trial_demand(res).items():
+            have = float(capacity.get(key, 0.0))
+            if need > have + 1e-9:
+                per = worker_bundle(res).get(key, 0.0)
+                raise ValueError(
+                    f"{_field(key)}={per:g} x num_workers={res.num_workers}: trial "
+                    f"{t.trial_id} needs {key}={need:g} but the cluster has {key}={have:g} in "
+                    f"total; lower {_field(key)} or add nodes with {key}")
+        bundle = worker_bundle(res)
+        if nodes and not any(all(float(n.get(k, 0.0)) + 1e-9 >= v for k, v in bundle.items())
+                             for n in nodes):
+            key = max(bundle, key=lambda k: bundle[k] - max(float(n.get(k, 0.0)) for n in nodes))
+            largest = max(float(n.get(key, 0.0)) for n in nodes)
+            raise ValueError(
+                f"{_field(key)}={bundle[key]:g}: one worker of trial {t.trial_id} needs "
+                f"{key}={bundle[key]:g} on one node, but the largest node has {key}={largest:g}; "
+                f"lower {_field(key)} (and raise num_workers) or add larger nodes")

@@ -10,6 +10,7 @@ steps since that trial's last evaluation, and Tuner.restore is never needed.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -53,10 +54,19 @@ def start_local_ray(num_cpus: int | None = None, **kwargs) -> None:
     many torch threads, so 2 cores run 2 one-thread trials, never 4 oversubscribed ones."""
     import ray
 
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+        _drop_auth_enabled_notice)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
              runtime_env={"env_vars": {"PYTHONPATH": path}}, **{**QUIET, **kwargs})
+
+
+def _drop_auth_enabled_notice(record: logging.LogRecord) -> bool:
+    """Ray 2.60 turns token authentication on for a new local Ray (RAY_AUTH_MODE unset) and
+    says so in a WARNING line on stderr, which would break the CLI's one-line errors. Only
+    that notice is dropped: "authentication is disabled" still shows."""
+    return not record.getMessage().startswith("Token authentication is enabled")
 
 
 QUIET = dict(log_to_driver=False, configure_logging=True, logging_level="WARNING")
@@ -90,34 +100,89 @@ def run_plan(trials: list[TrialSpec], results_dir: str, *, address: str | None =
              progress: bool = True, extra_config: dict | None = None) -> RunSummary:
     """Run every trial of the plan that the results folder does not hold a final row for.
 
+    max_failures: retries per trial within this run (Tune's FailureConfig, and Train's for a
+    worker group): a crashed worker or a lost node costs one, and the retry resumes from the
+    trial's last checkpoint. Before anything is written or Tune starts, a live lock holder is
+    refused (StudyLockedError) and a trial the cluster can never place is a ValueError naming
+    its resources field; a results folder that did not exist is then not created.
     extra_config is merged into every trial's Tune config (worker.trainable documents the
     keys, e.g. fail_at_step for fault-injection drills, torch_backend).
     """
     start = time.time()
     trials = list({t.trial_id: t for t in trials}.values())  # a trial planned twice runs once
     _check_resources(trials)
-    store = Store(results_dir)
-    with StudyLock(store):
-        store.write_plan(trials)
-        done_before = store.done_trial_ids()
-        todo = [t for t in trials if t.trial_id not in done_before]
-        if todo:
-            started = _connect(address)
-            try:
+    store = Store(results_dir, create=False)
+    lock = StudyLock(store)
+    lock.check()
+    done = store.done_trial_ids()
+    pending = [t for t in trials if t.trial_id not in done]
+    started = _connect(address) if pending else False
+    try:
+        if pending:
+            _check_cluster(pending)
+        with lock:
+            if started and not (address or os.environ.get("RAY_ADDRESS")):
+                # our own local Ray (never a joined cluster's node: the reaper would end it)
+                lock.record(**_local_ray_processes())
+            store.write_plan(trials)
+            done_before = store.done_trial_ids()
+            todo = [t for t in trials if t.trial_id not in done_before]
+            if todo:
                 _tune(todo, trials, done_before, store, max_failures=max_failures,
                       max_concurrent_trials=max_concurrent_trials, progress=progress,
                       extra_config=extra_config or {})
-            finally:
-                if started:
-                    import ray
+            return _summarize(trials, todo, done_before, store, time.time() - start)
+    finally:
+        if started:
+            import ray
 
-                    ray.shutdown()
-        return _summarize(trials, todo, done_before, store, time.time() - start)
+            ray.shutdown()
+
+
+def cluster_capacity() -> tuple[dict, list[dict]]:
+    """(the most the cluster can hold per resource, each node's resources). An autoscaling
+    cluster (cluster.yaml: min_workers 0) starts with no GPU node: its capacity is what the
+    autoscaler may launch (node group x max_count, the figure Ray Train V2 checks), else
+    the alive nodes' totals."""
+    import ray
+    from ray._private.state import state
+
+    total = {k: float(v) for k, v in ray.cluster_resources().items()}
+    nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+    try:
+        config = state.get_cluster_config()
+        launchable = state.get_max_resources_from_cluster_config() or {}
+    except Exception:  # no autoscaler state (a local Ray)
+        config, launchable = None, {}
+    for key, most in launchable.items():
+        total[key] = max(total.get(key, 0.0), float(most))
+    if config is not None:
+        nodes += [dict(g.resources) for g in config.node_group_configs if g.max_count != 0]
+    return total, nodes
+
+
+def _check_cluster(trials: list[TrialSpec]) -> None:
+    from orchestrator.resources import check_fits
+
+    check_fits(trials, *cluster_capacity())
+
+
+def _local_ray_processes() -> dict:
+    """The local Ray this driver started, for the lock (lock.reap_leftover_ray)."""
+    import ray
+
+    from orchestrator.lock import local_ray_processes
+
+    try:
+        node = ray._private.worker._global_node
+        pids = [info.process.pid for infos in node.all_processes.values() for info in infos]
+        return local_ray_processes(ray.get_runtime_context().get_node_id(), pids)
+    except Exception:  # private API moved: only the clean-up after a crash is lost
+        return {}
 
 
 def _tune(todo, trials, done_before, store: Store, *, max_failures, max_concurrent_trials,
           progress, extra_config) -> None:
-    import ray
     from ray import tune
     from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
 
@@ -128,7 +193,7 @@ def _tune(todo, trials, done_before, store: Store, *, max_failures, max_concurre
     # verbose=0 alone still prints the new engine's config box; the classic reporter at
     # verbosity 0 prints nothing, and our live line takes its place.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    cluster = ray.cluster_resources()
+    cluster = cluster_capacity()[0]
     concurrency = max_concurrent_trials or max_concurrent([t.resources for t in todo], cluster)
 
     def trial(config: dict) -> None:  # a wrapper: with_resources tags the function it gets

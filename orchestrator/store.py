@@ -85,7 +85,9 @@ def measurement_row(spec, m=None, *, status: str | None = None) -> dict:
 class Store:
     """Reads and writes one results folder. Cheap to build; safe to pickle (holds only a URI)."""
 
-    def __init__(self, results_dir: str):
+    def __init__(self, results_dir: str, *, create: bool = True):
+        """create=False leaves a missing folder missing until the first write: `scaling run`
+        reads what is done and checks the cluster before it leaves anything on disk."""
         if "://" in results_dir:
             self.uri = results_dir.rstrip("/")
             self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
@@ -93,7 +95,8 @@ class Store:
             self.uri = self.root = os.path.abspath(os.path.expanduser(results_dir))
             self.fs = pafs.LocalFileSystem()
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
-        self.fs.create_dir(self.root, recursive=True)
+        if create:
+            self.fs.create_dir(self.root, recursive=True)
 
     def __reduce__(self):  # ship the URI, rebuild the filesystem on the other side
         return (Store, (self.uri,))

@@ -32,7 +32,7 @@ import tempfile
 import time
 import traceback
 
-from orchestrator.store import Store, measurement_row
+from orchestrator.store import DONE_STATUSES, Store, measurement_row
 from orchestrator.trial import TrialSpec
 
 CONFIG_KEYS = ("trial", "results_dir", "fail_at_step", "torch_backend", "max_failures")
@@ -90,6 +90,15 @@ def trainable(config: dict) -> None:
     store = Store(results_dir_for(spec, config))
     loop_config = {**{k: v for k, v in config.items() if k in CONFIG_KEYS},
                    "trial": spec.to_dict(), "results_dir": store.uri}
+    rows = store.read_trial(spec.trial_id)
+    if rows and rows[-1]["final"] and rows[-1]["status"] in DONE_STATUSES:
+        # Finished already: a Tune retry after its last row was written (node lost before
+        # Tune heard of it), or a finished config in a user's Tuner. Training again would
+        # only rewrite the same rows.
+        from ray import tune
+
+        tune.report({k: rows[-1][k] for k in METRIC_KEYS})
+        return
     if spec.resources.num_workers == 0:
         _run_in_process(spec, loop_config, store)
     else:
@@ -163,6 +172,10 @@ def train_loop_per_worker(config: dict) -> None:
 
         run_loop(spec, config, store, rank=rank, scratch=scratch, resume_from=resume,
                  publish=publish)
+
+
+METRIC_KEYS = ("trial_id", "step", "tokens", "flops", "train_loss", "val_loss", "val_bpb",
+               "wall_seconds", "final", "status")
 
 
 def tune_metrics(spec: TrialSpec, m) -> dict:

@@ -1,0 +1,190 @@
+"""Bad input through the CLI: bad sweep specs for `scaling run` (exit 2, one line on stderr
+naming the field, nothing started: no results folder, no Ray) and bad results folders for
+`scaling fit` (a clear one-line error with exit 2, or a warning that names what was skipped;
+never a silent fit of the wrong rows). Figures are printed (`pytest -s`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from models.data import DataSpec
+from models.shape import ModelShape
+from models.train_config import Measurement, TrainConfig
+from orchestrator.cli import main
+from orchestrator.store import Store, measurement_row
+from orchestrator.trial import TrialSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def good() -> dict:
+    return {"name": "bad", "budgets_flops": [6e9, 1.2e10], "sizes_per_budget": 3,
+            "model": {"shapes": [{"n_layer": 1, "d_model": 16, "n_head": 2},
+                                 {"n_layer": 1, "d_model": 32, "n_head": 2},
+                                 {"n_layer": 2, "d_model": 32, "n_head": 2}], "seq_len": 32},
+            "data": {"corpus": "pydoc", "tokenizer": "byte"},
+            "train": {"batch_tokens": 512, "min_steps": 10},
+            "resources": {"num_workers": 0, "cpus_per_worker": 1}}
+
+
+def edit(path: str, value) -> str:
+    spec = good()
+    *parents, last = path.split(".")
+    node = spec
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return yaml.safe_dump(spec)
+
+
+# (case, file text, what the one stderr line must contain)
+BAD_SPECS = [
+    ("empty file", "", "empty"),
+    ("not YAML", "name: [unclosed\n", "not valid YAML"),
+    ("not a mapping", "- a\n- b\n", "must be a mapping"),
+    ("budget negative", edit("budgets_flops", [6e9, -5]), "budgets_flops[1]: -5 must be a positive"),
+    ("budget zero", edit("budgets_flops", [0, 6e9]), "budgets_flops[0]: 0 must be a positive"),
+    ("budget not a number", edit("budgets_flops", ["lots"]), "budgets_flops[0]: 'lots'"),
+    ("budgets not a list", edit("budgets_flops", 6e9), "budgets_flops: 6e+09 must be a non-empty list"),
+    ("budget too small for the smallest model", edit("budgets_flops", [1e8, 6e9]), "budgets_flops[0]: 1e+08 must be >="),
+    ("unknown key", edit("budget_flops", [6e9]), "budget_flops: unknown key; did you mean 'budgets_flops'?"),
+    ("unknown nested key", edit("train.batch_token", 512), "train.batch_token: unknown key"),
+    ("wrong type: bool", edit("train.compile", "yes"), "train.compile: 'yes' must be true or false"),
+    ("wrong type: int", edit("sizes_per_budget", "three"), "sizes_per_budget: 'three'"),
+    ("wrong type: mapping", edit("model", [1, 2]), "model"),
+    ("missing corpus path", edit("data.corpus", "no/such/corpus.txt"), "data.corpus: 'no/such/corpus.txt'"),
+    ("zero lr", edit("train.lr", 0), "train.lr: 0 must be > 0"),
+    ("batch not a multiple of seq_len", edit("train.batch_tokens", 500), "train.batch_tokens: 500"),
+    ("too few sizes", edit("sizes_per_budget", 2), "sizes_per_budget: 2 must be a whole number >= 3"),
+    ("gpus without workers", edit("resources.gpus_per_worker", 1), "resources.gpus_per_worker: 1"),
+    ("zero workers' cpus", edit("resources.cpus_per_worker", 0), "resources.cpus_per_worker: 0"),
+    ("bad tokenizer", edit("data.tokenizer", "wordpiece"), "data.tokenizer: 'wordpiece'"),
+]
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Any attempt to start or join Ray fails the test."""
+    import ray
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("ray.init was called for a bad spec")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("case,text,expected", BAD_SPECS, ids=[c[0] for c in BAD_SPECS])
+def test_bad_spec_run_exits_2_starting_nothing(tmp_path, capsys, no_ray, case, text, expected):
+    spec, results = tmp_path / "BAD.yaml", tmp_path / "results"
+    spec.write_text(text)
+    code = main(["run", str(spec), "--results", str(results)])
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    print(f"[bad spec] {case}: exit {code}, {lines}")
+    assert code == 2 and captured.out == "" and len(lines) == 1
+    assert lines[0].startswith("scaling: error: ") and expected in lines[0]
+    assert not results.exists()
+
+
+def test_fifteen_kinds_of_bad_spec_through_the_cli():
+    fields = {expected.split(":")[0].split("[")[0] for _, _, expected in BAD_SPECS}
+    print(f"\n[bad spec] {len(BAD_SPECS)} cases over {len(fields)} fields")
+    assert len(BAD_SPECS) >= 15
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_gpus_beyond_the_cluster_exit_2_before_tune(tmp_path):
+    spec, results = tmp_path / "gpu.yaml", tmp_path / "results"
+    spec.write_text(edit("resources", {"num_workers": 1, "cpus_per_worker": 1,
+                                       "gpus_per_worker": 4}))
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(spec), "--results",
+                           str(results)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    lines = done.stderr.splitlines()
+    print(f"\n[bad spec] 4 GPUs per worker on this machine: exit {done.returncode}, {lines}")
+    assert done.returncode == 2 and len(lines) == 1
+    assert lines[0].startswith("scaling: error: resources.gpus_per_worker=4 x num_workers=1")
+    assert "the cluster has GPU=0 in total" in lines[0]
+    assert not results.exists()
+
+
+# -- bad results folders ------------------------------------------------------------------------
+def trial(sweep: str, d_model: int) -> TrialSpec:
+    return TrialSpec(sweep=sweep, kind="scaling",
+                     shape=ModelShape(n_layer=1, d_model=d_model, n_head=2, vocab_size=256,
+                                      seq_len=32),
+                     data=DataSpec(corpus="pydoc", tokenizer="byte"),
+                     train=TrainConfig(total_tokens=4096, batch_tokens=512), budget_flops=1e9)
+
+
+def write_sweep(folder: Path, sweep: str, widths=(16, 32, 64)) -> list[TrialSpec]:
+    """Three finished trials with made-up losses (rows as the worker writes them)."""
+    store, trials = Store(str(folder)), [trial(sweep, d) for d in widths]
+    for t, loss in zip(trials, (4.0, 3.6, 3.8)):
+        for step in (4, 8):
+            tokens = step * 512
+            m = Measurement(step=step, tokens=tokens, flops=tokens * 1e5, flops_6n=tokens * 9e4,
+                            train_loss=loss, val_loss=loss, val_bpb=loss / 0.69, lr_now=1e-3,
+                            wall_seconds=1.0, tokens_per_second=4e3, final=step == 8,
+                            status="ok")
+            store.write_row(measurement_row(t, m))
+    return trials
+
+
+def fit(source: Path):
+    return subprocess.run([sys.executable, "-m", "orchestrator", "fit", str(source),
+                           "--bootstrap", "0"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_fit_truncated_parquet_is_a_one_line_error(tmp_path):
+    trials = write_sweep(tmp_path, "a")
+    path = Store(str(tmp_path)).trial_file(trials[1].trial_id)
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: len(data) // 2])  # a copy cut short: no footer
+    done = fit(tmp_path)
+    lines = done.stderr.splitlines()
+    print(f"\n[bad results] truncated parquet: exit {done.returncode}, {lines}")
+    assert done.returncode == 2 and len(lines) == 1
+    assert lines[0].startswith("scaling fit: error: ") and os.path.basename(path) in lines[0]
+    assert "not a readable parquet file" in lines[0] and done.stdout == ""
+
+
+def test_fit_newer_schema_version_is_a_one_line_error(tmp_path):
+    trials = write_sweep(tmp_path, "a")
+    import pyarrow.parquet as pq
+    import pyarrow.compute as pc
+
+    path = Store(str(tmp_path)).trial_file(trials[0].trial_id)
+    table = pq.read_table(path)
+    newer = pc.add(table["schema_version"], 1).cast(table.schema.field("schema_version").type)
+    pq.write_table(table.set_column(table.schema.get_field_index("schema_version"),
+                                    "schema_version", newer), path)
+    done = fit(tmp_path)
+    lines = done.stderr.splitlines()
+    print(f"\n[bad results] schema_version 2 file: exit {done.returncode}, {lines}")
+    assert done.returncode == 2 and len(lines) == 1
+    assert "schema_version 2 is newer than this reader's 1" in lines[0] and done.stdout == ""
+
+
+def test_fit_two_sweeps_in_one_folder_are_never_mixed_silently(tmp_path):
+    # (the trial id hashes what is trained, not the sweep's name: other widths, other files)
+    a, b = write_sweep(tmp_path, "alpha"), write_sweep(tmp_path, "beta", (24, 48, 96))
+    done = fit(tmp_path)
+    err = done.stderr
+    print(f"\n[bad results] sweeps alpha + beta in one folder: exit {done.returncode}, "
+          f"stderr {err.splitlines()}, stdout head {done.stdout.splitlines()[:1]}")
+    assert "alpha" in err and "beta" in err  # said, whichever way it is handled
+    if done.returncode == 2:  # refused: one line
+        assert len(err.splitlines()) == 1 and err.startswith("scaling fit: error: ")
+    else:  # fitted with the runs kept apart: six runs, not three runs of two rows each
+        assert done.returncode == 0 and "6 runs" in done.stdout
+    assert len({t.trial_id for t in a} | {t.trial_id for t in b}) == 6
