@@ -13,7 +13,7 @@ import sys
 
 COMMANDS = {
     "plan": "print the trials of a sweep spec and their cost; nothing runs",
-    "run": "run the trials of a sweep spec not yet done (re-running resumes)",
+    "run": "run the trials of a sweep spec not yet done: its hparams search, then its grid (re-running resumes)",
     "status": "what a results directory holds: done, running, failed",
     "fit": "fit scaling laws to a results dir or any Parquet/Arrow/CSV table",
     "report": "write report.md, report.html and plots for a results dir or table",
@@ -55,6 +55,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", metavar="N", type=_positive_int,
                    help="trials at a time (default: the spec's, else sized from the cluster)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.add_argument("--only", choices=("hparams", "scaling"),
+                   help="run only the spec's hparams search, or only its scaling grid (default: both, search first)")
 
     p = sub.add_parser("status", help=COMMANDS["status"], description=COMMANDS["status"])
     p.add_argument("results", metavar="DIR", help="results directory")
@@ -79,8 +81,35 @@ def cmd_plan(args) -> int:
 
 def cmd_run(args) -> int:
     plan = _load_plan(args.spec)
-    sweep = plan.sweep
+    sweep, only = plan.sweep, getattr(args, "only", None)
     results = args.results or sweep.storage
+    if only == "hparams" and sweep.hparams is None:
+        raise CliError(f"--only hparams: {args.spec} has no hparams section")
+    if only == "scaling" and not plan.trials:
+        raise CliError(f"--only scaling: {args.spec} has no budgets_flops, so no scaling grid")
+    failed = _run_search(plan, results, args) if sweep.hparams and only != "scaling" else 0
+    if plan.trials and only != "hparams":
+        failed += _run_grid(plan, results, args)
+    return 1 if failed else 0
+
+
+def _run_search(plan, results: str, args) -> int:
+    """The hparam search, before the grid: a grid whose lr comes from its fit needs it first."""
+    from orchestrator.search import run_search  # Ray is imported here, not for `scaling plan`
+
+    sweep = plan.sweep
+    print(f"scaling: hparam search of {sweep.name}, {sweep.hparams.trials_per_size} trials at each of "
+          f"{len(plan.hparam_trials)} sizes -> {results}", flush=True)
+    summary = run_search(sweep, results, address=args.address, progress=not args.no_progress,
+                         max_concurrent_trials=args.max_concurrent)
+    print(summary)
+    for failed in summary.failed:
+        print(f"  failed: {failed}")
+    return len(summary.failed)
+
+
+def _run_grid(plan, results: str, args) -> int:
+    sweep = plan.sweep
     from orchestrator.run import run_plan  # Ray is imported here, not for `scaling plan`
 
     print(f"scaling: {len(plan.trials)} trials of {sweep.name} -> {results}", flush=True)
@@ -92,7 +121,7 @@ def cmd_run(args) -> int:
           f"{len(summary.diverged)} diverged, {len(summary.failed)} failed -> {summary.results_dir}")
     for failed in summary.failed:
         print(f"  failed: {failed}")
-    return 1 if summary.failed else 0
+    return len(summary.failed)
 
 
 def cmd_status(args) -> int:
@@ -113,7 +142,7 @@ def cmd_report(args) -> int:
 
 def cmd_demo(args) -> int:
     try:
-        import orchestrator.demo as demo
+        demo = importlib.import_module("orchestrator.demo")
     except ModuleNotFoundError as e:
         if e.name != "orchestrator.demo":
             raise

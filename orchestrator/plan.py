@@ -16,6 +16,11 @@ The rule, per budget C (fitting and held-out alike) and seed:
    budget left with fewer than 3 sizes is a SpecError (a parabola needs three points).
 4. Evaluate every eval_every_tokens rounded to whole steps, else steps // evals_per_trial.
 
+lr: train.lr, or lr*(N) from a fit (train.lr: {from_fit}), the plan notes each size outside
+the sizes that law was fitted on. An `hparams` section adds one base trial per search size
+(kind "hparam", group = the size label); orchestrator/search.py varies it, so the search's
+FLOPs are an upper bound: trials_per_size * tokens * flops_per_token, less what ASHA stops.
+
 Time estimate: a trial takes flops / flops_per_second + overhead_seconds_per_trial; trials run
 max_concurrent_trials at a time (1 when the spec leaves it to the runner: an upper bound),
 longest first onto the earliest free slot (Graham's LPT list schedule, within 4/3 of optimal).
@@ -51,6 +56,7 @@ class Plan:
     trials: tuple[TrialSpec, ...]
     dropped: tuple[Dropped, ...] = ()
     notes: tuple[str, ...] = ()
+    hparam_trials: tuple[TrialSpec, ...] = ()  # one base trial per search size, in size order
 
     @property
     def total_flops(self) -> float:
@@ -78,6 +84,7 @@ class Plan:
             "notes": list(self.notes), "n_trials": len(self.trials), "total_flops": self.total_flops,
             "flops_per_second": s.flops_per_second, "concurrency": self.concurrency,
             "estimated_wall_seconds": self.estimated_wall_seconds,
+            "hparams": hparams_dict(self) if s.hparams else None,
         }
 
     def to_json(self) -> str:
@@ -113,7 +120,9 @@ def make_plan(sweep: Sweep) -> Plan:
         trials += [make_trial(sweep, budget, shape, seed, group) for shape in kept for seed in sweep.seeds]
     ids = [t.trial_id for t in trials]
     assert len(set(ids)) == len(ids), "duplicate trial ids"  # distinct (budget, shape, seed) by construction
-    return Plan(sweep, tuple(trials), tuple(dropped), tuple(notes))
+    hparam = tuple(make_hparam_trial(sweep, size) for size in (sweep.hparams.sizes if sweep.hparams else ()))
+    notes += _lr_law_notes(sweep, trials + list(hparam))
+    return Plan(sweep, tuple(trials), tuple(dropped), tuple(notes), hparam)
 
 
 def select_sizes(shapes, n_star: float, k: int, span: float, params: str = "total") -> list[ModelShape]:
@@ -153,9 +162,42 @@ def make_trial(sweep: Sweep, budget: float, shape: ModelShape, seed: int, group:
     else:
         every_steps = max(1, steps // recipe.evals_per_trial)
     config = dataclasses.replace(recipe.config, total_tokens=steps * batch, seed=seed,
-                                 eval_every_tokens=min(every_steps, steps) * batch)
+                                 eval_every_tokens=min(every_steps, steps) * batch,
+                                 lr=trial_lr(recipe, shape))
     return TrialSpec(sweep=sweep.name, kind="scaling", shape=shape, data=sweep.data, train=config,
                      budget_flops=float(budget), resources=sweep.resources, group=group)
+
+
+def make_hparam_trial(sweep: Sweep, size) -> TrialSpec:
+    """The base trial of one search size (a spec_hparams.HparamSize); its budget_flops is the
+    FLOPs one full-length trial spends, the same for every config the search tries."""
+    config = dataclasses.replace(sweep.train.config, total_tokens=size.total_tokens, seed=sweep.seeds[0],
+                                 eval_every_tokens=size.eval_every_tokens, lr=trial_lr(sweep.train, size.shape))
+    return TrialSpec(sweep=sweep.name, kind="hparam", shape=size.shape, data=sweep.data, train=config,
+                     budget_flops=size.total_tokens * size.shape.flops_per_token(),
+                     resources=sweep.resources, group=size.label)
+
+
+def trial_lr(recipe, shape: ModelShape) -> float:
+    """train.lr, or lr*(N) = c N^p of the fitted law (train.lr: {from_fit}) at this size."""
+    if recipe.lr_law is None:
+        return recipe.config.lr
+    return float(recipe.lr_law(_params(shape, recipe.lr_params)))
+
+
+def _lr_law_notes(sweep: Sweep, trials) -> list[str]:
+    law = sweep.train.lr_law
+    if law is None:
+        return []
+    lo, hi = law.n_range
+    notes = []
+    for shape in sorted({t.shape for t in trials}, key=lambda s: _params(s, sweep.train.lr_params)):
+        n = _params(shape, sweep.train.lr_params)
+        if not lo <= n <= hi:
+            notes.append(f"lr: {shape.n_layer}L x {shape.d_model}d has {_si(n)} {sweep.train.lr_params} params, "
+                         f"outside the {_si(lo)}..{_si(hi)} the lr law of {law.source} was fitted on: "
+                         f"lr {trial_lr(sweep.train, shape):.3g} is an extrapolation")
+    return notes
 
 
 def trial_flops(trial: TrialSpec) -> float:
@@ -205,7 +247,7 @@ def _trial_row(t: TrialSpec, sweep: Sweep) -> dict:
         "non_embedding_params": counts["non_embedding"], "tokens": t.train.total_tokens,
         "steps": t.train.total_steps, "tokens_per_param": t.train.total_tokens / counts["total"],
         "flops": flops, "flops_over_budget": flops / t.budget_flops,
-        "eval_every_tokens": t.train.eval_every_tokens,
+        "eval_every_tokens": t.train.eval_every_tokens, "lr": t.train.lr,
         "estimated_seconds": trial_seconds(t, sweep), "spec": t.to_dict(),
     }
 
@@ -216,29 +258,84 @@ def render(plan: Plan) -> str:
              f"sizes: {len(s.model.shapes)} candidates ({s.model.dial}), seq_len {s.model.seq_len}, "
              f"vocab {s.data.effective_vocab_size}; prior {s.prior.source}, span {s.prior.span:g}x "
              f"({s.prior.params} params)", ""]
-    header = ("budget", "N*", "id", "shape", "params", "tokens", "tok/param", "steps", "FLOPs",
-              "/budget", "est time")
+    if plan.trials:
+        lines += _scaling_table(plan)
+        if s.held_out_budgets_flops:
+            lines.append("* held out of the fit, for the extrapolation back-test (group 'held_out')")
+        lines += [f"dropped {d.budget_flops:.3g}: {d.reason}" for d in plan.dropped]
+    lines += [f"note: {n}" for n in plan.notes]
+    if plan.trials:
+        serial = sum(trial_seconds(t, s) for t in plan.trials)
+        lines += ["", f"{len(plan.trials)} trials, {plan.total_flops:.3e} FLOPs in all; at "
+                  f"{s.flops_per_second:.3g} FLOP/s and {s.overhead_seconds_per_trial:g} s overhead per "
+                  f"trial: {_duration(serial)} of trial time, about {_duration(plan.estimated_wall_seconds)} "
+                  f"wall with {plan.concurrency} at a time"]
+    if s.hparams:
+        lines += ([""] if plan.trials else []) + render_hparams(plan)
+    return "\n".join(lines)
+
+
+def _scaling_table(plan: Plan) -> list[str]:
+    s = plan.sweep
+    show_lr = len({t.train.lr for t in plan.trials}) > 1  # lr*(N) from a fit: one lr per size
+    header = ("budget", "N*", "id", "shape", "params", "tokens", "tok/param", "steps") + \
+        (("lr",) if show_lr else ()) + ("FLOPs", "/budget", "est time")
     rows = []
     for t in plan.trials:
         r = _trial_row(t, s)
         budget = f"{t.budget_flops:.3g}" + ("*" if r["held_out"] else "")
-        rows.append((budget, _si(s.prior.optimal_params(t.budget_flops)), r["trial_id"][:8],
-                     f"{t.shape.n_layer}L x {t.shape.d_model}d x {t.shape.n_head}h",
-                     _si(r["params"]), _si(r["tokens"]), f"{r['tokens_per_param']:.1f}", str(r["steps"]),
-                     f"{r['flops']:.3e}", f"{r['flops_over_budget']:.4f}", _duration(r["estimated_seconds"])))
+        rows.append((budget, _si(s.prior.optimal_params(t.budget_flops)), r["trial_id"][:8], _shape(t.shape),
+                     _si(r["params"]), _si(r["tokens"]), f"{r['tokens_per_param']:.1f}", str(r["steps"]))
+                    + ((f"{t.train.lr:.3g}",) if show_lr else ())
+                    + (f"{r['flops']:.3e}", f"{r['flops_over_budget']:.4f}", _duration(r["estimated_seconds"])))
+    return _table(header, rows)
+
+
+def hparams_dict(plan: Plan) -> dict:
+    h, sweep = plan.sweep.hparams, plan.sweep
+    sizes = [{"label": t.group, "trial_id": t.trial_id, "n_layer": t.shape.n_layer, "d_model": t.shape.d_model,
+              "n_head": t.shape.n_head, "params": t.shape.param_counts()["total"], "tokens": t.train.total_tokens,
+              "eval_every_tokens": t.train.eval_every_tokens, "lr": t.train.lr, "trials": h.trials_per_size,
+              "flops_per_trial": trial_flops(t), "flops_upper_bound": h.trials_per_size * trial_flops(t),
+              "estimated_seconds_upper_bound": h.trials_per_size * trial_seconds(t, sweep), "spec": t.to_dict()}
+             for t in plan.hparam_trials]
+    return {"search": h.search, "num_samples": h.num_samples, "trials_per_size": h.trials_per_size,
+            "scheduler": h.scheduler, "grace_period_tokens": h.grace_period_tokens,
+            "reduction_factor": h.reduction_factor, "seed": h.seed, "tokens": h.token_rule,
+            "space": [{"name": d.name, "primitive": d.primitive, "values": list(d.values)} for d in h.space],
+            "sizes": sizes, "n_trials": h.trials_per_size * len(sizes),
+            "flops_upper_bound": sum(x["flops_upper_bound"] for x in sizes)}
+
+
+def render_hparams(plan: Plan) -> list[str]:
+    """The search section: sizes, space, samples and the FLOPs a search can spend at most."""
+    h, d = plan.sweep.hparams, hparams_dict(plan)
+    scheduler = (f"asha (grace {h.grace_period_tokens:,} tokens, reduction factor {h.reduction_factor:g}), "
+                 "so the FLOPs are an upper bound" if h.scheduler == "asha" else "fifo (every trial runs to the end)")
+    lines = [f"hparam search (kind 'hparam', one group per size): {h.search}, {h.num_samples} samples, "
+             f"{h.trials_per_size} trials per size, {h.token_rule}, searcher seed {h.seed}",
+             f"  space: {'; '.join(dim.describe() for dim in h.space)}", f"  scheduler: {scheduler}"]
+    searched = {dim.name for dim in h.space}
+    header = ("size", "id", "shape", "params", "tokens", "tok/param", "eval every", "lr", "trials",
+              "FLOPs/trial", "FLOPs max", "est time max")
+    rows = [(x["label"], x["trial_id"][:8], _shape(t.shape), _si(x["params"]), _si(x["tokens"]),
+             f"{x['tokens'] / x['params']:.3g}", _si(x["eval_every_tokens"]),
+             "searched" if "lr" in searched else f"{x['lr']:.3g}", str(x["trials"]),
+             f"{x['flops_per_trial']:.3e}", f"{x['flops_upper_bound']:.3e}",
+             _duration(x["estimated_seconds_upper_bound"])) for x, t in zip(d["sizes"], plan.hparam_trials)]
+    serial = sum(x["estimated_seconds_upper_bound"] for x in d["sizes"])
+    return lines + _table(header, rows) + [
+        "", f"hparams: {d['n_trials']} trials at {len(rows)} sizes, at most {d['flops_upper_bound']:.3e} FLOPs "
+        f"and {_duration(serial)} of trial time; `scaling run` runs them before the scaling grid"]
+
+
+def _table(header, rows) -> list[str]:
     widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-    for row in (header, *rows):
-        lines.append("  ".join(x.rjust(w) for x, w in zip(row, widths)).rstrip())
-    if s.held_out_budgets_flops:
-        lines.append("* held out of the fit, for the extrapolation back-test (group 'held_out')")
-    lines += [f"dropped {d.budget_flops:.3g}: {d.reason}" for d in plan.dropped]
-    lines += [f"note: {n}" for n in plan.notes]
-    serial = sum(trial_seconds(t, s) for t in plan.trials)
-    lines += ["", f"{len(plan.trials)} trials, {plan.total_flops:.3e} FLOPs in all; at "
-              f"{s.flops_per_second:.3g} FLOP/s and {s.overhead_seconds_per_trial:g} s overhead per "
-              f"trial: {_duration(serial)} of trial time, about {_duration(plan.estimated_wall_seconds)} "
-              f"wall with {plan.concurrency} at a time"]
-    return "\n".join(lines)
+    return ["  ".join(x.rjust(w) for x, w in zip(row, widths)).rstrip() for row in (header, *rows)]
+
+
+def _shape(shape: ModelShape) -> str:
+    return f"{shape.n_layer}L x {shape.d_model}d x {shape.n_head}h"
 
 
 def _si(x: float) -> str:

@@ -87,12 +87,16 @@ def _connect(address: str | None) -> bool:
 
 
 def _check_resources(trials: list[TrialSpec]) -> None:
+    """num_workers > 1 trains data-parallel (models.train under DDP): each rank takes an equal
+    share of every step's batch, so batch_tokens must split evenly over the workers."""
+    from models.train_config import rows_per_rank
+
     for t in trials:
-        if t.resources.num_workers > 1:
-            raise ValueError(
-                f"Resources.num_workers={t.resources.num_workers} (trial {t.trial_id}): "
-                "models.train has no data-parallel (DDP) hook yet, so extra workers would train "
-                "copies of one model; allowed: 0 (in-process) or 1")
+        try:
+            rows_per_rank(t.train.batch_tokens, t.shape.seq_len, max(1, t.resources.num_workers))
+        except ValueError as exc:
+            raise ValueError(f"{exc} (trial {t.trial_id}, Resources.num_workers="
+                             f"{t.resources.num_workers})") from None
 
 
 def run_plan(trials: list[TrialSpec], results_dir: str, *, address: str | None = None,

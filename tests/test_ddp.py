@@ -180,7 +180,6 @@ def test_torch_trainer_with_two_workers_matches_the_in_process_trial(tmp_path, m
     from orchestrator.store import Store
     from orchestrator.trial import Resources, TrialSpec
 
-    monkeypatch.setattr(run, "_check_resources", lambda trials: None)  # the num_workers > 1 gate
 
     def trial(num_workers: int) -> TrialSpec:
         return TrialSpec(

@@ -177,7 +177,7 @@ def test_explicit_shapes_sorted_by_params():
 def test_examples_parse():
     demo = load_sweep(ROOT / "examples" / "demo.yaml")
     assert demo.resources.num_workers == 0 and demo.data.corpus == "sotu"
-    assert demo.held_out_budgets_flops[0] >= 3 * demo.budgets_flops[-1]
+    assert demo.held_out_budgets_flops[0] > demo.budgets_flops[-1]
     gpu = yaml.safe_load((ROOT / "examples" / "gpu-cluster.yaml").read_text())
     gpu["data"]["corpus"] = "pydoc"  # the cluster's NFS path does not exist here
     sweep = parse_sweep(gpu, "gpu-cluster.yaml")

@@ -1,0 +1,364 @@
+"""Hyperparameter search on Ray Tune: one Tuner per size over worker.trainable, rows in the store.
+
+Each size of the spec's `hparams` section gets its own Tuner, so ASHA (Li et al. 2020) only
+ever compares trials of one size, never sizes with each other and never the scaling grid. A
+trial's config is {"trial": the size's base TrialSpec, "results_dir", <searched TrainConfig
+fields>}; worker.trainable applies the fields and hashes the result into the trial id, so every
+config writes its own rows (kind "hparam", its size label as group) into the sweep's store.
+
+ASHA stops a trial at a rung: the scheduler writes `stopped_early` into the trial's metadata
+(_trials/<id>.json) before Tune stops it, and the trial (or, if its process is gone, the driver)
+then marks its last row final with status "ok": a finished point at fewer tokens. Metric "val_loss",
+time "tokens": worker.tune_metrics reports both at every evaluation, and every trial of a size
+evaluates at the same token counts (spec_hparams rounds them to every batch size searched).
+
+Resume: a finished trial (final row ok or diverged) is not trained again; its rows are replayed
+to Tune, so the searcher and ASHA see what they saw the first time. random and grid draw their
+configs from a seeded generator (hparams.seed), so a re-run proposes the same configs and only
+the unfinished ones train; an interrupted trial resumes from its checkpoint. optuna (TPE, seeded)
+proposes configs from the results it has been told: with max_concurrent_trials 1 the replayed
+results arrive in the same order and it proposes the same configs; with more at a time the order
+can differ, and a re-run may train new configs besides the finished ones (all stay in the store).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from orchestrator.spec_hparams import INT_FIELDS, STR_FIELDS
+from orchestrator.store import DONE_STATUSES, Store
+from orchestrator.trial import TrialSpec
+
+METRIC, TIME_ATTR = "val_loss", "tokens"
+
+
+@dataclass(frozen=True)
+class SizeResult:
+    """One size's search: trial ids by outcome and the FLOPs they spent."""
+
+    label: str
+    params: int
+    full_tokens: int  # tokens of a trial that runs to its end
+    completed: tuple[str, ...]  # ran to full_tokens
+    stopped_early: tuple[str, ...]  # stopped by ASHA at a rung: final rows at fewer tokens
+    diverged: tuple[str, ...]
+    failed: tuple[str, ...]  # not final after this run; the next run resumes them
+    skipped: tuple[str, ...]  # finished before this run (replayed to the searcher), any outcome
+    flops: float  # exact FLOPs spent by every trial above (last row of each)
+    flops_upper_bound: float  # trials * full-length FLOPs: what FIFO would have spent
+    best: dict  # {"trial_id", "val_loss", <searched field>: value} among full-length trials
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.completed) + len(self.stopped_early) + len(self.diverged) + len(self.failed)
+
+    def line(self) -> str:
+        share = self.flops / self.flops_upper_bound if self.flops_upper_bound else 0.0
+        best = ", ".join(f"{k} {_fmt(v)}" for k, v in self.best.items() if k != "trial_id")
+        return (f"  {self.label} ({_si(self.params)} params, {_si(self.full_tokens)} tokens per full trial): "
+                f"{self.n_trials} trials: {len(self.completed)} full, {len(self.stopped_early)} stopped early, "
+                f"{len(self.diverged)} diverged, {len(self.failed)} failed ({len(self.skipped)} done before); "
+                f"{self.flops:.3e} of at most {self.flops_upper_bound:.3e} FLOPs ({share:.0%})"
+                + (f"; best {best}" if best else ""))
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    sizes: tuple[SizeResult, ...]
+    results_dir: str
+    wall_seconds: float
+
+    @property
+    def failed(self) -> list[str]:
+        return [t for s in self.sizes for t in s.failed]
+
+    @property
+    def flops(self) -> float:
+        return sum(s.flops for s in self.sizes)
+
+    def __str__(self) -> str:
+        total = sum(s.n_trials for s in self.sizes)
+        bound = sum(s.flops_upper_bound for s in self.sizes)
+        return "\n".join([f"hparam search: {total} trials at {len(self.sizes)} sizes, {self.flops:.3e} of at most "
+                          f"{bound:.3e} FLOPs in {self.wall_seconds:.1f} s; results in {self.results_dir}",
+                          *(s.line() for s in self.sizes)])
+
+
+def resolve(config: dict) -> tuple[dict, TrialSpec]:
+    """A Tune config with its searched fields cast to TrainConfig's types (a sampled int may be a
+    numpy int, which would hash differently), and the TrialSpec it trains."""
+    from orchestrator.worker import apply_overrides
+
+    fields = {f.name for f in dataclasses.fields(TrialSpec.from_dict(config["trial"]).train)}
+    cast = {k: (int(v) if k in INT_FIELDS else str(v) if k in STR_FIELDS else float(v))
+            for k, v in config.items() if k in fields}
+    config = {**config, **cast}
+    return config, apply_overrides(TrialSpec.from_dict(config["trial"]), config)
+
+
+def search_trainable(config: dict) -> None:
+    """Tune function trainable of one search trial: replay a finished trial, else train it."""
+    from ray import tune
+
+    from orchestrator.worker import results_dir_for, trainable
+
+    config, spec = resolve(config)
+    store = Store(results_dir_for(spec, config))
+    rows = store.read_trial(spec.trial_id)
+    if rows and rows[-1]["final"] and rows[-1]["status"] in DONE_STATUSES:
+        for row in rows:  # what the searcher and ASHA saw the first time; nothing is written
+            tune.report({**{k: row[k] for k in REPORTED}, "replayed": True})
+        return
+    try:
+        trainable(config)
+    except SystemExit:  # Tune stopping this trial (ray.train's session exits the thread with code 0)
+        if store.read_meta(spec.trial_id).get("stopped_early"):
+            finalize_stopped(store, spec)
+        raise
+
+
+REPORTED = ("step", "tokens", "flops", "train_loss", "val_loss", "val_bpb", "wall_seconds", "final", "status")
+
+
+def finalize_stopped(store: Store, spec: TrialSpec) -> None:
+    """A trial ASHA stopped: its last row becomes final (status ok) and its checkpoint goes.
+    Metadata first: if the process dies between the two writes, the driver finishes the job."""
+    store.update_meta(spec.trial_id, status="ok", stopped_early=True, error=None, finished=time.time())
+    rows = store.read_trial(spec.trial_id)
+    if rows and not rows[-1]["final"]:
+        store.write_row({**rows[-1], "final": True, "status": "ok"})
+    store.drop_checkpoint(spec.trial_id)
+
+
+def run_search(sweep, results_dir: str, *, address: str | None = None, progress: bool = True,
+               max_concurrent_trials: int | None = None) -> SearchSummary:
+    """Run the spec's hparams search, size by size; finished trials are replayed, not retrained."""
+    from orchestrator.lock import StudyLock
+    from orchestrator.plan import make_hparam_trial
+
+    if sweep.hparams is None:
+        raise ValueError(f"{sweep.source}: hparams: missing; the spec has no search to run")
+    if sweep.hparams.search == "optuna":
+        _require_optuna()
+    start = time.time()
+    bases = [make_hparam_trial(sweep, size) for size in sweep.hparams.sizes]
+    from orchestrator.run import _check_resources, _connect
+
+    _check_resources(bases)  # num_workers > 1 trains data-parallel: batch_tokens must split
+    store = Store(results_dir)
+    with StudyLock(store):
+        started = _connect(address)
+        try:
+            sizes = tuple(_search_size(sweep, base, store, progress=progress,
+                                       max_concurrent_trials=max_concurrent_trials) for base in bases)
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+    return SearchSummary(sizes, store.uri, time.time() - start)
+
+
+def _search_size(sweep, base: TrialSpec, store: Store, *, progress: bool,
+                 max_concurrent_trials: int | None) -> SizeResult:
+    done_before = store.done_trial_ids()
+    specs, errors = {}, {}
+    for result in _tuner(sweep, base, store, progress, max_concurrent_trials).fit():
+        if result.config:
+            spec = resolve(result.config)[1]
+            specs[spec.trial_id] = spec
+            if result.error is not None:
+                errors[spec.trial_id] = " ".join(f"{type(result.error).__name__}: {result.error}".split())[:500]
+    for tid, spec in specs.items():
+        _settle(store, spec, errors.get(tid))
+    return _size_result(store, base, specs, done_before, sweep.hparams)
+
+
+def _tuner(sweep, base: TrialSpec, store: Store, progress: bool, max_concurrent_trials: int | None):
+    import ray
+    from ray import tune
+    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+
+    from orchestrator.resources import driver_resources, max_concurrent
+
+    h = sweep.hparams
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # as run.py: no config box per trial
+    cluster = ray.cluster_resources()
+    concurrency = (max_concurrent_trials or sweep.max_concurrent_trials
+                   or max_concurrent([base.resources], cluster))
+
+    def trial(config: dict) -> None:  # a wrapper: with_resources tags the function it gets
+        return search_trainable(config)
+
+    return tune.Tuner(
+        tune.with_resources(trial, resource_dict_to_pg_factory(driver_resources(base.resources, cluster))),
+        param_space={"trial": base.to_dict(), "results_dir": store.uri,
+                     "max_failures": sweep.max_failures, **tune_space(h)},
+        tune_config=tune.TuneConfig(
+            metric=METRIC, mode="min", search_alg=_searcher(h, concurrency),
+            scheduler=_scheduler(h, base, store), num_samples=h.num_samples, reuse_actors=True,
+            trial_name_creator=lambda t: resolve(t.config)[1].trial_id,
+            trial_dirname_creator=lambda t: f"{resolve(t.config)[1].trial_id}-{t.trial_id}"),
+        run_config=tune.RunConfig(
+            name=_experiment_name(sweep, base), verbose=0,
+            storage_path=store.path("_ray", "tune") if store.local else f"{store.uri}/_ray/tune",
+            failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+            callbacks=[_progress(base.group, h.trials_per_size)] if progress else []))
+
+
+def tune_space(h) -> dict:
+    """The search space as Tune primitives. randint's high is inclusive in the spec (Tune's is
+    not); search: grid turns every choice into a grid."""
+    from ray import tune
+
+    out = {}
+    for dim in h.space:
+        kind = "grid" if h.search == "grid" else dim.primitive
+        if kind == "grid":
+            out[dim.name] = tune.grid_search(list(dim.values))
+        elif kind == "choice":
+            out[dim.name] = tune.choice(list(dim.values))
+        elif kind == "randint":
+            out[dim.name] = tune.randint(dim.values[0], dim.values[1] + 1)
+        else:
+            out[dim.name] = getattr(tune, kind)(*dim.values)
+    return out
+
+
+def _searcher(h, concurrency: int):
+    """Seeded, so a re-run proposes the same configs. (TuneConfig.max_concurrent_trials is
+    ignored with a searcher instance: the limit goes to the searcher itself.)"""
+    if h.search == "optuna":
+        from ray.tune.search import ConcurrencyLimiter
+
+        return ConcurrencyLimiter(_require_optuna()(seed=h.seed), max_concurrent=concurrency)
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=h.seed, max_concurrent=concurrency)
+
+
+def _require_optuna():
+    try:
+        import optuna  # noqa: F401
+        from ray.tune.search.optuna import OptunaSearch
+    except ImportError as e:
+        raise ValueError(f"hparams.search: optuna needs the optional optuna package ({e}); "
+                         "pip install 'scaling-orchestrator[optuna]', or use random or grid") from None
+    return OptunaSearch
+
+
+def _scheduler(h, base: TrialSpec, store: Store):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+    if h.scheduler == "fifo":
+        return FIFOScheduler()
+
+    class OneSizeASHA(ASHAScheduler):
+        """ASHA that writes its stop decisions to the store before Tune acts on them, and lets
+        a trial's last evaluation finish normally (it ends there anyway)."""
+
+        def on_trial_result(self, controller, trial, result):
+            action = super().on_trial_result(controller, trial, result)
+            if result.get("final"):
+                return TrialScheduler.CONTINUE
+            if action == TrialScheduler.STOP and not result.get("replayed"):  # Tune's own trial_id
+                tid = resolve(trial.config)[1].trial_id  # overwrites the one the worker reports
+                store.update_meta(tid, stopped_early=True, stopped_at_tokens=int(result[TIME_ATTR]))
+            return action
+
+    # Rungs at grace * rf^k tokens: grace 2048, rf 2, 8192-token trials -> 2048, 4096, (8192 = the end)
+    return OneSizeASHA(time_attr=TIME_ATTR, max_t=base.train.total_tokens, grace_period=h.grace_period_tokens,
+                       reduction_factor=h.reduction_factor, stop_last_trials=False)
+
+
+def _settle(store: Store, spec: TrialSpec, error: str | None) -> None:
+    """After the Tuner: finish what a stopped trial's process did not, fail what did not end."""
+    tid = spec.trial_id
+    meta, rows = store.read_meta(tid), store.read_trial(tid)
+    done = bool(rows) and rows[-1]["final"] and rows[-1]["status"] in DONE_STATUSES
+    if meta.get("stopped_early") and rows and not done:
+        finalize_stopped(store, spec)
+    elif done:
+        if meta.get("status") != rows[-1]["status"]:  # e.g. "error" from the stop's SystemExit
+            store.update_meta(tid, status=rows[-1]["status"], error=None)
+        store.drop_checkpoint(tid)
+    else:
+        store.mark_failed(spec)
+        store.update_meta(tid, status="failed", error=error or "stopped before its last step")
+
+
+def _size_result(store: Store, base: TrialSpec, specs: dict, done_before: set, h) -> SizeResult:
+    outcome: dict[str, list[str]] = {"completed": [], "stopped_early": [], "diverged": [], "failed": []}
+    flops, full = 0.0, []
+    for tid in sorted(specs):
+        rows, meta = store.read_trial(tid), store.read_meta(tid)
+        last = rows[-1] if rows else {"status": "failed", "flops": 0.0, "val_loss": float("nan")}
+        flops += last["flops"]
+        if last["status"] == "ok":
+            key = "stopped_early" if meta.get("stopped_early") else "completed"
+        else:
+            key = last["status"] if last["status"] in outcome else "failed"
+        outcome[key].append(tid)
+        if key == "completed":
+            full.append((last["val_loss"], tid))
+    best = {}
+    if full:
+        loss, tid = min(full)
+        best = {"trial_id": tid, "val_loss": loss,
+                **{d.name: getattr(specs[tid].train, d.name) for d in h.space}}
+    return SizeResult(
+        label=base.group, params=base.shape.param_counts()["total"], full_tokens=base.train.total_tokens,
+        **{k: tuple(v) for k, v in outcome.items()}, skipped=tuple(sorted(set(specs) & done_before)),
+        flops=flops, flops_upper_bound=h.trials_per_size * base.train.total_tokens * base.shape.flops_per_token(),
+        best=best)
+
+
+def _experiment_name(sweep, base: TrialSpec) -> str:
+    """<sweep>-hparams-<size>-<hash of the search>: the same search reuses its Tune folder."""
+    h = sweep.hparams
+    blob = json.dumps([base.trial_id, [dataclasses.astuple(d) for d in h.space], h.search, h.num_samples,
+                       h.scheduler, h.grace_period_tokens, h.reduction_factor, h.seed]).encode()
+    return f"{sweep.name}-hparams-{base.group}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
+def _progress(label: str, n_trials: int, stream=None):
+    """A Tune callback: one line per finished trial of this size."""
+    from ray import tune
+
+    class SearchProgress(tune.Callback):
+        def __init__(self):
+            self.ended = 0
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._line(trial, "done")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._line(trial, "failed")
+
+        def _line(self, trial, state):
+            self.ended += 1
+            r = trial.last_result or {}
+            what = ("replayed" if r.get("replayed") else state if r.get("final") or state == "failed"
+                    else "stopped early")
+            print(f"[search {label}] {self.ended}/{n_trials} {resolve(trial.config)[1].trial_id} {what} at "
+                  f"{_si(r.get(TIME_ATTR, 0))} tokens, val_loss {r.get(METRIC, float('nan')):.4f}",
+                  file=stream or sys.stderr, flush=True)
+
+    return SearchProgress()
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _si(x: float) -> str:
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
