@@ -127,6 +127,15 @@ def hparam_sizes(table: pa.Table, *, params: str = "params",
     bad_x = ~failed & ~(np.isfinite(lr) & (lr > 0) & np.isfinite(N) & (N > 0))
     L = np.where(diverged, np.inf, L)
     labels, valid = _size_labels(table, N), ~failed & ~bad_x
+    # A trial an early-stopping scheduler (ASHA) cut ends with a final row at fewer tokens than
+    # its size's full-length trials: its loss is not comparable, so it bounds nothing here.
+    tokens = _column(table, "tokens")
+    stopped = np.zeros(len(L), dtype=bool)
+    for label in set(labels[valid]):
+        full = valid & ~diverged & (labels == label) & np.isfinite(tokens)
+        if full.any():
+            stopped |= full & (tokens < tokens[full].max())
+    valid &= ~stopped
     sizes = []
     for label in sorted(set(labels[valid]), key=lambda s: np.median(N[valid & (labels == s)])):
         g = labels == label
@@ -135,7 +144,7 @@ def hparam_sizes(table: pa.Table, *, params: str = "params",
                                 float(np.nanmedian(flops[keep])) if np.isfinite(flops[keep]).any()
                                 else float("nan"), lr[keep], batch[keep], L[keep]))
     counts = {"failed": int(failed.sum()), "diverged": int((diverged & ~bad_x).sum()),
-              "missing lr or params": int(bad_x.sum())}
+              "missing lr or params": int(bad_x.sum()), "stopped early": int(stopped.sum())}
     return sizes, {k: v for k, v in counts.items() if v}, table.num_rows
 
 

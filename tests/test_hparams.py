@@ -219,3 +219,23 @@ def test_load_lr_law_errors_name_the_problem(tmp_path):
                                "n_range": [1e6, 1e8]}))
     with pytest.raises(ValueError, match=r"lr_law.coefficient = -1; allowed: a finite number > 0"):
         load_lr_law(bad)
+
+
+def test_trials_stopped_early_are_excluded_and_counted():
+    # ASHA-style: the worst lrs of each size end at a quarter of the tokens; their (higher)
+    # losses must not enter the per-size parabolas, and the law is unchanged by them.
+    import pyarrow as pa
+
+    from analysis.hparams import hparam_sizes
+
+    rows = []
+    for n in (1e6, 4e6, 1.6e7):
+        best = 0.1 * n ** -0.33
+        for i, lr in enumerate(best * 2.0 ** np.arange(-3, 4)):
+            short = i in (0, 6)
+            rows.append({"kind": "hparam", "trial_id": f"{n:g}-{i}", "final": True, "status": "ok",
+                         "params": n, "lr": lr, "tokens": 250 if short else 1000,
+                         "val_loss": 3.0 + 0.1 * np.log10(lr / best) ** 2 + (1.0 if short else 0.0)})
+    sizes, excluded, n = hparam_sizes(pa.Table.from_pylist(rows))
+    assert n == 21 and excluded == {"stopped early": 6}
+    assert [len(s.lr) for s in sizes] == [5, 5, 5]
