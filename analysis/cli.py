@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,6 +46,10 @@ def _add_source_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples of runs for the intervals (0: none)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sweep", metavar="NAME",
+                   help="use only the rows of this sweep (needed when the source holds several)")
+    p.add_argument("--skip-corrupt", action="store_true",
+                   help="skip unreadable Parquet files in a results dir (warns naming each)")
 
 
 def add_fit_parser(subparsers) -> argparse.ArgumentParser:
@@ -70,14 +75,14 @@ def _load(args):
     kind); the hparam laws read the table. Points are None when the source has hparam rows and
     no scaling rows, so an hparam-only sweep still yields its lr law."""
     from analysis.hparams import split_kinds
-    from analysis.load import load_points, load_table
+    from analysis.load import load_points
 
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap {args.bootstrap}: allowed 0 or more resamples")
     cols = dict(params=args.params, tokens=args.tokens, flops=args.flops, loss=args.loss,
                 run=args.run, budget=args.budget, param_convention=args.param_convention,
                 flops_convention=args.flops_convention)
-    table = load_table(args.source)   # read once; every view below comes from it
+    table = _read(args)   # read once; every view below comes from it
     scaling, hparam = split_kinds(table)
     if scaling.num_rows == 0 and hparam.num_rows > 0:
         return None, None, table
@@ -86,6 +91,34 @@ def _load(args):
     if "final" in scaling.column_names:
         curves = replace(load_points(scaling, curves=True, **cols), source=str(args.source))
     return points, curves, table
+
+
+def _read(args):
+    """The source's table, cut to --sweep; rows of several sweeps without --sweep are refused
+    (one fit over two sweeps' runs answers neither's question). A skipped corrupt file is
+    reported as one warning line on stderr."""
+    import pyarrow.compute as pc
+
+    from analysis.load import MixedSweepsWarning, load_table, table_sweeps
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", MixedSweepsWarning)   # refused or filtered below
+        table = load_table(args.source, on_corrupt="skip" if args.skip_corrupt else "raise")
+    for w in seen:
+        print(f"scaling {getattr(args, 'command', 'fit')}: warning: {w.message}", file=sys.stderr)
+    sweeps = table_sweeps(table)
+    if args.sweep is None:
+        if len(sweeps) > 1:
+            raise ValueError(f"{args.source} holds rows of sweeps {sweeps}; "
+                             "pass --sweep NAME to fit one")
+        return table
+    if "sweep" not in table.column_names:
+        raise ValueError(f"--sweep {args.sweep!r}: {args.source} has no 'sweep' column")
+    if args.sweep not in sweeps:
+        raise ValueError(f"--sweep {args.sweep!r}: no such sweep in {args.source}; "
+                         f"its sweeps are {sweeps}")
+    return table.filter(pc.equal(pc.cast(table.column("sweep"), "string"), args.sweep))
 
 
 def _param_column(args) -> str:

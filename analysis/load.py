@@ -34,6 +34,10 @@ BAD_STATUSES = ("failed", "diverged")
 BUDGET_GROUP_RATIO = 1.21
 
 
+class MixedSweepsWarning(UserWarning):
+    """A table holds rows of several sweeps (the CLI refuses these; the library keeps them apart)."""
+
+
 @dataclass(frozen=True)
 class Points:
     """One row per run (final points) or per evaluation (curves); numpy arrays of equal length."""
@@ -95,12 +99,18 @@ def _ours(table: pa.Table, source: str) -> pa.Table:
     # schema_version marks rows written by our orchestrator: validate them against the schema.
     if "schema_version" in table.column_names:
         table = check_table(table, source)
-    if "sweep" in table.column_names:
-        sweeps = pc.unique(table.column("sweep")).drop_null().to_pylist()
-        if len(sweeps) > 1:   # load_points keeps them apart: run ids become "<sweep>/<id>"
-            warnings.warn(f"{source}: rows from {len(sweeps)} sweeps {sorted(sweeps)}; "
-                          "their runs are kept apart by sweep", stacklevel=3)
+    sweeps = table_sweeps(table)
+    if len(sweeps) > 1:   # load_points keeps them apart: run ids become "<sweep>/<id>"
+        warnings.warn(f"{source}: rows from {len(sweeps)} sweeps {sweeps}; "
+                      "their runs are kept apart by sweep", MixedSweepsWarning, stacklevel=3)
     return table
+
+
+def table_sweeps(table: pa.Table) -> list[str]:
+    """The sorted distinct non-null values of the `sweep` column ([] without one)."""
+    if "sweep" not in table.column_names:
+        return []
+    return sorted(pc.unique(pc.cast(table.column("sweep"), pa.string())).drop_null().to_pylist())
 
 
 def _read_ipc(path: Path) -> pa.Table:
@@ -139,9 +149,10 @@ def _read_dir(path: Path, on_corrupt: str) -> pa.Table:
 
 
 def _corrupt(f: Path, err: Exception, on_corrupt: str) -> None:
-    message = f"{f}: not a readable parquet file ({err})"
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    message = f"{f}: not a readable parquet file ({reason})"
     if on_corrupt == "raise":
-        raise ValueError(message + "; pass on_corrupt='skip' to read the other files")
+        raise ValueError(message + "; skip it with --skip-corrupt (CLI) or on_corrupt='skip'")
     warnings.warn(message + "; skipped", stacklevel=3)
 
 

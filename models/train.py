@@ -114,6 +114,14 @@ def train(shape: ModelShape, config: TrainConfig, data: TokenData, *,
             wall_seconds=loop.wall_seconds, tokens_per_second=interval_tokens / max(train_seconds, 1e-9),
             final=final, status=status)
 
+    def diverged(lr_now: float, train_seconds: float, interval_tokens: int, val_loss: float,
+                 train_loss: float) -> Measurement:
+        """The run's one and final report of a NaN/inf loss (no checkpoint of a broken model)."""
+        result = measure(lr_now, train_seconds, interval_tokens, "diverged", True, val_loss, train_loss)
+        if on_eval is not None:
+            on_eval(result, None)
+        return result
+
     interval_start, interval_train_seconds, interval_tokens = time.perf_counter(), 0.0, 0
     result = Measurement(**loop.last) if loop.last else None
     if loop.step >= config.total_steps and result is not None:
@@ -131,10 +139,7 @@ def train(shape: ModelShape, config: TrainConfig, data: TokenData, *,
         loss = _optimizer_step(train_model, optimizer, batch, micro_rows, autocast, config.grad_clip, ddp, replica)
         if not math.isfinite(loss):
             loop.wall_seconds += time.perf_counter() - interval_start
-            result = measure(lr_now, interval_train_seconds, interval_tokens, "diverged", True, math.nan, loss)
-            if on_eval is not None:
-                on_eval(result, None)
-            return result
+            return diverged(lr_now, interval_train_seconds, interval_tokens, math.nan, loss)
         loop.step += 1
         loop.loss_sum += loss
         loop.loss_steps += 1
@@ -147,6 +152,12 @@ def train(shape: ModelShape, config: TrainConfig, data: TokenData, *,
         loop.wall_seconds += time.perf_counter() - interval_start
         train_loss = loop.loss_sum / loop.loss_steps
         loop.loss_sum, loop.loss_steps = 0.0, 0
+        if not (math.isfinite(val_loss) and math.isfinite(train_loss)):
+            # Finite steps can still give a NaN/inf held-out loss (or a mean that overflows):
+            # report this step once, as the run's final "diverged", never as an "ok" NaN row
+            # followed by the same step as "diverged". Both losses are all-reduced, so every
+            # rank takes this branch at the same step.
+            return diverged(lr_now, interval_train_seconds, interval_tokens, val_loss, train_loss)
         result = measure(lr_now, interval_train_seconds, interval_tokens, "ok", final, val_loss, train_loss)
         loop.last = dataclasses.asdict(result)
         ckpt = None

@@ -1,7 +1,7 @@
 """Bad input through the CLI: bad sweep specs for `scaling run` (exit 2, one line on stderr
 naming the field, nothing started: no results folder, no Ray) and bad results folders for
-`scaling fit` (a clear one-line error with exit 2, or a warning that names what was skipped;
-never a silent fit of the wrong rows). Figures are printed (`pytest -s`).
+`scaling fit` (a clear one-line error with exit 2, or, with --skip-corrupt, a one-line warning
+that names what was skipped; never a silent fit of the wrong rows). Figures are printed (`pytest -s`).
 """
 
 from __future__ import annotations
@@ -126,9 +126,9 @@ def trial(sweep: str, d_model: int) -> TrialSpec:
 
 
 def write_sweep(folder: Path, sweep: str, widths=(16, 32, 64)) -> list[TrialSpec]:
-    """Three finished trials with made-up losses (rows as the worker writes them)."""
+    """Finished trials (up to four) with made-up losses (rows as the worker writes them)."""
     store, trials = Store(str(folder)), [trial(sweep, d) for d in widths]
-    for t, loss in zip(trials, (4.0, 3.6, 3.8)):
+    for t, loss in zip(trials, (4.0, 3.6, 3.8, 3.7), strict=False):
         for step in (4, 8):
             tokens = step * 512
             m = Measurement(step=step, tokens=tokens, flops=tokens * 1e5, flops_6n=tokens * 9e4,
@@ -139,23 +139,42 @@ def write_sweep(folder: Path, sweep: str, widths=(16, 32, 64)) -> list[TrialSpec
     return trials
 
 
-def fit(source: Path):
+def fit(source: Path, *flags: str):
     return subprocess.run([sys.executable, "-m", "orchestrator", "fit", str(source),
-                           "--bootstrap", "0"], cwd=ROOT, capture_output=True, text=True,
+                           "--bootstrap", "0", *flags], cwd=ROOT, capture_output=True, text=True,
                           timeout=180)
+
+
+def truncate(path: str) -> None:
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: len(data) // 2])  # a copy cut short: no footer
 
 
 def test_fit_truncated_parquet_is_a_one_line_error(tmp_path):
     trials = write_sweep(tmp_path, "a")
     path = Store(str(tmp_path)).trial_file(trials[1].trial_id)
-    data = Path(path).read_bytes()
-    Path(path).write_bytes(data[: len(data) // 2])  # a copy cut short: no footer
+    truncate(path)
     done = fit(tmp_path)
     lines = done.stderr.splitlines()
     print(f"\n[bad results] truncated parquet: exit {done.returncode}, {lines}")
     assert done.returncode == 2 and len(lines) == 1
     assert lines[0].startswith("scaling fit: error: ") and os.path.basename(path) in lines[0]
     assert "not a readable parquet file" in lines[0] and done.stdout == ""
+    assert "--skip-corrupt" in lines[0]  # what a CLI user can do about it
+
+
+def test_fit_skip_corrupt_warns_once_and_fits_the_rest(tmp_path):
+    trials = write_sweep(tmp_path, "a", (16, 32, 64, 128))
+    path = Store(str(tmp_path)).trial_file(trials[1].trial_id)
+    truncate(path)
+    done = fit(tmp_path, "--skip-corrupt")
+    lines = done.stderr.splitlines()
+    print(f"\n[bad results] truncated parquet, --skip-corrupt: exit {done.returncode}, {lines}, "
+          f"stdout head {done.stdout.splitlines()[:1]}")
+    assert done.returncode == 0 and len(lines) == 1
+    assert lines[0].startswith("scaling fit: warning: ") and os.path.basename(path) in lines[0]
+    assert lines[0].endswith("; skipped")
+    assert ": 3 points, 3 runs," in done.stdout.splitlines()[0]  # 4 trials less the skipped one
 
 
 def test_fit_newer_schema_version_is_a_one_line_error(tmp_path):
@@ -175,16 +194,23 @@ def test_fit_newer_schema_version_is_a_one_line_error(tmp_path):
     assert "schema_version 2 is newer than this reader's 1" in lines[0] and done.stdout == ""
 
 
-def test_fit_two_sweeps_in_one_folder_are_never_mixed_silently(tmp_path):
+def test_fit_two_sweeps_in_one_folder_are_refused_unless_one_is_named(tmp_path):
     # (the trial id hashes what is trained, not the sweep's name: other widths, other files)
-    a, b = write_sweep(tmp_path, "alpha"), write_sweep(tmp_path, "beta", (24, 48, 96))
+    a, b = write_sweep(tmp_path, "alpha"), write_sweep(tmp_path, "beta", (24, 48, 96, 192))
+    assert len({t.trial_id for t in a} | {t.trial_id for t in b}) == 7
     done = fit(tmp_path)
-    err = done.stderr
-    print(f"\n[bad results] sweeps alpha + beta in one folder: exit {done.returncode}, "
-          f"stderr {err.splitlines()}, stdout head {done.stdout.splitlines()[:1]}")
-    assert "alpha" in err and "beta" in err  # said, whichever way it is handled
-    if done.returncode == 2:  # refused: one line
-        assert len(err.splitlines()) == 1 and err.startswith("scaling fit: error: ")
-    else:  # fitted with the runs kept apart: six runs, not three runs of two rows each
-        assert done.returncode == 0 and "6 runs" in done.stdout
-    assert len({t.trial_id for t in a} | {t.trial_id for t in b}) == 6
+    lines = done.stderr.splitlines()
+    print(f"\n[bad results] sweeps alpha + beta in one folder: exit {done.returncode}, {lines}")
+    assert done.returncode == 2 and done.stdout == "" and lines == [
+        f"scaling fit: error: {tmp_path} holds rows of sweeps ['alpha', 'beta']; "
+        "pass --sweep NAME to fit one"]
+    for name, runs in (("alpha", 3), ("beta", 4)):
+        done = fit(tmp_path, "--sweep", name)
+        print(f"[bad results] --sweep {name}: exit {done.returncode}, stderr "
+              f"{done.stderr.splitlines()}, stdout head {done.stdout.splitlines()[:1]}")
+        assert done.returncode == 0 and done.stderr == ""
+        assert f": {runs} points, {runs} runs," in done.stdout.splitlines()[0]
+    done = fit(tmp_path, "--sweep", "gamma")
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"scaling fit: error: --sweep 'gamma': no such sweep in {tmp_path}; "
+        "its sweeps are ['alpha', 'beta']"]

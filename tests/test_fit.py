@@ -188,3 +188,27 @@ def test_cli_missing_file_and_all_nan(tmp_path, capsys):
     assert _cli([str(src), "--bootstrap", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "val_loss" in err
+
+
+def test_cli_two_sweeps_refused_and_sweep_picks_one(tmp_path, capsys):
+    # Sweep "b" is sweep "a" one nat worse: a fit over both would land between E = 1.69 and 2.69.
+    points = chinchilla_grid(noise=0.002)
+    src = tmp_path / "runs.csv"
+    with open(src, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["sweep", "params", "tokens", "flops", "val_loss", "budget_flops"])
+        for sweep, shift in (("a", 0.0), ("b", 1.0)):
+            for row in zip(points.params, points.tokens, points.flops, points.loss + shift,
+                           points.budget):
+                w.writerow([sweep, *row])
+    assert _cli([str(src), "--bootstrap", "0"]) == 2
+    assert capsys.readouterr().err == (f"scaling fit: error: {src} holds rows of sweeps "
+                                       "['a', 'b']; pass --sweep NAME to fit one\n")
+    out = tmp_path / "fit.json"
+    for sweep, e in (("a", 1.69), ("b", 2.69)):
+        assert _cli([str(src), "--bootstrap", "0", "--sweep", sweep, "--json", str(out)]) == 0
+        assert capsys.readouterr().err == ""
+        data = json.loads(out.read_text())
+        assert data["data"]["n_final_points"] == len(points)
+        assert data["parametric"]["E"] == pytest.approx(e, abs=0.05)
+        assert data["isoflop"]["a"] == pytest.approx(A_TRUE, abs=0.03)

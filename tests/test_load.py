@@ -10,7 +10,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.load import load_points, load_table, snap_budgets
+from analysis.load import MixedSweepsWarning, load_points, load_table, snap_budgets, table_sweeps
 from analysis.schema import COLUMNS, SchemaError, rows_to_table
 
 EPOCH_CSV = (Path(__file__).resolve().parents[2] / "shared" / "reference-data"
@@ -86,8 +86,9 @@ def test_truncated_parquet_is_named_or_skipped(tmp_path):
     write(table_of(run_rows("t2", 2_000_000, 1e15)), tmp_path / "bad.parquet")
     data = (tmp_path / "bad.parquet").read_bytes()
     (tmp_path / "bad.parquet").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="bad.parquet"):
+    with pytest.raises(ValueError, match="bad.parquet") as raised:
         load_table(tmp_path)
+    assert str(raised.value).endswith("; skip it with --skip-corrupt (CLI) or on_corrupt='skip'")
     with pytest.warns(UserWarning, match="bad.parquet"):
         pts = load_points(tmp_path, on_corrupt="skip")
     assert list(pts.run) == ["t1"]
@@ -97,9 +98,15 @@ def test_two_sweeps_warn_and_stay_apart(tmp_path):
     write(table_of(run_rows("same", 1_000_000, 1e15, sweep="a")), tmp_path / "a" / "p.parquet")
     write(table_of(run_rows("same", 1_000_000, 1e15, sweep="b", loss=4.0)),
           tmp_path / "b" / "p.parquet")
-    with pytest.warns(UserWarning, match="2 sweeps"):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
         pts = load_points(tmp_path)
+    assert [(w.category, str(w.message)) for w in seen] == [
+        (MixedSweepsWarning, f"{tmp_path}: rows from 2 sweeps ['a', 'b']; "
+                             "their runs are kept apart by sweep")]   # once
     assert sorted(pts.run) == ["a/same", "b/same"] and sorted(pts.sweep) == ["a", "b"]
+    one = table_of(run_rows("x", 1_000_000, 1e15))
+    assert table_sweeps(one) == ["s1"] and table_sweeps(one.drop_columns(["sweep"])) == []
 
 
 def test_csv_without_tokens_derives_them_and_arrow_formats(tmp_path):

@@ -90,6 +90,35 @@ def test_huge_learning_rate_diverges(pydoc_bytes):
     assert reports[-1] == (final, None)  # reported, with no checkpoint of a broken model
 
 
+def test_nan_held_out_loss_is_reported_once_as_diverged(pydoc_bytes, tmp_path, monkeypatch):
+    # Steps stay finite but the 2nd evaluation (step 8) gives a NaN val loss: that step is
+    # reported once, as the final "diverged" row, never first as an "ok" row with a NaN loss.
+    import models.train as loop
+
+    evaluate, calls = loop._evaluate, []
+
+    def nan_on_second(*args):
+        calls.append(evaluate(*args))
+        return math.nan if len(calls) == 2 else calls[-1]
+
+    monkeypatch.setattr(loop, "_evaluate", nan_on_second)
+    reports = []
+    final = train(TINY, _config(), pydoc_bytes, on_eval=lambda m, c: reports.append((m, c)),
+                  checkpoint_dir=str(tmp_path / "ckpt"))
+    assert [(m.step, m.status, m.final) for m, _ in reports] == [(4, "ok", False), (8, "diverged", True)]
+    assert math.isfinite(reports[0][0].val_loss) and reports[0][1] is not None
+    assert reports[-1] == (final, None) and math.isnan(final.val_loss) and math.isfinite(final.train_loss)
+    assert len(calls) == 2  # training stopped at the NaN evaluation
+
+
+def test_diverging_run_reports_exactly_one_row(pydoc_bytes):
+    reports = []
+    train(TINY, _config(lr=1e4, warmup_fraction=0.0), pydoc_bytes, on_eval=lambda m, c: reports.append(m))
+    # Adam steps of 1e4 per weight give a NaN train loss at step 2, before the first evaluation
+    # (step 4): one report, the diverged one.
+    assert [(m.step, m.status, m.final) for m in reports] == [(2, "diverged", True)]
+
+
 def test_schedules_pinned():
     config = TrainConfig(total_tokens=1000, batch_tokens=1, lr=1.0)  # 1000 steps, 50 warmup
     assert [lr_at(s, config) for s in (0, 49)] == [pytest.approx(1 / 50), 1.0]
