@@ -185,8 +185,48 @@ def _local_ray_processes() -> dict:
         return {}
 
 
+# Errors that say the cluster lost the trial's process (a node died, an actor was killed, an
+# object's owner vanished), not that the trial's code raised. Tune counts them against
+# max_failures like any other, and with reuse_actors a retry can land on the dead node's cached
+# actor and burn every retry at once (seen in tests/test_faults_node.py); such trials get a
+# fresh Tuner pass instead, resuming from their checkpoints.
+LOST_TO_THE_CLUSTER = {"RayActorError", "ActorDiedError", "ActorUnavailableError", "NodeDiedError",
+                       "WorkerCrashedError", "ObjectLostError", "OwnerDiedError", "RaySystemError"}
+CLUSTER_LOSS_PASSES = 2
+
+
+def _lost_to_the_cluster(error: BaseException | None) -> bool:
+    while error is not None:
+        if {c.__name__ for c in type(error).__mro__} & LOST_TO_THE_CLUSTER:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def _tune(todo, trials, done_before, store: Store, *, max_failures, max_concurrent_trials,
           progress, extra_config) -> None:
+    """Run `todo` under Tune; trials the cluster lost get up to CLUSTER_LOSS_PASSES more passes.
+    Anything still not final afterwards is marked failed, with its error."""
+    errors, lost, remaining = {}, set(), list(todo)
+    for attempt in range(CLUSTER_LOSS_PASSES + 1):
+        errors, lost = _tune_pass(remaining, trials, done_before, store, attempt,
+                                  max_failures=max_failures, max_concurrent_trials=max_concurrent_trials,
+                                  progress=progress, extra_config=extra_config)
+        done = store.done_trial_ids()
+        remaining = [t for t in remaining if t.trial_id not in done and t.trial_id in lost]
+        if not remaining:
+            break
+    done = store.done_trial_ids()
+    for spec in todo:  # anything not final now failed for good in this run
+        if spec.trial_id not in done:
+            store.mark_failed(spec)
+            store.update_meta(spec.trial_id, status="failed",
+                              error=errors.get(spec.trial_id, "stopped before its last step"))
+
+
+def _tune_pass(todo, trials, done_before, store: Store, attempt: int, *, max_failures,
+               max_concurrent_trials, progress, extra_config) -> tuple[dict, set]:
+    """One Tuner over `todo`: (one-line error per failed trial, ids lost to the cluster)."""
     from ray import tune
     from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
 
@@ -207,6 +247,7 @@ def _tune(todo, trials, done_before, store: Store, *, max_failures, max_concurre
         res = TrialSpec.from_dict(config["trial"]).resources
         return resource_dict_to_pg_factory(driver_resources(res, cluster))
 
+    name = experiment_name(trials) + (f"-pass{attempt}" if attempt else "")
     tuner = tune.Tuner(
         tune.with_resources(trial, resources_for),
         param_space={"trial": tune.grid_search([t.to_dict() for t in todo]),
@@ -219,22 +260,20 @@ def _tune(todo, trials, done_before, store: Store, *, max_failures, max_concurre
             trial_name_creator=lambda t: t.config["trial"]["trial_id"],
             trial_dirname_creator=lambda t: t.config["trial"]["trial_id"]),
         run_config=tune.RunConfig(
-            name=experiment_name(trials),
+            name=name,
             storage_path=store.path("_ray", "tune") if store.local else f"{store.uri}/_ray/tune",
             failure_config=tune.FailureConfig(max_failures=max_failures),
             verbose=0,
             callbacks=[make_live_progress(trials, done_before)] if progress else []),
     )
-    errors = {}
+    errors, lost = {}, set()
     for result in tuner.fit():
         if result.error is not None and result.config:
-            errors[result.config["trial"]["trial_id"]] = _one_line(result.error)
-    done = store.done_trial_ids()
-    for spec in todo:  # anything not final now failed for good in this run
-        if spec.trial_id not in done:
-            store.mark_failed(spec)
-            store.update_meta(spec.trial_id, status="failed",
-                              error=errors.get(spec.trial_id, "stopped before its last step"))
+            trial_id = result.config["trial"]["trial_id"]
+            errors[trial_id] = _one_line(result.error)
+            if _lost_to_the_cluster(result.error):
+                lost.add(trial_id)
+    return errors, lost
 
 
 def _one_line(error: BaseException, limit: int = 500) -> str:

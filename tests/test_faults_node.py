@@ -118,3 +118,18 @@ def test_sweep_survives_losing_a_node(cluster, tmp_path):
     # evaluation it had made before the node died
     assert meta["attempts"] >= 2 and meta["node_id"] != log["victim_node"]
     assert meta["resumed_from_checkpoint"]
+
+
+def test_cluster_losses_are_told_from_errors_in_the_trial_code():
+    from ray.exceptions import ActorUnavailableError, NodeDiedError
+
+    from orchestrator.run import _lost_to_the_cluster
+
+    assert _lost_to_the_cluster(ActorUnavailableError("connection reset", None))
+    assert _lost_to_the_cluster(NodeDiedError("node gone"))
+    try:  # wrapped: what Tune hands back after a retry gave up
+        raise RuntimeError("trial failed") from NodeDiedError("node gone")
+    except RuntimeError as wrapped:
+        assert _lost_to_the_cluster(wrapped)
+    assert not _lost_to_the_cluster(ValueError("lr must be positive"))
+    assert not _lost_to_the_cluster(None)
