@@ -73,7 +73,13 @@ def run_backtest(points, *, threshold: float = DEFAULT_THRESHOLD, window: int = 
            "observed_loss": float(L.min())}
     law = parametric_fit(train.params, train.tokens, train.loss)
     out["parametric_fit"] = {k: getattr(law, k) for k in ("E", "A", "B", "alpha", "beta")}
-    out["predicted_loss"] = float(np.min(law.predict(N, D)))
+    bad = {k: v for k, v in out["parametric_fit"].items() if not np.isfinite(v)}
+    if bad:  # e.g. alpha ran off to ~100 and A overflowed: the smaller budgets pin no law
+        raise NotFittable(f"the parametric fit on the {len(budgets) - 1} smaller budgets is "
+                          f"degenerate ({', '.join(f'{k} = {v}' for k, v in bad.items())}, "
+                          f"alpha = {law.alpha:.3g}); nothing to extrapolate")
+    with np.errstate(all="ignore"):
+        out["predicted_loss"] = float(np.min(law.predict(N, D)))
     try:
         n_opt, _, l_opt = law.compute_optimal(held, flops_per_token_model(points))
         out["compute_optimal_loss"] = float(np.asarray(l_opt).ravel()[0])

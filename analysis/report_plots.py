@@ -70,8 +70,8 @@ def plot_optimal(result: dict, path: Path) -> Path:
             C = np.array([r["flops"] for r in rows])
             ax.plot(C, [r[key] for r in rows], color=METHOD_COLORS[method], label=method)
             ci = [r["ci95"][key] for r in rows]
-            if all(c is not None for c in ci):
-                lo, hi = np.array(ci).T
+            if all(c is not None for c in ci):  # None inside: a degenerate band point, a gap
+                lo, hi = np.array(ci, dtype=float).T
                 ax.fill_between(C, lo, hi, color=METHOD_COLORS[method], alpha=0.2)
         budgets = [b for b in result.get("isoflop", {}).get("budgets", []) if b.get("fittable")]
         if budgets:
@@ -86,8 +86,14 @@ def plot_optimal(result: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _num(value) -> float:
+    """A JSON number, or NaN for null (a degenerate fit writes NaN and inf as null)."""
+    return float("nan") if value is None else float(value)
+
+
 def _law(p: dict):
-    return lambda n, d: p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+    E, A, B, alpha, beta = (_num(p.get(k)) for k in ("E", "A", "B", "alpha", "beta"))
+    return lambda n, d: E + A / n ** alpha + B / d ** beta
 
 
 def plot_parametric(result: dict, points, path: Path) -> Path | None:
@@ -124,16 +130,18 @@ def plot_backtest(result: dict, points, path: Path) -> Path | None:
     ax.scatter(N[g], L[g], color="k", s=18, label="observed (held out)")
     ax.plot(N[g][order], _law(bt["parametric_fit"])(N[g], D[g])[order], color="tab:blue",
             label="parametric fit on smaller budgets")
-    ax.axhline(bt["observed_loss"], color="k", ls=":", lw=0.8)
-    ax.axhline(bt["predicted_loss"], color="tab:blue", ls=":", lw=0.8)
-    ax.axvline(bt["observed_params"], color="k", ls="--", lw=0.8, label="observed N*")
+    for value, color in ((bt["observed_loss"], "k"), (bt["predicted_loss"], "tab:blue")):
+        if np.isfinite(_num(value)):
+            ax.axhline(value, color=color, ls=":", lw=0.8)
+    if np.isfinite(_num(bt.get("observed_params"))):
+        ax.axvline(bt["observed_params"], color="k", ls="--", lw=0.8, label="observed N*")
     if bt.get("predicted_params"):
         ax.axvline(bt["predicted_params"], color="tab:orange", ls="--", lw=0.8,
                    label="IsoFLOP N* forecast")
     verdict = "PASSED" if bt["passed"] else "FAILED"
     ax.set(xscale="log", xlabel="parameters N", ylabel="final loss",
            title=f"back-test at C = {bt['held_out_flops']:.3g}: loss error "
-                 f"{100 * bt['rel_error']:.2f}% ({verdict}, threshold {100 * bt['threshold']:.0f}%)")
+                 f"{100 * _num(bt['rel_error']):.2f}% ({verdict}, threshold {100 * bt['threshold']:.0f}%)")
     ax.legend(fontsize=8)
     return _save(fig, path)
 

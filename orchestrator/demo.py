@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 DEFAULT_RESULTS = "results/demo"
+REPORT_DIR = "_report"
 # Recommendations for the budgets after the study's largest: 3x, 10x and 100x it.
 TARGET_MULTIPLES = (3, 10, 100)
 
@@ -40,19 +41,24 @@ def run_study(plan, results_dir: str, *, progress: bool = True):
 
 
 def fit_and_report(results_dir: str, target_flops: list[float], *, n_bootstrap: int = 1000):
-    """fit.json + report/ in the results folder; returns (fit result dict, report paths)."""
+    """_report/ in the results folder: report.md, report.html, plots and fit.json (the
+    `scaling fit --json` contract); returns (fit result dict, report paths)."""
     import argparse
 
-    from analysis.cli import _fit
+    from analysis.cli import _fit, add_fit_parser
     from analysis.report import write_report
 
-    args = argparse.Namespace(
-        source=results_dir, params="params", tokens="tokens", flops="flops", loss="val_loss",
-        run="trial_id", budget="budget_flops", param_convention="total",
-        flops_convention="exact", target_flops=target_flops, bootstrap=n_bootstrap, seed=0)
+    # The arguments `scaling fit` would get, parsed by its own parser (defaults included).
+    parser = argparse.ArgumentParser(prog="scaling")
+    add_fit_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["fit", results_dir, "--bootstrap", str(n_bootstrap), "--target-flops",
+                              *(f"{c:g}" for c in target_flops)])
     result, points = _fit(args)
-    Path(results_dir, "fit.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
-    paths = write_report(result, points, str(Path(results_dir, "report")))
+    # Under "_report": Parquet readers of the results folder (pyarrow.dataset, pandas, DuckDB
+    # globs) skip names starting with "_", so the report never breaks a read of the rows.
+    out = Path(results_dir, REPORT_DIR)
+    paths = write_report(result, points, str(out))
+    (out / "fit.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     return result, paths
 
 

@@ -1,7 +1,7 @@
 """`scaling demo` end to end on a reduced study (the full one is the README's main job).
 
 Same code path as the demo: plan from a spec -> local Ray run -> fit with bootstrap -> report;
-then the same command again reuses every trial. Budgets are 100x smaller than the demo's, so
+then the same command again reuses every trial. Budgets are 20x smaller than the demo's, so
 this checks the plumbing and the outputs, not the 3% back-test (measured on the full demo).
 """
 
@@ -36,9 +36,9 @@ def test_demo_plan_brackets_every_budget():
 @pytest.mark.ray
 def test_reduced_demo_end_to_end(tmp_path, capsys):
     spec = yaml.safe_load(demo.demo_spec_path().read_text())
-    spec.update(budgets_flops=[2e10, 4e10, 8e10], held_out_budgets_flops=[1.6e11])
+    spec.update(budgets_flops=[4e10, 8e10, 1.6e11], held_out_budgets_flops=[3.2e11])
     spec["data"].update(corpus="pydoc", vocab_size=512)
-    spec["train"].update(batch_tokens=1024, eval_tokens=2048)
+    spec["train"].update(batch_tokens=512, eval_tokens=2048)
     spec["prior"].update(tokens_per_param=5)  # keep N* on the small dial at these budgets
     path = tmp_path / "reduced.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -47,10 +47,12 @@ def test_reduced_demo_end_to_end(tmp_path, capsys):
 
     assert demo.main(args) == 0
     out = capsys.readouterr().out
-    fit = json.loads((results / "fit.json").read_text())
+    fit = json.loads((results / "_report" / "fit.json").read_text())
     assert {"parametric", "isoflop", "compute_optimal", "backtest"} <= set(fit)
-    assert fit["backtest"].get("fittable", True) and fit["data"]["n_runs"] == 16
-    assert (results / "report" / "report.html").stat().st_size > 10_000
+    assert fit["data"]["n_runs"] == 16
+    # at 1/20 of the demo's budgets the law may not be pinned: then the back-test says why
+    assert fit["backtest"]["fittable"] or fit["backtest"]["reason"]
+    assert (results / "_report" / "report.html").stat().st_size > 10_000
     assert "report: " in out and "16 trained" in out
 
     import pyarrow.dataset as ds
