@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
+import os
 import pickle
 from pathlib import Path
 
@@ -73,6 +74,7 @@ def _rank_main(rank: int, root: str, cache_dir: str) -> None:
         out["bad_batch"] = str(exc)
     dist.destroy_process_group()
     Path(f"{root}/rank{rank}.pkl").write_bytes(pickle.dumps(out))
+    os._exit(0)  # skip interpreter teardown, where a leftover gloo thread can abort the process
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,15 @@ def runs(pydoc_bytes, token_cache_dir, tmp_path_factory):
     train(TINY, CONFIG, pydoc_bytes, on_eval=lambda m, ckpt: one.append(m))
     with pytest.raises(Crash):  # a 1-process checkpoint at step 4 for the 2 ranks to resume
         train(TINY, CONFIG, pydoc_bytes, on_eval=_crash_at(CRASH_STEP, []), checkpoint_dir=str(root / "one"))
-    mp.spawn(_rank_main, args=(str(root), str(token_cache_dir)), nprocs=WORLD_SIZE, join=True)
+    try:
+        mp.spawn(_rank_main, args=(str(root), str(token_cache_dir)), nprocs=WORLD_SIZE, join=True)
+    except mp.ProcessExitedException as exc:
+        # Seen once in ~10 runs: a rank killed by SIGABRT ("terminate called without an active
+        # exception") as the interpreter tore gloo down AFTER the rank had written its record.
+        # A rank that dies before its record exists still fails the fixture below.
+        if not all((root / f"rank{r}.pkl").exists() for r in range(WORLD_SIZE)):
+            raise
+        print(f"[ddp] a rank died at teardown after writing its record: {exc}")
     ranks = [pickle.loads((root / f"rank{r}.pkl").read_bytes()) for r in range(WORLD_SIZE)]
     return one, ranks, root
 
