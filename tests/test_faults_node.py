@@ -11,7 +11,6 @@ printed (`pytest -s`).
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 
@@ -22,10 +21,10 @@ from analysis.schema import check_table
 from models.data import DataSpec
 from models.shape import ModelShape
 from models.train import TrainConfig
-from orchestrator.resources import DRIVER_RESOURCE
-from orchestrator.run import QUIET, run_plan
+from orchestrator.run import run_plan
 from orchestrator.store import Store
 from orchestrator.trial import Resources, TrialSpec
+from ray_helpers import two_node_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -47,18 +46,8 @@ def trial(seed: int) -> TrialSpec:
 
 @pytest.fixture(scope="module")
 def cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "resources": {DRIVER_RESOURCE: 1}, "include_dashboard": False})
-    nodes = [cluster.add_node(num_cpus=1, resources={TRAINER: 1}) for _ in range(2)]
-    cluster.wait_for_nodes()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": root}}, **QUIET)
-    yield cluster, nodes
-    ray.shutdown()
-    cluster.shutdown()
+    with two_node_cluster(num_cpus=1, resources={TRAINER: 1}) as cluster_and_nodes:
+        yield cluster_and_nodes
 
 
 def kill_a_busy_node(cluster, nodes, store: Store, trials, log: dict, sweep) -> None:

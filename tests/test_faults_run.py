@@ -15,7 +15,6 @@ import pyarrow.dataset as ds
 import pytest
 
 from analysis.load import load_points
-from analysis.schema import check_table
 from models.data import DataSpec, prepare_data
 from models.shape import ModelShape
 from models.train import TrainConfig, train
@@ -23,6 +22,7 @@ from orchestrator.cli import main
 from orchestrator.run import run_plan, start_local_ray
 from orchestrator.store import Store
 from orchestrator.trial import Resources, TrialSpec
+from ray_helpers import rows_by_trial
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -39,14 +39,6 @@ def tiny(seed: int = 0, *, d_model: int = 32, lr: float = 1e-3, workers: int = 0
                           eval_tokens=1024, lr=lr, seed=seed),
         budget_flops=1e9,
         resources=Resources(num_workers=workers, cpus_per_worker=1, gpus_per_worker=gpus))
-
-
-def rows_by_trial(results) -> dict[str, list[dict]]:
-    table = check_table(ds.dataset(str(results), format="parquet").to_table())
-    out: dict[str, list[dict]] = {}
-    for row in sorted(table.to_pylist(), key=lambda r: (r["trial_id"], r["step"])):
-        out.setdefault(row["trial_id"], []).append(row)
-    return out
 
 
 def duplicates(results) -> int:

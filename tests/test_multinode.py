@@ -7,7 +7,6 @@ Costs about 20 s of TorchTrainer start-up per trial on 2 cores (both run at once
 
 from __future__ import annotations
 
-import os
 
 import pyarrow.dataset as ds
 import pytest
@@ -16,10 +15,10 @@ from analysis.schema import check_table
 from models.data import DataSpec
 from models.shape import ModelShape
 from models.train import TrainConfig
-from orchestrator.resources import DRIVER_RESOURCE
-from orchestrator.run import QUIET, run_plan
+from orchestrator.run import run_plan
 from orchestrator.store import Store
 from orchestrator.trial import Resources, TrialSpec
+from ray_helpers import two_node_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -37,20 +36,9 @@ def gpu_trial(seed: int) -> TrialSpec:
 
 @pytest.fixture(scope="module")
 def cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    # The head hosts the drivers (custom resource "driver", as in cluster.yaml) and no GPU;
-    # Train workers need 1 CPU + 1 GPU, so they can only go to the two GPU nodes.
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "resources": {DRIVER_RESOURCE: 1}, "include_dashboard": False})
-    nodes = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": root}}, **QUIET)
-    yield cluster, nodes
-    ray.shutdown()
-    cluster.shutdown()
+    # Train workers need 1 CPU + 1 GPU, so they can only go to the two (fake) GPU nodes.
+    with two_node_cluster(num_cpus=1, num_gpus=1) as cluster_and_nodes:
+        yield cluster_and_nodes
 
 
 def test_trials_spread_over_gpu_nodes(cluster, tmp_path):

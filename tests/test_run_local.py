@@ -8,10 +8,8 @@ TorchTrainer path is exercised by tests/test_multinode.py.
 from __future__ import annotations
 
 import duckdb
-import pyarrow.dataset as ds
 import pytest
 
-from analysis.schema import check_table
 from models.data import DataSpec
 from models.shape import ModelShape
 from models.train import TrainConfig
@@ -19,6 +17,7 @@ from orchestrator.progress import status_text
 from orchestrator.run import run_plan, start_local_ray
 from orchestrator.store import Store
 from orchestrator.trial import Resources, TrialSpec
+from ray_helpers import rows_by_trial
 
 pytestmark = pytest.mark.ray
 
@@ -49,14 +48,6 @@ def sweep(local_ray, tmp_path_factory):
     trials = [tiny(seed) for seed in range(4)]
     results = tmp_path_factory.mktemp("sweep")
     return trials, results, run_plan(trials, str(results), progress=False)
-
-
-def rows_by_trial(results) -> dict[str, list[dict]]:
-    table = check_table(ds.dataset(str(results), format="parquet").to_table())
-    out: dict[str, list[dict]] = {}
-    for row in sorted(table.to_pylist(), key=lambda r: (r["trial_id"], r["step"])):
-        out.setdefault(row["trial_id"], []).append(row)
-    return out
 
 
 def test_sweep_writes_one_row_per_evaluation(sweep):
