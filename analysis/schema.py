@@ -14,8 +14,13 @@ so a fit can pick either convention without recomputing anything.
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What each version added, so a reader of an older table knows what to fill in. Version 1 tables
+# (no group, size_label, parent_trial_id or backend) stay readable: check_table fills the
+# defaults below, and "no held-out group" sends the back-test to its largest-budget rule.
+ADDED_IN = {2: {"group": "", "size_label": "", "parent_trial_id": "", "backend": "torch"}}
 
 # Exact FLOP convention recorded in every row (never implied).
 FLOPS_CONVENTION = "chinchilla_appendix_f"
@@ -24,11 +29,19 @@ FLOPS_CONVENTION = "chinchilla_appendix_f"
 # trial stopped), "failed" (the trial raised; the row records where it stopped).
 STATUSES = ("ok", "diverged", "failed")
 KINDS = ("scaling", "hparam")
+# group values the planner writes: "" (an ordinary trial) or HELD_OUT (a budget kept for the
+# back-test); other trial kinds add their own (e.g. "trunk", "branch").
+HELD_OUT = "held_out"
 
 FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("sweep", pa.string(), "sweep name from the spec"),
     ("trial_id", pa.string(), "content hash of the trial's spec (stable across re-runs)"),
     ("kind", pa.string(), "'scaling' (IsoFLOP grid) or 'hparam' (hyperparameter search)"),
+    ("group", pa.string(), "'' for an ordinary trial, 'held_out' for a back-test budget, or a "
+     "trial kind's own role"),
+    ("size_label", pa.string(), "the planner's name for the model size, e.g. 'd4' (depth 4 of the dial)"),
+    ("parent_trial_id", pa.string(), "the trial this one continues from ('' unless a branch)"),
+    ("backend", pa.string(), "'torch' (real training) or 'simulate' (drawn from a law: not a measurement)"),
     ("seed", pa.int64(), "training seed"),
     ("n_layer", pa.int64(), "Transformer blocks"),
     ("d_model", pa.int64(), "residual width"),
@@ -88,6 +101,13 @@ def check_table(table: pa.Table, source: str = "table") -> pa.Table:
                 f"{source}: schema_version {newest} is newer than this reader's {SCHEMA_VERSION}; "
                 "upgrade scaling-orchestrator to read it"
             )
+    for version, defaults in ADDED_IN.items():  # an older table: the columns it predates
+        for name, value in defaults.items():
+            if name not in table.column_names:
+                table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+            else:  # a folder of old and new files read as one dataset: nulls in the old rows
+                i = table.column_names.index(name)
+                table = table.set_column(i, name, pc.fill_null(table.column(i).cast(pa.string()), value))
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise SchemaError(f"{source}: missing columns {missing}")

@@ -40,6 +40,11 @@ from analysis.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, check_table, rows_t
 DONE_STATUSES = ("ok", "diverged")  # a final row with these ends a trial; "failed" is retried
 
 
+def is_done(rows: list[dict]) -> bool:
+    """A trial is done when its last row is final with status ok or diverged (failed: retried)."""
+    return bool(rows) and bool(rows[-1]["final"]) and rows[-1]["status"] in DONE_STATUSES
+
+
 def code_version() -> str:
     try:
         from importlib.metadata import version
@@ -59,6 +64,7 @@ def measurement_row(spec, m=None, *, status: str | None = None) -> dict:
     nan = float("nan")
     row = {
         "sweep": spec.sweep, "trial_id": spec.trial_id, "kind": spec.kind,
+        "group": spec.group, "size_label": spec.size_label, "parent_trial_id": "", "backend": "torch",
         "seed": spec.train.seed, "n_layer": spec.shape.n_layer, "d_model": spec.shape.d_model,
         "n_head": spec.shape.n_head, "d_ff": spec.shape.d_ff, "seq_len": spec.shape.seq_len,
         "vocab_size": spec.shape.vocab_size, "params": counts["total"],
@@ -142,7 +148,7 @@ class Store:
         data = self.read_bytes(self.trial_file(trial_id))
         if data is None:
             return []
-        return pq.read_table(pa.BufferReader(data)).to_pylist()
+        return check_table(pq.read_table(pa.BufferReader(data)), self.trial_file(trial_id)).to_pylist()
 
     def _write_trial(self, trial_id: str, rows: list[dict]) -> None:
         rows = sorted(rows, key=lambda r: r["step"])
@@ -185,7 +191,8 @@ class Store:
                  and not i.base_name.startswith((".", "_"))]
         if not files:
             return SCHEMA.empty_table()
-        table = ds.dataset(files, format="parquet", filesystem=self.fs).to_table()
+        # one schema for every file: a folder may hold files of an older schema_version
+        table = ds.dataset(files, format="parquet", filesystem=self.fs, schema=SCHEMA).to_table()
         return check_table(table, self.uri)
 
     def done_trial_ids(self) -> set[str]:

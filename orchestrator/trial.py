@@ -51,7 +51,13 @@ class TrialSpec:
     train: TrainConfig
     budget_flops: float
     resources: Resources = Resources()
-    group: str = ""  # e.g. the hparam-search size label; "" for the scaling grid
+    group: str = ""  # "" (an ordinary trial) or "held_out" (analysis.schema.HELD_OUT)
+    size_label: str = ""  # the planner's name for the size ("d4"); not part of the identity
+
+    @property
+    def flops(self) -> float:
+        """Exact training FLOPs: tokens x Chinchilla App. F flops_per_token."""
+        return float(self.train.total_tokens) * self.shape.flops_per_token()
 
     @property
     def trial_id(self) -> str:
@@ -82,4 +88,5 @@ class TrialSpec:
             budget_flops=float(d["budget_flops"]),
             resources=Resources(**d.get("resources", {})),
             group=d.get("group", ""),
+            size_label=d.get("size_label", ""),
         )

@@ -178,6 +178,8 @@ def test_fit_skip_corrupt_warns_once_and_fits_the_rest(tmp_path):
 
 
 def test_fit_newer_schema_version_is_a_one_line_error(tmp_path):
+    from analysis.schema import SCHEMA_VERSION
+
     trials = write_sweep(tmp_path, "a")
     import pyarrow.parquet as pq
     import pyarrow.compute as pc
@@ -189,9 +191,10 @@ def test_fit_newer_schema_version_is_a_one_line_error(tmp_path):
                                     "schema_version", newer), path)
     done = fit(tmp_path)
     lines = done.stderr.splitlines()
-    print(f"\n[bad results] schema_version 2 file: exit {done.returncode}, {lines}")
+    print(f"\n[bad results] schema_version {SCHEMA_VERSION + 1} file: exit {done.returncode}, {lines}")
     assert done.returncode == 2 and len(lines) == 1
-    assert "schema_version 2 is newer than this reader's 1" in lines[0] and done.stdout == ""
+    assert (f"schema_version {SCHEMA_VERSION + 1} is newer than this reader's {SCHEMA_VERSION}" in lines[0]
+            and done.stdout == "")
 
 
 def test_fit_two_sweeps_in_one_folder_are_refused_unless_one_is_named(tmp_path):

@@ -165,3 +165,30 @@ def test_trial_dict_round_trip_keeps_identity():
     s = spec(3, num_workers=1, gpus_per_worker=1.0)
     assert TrialSpec.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     assert dataclasses.replace(s, resources=Resources()).trial_id == s.trial_id
+
+
+def test_version_1_files_stay_readable_with_the_new_columns_filled(tmp_path):
+    """A results folder written before schema_version 2 (no group, size_label, parent_trial_id,
+    backend) reads with their defaults, alone or beside a version-2 file, and a resumed v1
+    trial's upsert rewrites it whole in the new schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from analysis.schema import ADDED_IN, SCHEMA_VERSION
+
+    store = Store(str(tmp_path))
+    old_spec = spec(seed=0)
+    new_spec = dataclasses.replace(spec(seed=1), group="held_out", size_label="d2")
+    store.write_row(measurement_row(old_spec, measurement(2)))
+    store.write_row(measurement_row(new_spec, measurement(8, final=True)))
+    path = store.trial_file(old_spec.trial_id)
+    old = pq.read_table(path).drop_columns(list(ADDED_IN[2]))
+    old = old.set_column(old.schema.get_field_index("schema_version"), "schema_version",
+                         pa.array([1] * old.num_rows, pa.int32()))
+    pq.write_table(old, path)
+    by_id = {r["trial_id"]: r for r in store.read_table().to_pylist()}
+    assert (by_id[old_spec.trial_id]["group"], by_id[old_spec.trial_id]["backend"]) == ("", "torch")
+    assert (by_id[new_spec.trial_id]["group"], by_id[new_spec.trial_id]["size_label"]) == ("held_out", "d2")
+    store.write_row(measurement_row(old_spec, measurement(4)))   # a resumed v1 trial
+    assert [r["step"] for r in store.read_trial(old_spec.trial_id)] == [2, 4]
+    assert pq.read_table(path).column("schema_version").to_pylist() == [1, SCHEMA_VERSION]
