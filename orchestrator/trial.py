@@ -52,7 +52,7 @@ class TrialSpec:
     budget_flops: float
     resources: Resources = Resources()
     group: str = ""  # "" (an ordinary trial) or "held_out" (analysis.schema.HELD_OUT)
-    size_label: str = ""  # the planner's name for the size ("d4"); not part of the identity
+    size_label: str = ""  # the size's one name, ModelSpec.label ("d4", "L4xD128"); not part of the identity
 
     @property
     def flops(self) -> float:

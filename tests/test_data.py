@@ -130,6 +130,7 @@ def test_pretokenized_bin(tmp_path):
     (dict(corpus="data.csv"), "DataSpec.corpus='data.csv'"),
     (dict(tokenizer="wordpiece"), "DataSpec.tokenizer='wordpiece'"),
     (dict(val_fraction=0.0), "DataSpec.val_fraction=0.0"),
+    (dict(val_fraction=0.5), "DataSpec.val_fraction=0.5: must be in"),
     (dict(vocab_size=0), "DataSpec.vocab_size=0"),
 ])
 def test_bad_specs_name_the_field(fields, named):

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from models.shape import ModelShape
-from orchestrator.plan import (HELD_OUT, make_plan, makespan, select_sizes, trial_flops,
-                               trial_seconds)
+from orchestrator.plan import HELD_OUT, make_plan, makespan, select_sizes
 from orchestrator.spec import SpecError, load_sweep, parse_sweep
 from orchestrator.trial import TrialSpec
 
@@ -41,7 +40,7 @@ def test_every_trial_is_whole_steps_within_two_percent(plan):
     for t in plan.trials:
         batch = t.train.batch_tokens
         assert t.train.total_tokens % batch == 0 and t.train.total_steps >= 25
-        assert abs(trial_flops(t) / t.budget_flops - 1) <= 0.02
+        assert abs(t.flops / t.budget_flops - 1) <= 0.02
         # steps = round(C / (flops_per_token * batch_tokens)): the nearest whole step count
         assert t.train.total_steps == round(t.budget_flops / (t.shape.flops_per_token() * batch))
         assert t.train.eval_every_tokens % batch == 0 and 0 < t.train.eval_every_tokens <= t.train.total_tokens
@@ -124,10 +123,10 @@ def test_makespan_longest_first():
 
 def test_estimates(plan):
     t = plan.trials[0]
-    assert trial_seconds(t, plan.sweep) == pytest.approx(trial_flops(t) / 1.5e11 + 2.0)
-    serial = sum(trial_seconds(t, plan.sweep) for t in plan.trials)
+    assert plan.trial_seconds(t) == pytest.approx(t.flops / 1.5e11 + 2.0)
+    serial = sum(plan.trial_seconds(t) for t in plan.trials)
     assert plan.concurrency == 1 and plan.estimated_wall_seconds == pytest.approx(serial)
-    assert plan.total_flops == pytest.approx(sum(trial_flops(t) for t in plan.trials))
+    assert plan.total_flops == pytest.approx(sum(t.flops for t in plan.trials))
     assert plan.total_flops == pytest.approx(5 * (2e11 + 5e11 + 1.25e12 + 6e12), rel=0.01)
 
 
@@ -147,7 +146,7 @@ def test_demo_example_plans_interior_brackets():
     plan = make_plan(load_sweep(ROOT / "examples" / "demo.yaml"))
     assert not plan.notes and not plan.dropped
     assert len({t.budget_flops for t in plan.trials}) == 4
-    assert max(trial_flops(t) for t in plan.trials) < 1e13  # each trial is seconds on one CPU
+    assert max(t.flops for t in plan.trials) < 1e13  # each trial is seconds on one CPU
 
 
 def test_select_sizes_on_a_coarse_dial_takes_a_run_centred_on_n_star():
@@ -161,3 +160,45 @@ def test_select_sizes_on_a_coarse_dial_takes_a_run_centred_on_n_star():
     chosen = select_sizes(shapes, 300e3, 4, 4.0)
     params = [s.param_counts()["total"] for s in chosen]
     assert [s.n_layer for s in chosen] == [3, 4, 5, 6] and params[0] < 300e3 < params[-1]
+
+
+def test_demo_trial_ids_are_pinned():
+    # A trial id names stored results: a change here makes every finished demo trial run again.
+    plan = make_plan(load_sweep(ROOT / "examples" / "demo.yaml"))
+    first, held = plan.trials[0], plan.trials[-1]
+    assert (first.budget_flops, first.size_label, first.group) == (8e11, "d1", "")
+    assert first.trial_id == "f7bb95d7f4d2f42e"
+    assert (held.budget_flops, held.size_label, held.group) == (4.2e12, "d5", HELD_OUT)
+    assert held.trial_id == "02c1080885c5d5d4"
+
+
+def test_every_trial_carries_its_size_label(plan):
+    # aspect 16, head_dim 16: depth 2 of the dial is 2L x 32d -> "d2"
+    assert {(t.shape.n_layer, t.size_label) for t in plan.trials} == {(d, f"d{d}") for d in range(1, 7)}
+    row = json.loads(plan.to_json())["trials"][-1]
+    assert (row["size_label"], row["group"], row["held_out"]) == ("d6", HELD_OUT, True)
+    shapes = [{"n_layer": 1, "d_model": 32, "n_head": 2}, {"n_layer": 2, "d_model": 64, "n_head": 4},
+              {"n_layer": 3, "d_model": 96, "n_head": 4}]
+    explicit = make_plan(parse_sweep(spec(model={"shapes": shapes}, sizes_per_budget=3)))
+    assert [t.size_label for t in explicit.trials[:3]] == ["L1xD32", "L2xD64", "L3xD96"]
+
+
+def test_dropped_reason_is_the_spec_min_steps_rule():
+    # Recipe.too_few_steps words both: the planner's drop here and the spec's refusal of a budget.
+    plan = make_plan(parse_sweep(spec(budgets_flops=[1e11, 5e11, 1.25e12])))
+    assert plan.dropped[0].reason == "d4: 21 steps of 2048 tokens < train.min_steps 25"
+    with pytest.raises(SpecError, match=r"the smallest model \(d1\) gets 20 steps of 2048 tokens < train.min_steps 25"):
+        parse_sweep(spec(budgets_flops=[1e10, 1e12]))
+
+
+def test_trial_eval_cadence_is_the_loop_cadence(plan):
+    # The loop evaluates every TrainConfig.eval_every_steps; the planner's interval must be that.
+    for t in plan.trials:
+        assert t.train.eval_every_steps * t.train.batch_tokens == t.train.eval_every_tokens
+        assert t.train.eval_every_steps == t.train.total_steps // 8
+
+
+def test_render_says_the_headline_fit_uses_held_out_runs(plan):
+    text = plan.render()
+    assert "* held out of the back-test fit; the headline fit uses every run" in text
+    assert "kept out of" not in text

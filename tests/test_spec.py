@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
+from models.data import DataSpec
+from models.shape import ModelShape
 from orchestrator.spec import Sweep, SpecError, load_sweep, parse_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +65,13 @@ BAD = [
     ("missing corpus path", with_("data.corpus", "no/such/corpus.txt"), "data.corpus: 'no/such/corpus.txt'"),
     ("bad tokenizer", with_("data.tokenizer", "wordpiece"), "data.tokenizer: 'wordpiece' must be one of bpe, byte"),
     ("bpe vocab too small", with_("data.vocab_size", 100), "data.vocab_size: 100"),
+    ("val fraction", with_("data.val_fraction", 0.7), "data.val_fraction: 0.7 must be in (0, 0.5)"),
+    ("repeated shape", with_("model", {"shapes": [{"n_layer": 2, "d_model": 64, "n_head": 4}] * 2}),
+     "model.shapes[1]: {'n_layer': 2, 'd_model': 64, 'n_head': 4} must be different from shapes[0]"),
+    ("shapes share a label", with_("model", {"shapes": [{"n_layer": 2, "d_model": 64, "n_head": 4},
+                                                        {"n_layer": 2, "d_model": 64, "n_head": 2}]}),
+     "model.shapes[1]: {'n_layer': 2, 'd_model': 64, 'n_head': 2} must be a size of its own: shapes[0] has "
+     "its n_layer and d_model (L2xD64)"),
     ("budget too small for the smallest model", with_("budgets_flops", [1e10, 1e12]), "budgets_flops[0]: 1e+10 must be >= 1.23e+10"),
     ("gpus without workers", with_("resources", {"num_workers": 0, "gpus_per_worker": 1}), "resources.gpus_per_worker: 1"),
     ("bad schedule", with_("train.schedule", "linear"), "train.schedule: 'linear' must be one of cosine, wsd, constant"),
@@ -183,3 +192,21 @@ def test_examples_parse():
     sweep = parse_sweep(gpu, "gpu-cluster.yaml")
     assert sweep.resources.gpus_per_worker == 1 and sweep.train.config.dtype == "bfloat16"
     assert sweep.budgets_flops[0] == 1e17 and sweep.held_out_budgets_flops == (1e19,)
+
+
+def test_one_size_label_for_the_dial_and_for_shapes():
+    model = parse_sweep(base()).model  # aspect 16, head_dim 16
+    assert [model.label(s) for s in model.shapes[:4]] == ["d1", "d2", "d3", "d4"]
+    assert model.at_depth(4) == model.shapes[3]
+    off_dial = ModelShape(n_layer=4, d_model=128, n_head=4, vocab_size=1024, seq_len=128)
+    assert model.label(off_dial) == "L4xD128"  # not what the dial makes at depth 4 (64 wide)
+    shapes = [{"n_layer": 1, "d_model": 32, "n_head": 2}, {"n_layer": 2, "d_model": 64, "n_head": 4},
+              {"n_layer": 4, "d_model": 128, "n_head": 4}]
+    explicit = parse_sweep({**base(), "model": {"shapes": shapes}, "sizes_per_budget": 3}).model
+    assert [explicit.label(s) for s in explicit.shapes] == ["L1xD32", "L2xD64", "L4xD128"]
+
+
+def test_val_fraction_has_one_limit_in_its_dataclass():
+    assert parse_sweep(with_("data.val_fraction", 0.49)).data.val_fraction == 0.49
+    with pytest.raises(ValueError, match=r"DataSpec.val_fraction=0.5: must be in \(0, 0.5\)"):
+        DataSpec(val_fraction=0.5)

@@ -82,8 +82,8 @@ BAD = [
     ("two token rules", base(tokens_per_trial=1e6), "must be given exactly one of tokens_per_trial, tokens_per_param"),
     ("no token rule", without(base(), "tokens_per_param"), "hparams: {} must be given exactly one of"),
     ("too few tokens", base(tokens_per_param=None, tokens_per_trial=40000),
-     "hparams.tokens_per_trial: 40000 must be larger: size d1 gets 10 steps of 4096 tokens (40960 tokens), "
-     "fewer than train.min_steps 25"),
+     "hparams.tokens_per_trial: 40000 must be larger: size d1 (40960 tokens) gets 10 steps of 4096 tokens "
+     "< train.min_steps 25"),
     ("depth zero", base(sizes=[0, 2]), "hparams.sizes[0]: 0 must be a whole number >= 1"),
     ("depth twice", base(sizes=[2, 2]), "hparams.sizes[1]: 2 must be different from the other sizes (d2 twice)"),
     ("no sizes", base(sizes=[]), "hparams.sizes: [] must be a non-empty list"),
@@ -135,6 +135,10 @@ def test_token_counts_are_whole_multiples_of_every_batch():
     assert h.search == "random" and h.num_samples == 6 and h.trials_per_size == 6 and h.seed == 0
     fixed = parse_sweep(base(tokens_per_param=None, tokens_per_trial="1e6", sizes=[1])).hparams
     assert fixed.sizes[0].total_tokens == 244 * 4096 == 999424  # round(1e6 / 4096) = 244
+    d3 = parse_sweep(base(sizes=[3])).hparams.sizes[0]
+    # 20 x 140,208 params -> 685 x 4096 tokens; 685 / 8 = 85.6, rounded down as for the grid's
+    # trials (models.train_config.eval_interval_tokens) so that every trial gets >= 8 evaluations
+    assert d3.total_tokens == 685 * 4096 and d3.eval_every_tokens == 85 * 4096
 
 
 def test_grid_keys_multiply_the_samples_and_grid_search_crosses_all():
@@ -150,9 +154,10 @@ def test_a_search_alone_needs_no_budgets_and_plans_no_grid():
             if k not in ("budgets_flops", "sizes_per_budget")}
     plan = make_plan(parse_sweep(spec))
     assert plan.sweep.budgets_flops == () and plan.trials == ()
-    assert [t.group for t in plan.hparam_trials] == ["d3", "L2xD64"]  # by params: 140k, 172k
+    assert [t.size_label for t in plan.hparam_trials] == ["d3", "L2xD64"]  # by params: 140k, 172k
     for t in plan.hparam_trials:
-        assert t.kind == "hparam" and t.train.total_tokens % 4096 == 0 and t.train.eval_every_tokens % 4096 == 0
+        assert t.kind == "hparam" and t.group == ""
+        assert t.train.total_tokens % 4096 == 0 and t.train.eval_every_tokens % 4096 == 0
         assert t.budget_flops == t.train.total_tokens * t.shape.flops_per_token()
     text = plan.render()
     assert "budget" not in text.split("hparam search")[0]  # no grid table
@@ -162,7 +167,7 @@ def test_a_search_alone_needs_no_budgets_and_plans_no_grid():
 
 def test_plan_prints_the_search_with_its_flops_upper_bound():
     plan = make_plan(parse_sweep(base()))
-    assert len(plan.trials) == 15 and [t.group for t in plan.hparam_trials] == ["d1", "d2"]
+    assert len(plan.trials) == 15 and [t.size_label for t in plan.hparam_trials] == ["d1", "d2"]
     d2 = plan.hparam_trials[1]
     flops = 1245184 * d2.shape.flops_per_token()  # 1,245,184 tokens x 643,584 FLOPs/token
     assert flops == pytest.approx(8.0138e11, rel=1e-4)
@@ -171,7 +176,7 @@ def test_plan_prints_the_search_with_its_flops_upper_bound():
     assert data["n_trials"] == 12 and data["space"][1] == {"name": "batch_tokens", "primitive": "choice",
                                                            "values": [1024, 2048, 4096]}
     text = plan.render()
-    assert "hparam search (kind 'hparam', one group per size): random, 6 samples, 6 trials per size" in text
+    assert "hparam search (kind 'hparam', one size_label per size): random, 6 samples, 6 trials per size" in text
     assert "asha (grace 65,536 tokens, reduction factor 3)" in text
     line = next(x for x in text.splitlines() if x.strip().startswith("d2 "))
     assert d2.trial_id[:8] in line and "searched" in line and f"{6 * flops:.3e}" in line
