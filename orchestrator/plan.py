@@ -83,7 +83,7 @@ class Plan:
         return makespan([self.trial_seconds(t) for t in self.trials], self.concurrency)
 
     def trial_seconds(self, trial: TrialSpec) -> float:
-        """Estimated: flops / flops_per_second + overhead; 1e12 FLOPs at 1.5e11 FLOP/s + 2 s -> 8.7 s."""
+        """Estimated: flops / flops_per_second + overhead; 1e12 FLOPs at 4.5e10 FLOP/s + 2 s -> 24 s."""
         return trial.flops / self.sweep.flops_per_second + self.sweep.overhead_seconds_per_trial
 
     def to_dict(self) -> dict:

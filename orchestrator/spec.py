@@ -14,7 +14,8 @@ examples/demo.yaml comments every section. Sections [defaults]:
   prior                   tokens_per_param [20] | coefficient + exponent (N* = k C^a) | from_fit
                           (`scaling fit --json` output); span [4]: sizes cover N*/span..N*·span;
                           params: total [Chinchilla] | non_embedding (Kaplan)
-  data, train, resources  models.data.DataSpec, Recipe (batch_tokens required), trial.Resources
+  data, train, resources  models.data.DataSpec, Recipe (batch_tokens required), trial.Resources;
+                          the corpus is checked here as every trial would (models.data.check_data)
   hparams, train.lr: {from_fit}   a search at a few sizes; lr*(N) of a fit (spec_hparams.py)
   max_concurrent_trials [runner decides], max_failures [2], storage [results/<name>; NFS, s3://, gs://]
   throughput              flops_per_second per trial, overhead_seconds_per_trial: estimates only
@@ -31,24 +32,26 @@ from pathlib import Path
 import yaml
 
 from analysis.hparam_law import LrLaw
-from models.data import DataSpec
+from models.data import DataSpec, check_data
 from models.shape import ModelShape
 from models.train_config import DEVICES, DTYPES, EVALS_PER_RUN, SCHEDULES, TrainConfig, eval_interval_tokens
 from orchestrator.spec_hparams import HparamSpec, fit_prior, parse_hparams, split_lr_law
 from orchestrator.spec_model import ModelSpec, parse_model
 from orchestrator.trial import Resources
-from orchestrator.validate import (SpecError, build, choice, dataclass_fields, fail, mapping, number, sequence,
-                                   whole_number)
+from orchestrator.validate import (SpecError, build, checked, choice, dataclass_fields, fail, mapping, number,
+                                   sequence, whole_number)
 
 __all__ = ["ModelSpec", "Prior", "Recipe", "SpecError", "Sweep", "load_sweep", "parse_sweep"]
 
-# Defaults for time estimates. CPU: a bare PyTorch GPT step ran at 150-175 GFLOP/s on 2 threads
-# of a laptop, so 1.5e11 per CPU of a trial (a 1e12-FLOP trial is ~7 s). GPU: 40% MFU of an H100
-# SXM's 989e12 dense bf16 FLOP/s = 3.96e14 per GPU. Overhead: a Tune function trial costs ~1.5 s,
-# one with a TorchTrainer worker group ~20 s.
-CPU_FLOPS_PER_SECOND = 1.5e11
+# Defaults for time estimates. CPU, per CPU of a trial: the demo measured 4.5e10 FLOP/s for each
+# one-CPU trial with two running at once on a 2-core machine (16 trials, 3.52e13 FLOPs, 414 s:
+# 3.52e13 / 414 s / 2 = 4.3e10 with overhead). With 2 s overhead a trial the estimate is
+# (3.52e13 / 4.5e10 + 16 x 2 s) / 2 = 407 s against 414 s; the earlier 1.5e11 (a bare step on 2
+# threads) gave 2.4x too little time. GPU: 40% MFU of an H100 SXM's 989e12 dense bf16 FLOP/s =
+# 3.96e14 per GPU. Overhead: a Tune function trial costs ~1.5 s, one with a TorchTrainer worker
+# group ~20 s.
+CPU_FLOPS_PER_SECOND = 4.5e10
 GPU_FLOPS_PER_SECOND = 0.4 * 989e12
-BUILTIN_CORPORA = ("sotu", "pydoc")
 TOP_KEYS = ("name", "budgets_flops", "held_out_budgets_flops", "sizes_per_budget", "seeds", "model",
             "prior", "data", "train", "resources", "max_concurrent_trials", "max_failures",
             "storage", "throughput", "hparams")
@@ -152,13 +155,15 @@ def _parse(raw, source: str) -> Sweep:
         fail("held_out_budgets_flops", list(held_out), f"larger than every budgets_flops (max {budgets[-1]:g})"
              if budgets else "empty when there are no budgets_flops (nothing to extrapolate from)")
     sizes = whole_number(raw.get("sizes_per_budget", 5), "sizes_per_budget", minimum=3)
-    data = _data(raw.get("data", {}))
+    data = build(DataSpec, dataclass_fields(raw.get("data", {}), "data", DataSpec), "data")
     model = parse_model(raw["model"], data.effective_vocab_size)
     if sizes > len(model.shapes) and budgets:
         fail("sizes_per_budget", sizes, f"at most the {len(model.shapes)} sizes the model section gives")
     train = _recipe(raw.get("train", {}), model.seq_len)
     resources = _resources(raw.get("resources", {}))
     _check_smallest_model(budgets, model, train)
+    # What every trial's prepare_data would refuse, from a listing of the corpus (no text read).
+    checked(lambda: check_data(data, model.seq_len), "DataSpec", "data")
     seeds, mct = _seeds(raw.get("seeds", [0])), raw.get("max_concurrent_trials")
     return Sweep(
         name=name, budgets_flops=budgets, held_out_budgets_flops=held_out, sizes_per_budget=sizes,
@@ -187,20 +192,6 @@ def _storage(value) -> str:
     if not isinstance(value, str) or not value.strip() or (scheme and scheme.group(1) not in ("s3", "gs", "file")):
         fail("storage", value, "a directory or NFS path, or an s3://, gs:// or file:// URI")
     return value
-
-
-def _data(raw) -> DataSpec:
-    """DataSpec checks its own fields (tokenizer, val_fraction); the spec adds what needs this
-    machine or the tokenizer's rule: the corpus exists, a BPE vocab holds the 256 bytes."""
-    kw = dataclass_fields(raw, "data", DataSpec)
-    vocab = kw.get("vocab_size", DataSpec.vocab_size)
-    if kw.get("tokenizer", DataSpec.tokenizer) == "bpe" and not 257 <= vocab <= 1 << 20:
-        fail("data.vocab_size", vocab, "in 257..1048576 for BPE (256 byte symbols plus merges)")
-    corpus = kw.get("corpus", DataSpec.corpus)
-    local = corpus.rsplit(":", 1)[0] if ".parquet:" in corpus else corpus
-    if corpus not in BUILTIN_CORPORA and not (local and os.path.exists(local)):
-        fail("data.corpus", corpus, "sotu, pydoc or an existing .txt file or folder, file.parquet:column or file.bin")
-    return build(DataSpec, kw, "data")
 
 
 def _prior(raw) -> Prior:
@@ -247,7 +238,8 @@ def _recipe(raw, seq_len: int) -> Recipe:
                               ("min_lr_ratio", lambda x: x <= 1, "in [0, 1]"),
                               ("decay_fraction", lambda x: 0 < x <= 1, "in (0, 1]"),
                               ("beta1", lambda x: x < 1, "in [0, 1)"), ("beta2", lambda x: x < 1, "in [0, 1)"),
-                              ("eval_tokens", lambda x: x >= 1, ">= 1"), ("evals_per_trial", lambda x: x >= 1, ">= 1"),
+                              ("eval_tokens", lambda x: x >= seq_len, f">= model.seq_len ({seq_len}): whole sequences"),
+                              ("evals_per_trial", lambda x: x >= 1, ">= 1"),
                               ("min_steps", lambda x: x >= 1, ">= 1")):
         if not ok(get(name)):
             fail(f"train.{name}", get(name), allowed)

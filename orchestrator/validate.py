@@ -97,10 +97,15 @@ def build(cls, kw: dict, path: str):
     """cls(**kw), its own check's error re-said at the spec's path: DataSpec's
     "DataSpec.val_fraction=0.7: must be in (0, 0.5)" -> "data.val_fraction: 0.7 must be in (0, 0.5)".
     A message in another form keeps its words after the path."""
+    return checked(lambda: cls(**kw), cls.__name__, path)
+
+
+def checked(make, name: str, path: str):
+    """make(), a ValueError of the form "{name}.field=value: must be ..." re-said as build says it."""
     try:
-        return cls(**kw)
+        return make()
     except ValueError as e:
-        said = re.fullmatch(rf"{cls.__name__}\.(\w+)=(.*?): must be (.*)", str(e))
+        said = re.fullmatch(rf"{name}\.(\w+)=(.*?): must be (.*)", str(e))
         if said is None:
             raise SpecError(f"{path}: {e}") from None
         raise SpecError(f"{path}.{said[1]}: {said[2]} must be {said[3]}") from None

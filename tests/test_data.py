@@ -140,6 +140,7 @@ def test_bad_specs_name_the_field(fields, named):
 
 def test_empty_corpus_is_refused(tmp_path):
     (tmp_path / "blank.txt").write_text("  \n\n ")
+    (tmp_path / "blank.md").write_text("\n")
     with pytest.raises(ValueError, match="no non-empty documents"):
         prepare_data(DataSpec(corpus=str(tmp_path), tokenizer="byte"))
 

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from models.shape import ModelShape
 from orchestrator.plan import HELD_OUT, make_plan, makespan, select_sizes
@@ -123,11 +124,22 @@ def test_makespan_longest_first():
 
 def test_estimates(plan):
     t = plan.trials[0]
-    assert plan.trial_seconds(t) == pytest.approx(t.flops / 1.5e11 + 2.0)
+    assert plan.trial_seconds(t) == pytest.approx(t.flops / 4.5e10 + 2.0)
     serial = sum(plan.trial_seconds(t) for t in plan.trials)
     assert plan.concurrency == 1 and plan.estimated_wall_seconds == pytest.approx(serial)
     assert plan.total_flops == pytest.approx(sum(t.flops for t in plan.trials))
     assert plan.total_flops == pytest.approx(5 * (2e11 + 5e11 + 1.25e12 + 6e12), rel=0.01)
+
+
+def test_default_cpu_throughput_matches_the_demo_measurement():
+    """The demo's 16 trials took 414 s two at a time on 2 cores; without its throughput section
+    the default estimate is (3.52e13 / 4.5e10 + 16 x 2 s) / 2 = 407 s, about 7 minutes."""
+    raw = yaml.safe_load((ROOT / "examples" / "demo.yaml").read_text())
+    del raw["throughput"]
+    demo = make_plan(parse_sweep(raw, "demo.yaml"))
+    assert demo.sweep.flops_per_second == 4.5e10 and demo.concurrency == 2 and len(demo.trials) == 16
+    assert demo.total_flops == pytest.approx(3.52e13, rel=0.01)
+    assert 360 < demo.estimated_wall_seconds < 480
 
 
 def test_render_and_json(plan):
