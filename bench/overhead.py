@@ -24,9 +24,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from models.data import DataSpec, prepare_data  # noqa: E402
 from models.shape import ModelShape  # noqa: E402
 from models.train import TrainConfig, train  # noqa: E402
-from orchestrator.run import run_plan, start_local_ray  # noqa: E402
+from orchestrator.plan import Plan  # noqa: E402
+from orchestrator.run import run_plan  # noqa: E402
+from orchestrator.spec import parse_sweep  # noqa: E402
 from orchestrator.store import Store  # noqa: E402
 from orchestrator.trial import Resources, TrialSpec  # noqa: E402
+from orchestrator.tuner import start_local_ray  # noqa: E402
 
 
 def demo_trials(n: int, tokens: int, sweep: str) -> list[TrialSpec]:
@@ -39,6 +42,17 @@ def demo_trials(n: int, tokens: int, sweep: str) -> list[TrialSpec]:
         train=TrainConfig(total_tokens=tokens, batch_tokens=2048, eval_tokens=8192, seed=i),
         budget_flops=1e12, resources=Resources(num_workers=0, cpus_per_worker=1))
         for i in range(n)]
+
+
+def demo_plan(trials: list[TrialSpec]) -> Plan:
+    """A Plan of the fixed-token trials above (an IsoFLOP plan would give each size its own
+    tokens); run_plan reads only the trials and the sweep's run settings: max_failures 2 and
+    concurrency sized from the cluster (None), as a spec without max_concurrent_trials."""
+    sweep = parse_sweep({"name": trials[0].sweep, "budgets_flops": [1e12], "sizes_per_budget": 3,
+                         "model": {"depth": {"min": 1, "max": 4}, "aspect_ratio": 32,
+                                   "head_dim": 16, "seq_len": 128},
+                         "train": {"batch_tokens": 2048}})
+    return Plan(dataclasses.replace(sweep, max_failures=2, max_concurrent_trials=None), tuple(trials))
 
 
 def bare(trials: list[TrialSpec]) -> float:
@@ -58,7 +72,7 @@ def orchestrated(trials: list[TrialSpec], warm: bool) -> tuple[float, float]:
         if warm:
             start_local_ray()
         start = time.perf_counter()
-        summary = run_plan(trials, results, progress=False)
+        summary = run_plan(demo_plan(trials), results, progress=False)
         wall = time.perf_counter() - start
         if warm:
             ray.shutdown()

@@ -2,9 +2,11 @@
 
 The programmatic API, importable from here without loading Ray until it is used:
 
-    from orchestrator import load_sweep, make_plan, run_plan, trainable
+    from orchestrator import load_sweep, make_plan, run_plan, run_search, trainable
     plan = make_plan(load_sweep("examples/demo.yaml"))
-    summary = run_plan(list(plan.trials), "results/demo")
+    summary = run_plan(plan)                     # results in the spec's storage, results/demo
+    summary = run_plan(plan, "elsewhere/demo")   # or any folder (s3:// and gs:// too)
+    # a spec with an hparams section: run_search(plan) first, as `scaling run` does
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ _API = {
     "SpecError": "orchestrator.spec",
     "make_plan": "orchestrator.plan",
     "run_plan": "orchestrator.run",
+    "run_search": "orchestrator.search",
     "trainable": "orchestrator.worker",
     "with_trial_resources": "orchestrator.worker",
     "TrialSpec": "orchestrator.trial",

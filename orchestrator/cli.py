@@ -100,7 +100,7 @@ def _run_search(plan, results: str, args) -> int:
     sweep = plan.sweep
     print(f"scaling: hparam search of {sweep.name}, {sweep.hparams.trials_per_size} trials at each of "
           f"{len(plan.hparam_trials)} sizes -> {results}", flush=True)
-    summary = run_search(sweep, results, address=args.address, progress=not args.no_progress,
+    summary = run_search(plan, results, address=args.address, progress=not args.no_progress,
                          max_concurrent_trials=args.max_concurrent)
     print(summary)
     for failed in summary.failed:
@@ -109,13 +109,10 @@ def _run_search(plan, results: str, args) -> int:
 
 
 def _run_grid(plan, results: str, args) -> int:
-    sweep = plan.sweep
     from orchestrator.run import run_plan  # Ray is imported here, not for `scaling plan`
 
-    print(f"scaling: {len(plan.trials)} trials of {sweep.name} -> {results}", flush=True)
-    summary = run_plan(list(plan.trials), results, address=args.address,
-                       max_failures=sweep.max_failures,
-                       max_concurrent_trials=args.max_concurrent or sweep.max_concurrent_trials,
+    print(f"scaling: {len(plan.trials)} trials of {plan.sweep.name} -> {results}", flush=True)
+    summary = run_plan(plan, results, address=args.address, max_concurrent_trials=args.max_concurrent,
                        progress=not args.no_progress)
     print(f"scaling: {len(summary.completed)} completed, {len(summary.skipped)} already done, "
           f"{len(summary.diverged)} diverged, {len(summary.failed)} failed -> {summary.results_dir}")
@@ -141,14 +138,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    try:
-        demo = importlib.import_module("orchestrator.demo")
-    except ModuleNotFoundError as e:
-        if e.name != "orchestrator.demo":
-            raise
-        raise CliError("`scaling demo` is not available in this version (no orchestrator.demo); "
-                       "run `scaling run examples/demo.yaml` instead") from None
-    return demo.main(args)
+    return importlib.import_module("orchestrator.demo").main(args)
 
 
 HANDLERS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "fit": cmd_fit,

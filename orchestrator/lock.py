@@ -49,7 +49,7 @@ def local_ray_processes(node_id: str, pids: list[int]) -> dict:
             "ray_pids": [[pid, _start_time(pid)] for pid in pids if _start_time(pid)]}
 
 
-def _node_processes(node_id: str) -> list[int]:
+def node_processes(node_id: str) -> list[int]:
     """Our processes whose environment has RAY_NODE_ID=node_id (Linux /proc; [] elsewhere)."""
     needle = f"RAY_NODE_ID={node_id}".encode()
     found = []
@@ -67,7 +67,7 @@ def reap_leftover_ray(holder: dict) -> list[int]:
     """SIGKILL what a dead holder's own local Ray left running; returns the pids signalled."""
     targets = [int(pid) for pid, start in holder.get("ray_pids", []) if _start_time(pid) == start]
     if holder.get("ray_node_id"):
-        targets += _node_processes(str(holder["ray_node_id"]))
+        targets += node_processes(str(holder["ray_node_id"]))
     killed = []
     for pid in sorted(set(targets)):
         try:

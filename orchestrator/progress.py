@@ -13,19 +13,8 @@ import os
 import sys
 import time
 
-from orchestrator.store import DONE_STATUSES, Store
-
-
-def planned_flops(spec) -> float:
-    """Exact training FLOPs a trial will spend (Chinchilla App. F per token x tokens)."""
-    return float(spec.shape.flops_per_token()) * spec.train.total_tokens
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+from orchestrator.fmt import duration
+from orchestrator.store import Store
 
 
 def progress_line(*, done: int, running: int, pending: int, failed: int, flops_done: float,
@@ -33,67 +22,83 @@ def progress_line(*, done: int, running: int, pending: int, failed: int, flops_d
     pct = 100.0 * flops_done / flops_total if flops_total else 100.0
     line = (f"[scaling] {done} done, {running} running, {pending} pending, {failed} failed | "
             f"{flops_done:.2e}/{flops_total:.2e} FLOPs ({pct:.0f}%) | "
-            f"{_duration(elapsed_seconds)} elapsed")
+            f"{duration(elapsed_seconds)} elapsed")
     if flops_this_run > 0 and flops_done < flops_total:
         rate = flops_this_run / max(elapsed_seconds, 1e-9)
-        line += f", ETA {_duration((flops_total - flops_done) / rate)}"
+        line += f", ETA {duration((flops_total - flops_done) / rate)}"
     return line
 
 
-def make_live_progress(trials, done_before: set[str], stream=None, every_seconds: float = 5.0):
-    """A ray.tune.Callback printing progress_line at most every `every_seconds` (and at the end).
+class Tally:
+    """What the live line counts, fed trial by trial: state per trial id and the FLOPs its
+    last result reported (a finished trial counts its planned FLOPs). No Ray needed."""
 
-    Built by a factory so importing this module needs no Ray (`scaling status` runs without it).
-    """
+    def __init__(self, trials, done_before: set[str], start: float | None = None):
+        self.planned = {t.trial_id: t.flops for t in trials}
+        self.done_before = set(done_before) & set(self.planned)
+        self.flops_now: dict[str, float] = {}
+        self.state: dict[str, str] = {}
+        self.start = time.time() if start is None else start
+
+    def started(self, tid: str) -> None:
+        self.state[tid] = "running"
+
+    def reported(self, tid: str, flops: float) -> None:
+        self.flops_now[tid] = float(flops)
+
+    def finished(self, tid: str) -> None:
+        self.state[tid] = "done"
+        self.flops_now[tid] = self.planned.get(tid, 0.0)
+
+    def failed(self, tid: str) -> None:
+        self.state[tid] = "failed"
+
+    def line(self, now: float | None = None) -> str:
+        states = list(self.state.values())
+        done = len(self.done_before) + states.count("done")
+        running, failed = states.count("running"), states.count("failed")
+        this_run = sum(self.flops_now.values())
+        return progress_line(
+            done=done, running=running, failed=failed,
+            pending=len(self.planned) - done - running - failed,
+            flops_done=sum(self.planned[t] for t in self.done_before) + this_run,
+            flops_total=sum(self.planned.values()),
+            elapsed_seconds=(time.time() if now is None else now) - self.start,
+            flops_this_run=this_run)
+
+
+def make_live_progress(trials, done_before: set[str], stream=None, every_seconds: float = 5.0):
+    """A ray.tune.Callback printing the Tally's line at most every `every_seconds` (and at the
+    end). Built by a factory so importing this module needs no Ray (`scaling status`)."""
     from ray import tune
 
-    class LiveProgress(tune.Callback):
-        def __init__(self):
-            self.stream = stream or sys.stderr
-            self.planned = {t.trial_id: planned_flops(t) for t in trials}
-            self.done_before = set(done_before) & set(self.planned)
-            self.flops_now: dict[str, float] = {}
-            self.state: dict[str, str] = {}
-            self.start = time.time()
-            self.last_print = 0.0
+    tally, out = Tally(trials, done_before), stream or sys.stderr
 
-        @staticmethod
-        def _tid(trial) -> str:
-            return trial.config["trial"]["trial_id"]
+    def tid(trial) -> str:
+        return trial.config["trial"]["trial_id"]
+
+    class LiveProgress(tune.Callback):
+        last_print = 0.0
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            self.state[self._tid(trial)] = "running"
+            tally.started(tid(trial))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.flops_now[self._tid(trial)] = float(result.get("flops", 0.0))
+            tally.reported(tid(trial), result.get("flops", 0.0))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            tid = self._tid(trial)
-            self.state[tid] = "done"
-            self.flops_now[tid] = self.planned.get(tid, 0.0)
+            tally.finished(tid(trial))
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self.state[self._tid(trial)] = "failed"
-
-        def line(self) -> str:
-            states = list(self.state.values())
-            done = len(self.done_before) + states.count("done")
-            running, failed = states.count("running"), states.count("failed")
-            this_run = sum(self.flops_now.values())
-            return progress_line(
-                done=done, running=running, failed=failed,
-                pending=len(self.planned) - done - running - failed,
-                flops_done=sum(self.planned[t] for t in self.done_before) + this_run,
-                flops_total=sum(self.planned.values()),
-                elapsed_seconds=time.time() - self.start, flops_this_run=this_run)
+            tally.failed(tid(trial))
 
         def on_step_end(self, iteration, trials, **info):
             if time.time() - self.last_print >= every_seconds:
                 self.last_print = time.time()
-                print(self.line(), file=self.stream, flush=True)
+                print(tally.line(), file=out, flush=True)
 
         def on_experiment_end(self, trials, **info):
-            print(self.line(), file=self.stream, flush=True)
+            print(tally.line(), file=out, flush=True)
 
     return LiveProgress()
 
@@ -128,7 +133,7 @@ def status_text(results_dir: str, trials=None) -> str:
             lines.append(f"  {tid}  {state:8s} {row['n_layer']}x{row['d_model']} "
                          f"params {row['params']:,} tokens {row['tokens']:,} "
                          f"val_loss {row['val_loss']:.4f}")
-    flops_total = sum(planned_flops(t) for t in trials)
+    flops_total = sum(t.flops for t in trials)
     sweep = trials[0].sweep if trials else "?"
     head = (f"study {sweep} at {store.uri}: {len(ids)} trials | "
             + ", ".join(f"{v} {k}" for k, v in counts.items())

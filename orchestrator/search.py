@@ -4,7 +4,7 @@ Each size of the spec's `hparams` section gets its own Tuner, so ASHA (Li et al.
 ever compares trials of one size, never sizes with each other and never the scaling grid. A
 trial's config is {"trial": the size's base TrialSpec, "results_dir", <searched TrainConfig
 fields>}; worker.trainable applies the fields and hashes the result into the trial id, so every
-config writes its own rows (kind "hparam", its size label as group) into the sweep's store.
+config writes its own rows (kind "hparam", its size label in size_label) into the sweep's store.
 
 ASHA stops a trial at a rung: the scheduler writes `stopped_early` into the trial's metadata
 (_trials/<id>.json) before Tune stops it, and the trial (or, if its process is gone, the driver)
@@ -26,14 +26,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from orchestrator.fmt import si, value
 from orchestrator.spec_hparams import INT_FIELDS, STR_FIELDS
-from orchestrator.store import DONE_STATUSES, Store
+from orchestrator.store import Store, is_done
 from orchestrator.trial import TrialSpec
+
+if TYPE_CHECKING:
+    from orchestrator.plan import Plan
 
 METRIC, TIME_ATTR = "val_loss", "tokens"
 
@@ -60,8 +64,8 @@ class SizeResult:
 
     def line(self) -> str:
         share = self.flops / self.flops_upper_bound if self.flops_upper_bound else 0.0
-        best = ", ".join(f"{k} {_fmt(v)}" for k, v in self.best.items() if k != "trial_id")
-        return (f"  {self.label} ({_si(self.params)} params, {_si(self.full_tokens)} tokens per full trial): "
+        best = ", ".join(f"{k} {value(v)}" for k, v in self.best.items() if k != "trial_id")
+        return (f"  {self.label} ({si(self.params)} params, {si(self.full_tokens)} tokens per full trial): "
                 f"{self.n_trials} trials: {len(self.completed)} full, {len(self.stopped_early)} stopped early, "
                 f"{len(self.diverged)} diverged, {len(self.failed)} failed ({len(self.skipped)} done before); "
                 f"{self.flops:.3e} of at most {self.flops_upper_bound:.3e} FLOPs ({share:.0%})"
@@ -111,7 +115,7 @@ def search_trainable(config: dict) -> None:
     config, spec = resolve(config)
     store = Store(results_dir_for(spec, config))
     rows = store.read_trial(spec.trial_id)
-    if rows and rows[-1]["final"] and rows[-1]["status"] in DONE_STATUSES:
+    if is_done(rows):
         for row in rows:  # what the searcher and ASHA saw the first time; nothing is written
             tune.report({**{k: row[k] for k in REPORTED}, "replayed": True})
         return
@@ -136,80 +140,67 @@ def finalize_stopped(store: Store, spec: TrialSpec) -> None:
     store.drop_checkpoint(spec.trial_id)
 
 
-def run_search(sweep, results_dir: str, *, address: str | None = None, progress: bool = True,
-               max_concurrent_trials: int | None = None) -> SearchSummary:
-    """Run the spec's hparams search, size by size; finished trials are replayed, not retrained."""
+def run_search(plan: Plan, results_dir: str | None = None, *, address: str | None = None,
+               progress: bool = True, max_concurrent_trials: int | None = None) -> SearchSummary:
+    """Run the plan's hparams search, one Tuner per base trial (plan.hparam_trials, one per
+    size); finished trials are replayed, not retrained. results_dir defaults to the spec's
+    storage; trials at a time: max_concurrent_trials, else the spec's, else what the cluster
+    holds; retries per trial: the spec's max_failures."""
     from orchestrator.lock import StudyLock
-    from orchestrator.plan import make_hparam_trial
+    from orchestrator.tuner import (check_batch_split, check_cluster, joins_a_cluster,
+                                    local_ray_record, ray_session)
 
+    sweep = plan.sweep
     if sweep.hparams is None:
         raise ValueError(f"{sweep.source}: hparams: missing; the spec has no search to run")
     if sweep.hparams.search == "optuna":
         _require_optuna()
     start = time.time()
-    bases = [make_hparam_trial(sweep, size) for size in sweep.hparams.sizes]
-    from orchestrator.run import _check_resources, _connect
-
-    _check_resources(bases)  # num_workers > 1 trains data-parallel: batch_tokens must split
-    store = Store(results_dir)
-    with StudyLock(store):
-        started = _connect(address)
-        try:
-            sizes = tuple(_search_size(sweep, base, store, progress=progress,
-                                       max_concurrent_trials=max_concurrent_trials) for base in bases)
-        finally:
-            if started:
-                import ray
-
-                ray.shutdown()
+    check_batch_split(list(plan.hparam_trials))  # num_workers > 1: batch_tokens must split
+    store = Store(results_dir or sweep.storage)
+    with StudyLock(store) as lock, ray_session(address) as started:
+        if started and not joins_a_cluster(address):  # as run_plan: a crash's leftovers get reaped
+            lock.record(**local_ray_record())
+        cluster = check_cluster(list(plan.hparam_trials))
+        sizes = tuple(_search_size(sweep, base, store, cluster, progress=progress,
+                                   max_concurrent_trials=max_concurrent_trials)
+                      for base in plan.hparam_trials)
     return SearchSummary(sizes, store.uri, time.time() - start)
 
 
-def _search_size(sweep, base: TrialSpec, store: Store, *, progress: bool,
+def _search_size(sweep, base: TrialSpec, store: Store, cluster: dict, *, progress: bool,
                  max_concurrent_trials: int | None) -> SizeResult:
+    from orchestrator.tuner import one_line
+
     done_before = store.done_trial_ids()
     specs, errors = {}, {}
-    for result in _tuner(sweep, base, store, progress, max_concurrent_trials).fit():
+    for result in _tuner(sweep, base, store, cluster, progress, max_concurrent_trials).fit():
         if result.config:
             spec = resolve(result.config)[1]
             specs[spec.trial_id] = spec
             if result.error is not None:
-                errors[spec.trial_id] = " ".join(f"{type(result.error).__name__}: {result.error}".split())[:500]
+                errors[spec.trial_id] = one_line(result.error)
     for tid, spec in specs.items():
         _settle(store, spec, errors.get(tid))
     return _size_result(store, base, specs, done_before, sweep.hparams)
 
 
-def _tuner(sweep, base: TrialSpec, store: Store, progress: bool, max_concurrent_trials: int | None):
-    import ray
-    from ray import tune
-    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
-
-    from orchestrator.resources import driver_resources, max_concurrent
+def _tuner(sweep, base: TrialSpec, store: Store, cluster: dict, progress: bool,
+           max_concurrent_trials: int | None):
+    from orchestrator.resources import max_concurrent
+    from orchestrator.tuner import build_tuner
 
     h = sweep.hparams
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # as run.py: no config box per trial
-    cluster = ray.cluster_resources()
     concurrency = (max_concurrent_trials or sweep.max_concurrent_trials
                    or max_concurrent([base.resources], cluster))
-
-    def trial(config: dict) -> None:  # a wrapper: with_resources tags the function it gets
-        return search_trainable(config)
-
-    return tune.Tuner(
-        tune.with_resources(trial, resource_dict_to_pg_factory(driver_resources(base.resources, cluster))),
-        param_space={"trial": base.to_dict(), "results_dir": store.uri,
-                     "max_failures": sweep.max_failures, **tune_space(h)},
-        tune_config=tune.TuneConfig(
-            metric=METRIC, mode="min", search_alg=_searcher(h, concurrency),
-            scheduler=_scheduler(h, base, store), num_samples=h.num_samples, reuse_actors=True,
-            trial_name_creator=lambda t: resolve(t.config)[1].trial_id,
-            trial_dirname_creator=lambda t: f"{resolve(t.config)[1].trial_id}-{t.trial_id}"),
-        run_config=tune.RunConfig(
-            name=_experiment_name(sweep, base), verbose=0,
-            storage_path=store.path("_ray", "tune") if store.local else f"{store.uri}/_ray/tune",
-            failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
-            callbacks=[_progress(base.group, h.trials_per_size)] if progress else []))
+    return build_tuner(
+        search_trainable, store, cluster=cluster, name=_experiment_name(sweep, base),
+        param_space={"trial": base.to_dict(), **tune_space(h)}, max_failures=sweep.max_failures,
+        metric=METRIC, mode="min", search_alg=_searcher(h, concurrency),
+        scheduler=_scheduler(h, base, store), num_samples=h.num_samples,
+        trial_name_creator=lambda t: resolve(t.config)[1].trial_id,
+        trial_dirname_creator=lambda t: f"{resolve(t.config)[1].trial_id}-{t.trial_id}",
+        callbacks=[_progress(base.size_label, h.trials_per_size)] if progress else [])
 
 
 def tune_space(h) -> dict:
@@ -281,7 +272,7 @@ def _settle(store: Store, spec: TrialSpec, error: str | None) -> None:
     """After the Tuner: finish what a stopped trial's process did not, fail what did not end."""
     tid = spec.trial_id
     meta, rows = store.read_meta(tid), store.read_trial(tid)
-    done = bool(rows) and rows[-1]["final"] and rows[-1]["status"] in DONE_STATUSES
+    done = is_done(rows)
     if meta.get("stopped_early") and rows and not done:
         finalize_stopped(store, spec)
     elif done:
@@ -313,9 +304,9 @@ def _size_result(store: Store, base: TrialSpec, specs: dict, done_before: set, h
         best = {"trial_id": tid, "val_loss": loss,
                 **{d.name: getattr(specs[tid].train, d.name) for d in h.space}}
     return SizeResult(
-        label=base.group, params=base.shape.param_counts()["total"], full_tokens=base.train.total_tokens,
+        label=base.size_label, params=base.shape.param_counts()["total"], full_tokens=base.train.total_tokens,
         **{k: tuple(v) for k, v in outcome.items()}, skipped=tuple(sorted(set(specs) & done_before)),
-        flops=flops, flops_upper_bound=h.trials_per_size * base.train.total_tokens * base.shape.flops_per_token(),
+        flops=flops, flops_upper_bound=h.trials_per_size * base.flops,
         best=best)
 
 
@@ -324,7 +315,7 @@ def _experiment_name(sweep, base: TrialSpec) -> str:
     h = sweep.hparams
     blob = json.dumps([base.trial_id, [dataclasses.astuple(d) for d in h.space], h.search, h.num_samples,
                        h.scheduler, h.grace_period_tokens, h.reduction_factor, h.seed]).encode()
-    return f"{sweep.name}-hparams-{base.group}-{hashlib.sha256(blob).hexdigest()[:8]}"
+    return f"{sweep.name}-hparams-{base.size_label}-{hashlib.sha256(blob).hexdigest()[:8]}"
 
 
 def _progress(label: str, n_trials: int, stream=None):
@@ -347,18 +338,8 @@ def _progress(label: str, n_trials: int, stream=None):
             what = ("replayed" if r.get("replayed") else state if r.get("final") or state == "failed"
                     else "stopped early")
             print(f"[search {label}] {self.ended}/{n_trials} {resolve(trial.config)[1].trial_id} {what} at "
-                  f"{_si(r.get(TIME_ATTR, 0))} tokens, val_loss {r.get(METRIC, float('nan')):.4f}",
+                  f"{si(r.get(TIME_ATTR, 0))} tokens, val_loss {r.get(METRIC, float('nan')):.4f}",
                   file=stream or sys.stderr, flush=True)
 
     return SearchProgress()
 
-
-def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _si(x: float) -> str:
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g}{suffix}"
-    return f"{x:.3g}"

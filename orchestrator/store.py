@@ -175,7 +175,7 @@ class Store:
         """The trial raised for good: its last row becomes final with status "failed" (the row
         records where it stopped); with no rows, a step-0 placeholder row says it failed."""
         rows = self.read_trial(spec.trial_id)
-        if rows and rows[-1]["final"] and rows[-1]["status"] in DONE_STATUSES:
+        if is_done(rows):
             return  # it finished before the failure was noticed
         if rows:
             rows[-1] = {**rows[-1], "final": True, "status": "failed"}
@@ -269,7 +269,3 @@ class Store:
             self.fs.delete_dir(self.path("_checkpoints", trial_id))
         except (FileNotFoundError, OSError):
             pass
-
-
-def done_trial_ids(results_dir: str) -> set[str]:
-    return Store(results_dir).done_trial_ids()

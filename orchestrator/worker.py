@@ -32,7 +32,7 @@ import tempfile
 import time
 import traceback
 
-from orchestrator.store import DONE_STATUSES, Store, measurement_row
+from orchestrator.store import Store, is_done, measurement_row
 from orchestrator.trial import TrialSpec
 
 CONFIG_KEYS = ("trial", "results_dir", "fail_at_step", "torch_backend", "max_failures")
@@ -70,18 +70,10 @@ def default_torch_backend(spec: TrialSpec) -> str:
 
 def with_trial_resources(spec: TrialSpec, cluster: dict | None = None):
     """`trainable` wrapped with what a trial like `spec` reserves (resources.driver_resources),
-    for a user's own tune.Tuner. A fresh wrapper each call: tune.with_resources tags the
-    function it is given, and `trainable` itself must stay untagged."""
-    from ray import tune
-    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+    for a user's own tune.Tuner (the wrapper run_plan's Tuner uses, orchestrator.tuner)."""
+    from orchestrator import tuner
 
-    from orchestrator.resources import driver_resources
-
-    def trial(config: dict) -> None:
-        return trainable(config)
-
-    pgf = resource_dict_to_pg_factory(driver_resources(spec.resources, cluster or {}))
-    return tune.with_resources(trial, pgf)
+    return tuner.with_trial_resources(trainable, cluster or {}, spec.resources)
 
 
 def trainable(config: dict) -> None:
@@ -91,7 +83,7 @@ def trainable(config: dict) -> None:
     loop_config = {**{k: v for k, v in config.items() if k in CONFIG_KEYS},
                    "trial": spec.to_dict(), "results_dir": store.uri}
     rows = store.read_trial(spec.trial_id)
-    if rows and rows[-1]["final"] and rows[-1]["status"] in DONE_STATUSES:
+    if is_done(rows):
         # Finished already: a Tune retry after its last row was written (node lost before
         # Tune heard of it), or a finished config in a user's Tuner. Training again would
         # only rewrite the same rows.

@@ -1,15 +1,19 @@
-"""Shared by the Ray tests: a head-plus-two-nodes cluster and the rows of a results folder."""
+"""Shared by the Ray tests: a head-plus-two-nodes cluster, a Plan around hand-built trials and
+the rows of a results folder."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 
 import pyarrow.dataset as ds
 
 from analysis.schema import check_table
+from orchestrator.plan import Plan
 from orchestrator.resources import DRIVER_RESOURCE
-from orchestrator.run import QUIET
+from orchestrator.spec import parse_sweep
+from orchestrator.tuner import QUIET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,6 +35,22 @@ def two_node_cluster(**node_args):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+# Any valid spec: plan_of keeps only its run settings.
+RUN_SETTINGS_SPEC = {"name": "x", "budgets_flops": [1e11], "sizes_per_budget": 3,
+                     "model": {"depth": {"min": 1, "max": 3}, "aspect_ratio": 16, "head_dim": 16,
+                               "seq_len": 32},
+                     "train": {"batch_tokens": 512}}
+
+
+def plan_of(trials, *, max_failures: int = 2, max_concurrent_trials: int | None = None) -> Plan:
+    """A Plan of hand-built trials (fixed step counts, custom resources, injected faults) that
+    no spec would plan; run_plan reads only the trials and these run settings from it."""
+    sweep = dataclasses.replace(parse_sweep(RUN_SETTINGS_SPEC), name=trials[0].sweep,
+                                max_failures=max_failures,
+                                max_concurrent_trials=max_concurrent_trials)
+    return Plan(sweep, tuple(trials))
 
 
 def rows_by_trial(results) -> dict[str, list[dict]]:

@@ -24,7 +24,7 @@ def test_trainable_in_a_users_own_tuner_with_asha(tmp_path):
     from ray import tune
 
     from orchestrator import load_sweep, make_plan, with_trial_resources
-    from orchestrator.run import start_local_ray
+    from orchestrator.tuner import start_local_ray
 
     spec = {"name": "api", "budgets_flops": [1.2e10], "sizes_per_budget": 3,
             "model": {"depth": {"min": 1, "max": 3}, "aspect_ratio": 16, "head_dim": 16, "seq_len": 64},

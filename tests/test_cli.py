@@ -72,9 +72,9 @@ class FakeRun(types.ModuleType):
         self.calls = []
         self.failed = list(failed)
 
-    def run_plan(self, trials, results_dir, **kwargs):
-        self.calls.append((trials, results_dir, kwargs))
-        ids = [t.trial_id for t in trials]
+    def run_plan(self, plan, results_dir, **kwargs):
+        self.calls.append((plan, results_dir, kwargs))
+        ids = [t.trial_id for t in plan.trials]
         return types.SimpleNamespace(completed=ids[len(self.failed):], skipped=[], diverged=[],
                                      failed=self.failed, results_dir=results_dir)
 
@@ -89,9 +89,9 @@ def test_run_delegates_and_exit_code(monkeypatch, capsys, tmp_path, failed, code
     monkeypatch.setitem(sys.modules, "orchestrator.run", fake)
     results = str(tmp_path / "r")
     assert main(["run", DEMO, "--results", results, "--max-concurrent", "3", "--address", "auto"]) == code
-    trials, results_dir, kwargs = fake.calls[0]
-    assert len(trials) == N_DEMO and results_dir == results
-    assert kwargs == {"address": "auto", "max_failures": 2, "max_concurrent_trials": 3, "progress": True}
+    plan, results_dir, kwargs = fake.calls[0]
+    assert len(plan.trials) == N_DEMO and results_dir == results
+    assert kwargs == {"address": "auto", "max_concurrent_trials": 3, "progress": True}
     out = capsys.readouterr().out
     assert f"{len(failed)} failed" in out and (not failed or "failed: abc" in out)
 
@@ -100,8 +100,10 @@ def test_run_defaults_come_from_the_spec(monkeypatch, capsys):
     fake = FakeRun()
     monkeypatch.setitem(sys.modules, "orchestrator.run", fake)
     assert main(["run", DEMO, "--no-progress"]) == 0
-    _, results_dir, kwargs = fake.calls[0]
-    assert results_dir == "results/demo" and kwargs["max_concurrent_trials"] == 2 and not kwargs["progress"]
+    plan, results_dir, kwargs = fake.calls[0]
+    assert results_dir == "results/demo" and not kwargs["progress"]
+    # no --max-concurrent: run_plan takes the spec's 2 from the plan it is given
+    assert kwargs["max_concurrent_trials"] is None and plan.sweep.max_concurrent_trials == 2
 
 
 def test_status_delegates(monkeypatch, capsys):
@@ -111,13 +113,6 @@ def test_status_delegates(monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == f"status of some/dir: {N_DEMO} planned"
     assert main(["status", "some/dir"]) == 0
     assert fake.calls[-1][0] is None
-
-
-def test_demo_missing_module_is_a_clear_error(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "orchestrator.demo", None)  # import raises ModuleNotFoundError
-    assert main(["demo", "--results", "x"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "scaling demo" in err
 
 
 def test_demo_delegates(monkeypatch):
@@ -166,8 +161,8 @@ class FakeSearch(types.ModuleType):
         super().__init__("orchestrator.search")
         self.log, self.failed = log, list(failed)
 
-    def run_search(self, sweep, results_dir, **kwargs):
-        self.log.append(("search", sweep.name, results_dir, kwargs))
+    def run_search(self, plan, results_dir, **kwargs):
+        self.log.append(("search", plan.sweep.name, len(plan.hparam_trials), results_dir, kwargs))
         failed = self.failed
         return type("Summary", (), {"failed": failed, "__str__": lambda s: "hparam search: summary"})()
 
@@ -177,15 +172,16 @@ class FakeSearch(types.ModuleType):
 def test_run_searches_first_then_the_grid(monkeypatch, capsys, only, expected):
     log = []
     grid = FakeRun()
-    grid.run_plan = lambda trials, results_dir, **kw: (log.append(("grid", len(trials), results_dir, kw)),
-                                                       FakeRun.run_plan(grid, trials, results_dir, **kw))[1]
+    grid.run_plan = lambda plan, results_dir, **kw: (log.append(("grid", len(plan.trials), results_dir, kw)),
+                                                     FakeRun.run_plan(grid, plan, results_dir, **kw))[1]
     monkeypatch.setitem(sys.modules, "orchestrator.run", grid)
     monkeypatch.setitem(sys.modules, "orchestrator.search", FakeSearch(log))
     argv = ["run", HPARAMS, "--max-concurrent", "1"] + (["--only", only] if only else [])
     assert main(argv) == 0
     assert [call[0] for call in log] == expected
     if "search" in expected:
-        assert log[0][1:] == ("hparam-search", "results/hparam-search",
+        sizes = len(make_plan(load_sweep(HPARAMS)).hparam_trials)
+        assert log[0][1:] == ("hparam-search", sizes, "results/hparam-search",
                               {"address": None, "progress": True, "max_concurrent_trials": 1})
         assert "hparam search: summary" in capsys.readouterr().out
 

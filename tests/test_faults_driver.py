@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from orchestrator.lock import _node_processes
+from orchestrator.lock import node_processes
 from orchestrator.store import Store
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -109,13 +109,13 @@ def killed_sweep(tmp_path_factory):
     facts["kept"] = {tid: (os.stat(store.trial_file(tid)).st_mtime_ns, store.read_trial(tid))
                      for tid in done}
     node = facts["lock_at_kill"].get("ray_node_id")
-    facts["leftover_before"] = _node_processes(node) if node else []
+    facts["leftover_before"] = node_processes(node) if node else []
     facts["pairs_at_kill"] = pairs(results)
     facts["planned"] = planned_pairs(spec)
     c = scaling(*command)
     facts["c_out"], facts["c_err"] = c.communicate(timeout=300)
     facts["c_rc"] = c.returncode
-    facts["leftover_after"] = _node_processes(node) if node else []
+    facts["leftover_after"] = node_processes(node) if node else []
     return results, store, facts
 
 

@@ -24,7 +24,7 @@ from models.train import TrainConfig
 from orchestrator.run import run_plan
 from orchestrator.store import Store
 from orchestrator.trial import Resources, TrialSpec
-from ray_helpers import two_node_cluster
+from ray_helpers import plan_of, two_node_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -80,7 +80,7 @@ def test_sweep_survives_losing_a_node(cluster, tmp_path):
     trials = [trial(seed) for seed in range(6)]
     store, log, out = Store(str(tmp_path)), {}, {}
     sweep = threading.Thread(target=lambda: out.update(summary=run_plan(
-        trials, str(tmp_path), max_failures=2, progress=False)), daemon=True)
+        plan_of(trials, max_failures=2), str(tmp_path), progress=False)), daemon=True)
     sweep.start()
     kill_a_busy_node(ray_cluster, nodes, store, trials, log, sweep)
     sweep.join(timeout=300)
@@ -112,13 +112,13 @@ def test_sweep_survives_losing_a_node(cluster, tmp_path):
 def test_cluster_losses_are_told_from_errors_in_the_trial_code():
     from ray.exceptions import ActorUnavailableError, NodeDiedError
 
-    from orchestrator.run import _lost_to_the_cluster
+    from orchestrator.run import lost_to_the_cluster
 
-    assert _lost_to_the_cluster(ActorUnavailableError("connection reset", None))
-    assert _lost_to_the_cluster(NodeDiedError("node gone"))
+    assert lost_to_the_cluster(ActorUnavailableError("connection reset", None))
+    assert lost_to_the_cluster(NodeDiedError("node gone"))
     try:  # wrapped: what Tune hands back after a retry gave up
         raise RuntimeError("trial failed") from NodeDiedError("node gone")
     except RuntimeError as wrapped:
-        assert _lost_to_the_cluster(wrapped)
-    assert not _lost_to_the_cluster(ValueError("lr must be positive"))
-    assert not _lost_to_the_cluster(None)
+        assert lost_to_the_cluster(wrapped)
+    assert not lost_to_the_cluster(ValueError("lr must be positive"))
+    assert not lost_to_the_cluster(None)

@@ -19,10 +19,11 @@ from models.data import DataSpec, prepare_data
 from models.shape import ModelShape
 from models.train import TrainConfig, train
 from orchestrator.cli import main
-from orchestrator.run import run_plan, start_local_ray
+from orchestrator.run import run_plan
 from orchestrator.store import Store
 from orchestrator.trial import Resources, TrialSpec
-from ray_helpers import rows_by_trial
+from orchestrator.tuner import start_local_ray
+from ray_helpers import plan_of, rows_by_trial
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -74,7 +75,7 @@ def test_worker_crash_in_process_resumes_within_the_run(local_ray, tmp_path):
     trials = [tiny(seed) for seed in (10, 11)]
     # each trial raises once after its step-4 row, before that checkpoint is kept: Tune's
     # FailureConfig retries it, the retry resumes from the step-2 checkpoint
-    summary = run_plan(trials, str(tmp_path), max_failures=1, progress=False,
+    summary = run_plan(plan_of(trials, max_failures=1), str(tmp_path), progress=False,
                        extra_config={"fail_at_step": 4})
     rows = rows_by_trial(tmp_path)
     found = sum(len(r) for r in rows.values())
@@ -95,7 +96,7 @@ def test_worker_crash_in_process_resumes_within_the_run(local_ray, tmp_path):
 
 def test_worker_crash_torchtrainer_resumes_within_the_run(local_ray, tmp_path):
     spec = tiny(20, workers=1)
-    summary = run_plan([spec], str(tmp_path), max_failures=1, progress=False,
+    summary = run_plan(plan_of([spec], max_failures=1), str(tmp_path), progress=False,
                        extra_config={"fail_at_step": 4, "torch_backend": "gloo"})
     trial_rows = rows_by_trial(tmp_path).get(spec.trial_id, [])
     report("worker crash, TorchTrainer (1 worker, gloo)", 4, len(trial_rows),
@@ -112,7 +113,7 @@ def test_divergence_is_recorded_excluded_and_reported(local_ray, tmp_path):
     healthy = [tiny(0, d_model=d) for d in (16, 32, 64)]
     blown = tiny(0, d_model=32, lr=1e4)  # Adam steps of 1e4 per weight: NaN at the first eval
     results, out = tmp_path / "results", tmp_path / "report"
-    summary = run_plan([*healthy, blown], str(results), progress=False)
+    summary = run_plan(plan_of([*healthy, blown]), str(results), progress=False)
     rows = rows_by_trial(results)
     last = rows[blown.trial_id][-1]
     report("divergence (lr 1e4)", 4 * len(healthy) + 1, sum(len(r) for r in rows.values()),
@@ -136,7 +137,7 @@ def test_gpus_beyond_the_cluster_refused_before_tune(local_ray, tmp_path):
     spec = tiny(30, workers=1, gpus=2)
     results = tmp_path / "never"
     with pytest.raises(ValueError) as info:
-        run_plan([spec], str(results), progress=False)
+        run_plan(plan_of([spec]), str(results), progress=False)
     message = str(info.value)
     print(f"\n[fault] 2 GPUs per worker on a 0-GPU cluster: {message}")
     assert "\n" not in message

@@ -18,7 +18,7 @@ import torch
 from models.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from models.shape import ModelShape
 from models.train_config import TrainConfig
-from orchestrator.lock import _node_processes, local_ray_processes, reap_leftover_ray
+from orchestrator.lock import node_processes, local_ray_processes, reap_leftover_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 # a call that turns bytes into objects by running pickle's opcodes
@@ -95,7 +95,7 @@ def test_stale_lock_clean_up_ends_only_that_nodes_processes():
     ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        found = _node_processes(node)
+        found = node_processes(node)
         reaped = reap_leftover_ray(local_ray_processes(node, [ours.pid]))
         print(f"\n[security] node processes found {found}, reaped {reaped}")
         assert found == [ours.pid] and reaped == [ours.pid]

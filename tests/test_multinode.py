@@ -18,7 +18,7 @@ from models.train import TrainConfig
 from orchestrator.run import run_plan
 from orchestrator.store import Store
 from orchestrator.trial import Resources, TrialSpec
-from ray_helpers import two_node_cluster
+from ray_helpers import plan_of, two_node_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -44,7 +44,7 @@ def cluster():
 def test_trials_spread_over_gpu_nodes(cluster, tmp_path):
     _, nodes = cluster
     trials = [gpu_trial(seed) for seed in range(2)]
-    summary = run_plan(trials, str(tmp_path), max_failures=0, progress=False)
+    summary = run_plan(plan_of(trials, max_failures=0), str(tmp_path), progress=False)
     assert sorted(summary.completed) == sorted(t.trial_id for t in trials)
     table = check_table(ds.dataset(str(tmp_path), format="parquet").to_table())
     assert sorted(zip(table["trial_id"].to_pylist(), table["step"].to_pylist())) == sorted(

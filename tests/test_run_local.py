@@ -14,10 +14,11 @@ from models.data import DataSpec
 from models.shape import ModelShape
 from models.train import TrainConfig
 from orchestrator.progress import status_text
-from orchestrator.run import run_plan, start_local_ray
+from orchestrator.run import run_plan
 from orchestrator.store import Store
 from orchestrator.trial import Resources, TrialSpec
-from ray_helpers import rows_by_trial
+from orchestrator.tuner import start_local_ray
+from ray_helpers import plan_of, rows_by_trial
 
 pytestmark = pytest.mark.ray
 
@@ -47,7 +48,7 @@ def local_ray():
 def sweep(local_ray, tmp_path_factory):
     trials = [tiny(seed) for seed in range(4)]
     results = tmp_path_factory.mktemp("sweep")
-    return trials, results, run_plan(trials, str(results), progress=False)
+    return trials, results, run_plan(plan_of(trials), str(results), progress=False)
 
 
 def test_sweep_writes_one_row_per_evaluation(sweep):
@@ -72,7 +73,7 @@ def test_sweep_writes_one_row_per_evaluation(sweep):
 def test_rerun_of_a_finished_study_starts_nothing(sweep):
     trials, results, _ = sweep
     before = {p.name: p.stat().st_mtime_ns for p in results.glob("*.parquet")}
-    again = run_plan(trials, str(results), progress=False)
+    again = run_plan(plan_of(trials), str(results), progress=False)
     assert sorted(again.skipped) == sorted(t.trial_id for t in trials)
     assert again.completed == again.failed == []
     assert {p.name: p.stat().st_mtime_ns for p in results.glob("*.parquet")} == before
@@ -85,7 +86,7 @@ def test_crash_then_rerun_resumes_without_duplicate_rows(sweep, tmp_path):
     trials = sweep[0][:2]
     ids = sorted(t.trial_id for t in trials)
     # each trial raises once, after its step-4 row and before that checkpoint is kept
-    crashed = run_plan(trials, str(tmp_path), max_failures=0, progress=False,
+    crashed = run_plan(plan_of(trials, max_failures=0), str(tmp_path), progress=False,
                        extra_config={"fail_at_step": 4})
     assert sorted(crashed.failed) == ids and crashed.completed == []
     rows = rows_by_trial(tmp_path)
@@ -93,7 +94,7 @@ def test_crash_then_rerun_resumes_without_duplicate_rows(sweep, tmp_path):
         tid: [(2, "ok"), (4, "failed")] for tid in ids}
     assert "2 failed" in status_text(str(tmp_path)) and "_trials" in status_text(str(tmp_path))
 
-    resumed = run_plan(trials, str(tmp_path), max_failures=0, progress=False,
+    resumed = run_plan(plan_of(trials, max_failures=0), str(tmp_path), progress=False,
                        extra_config={"fail_at_step": 4})
     assert sorted(resumed.completed) == ids
     query = f"select count(*), count(distinct (trial_id, step)) from read_parquet('{tmp_path}/*.parquet')"
@@ -110,7 +111,7 @@ def test_crash_then_rerun_resumes_without_duplicate_rows(sweep, tmp_path):
 @pytest.mark.slow
 def test_failure_config_retries_within_one_run(sweep, tmp_path):
     trial = sweep[0][2]
-    summary = run_plan([trial], str(tmp_path), max_failures=1, progress=False,
+    summary = run_plan(plan_of([trial], max_failures=1), str(tmp_path), progress=False,
                        extra_config={"fail_at_step": 6})
     assert summary.completed == [trial.trial_id]
     rows = rows_by_trial(tmp_path)[trial.trial_id]

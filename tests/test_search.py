@@ -65,7 +65,8 @@ def test_resolve_casts_sampled_values_so_ids_match_the_worker(tmp_path):
     config, spec = resolve({"trial": base.to_dict(), "lr": np.float64(2e-3), "batch_tokens": np.int64(512)})
     assert type(config["batch_tokens"]) is int and type(config["lr"]) is float
     assert spec.trial_id == apply_overrides(base, {"lr": 2e-3, "batch_tokens": 512}).trial_id != base.trial_id
-    assert (spec.train.lr, spec.train.batch_tokens, spec.kind, spec.group) == (2e-3, 512, "hparam", "d1")
+    assert (spec.train.lr, spec.train.batch_tokens, spec.kind) == (2e-3, 512, "hparam")
+    assert (spec.size_label, spec.group) == ("d1", "")
 
 
 def test_finalize_stopped_marks_the_last_row_final(tmp_path):
@@ -94,7 +95,7 @@ def test_finalize_stopped_marks_the_last_row_final(tmp_path):
 def local_ray():
     import ray
 
-    from orchestrator.run import start_local_ray
+    from orchestrator.tuner import start_local_ray
 
     start_local_ray(num_cpus=2, address="local")  # a fresh instance, never a running cluster
     yield
@@ -107,7 +108,7 @@ def asha(local_ray, tmp_path_factory):
 
     results = tmp_path_factory.mktemp("asha")
     sweep = parse_sweep(tiny(results))
-    return sweep, results, run_search(sweep, str(results), progress=False)
+    return sweep, results, run_search(make_plan(sweep), str(results), progress=False)
 
 
 def _asha_stops(trials: list[list[dict]]) -> set[str]:
@@ -166,7 +167,7 @@ def test_rerun_replays_the_same_configs_and_trains_nothing(asha):
 
     sweep, results, first = asha
     before = {p.name: p.stat().st_mtime_ns for p in results.glob("*.parquet")}
-    again = run_search(sweep, str(results), progress=False)
+    again = run_search(make_plan(sweep), str(results), progress=False)
     (size,), (was,) = again.sizes, first.sizes
     assert sorted(size.skipped) == sorted(name[: -len(".parquet")] for name in before) and len(before) == 8
     assert set(size.stopped_early) == set(was.stopped_early) and set(size.completed) == set(was.completed)
@@ -179,11 +180,11 @@ def test_more_samples_later_train_only_the_new_configs(local_ray, tmp_path):
     from orchestrator.search import run_search
 
     spec = tiny(tmp_path, num_samples=2, scheduler="fifo")
-    first = run_search(parse_sweep(spec), str(tmp_path), progress=False).sizes[0]
+    first = run_search(make_plan(parse_sweep(spec)), str(tmp_path), progress=False).sizes[0]
     assert len(first.completed) == 2 and not first.skipped
     more = copy.deepcopy(spec)
     more["hparams"]["num_samples"] = 3  # the seeded generator draws the same two first
-    second = run_search(parse_sweep(more), str(tmp_path), progress=False).sizes[0]
+    second = run_search(make_plan(parse_sweep(more)), str(tmp_path), progress=False).sizes[0]
     assert sorted(second.skipped) == sorted(first.completed) and len(second.completed) == 3
     assert len(rows_by_trial(tmp_path)) == 3
 
@@ -195,7 +196,7 @@ def test_optuna_search_smoke(local_ray, tmp_path):
 
     spec = tiny(tmp_path, search="optuna", num_samples=3, scheduler="fifo",
                 space={"lr": {"loguniform": [1e-3, 3e-2]}, "batch_tokens": {"choice": [256, 512]}})
-    (size,) = run_search(parse_sweep(spec), str(tmp_path), progress=False).sizes
+    (size,) = run_search(make_plan(parse_sweep(spec)), str(tmp_path), progress=False).sizes
     rows = rows_by_trial(tmp_path)
     assert len(size.completed) == 3 == len(rows) and not size.failed
     for trial_rows in rows.values():

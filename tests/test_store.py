@@ -17,7 +17,7 @@ from models.data import DataSpec
 from models.shape import ModelShape
 from models.train_config import Measurement, TrainConfig
 from orchestrator.lock import StudyLock, StudyLockedError
-from orchestrator.progress import planned_flops, progress_line, status_text
+from orchestrator.progress import Tally, progress_line, status_text
 from orchestrator.resources import driver_resources, max_concurrent
 from orchestrator.store import Store, measurement_row
 from orchestrator.trial import Resources, TrialSpec
@@ -149,7 +149,7 @@ def test_status_text_from_the_store_alone(tmp_path):
     store.write_row(measurement_row(running, measurement(2)))
     text = status_text(str(tmp_path))
     assert "3 trials | 1 done, 0 diverged, 0 failed, 1 running, 1 pending" in text
-    flops = planned_flops(done)
+    flops = done.flops
     assert flops == done.shape.flops_per_token() * 4096
     assert f"{8 * 512 * 1e5 + 2 * 512 * 1e5:.2e}/{3 * flops:.2e} FLOPs" in text
 
@@ -159,6 +159,21 @@ def test_progress_line_eta_weighs_flops():
                          elapsed_seconds=60, flops_this_run=3e12)
     assert line.endswith("1m00s elapsed, ETA 1m40s")  # 5e12 left at 5e10 FLOP/s
     assert "3.00e+12/8.00e+12 FLOPs (38%)" in line
+
+
+def test_live_tally_counts_states_and_weighs_flops():
+    a, b, c, d = (spec(seed) for seed in range(4))
+    tally = Tally([a, b, c, d], done_before={a.trial_id, "not-in-this-plan"}, start=0.0)
+    tally.started(b.trial_id)
+    tally.started(c.trial_id)
+    tally.reported(b.trial_id, a.flops / 4)
+    tally.finished(c.trial_id)  # a finished trial counts its planned FLOPs, not its last report
+    tally.failed(d.trial_id)
+    # done: a (before) + c; FLOPs a + c + b/4 = 2.25 of 4 trials in 90 s -> 1.75 left at 1.25/90 s
+    line = tally.line(now=90.0)
+    assert line.startswith("[scaling] 2 done, 1 running, 0 pending, 1 failed")
+    assert f"{2.25 * a.flops:.2e}/{4 * a.flops:.2e} FLOPs (56%)" in line
+    assert line.endswith("1m30s elapsed, ETA 2m06s")
 
 
 def test_trial_dict_round_trip_keeps_identity():
