@@ -6,11 +6,11 @@ with A = exp(a), B = exp(b), E = exp(e), by L-BFGS from the 4500-start grid alph
 {0, .5, .., 2}, e in {-1, -.5, .., 1}, a, b in {0, 5, .., 25}. A mean instead of a sum makes
 L-BFGS stop at its start point (the gradient is 240x smaller, under scipy's default tolerances).
 
-All starts run together: `batched_lbfgs` keeps one L-BFGS state per start and evaluates the
-objective and its analytic gradient for every start in one numpy pass, so the 4500 starts cost
-a few hundred array operations instead of 4500 scipy calls. The best few are polished with
-scipy's L-BFGS-B at tight tolerances. On Epoch's 240 points this reproduces E = 1.8172,
-alpha = 0.3473, beta = 0.3672, summed Huber 1.01827e-3 (reference_fits.json).
+All starts run together: `batched_lbfgs` (analysis.lbfgs) keeps one L-BFGS state per start
+and evaluates the objective and its analytic gradient for every start in one numpy pass, so the
+4500 starts cost a few hundred array operations instead of 4500 scipy calls. The best few are
+polished with scipy's L-BFGS-B at tight tolerances. On Epoch's 240 points this reproduces
+E = 1.8172, alpha = 0.3473, beta = 0.3672, summed Huber 1.01827e-3 (reference_fits.json).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
+from analysis.lbfgs import batched_lbfgs
+
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 # Chinchilla's start grid (as in Besiroglu et al. 2024): 6 x 6 x 5 x 5 x 5 = 4500 starts,
 # columns (a, b, e, alpha, beta).
@@ -31,90 +33,14 @@ CHINCHILLA_GRID = np.array(list(itertools.product(
     np.arange(0.0, 2.01, 0.5), np.arange(0.0, 2.01, 0.5))))
 # After SCREEN_ITERATIONS batched steps only the best KEEP_STARTS starts go on to convergence.
 # Measured on Epoch's 240 points: run to convergence, 1003 of the 4500 starts reach the optimum
-# (4.3 s on an idle 2-core machine); after 30 steps the best 300 hold 271 of them and the best 50 are all among them.
+# (4.3 s on an idle 2-core machine); after 30 steps the best 300 hold 271 of them and the best
+# 50 are all among them.
 # screen=False in fit_parametric runs every start to convergence instead.
 SCREEN_ITERATIONS = 30
 KEEP_STARTS = 300
 SCREEN_POINTS = 256
 POLISH_STARTS = 5
 POLISH_OPTIONS = {"gtol": 1e-10, "ftol": 1e-15, "maxiter": 20000, "maxcor": 20}
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    x: np.ndarray            # (k, p) final points
-    f: np.ndarray            # (k,) objective values
-    converged: np.ndarray    # (k,) bool: gradient, f-change or line-search stop before max_iter
-    iterations: int
-
-
-def _direction(g, S, Y, rho, gamma, newest):
-    """L-BFGS two-loop recursion for every problem at once (S, Y: (m, k, p))."""
-    m = S.shape[0]
-    order = [(newest - j) % m for j in range(m)]
-    q, coef = g.copy(), {}
-    for i in order:
-        coef[i] = rho[i] * np.einsum("kp,kp->k", S[i], q)
-        q -= coef[i][:, None] * Y[i]
-    r = q * np.where(gamma > 0, gamma, 1.0)[:, None]
-    for i in reversed(order):
-        b = rho[i] * np.einsum("kp,kp->k", Y[i], r)
-        r += S[i] * (coef[i] - b)[:, None]
-    return -r
-
-
-@np.errstate(over="ignore", invalid="ignore", divide="ignore")   # trial steps may overflow
-def batched_lbfgs(fun, x0, *, max_iter=300, gtol=1e-10, ftol=1e-15, memory=10,
-                  max_backtracks=50) -> BatchResult:
-    """Minimise k independent problems together: one L-BFGS memory and one Armijo
-    backtracking line search per problem; fun(x (j, p), rows (j,)) -> (f (j,), grad (j, p)).
-
-    Stops a problem as scipy's L-BFGS-B does: max |grad| <= gtol, or
-    (f_old - f_new) / max(|f_old|, |f_new|, 1) <= ftol, or no decrease in float64."""
-    x = np.array(x0, dtype=float)
-    k, p = x.shape
-    f, g = fun(x, np.arange(k))
-    S, Y, rho = np.zeros((memory, k, p)), np.zeros((memory, k, p)), np.zeros((memory, k))
-    gamma = np.zeros(k)            # 0: no curvature pair yet, take a unit-length first step
-    active = np.isfinite(f) & (np.abs(g).max(1) > gtol)
-    done = ~active & np.isfinite(f)
-    it = 0
-    for it in range(1, max_iter + 1):
-        idx = np.flatnonzero(active)
-        if not idx.size:
-            break
-        gi, slot = g[idx], it % memory
-        d = _direction(gi, S[:, idx], Y[:, idx], rho[:, idx], gamma[idx], (it - 1) % memory)
-        slope = np.einsum("kp,kp->k", d, gi)
-        reset = ~np.isfinite(slope) | (slope >= 0)
-        if reset.any():            # lost descent: forget the memory, steepest descent
-            d[reset], gamma[idx[reset]], rho[:, idx[reset]] = -gi[reset], 0.0, 0.0
-            slope[reset] = -np.einsum("kp,kp->k", gi[reset], gi[reset])
-        t = np.where(gamma[idx] > 0, 1.0, 1.0 / np.linalg.norm(d, axis=1))
-        x_new, f_new, g_new = x[idx].copy(), f[idx].copy(), gi.copy()
-        pend = np.arange(idx.size)
-        for _ in range(max_backtracks):
-            xt = x[idx[pend]] + t[pend, None] * d[pend]
-            ft, gt = fun(xt, idx[pend])
-            ok = np.isfinite(ft) & (ft <= f[idx[pend]] + 1e-4 * t[pend] * slope[pend])
-            x_new[pend[ok]], f_new[pend[ok]], g_new[pend[ok]] = xt[ok], ft[ok], gt[ok]
-            pend = pend[~ok]
-            if not pend.size:
-                break
-            t[pend] *= 0.5
-        s, y = x_new - x[idx], g_new - gi
-        sy, yy = np.einsum("kp,kp->k", s, y), np.einsum("kp,kp->k", y, y)
-        good = (sy > 2.2e-16 * yy) & (yy > 0)
-        S[slot, idx], Y[slot, idx] = s, y
-        rho[slot, idx] = np.where(good, 1.0 / np.where(good, sy, 1.0), 0.0)
-        gamma[idx] = np.where(good, sy / np.where(good, yy, 1.0), gamma[idx])
-        f_old = f[idx]
-        x[idx], f[idx], g[idx] = x_new, f_new, g_new
-        scale = np.maximum(np.maximum(np.abs(f_old), np.abs(f_new)), 1.0)
-        stop = ((np.abs(g_new).max(1) <= gtol) | np.isin(np.arange(idx.size), pend)
-                | ((f_old - f_new) <= ftol * scale))
-        active[idx[stop]], done[idx[stop]] = False, True
-    return BatchResult(x=x, f=f, converged=done, iterations=it)
 
 
 class LogLaw:

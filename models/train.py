@@ -66,7 +66,7 @@ def eval_windows(val: np.ndarray, seq_len: int, eval_tokens: int) -> torch.Tenso
 
 @dataclass
 class _Loop:
-    """What changes during training and must survive a resume."""
+    """What changes during training and must survive a resume (saved as the checkpoint's "loop")."""
 
     step: int = 0
     loss_sum: float = 0.0  # sum of per-step train losses since the last evaluation
@@ -74,11 +74,84 @@ class _Loop:
     wall_seconds: float = 0.0  # all segments so far, evaluations included
     last: dict | None = None  # the latest Measurement, re-reported if resumed after the last step
 
+    def add_step(self, loss: float) -> None:
+        self.step += 1
+        self.loss_sum += loss
+        self.loss_steps += 1
+
+    def take_train_loss(self) -> float:
+        """The mean train loss since the last evaluation; the next interval's sum starts at 0."""
+        mean = self.loss_sum / self.loss_steps
+        self.loss_sum, self.loss_steps = 0.0, 0
+        return mean
+
+
+@dataclass
+class _Interval:
+    """The clock since the last evaluation: tokens_per_second counts training steps only
+    (train_seconds), wall_seconds counts everything from `start` (evaluations included)."""
+
+    start: float  # time.perf_counter() seconds
+    train_seconds: float = 0.0
+    tokens: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class _Run:
+    """Everything set up once per call, fixed while it trains."""
+
+    shape: ModelShape
+    config: TrainConfig
+    data: TokenData
+    replica: Replica
+    device: str
+    raw_model: torch.nn.Module  # what the checkpoint saves
+    model: torch.nn.Module  # evaluates (compiled if asked); never the DDP wrapper
+    train_model: torch.nn.Module  # trains: the (compiled) DDP wrapper on W > 1 ranks, else model
+    ddp: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    autocast: contextlib.AbstractContextManager
+    held_out: torch.Tensor  # this rank's share of the fixed eval windows, on device
+    rows: int  # global rows per optimizer step: every rank draws them, then takes its share
+    micro_rows: int  # rows per forward/backward pass on this rank
+    eval_every_steps: int
+    flops_per_token: float
+    flops_6n_per_token: float
+
 
 def train(shape: ModelShape, config: TrainConfig, data: TokenData, *,
           on_eval: Callable[[Measurement, str | None], None] | None = None,
           checkpoint_dir: str | None = None, resume_from: str | None = None) -> Measurement:
     """Train GPT(shape) on data with config; returns the final Measurement (see module doc)."""
+    run, loop = _set_up(shape, config, data, resume_from)
+    interval = _Interval(start=time.perf_counter())
+    result = Measurement(**loop.last) if loop.last else None
+    if loop.step >= config.total_steps and result is not None:
+        # Resumed from the final checkpoint (the run ended while reporting it): report it again.
+        return _report(result, resume_from, on_eval)
+    while loop.step < config.total_steps:
+        step_start = time.perf_counter()
+        lr_now, loss = _train_step(run, loop.step)
+        if not math.isfinite(loss):  # the step is not counted: its update was skipped
+            loop.wall_seconds += time.perf_counter() - interval.start
+            return _report(_measure(run, loop, interval, lr_now, math.nan, loss, "diverged", True), None, on_eval)
+        loop.add_step(loss)
+        interval.tokens += config.batch_tokens
+        interval.train_seconds += time.perf_counter() - step_start
+        final = loop.step == config.total_steps
+        if loop.step % run.eval_every_steps and not final:
+            continue
+        result = _evaluate_interval(run, loop, interval, lr_now, final)
+        if result.status == "diverged":
+            return _report(result, None, on_eval)  # no checkpoint of a broken model
+        loop.last = dataclasses.asdict(result)
+        _report(result, _checkpoint(run, loop, checkpoint_dir), on_eval)
+        interval = _Interval(start=time.perf_counter())
+    return result
+
+
+def _set_up(shape: ModelShape, config: TrainConfig, data: TokenData, resume_from: str | None) -> tuple[_Run, _Loop]:
+    """Device, seeded model and optimizer, the resumed state, the DDP wrap and the held-out windows."""
     replica = current_replica()
     device = local_device(_resolve_device(config), replica)
     _check_inputs(shape, config, data, replica)
@@ -91,84 +164,75 @@ def train(shape: ModelShape, config: TrainConfig, data: TokenData, *,
     if resume_from:
         loop = _Loop(**load_checkpoint(resume_from, model=raw_model, optimizer=optimizer, shape=shape,
                                        config=config, fingerprint=data.fingerprint))
-    model = torch.compile(raw_model) if config.compile else raw_model  # evaluates; trains on one rank
+    model = torch.compile(raw_model) if config.compile else raw_model
     ddp = wrap(raw_model, device, replica)  # after the resume: its constructor broadcasts rank 0's weights
     train_model = model if ddp is None else torch.compile(ddp) if config.compile else ddp
     autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if config.dtype == "bfloat16"
                 else contextlib.nullcontext())
     windows = eval_windows(data.val, shape.seq_len, config.eval_tokens)
-    held_out = windows[share(len(windows), replica)].to(device)
-    rows = config.batch_tokens // shape.seq_len  # global: every rank draws them, then takes its share
     micro_rows = min(config.micro_tokens // shape.seq_len, rows_per_rank(config.batch_tokens, shape.seq_len,
                                                                          replica.world_size))
-    eval_every = config.eval_every_steps
-    flops_per_token, flops_6n_per_token = shape.flops_per_token(), shape.flops_per_token_6n()
+    return _Run(shape=shape, config=config, data=data, replica=replica, device=device, raw_model=raw_model,
+                model=model, train_model=train_model, ddp=ddp, optimizer=optimizer, autocast=autocast,
+                held_out=windows[share(len(windows), replica)].to(device),
+                rows=config.batch_tokens // shape.seq_len, micro_rows=micro_rows,
+                eval_every_steps=config.eval_every_steps, flops_per_token=shape.flops_per_token(),
+                flops_6n_per_token=shape.flops_per_token_6n()), loop
 
-    def measure(lr_now: float, train_seconds: float, interval_tokens: int, status: str, final: bool,
-                val_loss: float, train_loss: float) -> Measurement:
-        tokens = loop.step * config.batch_tokens
-        return Measurement(
-            step=loop.step, tokens=tokens, flops=tokens * flops_per_token, flops_6n=tokens * flops_6n_per_token,
-            train_loss=train_loss, val_loss=val_loss,
-            val_bpb=val_loss / math.log(2) / data.bytes_per_token, lr_now=lr_now,
-            wall_seconds=loop.wall_seconds, tokens_per_second=interval_tokens / max(train_seconds, 1e-9),
-            final=final, status=status)
 
-    def diverged(lr_now: float, train_seconds: float, interval_tokens: int, val_loss: float,
-                 train_loss: float) -> Measurement:
-        """The run's one and final report of a NaN/inf loss (no checkpoint of a broken model)."""
-        result = measure(lr_now, train_seconds, interval_tokens, "diverged", True, val_loss, train_loss)
-        if on_eval is not None:
-            on_eval(result, None)
-        return result
+def _train_step(run: _Run, step: int) -> tuple[float, float]:
+    """Optimizer step `step` at its scheduled LR on its (seed, step) batch: (lr, global mean loss)."""
+    lr_now = lr_at(step, run.config)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr_now
+    batch = batch_at(run.data.train, run.shape.seq_len, run.rows, run.config.seed, step, rank=run.replica.rank,
+                     world_size=run.replica.world_size).to(run.device, non_blocking=True)
+    loss = _optimizer_step(run.train_model, run.optimizer, batch, run.micro_rows, run.autocast,
+                           run.config.grad_clip, run.ddp, run.replica)
+    return lr_now, loss
 
-    interval_start, interval_train_seconds, interval_tokens = time.perf_counter(), 0.0, 0
-    result = Measurement(**loop.last) if loop.last else None
-    if loop.step >= config.total_steps and result is not None:
-        # Resumed from the final checkpoint (the run ended while reporting it): report it again.
-        if on_eval is not None:
-            on_eval(result, resume_from)
-        return result
-    while loop.step < config.total_steps:
-        step_start = time.perf_counter()
-        lr_now = lr_at(loop.step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_now
-        batch = batch_at(data.train, shape.seq_len, rows, config.seed, loop.step, rank=replica.rank,
-                         world_size=replica.world_size).to(device, non_blocking=True)
-        loss = _optimizer_step(train_model, optimizer, batch, micro_rows, autocast, config.grad_clip, ddp, replica)
-        if not math.isfinite(loss):
-            loop.wall_seconds += time.perf_counter() - interval_start
-            return diverged(lr_now, interval_train_seconds, interval_tokens, math.nan, loss)
-        loop.step += 1
-        loop.loss_sum += loss
-        loop.loss_steps += 1
-        interval_tokens += config.batch_tokens
-        interval_train_seconds += time.perf_counter() - step_start
-        final = loop.step == config.total_steps
-        if loop.step % eval_every and not final:
-            continue
-        val_loss = _evaluate(model, held_out, micro_rows, autocast, replica)
-        loop.wall_seconds += time.perf_counter() - interval_start
-        train_loss = loop.loss_sum / loop.loss_steps
-        loop.loss_sum, loop.loss_steps = 0.0, 0
-        if not (math.isfinite(val_loss) and math.isfinite(train_loss)):
-            # Finite steps can still give a NaN/inf held-out loss (or a mean that overflows):
-            # report this step once, as the run's final "diverged", never as an "ok" NaN row
-            # followed by the same step as "diverged". Both losses are all-reduced, so every
-            # rank takes this branch at the same step.
-            return diverged(lr_now, interval_train_seconds, interval_tokens, val_loss, train_loss)
-        result = measure(lr_now, interval_train_seconds, interval_tokens, "ok", final, val_loss, train_loss)
-        loop.last = dataclasses.asdict(result)
-        ckpt = None
-        if checkpoint_dir and replica.primary:  # all ranks hold the same weights and optimizer state
-            ckpt = save_checkpoint(checkpoint_dir, model=raw_model, optimizer=optimizer,
-                                   loop_state=loop.__dict__, shape=shape, config=config,
-                                   fingerprint=data.fingerprint)
-        barrier(replica, device)  # so on every rank, on_eval runs once rank 0's checkpoint is in place
-        if on_eval is not None:
-            on_eval(result, ckpt)
-        interval_start, interval_train_seconds, interval_tokens = time.perf_counter(), 0.0, 0
+
+def _evaluate_interval(run: _Run, loop: _Loop, interval: _Interval, lr_now: float, final: bool) -> Measurement:
+    """The held-out loss and the interval's mean train loss at loop.step, as an "ok" Measurement,
+    or as the run's final "diverged" one if either is not finite."""
+    val_loss = _evaluate(run.model, run.held_out, run.micro_rows, run.autocast, run.replica)
+    loop.wall_seconds += time.perf_counter() - interval.start
+    train_loss = loop.take_train_loss()
+    if not (math.isfinite(val_loss) and math.isfinite(train_loss)):
+        # Finite steps can still give a NaN/inf held-out loss (or a mean that overflows):
+        # report this step once, as the run's final "diverged", never as an "ok" NaN row
+        # followed by the same step as "diverged". Both losses are all-reduced, so every
+        # rank takes this branch at the same step.
+        return _measure(run, loop, interval, lr_now, val_loss, train_loss, "diverged", True)
+    return _measure(run, loop, interval, lr_now, val_loss, train_loss, "ok", final)
+
+
+def _measure(run: _Run, loop: _Loop, interval: _Interval, lr_now: float, val_loss: float, train_loss: float,
+             status: str, final: bool) -> Measurement:
+    tokens = loop.step * run.config.batch_tokens
+    return Measurement(
+        step=loop.step, tokens=tokens, flops=tokens * run.flops_per_token, flops_6n=tokens * run.flops_6n_per_token,
+        train_loss=train_loss, val_loss=val_loss,
+        val_bpb=val_loss / math.log(2) / run.data.bytes_per_token, lr_now=lr_now,
+        wall_seconds=loop.wall_seconds, tokens_per_second=interval.tokens / max(interval.train_seconds, 1e-9),
+        final=final, status=status)
+
+
+def _checkpoint(run: _Run, loop: _Loop, checkpoint_dir: str | None) -> str | None:
+    """Rank 0 writes the checkpoint (all ranks hold the same weights and optimizer state);
+    returns its directory there, None elsewhere or without checkpoint_dir."""
+    ckpt = None
+    if checkpoint_dir and run.replica.primary:
+        ckpt = save_checkpoint(checkpoint_dir, model=run.raw_model, optimizer=run.optimizer,
+                               loop_state=loop.__dict__, shape=run.shape, config=run.config,
+                               fingerprint=run.data.fingerprint)
+    barrier(run.replica, run.device)  # so on every rank, on_eval runs once rank 0's checkpoint is in place
+    return ckpt
+
+
+def _report(result: Measurement, ckpt: str | None, on_eval) -> Measurement:
+    if on_eval is not None:
+        on_eval(result, ckpt)
     return result
 
 

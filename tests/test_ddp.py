@@ -186,9 +186,11 @@ def test_torch_trainer_with_two_workers_matches_the_in_process_trial(tmp_path, m
     import ray
 
     from analysis.schema import check_table
-    from orchestrator import run
+    from orchestrator.run import run_plan
     from orchestrator.store import Store
     from orchestrator.trial import Resources, TrialSpec
+    from orchestrator.tuner import start_local_ray
+    from ray_helpers import plan_of
 
 
     def trial(num_workers: int) -> TrialSpec:
@@ -200,10 +202,10 @@ def test_torch_trainer_with_two_workers_matches_the_in_process_trial(tmp_path, m
 
     # Resources change speed, not results, and are not part of the trial id: two results folders.
     single, parallel = trial(0), trial(2)
-    run.start_local_ray(num_cpus=3)  # logical CPUs: 2 workers + the 0.01-CPU driver must fit
+    start_local_ray(num_cpus=3)  # logical CPUs: 2 workers + the 0.01-CPU driver must fit
     try:
         for spec, folder, extra in ((single, tmp_path / "one", {}), (parallel, tmp_path / "two", {"fail_at_step": 4})):
-            summary = run.run_plan([spec], str(folder), max_failures=1, progress=False, extra_config=extra)
+            summary = run_plan(plan_of([spec], max_failures=1), str(folder), progress=False, extra_config=extra)
             assert summary.completed == [spec.trial_id], summary
     finally:
         ray.shutdown()

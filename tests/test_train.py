@@ -119,6 +119,35 @@ def test_diverging_run_reports_exactly_one_row(pydoc_bytes):
     assert [(m.step, m.status, m.final) for m in reports] == [(2, "diverged", True)]
 
 
+def test_wall_and_throughput_accounting_on_a_fake_clock(pydoc_bytes, monkeypatch):
+    # A clock that only moves inside a training step (2 s) and an evaluation (3 s): set-up,
+    # checkpoints and reporting take no time. An interval of 4 steps is then 8 s of training
+    # (tokens_per_second = 4 x 1,024 / 8 = 512) and 11 s of wall, which accumulates.
+    import types
+
+    import models.train as loop
+
+    now = [0.0]
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def taking(seconds, fn):
+        def timed(*args):
+            now[0] += seconds
+            return fn(*args)
+        return timed
+
+    monkeypatch.setattr(loop, "_optimizer_step", taking(2.0, loop._optimizer_step))
+    monkeypatch.setattr(loop, "_evaluate", taking(3.0, loop._evaluate))
+    reports = []
+    train(TINY, _config(), pydoc_bytes, on_eval=lambda m, c: reports.append(m))
+    assert [(m.step, m.wall_seconds, m.tokens_per_second) for m in reports] == [
+        (4 * k, 11.0 * k, 512.0) for k in range(1, 7)]
+    # A NaN loss on the 3rd step (see below): wall counts the failed step too (3 x 2 s),
+    # throughput only the two finished ones (2,048 tokens / 4 s, not / 6 s = 341).
+    diverged = train(TINY, _config(lr=1e4, warmup_fraction=0.0), pydoc_bytes)
+    assert (diverged.step, diverged.wall_seconds, diverged.tokens_per_second) == (2, 6.0, 512.0)
+
+
 def test_schedules_pinned():
     config = TrainConfig(total_tokens=1000, batch_tokens=1, lr=1.0)  # 1000 steps, 50 warmup
     assert [lr_at(s, config) for s in (0, 49)] == [pytest.approx(1 / 50), 1.0]
