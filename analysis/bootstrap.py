@@ -99,15 +99,24 @@ def bootstrap_parametric(N, D, L, runs, *, n_resamples: int = 1000, seed: int = 
         samples = np.column_stack([np.exp(e), np.exp(a), np.exp(b), alpha, beta])
     degenerate = ~np.all(np.isfinite(samples), axis=1)
     ci = {name: _interval(samples[:, i]) for i, name in enumerate(PARAM_NAMES)}
-    optimal = [_optimal_interval(samples[~degenerate], float(c), flops_per_token) for c in np.atleast_1d(
-        np.asarray(target_flops, dtype=float))]
+    optimal = [optimal_interval(samples[~degenerate], float(c), flops_per_token)
+               for c in np.atleast_1d(np.asarray(target_flops, dtype=float))]
     return {"ci95": ci, "samples": samples, "compute_optimal": optimal, "fit": fit.params(),
             "n_resamples": n_resamples, "n_runs": int(len(np.unique(runs))),
             "converged_fraction": float(np.mean(converged)),
             "n_degenerate": int(degenerate.sum())}
 
 
-def _optimal_interval(samples: np.ndarray, flops: float, flops_per_token) -> dict:
+def finite_samples(samples: np.ndarray) -> np.ndarray:
+    """The bootstrap rows whose five constants are all finite (a degenerate resample, one that
+    drew too few distinct runs, has A or B overflowed; bootstrap_parametric counts them)."""
+    samples = np.asarray(samples, dtype=float)
+    return samples[np.all(np.isfinite(samples), axis=1)]
+
+
+def optimal_interval(samples: np.ndarray, flops: float, flops_per_token) -> dict:
+    """95% intervals of (N*, D*, L*) at `flops` over bootstrap rows (E, A, B, alpha, beta):
+    Chinchilla Eq. 4 under 6ND (flops_per_token None), else the numeric optimum per row."""
     E, A, B, alpha, beta = samples.T
     if flops_per_token is None:
         with np.errstate(all="ignore"):  # alpha or beta ~ 0: N* or D* runs off; _interval drops it

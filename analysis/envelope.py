@@ -17,10 +17,12 @@ runs all share one schedule length still bias the envelope toward longer runs' f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from analysis.isoflop import NotFittable, powerlaw_fit
+from analysis.errors import NotFittable
+from analysis.powerlaw import powerlaw_fit
 
 MIN_EVALS_PER_RUN = 3
 
@@ -38,6 +40,12 @@ class EnvelopeFit:
     run: np.ndarray            # winning run id
     used: np.ndarray           # bool: interior winner, entered the power law
     n_runs: int
+    fittable: ClassVar[bool] = True
+
+    @property
+    def ci95(self) -> dict:
+        """No intervals: the envelope is not bootstrapped (one winner per grid value)."""
+        return {}
 
     def params_opt(self, flops) -> np.ndarray:
         return self.k_params * np.asarray(flops, dtype=float) ** self.a

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.isoflop import NotFittable
+from analysis.errors import NotFittable
 
 # law name -> (value column, abscissa, JSON key of the fitted abscissa range)
 LAWS = {"lr": ("lr", "params", "n_range"), "batch_tokens": ("batch_tokens", "flops", "flops_range")}

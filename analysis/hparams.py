@@ -1,11 +1,11 @@
 """Hyperparameter scaling laws from the kind == "hparam" trials: lr*(N) and, where batch size
 was searched, B*(C).
 
-Per model size (a `group` column where the table has one, else (n_layer, d_model), else
-params), final loss is a bowl in log10(lr). As for IsoFLOP profiles (Hoffmann et al. 2022,
-Sec. 3.2; Porian et al. 2024, App. C) the parabola is fitted only through the `window`
-(default 5, at least 3) distinct lrs nearest the best observed one, and widens two at a time
-while it is not convex. A size whose best lr is the smallest or largest lr TRIED (diverged
+Per model size (the planner's `size_label` column, e.g. "d4", where every row has one; else
+L<n_layer>xD<d_model>; else the parameter count), final loss is a bowl in log10(lr). As for
+IsoFLOP profiles (Hoffmann et al. 2022, Sec. 3.2; Porian et al. 2024, App. C) the window
+parabola of analysis/parabola.py is fitted only through the `window` (default 5, at least 3)
+distinct lrs nearest the best observed one. A size whose best lr is the smallest or largest lr TRIED (diverged
 trials count as tried) is flagged `edge`: its vertex is an extrapolation and it stays out of
 the law. Diverged trials (status "diverged", or a non-finite final loss) are loss = +inf: they
 bound the bowl but are not fitted; failed trials are excluded. Both are counted.
@@ -36,15 +36,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analysis.errors import NotFittable
 from analysis.hparam_law import LAWS, HparamFit, HparamLaw, LrLaw, SizeOptimum, load_lr_law
-from analysis.isoflop import NotFittable, powerlaw_fit
+from analysis.parabola import MIN_VALUES, WindowParabola, window_parabola
+from analysis.powerlaw import powerlaw_fit
 
 __all__ = ["HparamFit", "HparamLaw", "LrLaw", "SizeOptimum", "fit_hparams", "load_lr_law",
            "split_kinds"]
 
 HPARAM_KIND = "hparam"
 DEFAULT_WINDOW = 5
-MIN_VALUES = 3      # a parabola needs three distinct abscissae
 MIN_SIZES = 2       # a power law needs two
 NO_ROWS = "no hparam rows"
 
@@ -94,9 +95,11 @@ def _final_trials(table: pa.Table) -> pa.Table:
 
 
 def _size_labels(table: pa.Table, params: np.ndarray) -> np.ndarray:
-    group = _strings(table, "group")
-    if group is not None and all(group):
-        return group
+    """The planner's size_label ("d4") where every row has one; else L<n_layer>xD<d_model>
+    (tables from elsewhere, or written before the column existed); else N=<params>."""
+    labels = _strings(table, "size_label")
+    if labels is not None and all(labels):
+        return labels
     if {"n_layer", "d_model"} <= set(table.column_names):
         layers, width = _column(table, "n_layer"), _column(table, "d_model")
         if np.isfinite(layers).all() and np.isfinite(width).all():
@@ -127,25 +130,29 @@ def hparam_sizes(table: pa.Table, *, params: str = "params",
     bad_x = ~failed & ~(np.isfinite(lr) & (lr > 0) & np.isfinite(N) & (N > 0))
     L = np.where(diverged, np.inf, L)
     labels, valid = _size_labels(table, N), ~failed & ~bad_x
-    # A trial an early-stopping scheduler (ASHA) cut ends with a final row at fewer tokens than
-    # its size's full-length trials: its loss is not comparable, so it bounds nothing here.
-    tokens = _column(table, "tokens")
-    stopped = np.zeros(len(L), dtype=bool)
-    for label in set(labels[valid]):
-        full = valid & ~diverged & (labels == label) & np.isfinite(tokens)
-        if full.any():
-            stopped |= full & (tokens < tokens[full].max())
+    stopped = _stopped_early(labels, valid & ~diverged, _column(table, "tokens"))
     valid &= ~stopped
     sizes = []
     for label in sorted(set(labels[valid]), key=lambda s: np.median(N[valid & (labels == s)])):
-        g = labels == label
-        keep = g & valid
+        keep = (labels == label) & valid
         sizes.append(SizeTrials(str(label), float(np.median(N[keep])),
                                 float(np.nanmedian(flops[keep])) if np.isfinite(flops[keep]).any()
                                 else float("nan"), lr[keep], batch[keep], L[keep]))
     counts = {"failed": int(failed.sum()), "diverged": int((diverged & ~bad_x).sum()),
               "missing lr or params": int(bad_x.sum()), "stopped early": int(stopped.sum())}
     return sizes, {k: v for k, v in counts.items() if v}, table.num_rows
+
+
+def _stopped_early(labels: np.ndarray, ran: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Trials an early-stopping scheduler (ASHA) cut: a final row at fewer tokens than the
+    longest trial of its size (e.g. 250 against 1000). Its loss is not comparable, so it bounds
+    nothing. ran: the trials that count (usable, not diverged)."""
+    stopped = np.zeros(len(labels), dtype=bool)
+    for label in set(labels[ran]):
+        full = ran & (labels == label) & np.isfinite(tokens)
+        if full.any():
+            stopped |= full & (tokens < tokens[full].max())
+    return stopped
 
 
 def profile(x: np.ndarray, other: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,30 +167,20 @@ def profile(x: np.ndarray, other: np.ndarray, loss: np.ndarray) -> tuple[np.ndar
     return ux, best
 
 
-def vertex(ux: np.ndarray, prof: np.ndarray, window: int = DEFAULT_WINDOW):
-    """Parabola in log10 x through the `window` distinct values nearest the best profile loss.
-
-    Returns (log10 x*, loss*, edge, k, c2, c1, c0, lx_lo, lx_hi); raises NotFittable."""
+def vertex(ux: np.ndarray, prof: np.ndarray,
+           window: int = DEFAULT_WINDOW) -> tuple[WindowParabola, bool]:
+    """The window parabola in log10 x through the distinct values nearest the best profile
+    loss, and whether that best sits at the grid's edge; raises NotFittable."""
     finite = np.isfinite(prof)
     lx, y = np.log10(ux[finite]), prof[finite]
     if len(lx) < MIN_VALUES:
         raise NotFittable(f"{len(lx)} distinct value(s) with a finite loss; a parabola needs "
                           f"{MIN_VALUES}")
-    i_min = int(np.argmin(y))
-    edge = ux[finite][i_min] in (ux.min(), ux.max())    # diverged values count as tried
-    k = max(MIN_VALUES, min(window, len(lx)))
-    order = np.argsort(np.abs(lx - lx[i_min]), kind="stable")
-    while True:
-        idx = order[:k]
-        c2, c1, c0 = np.polyfit(lx[idx], y[idx], 2)
-        if c2 > 0 or k >= len(lx):
-            break
-        k = min(len(lx), k + 2)
-    if not c2 > 0:
+    edge = ux[finite][int(np.argmin(y))] in (ux.min(), ux.max())   # diverged values count as tried
+    fit = window_parabola(lx, y, window)
+    if not fit.convex:
         raise NotFittable("loss is not convex in log of the hyperparameter")
-    x_star = -c1 / (2.0 * c2)
-    return (x_star, c0 + c1 * x_star + c2 * x_star ** 2, bool(edge), int(k),
-            c2, c1, c0, lx[idx].min(), lx[idx].max())
+    return fit, bool(edge)
 
 
 def _axes(size: SizeTrials, name: str):
@@ -224,12 +221,13 @@ def _size_optimum(size: SizeTrials, name: str, window: int) -> SizeOptimum:
     ux, prof = _profile_of(x, other, loss, name)
     observed = tuple((float(u), float(p)) for u, p in zip(ux, prof))
     try:
-        x_star, l_star, edge, k, c2, c1, c0, lo, hi = vertex(ux, prof, window)
+        fit, edge = vertex(ux, prof, window)
     except NotFittable as exc:
         return SizeOptimum(**base, fittable=False, reason=f"{name}: {exc}", observed=observed)
-    return SizeOptimum(**base, fittable=True, value_opt=float(10.0 ** x_star),
-                       loss_opt=float(l_star), edge=edge, window=k, curvature=float(2 * c2),
-                       parabola=(c2, c1, c0, lo, hi), observed=observed)
+    return SizeOptimum(**base, fittable=True, value_opt=float(10.0 ** fit.x_opt),
+                       loss_opt=float(fit.y_opt), edge=edge, window=fit.window,
+                       curvature=float(fit.curvature), parabola=fit.coefficients,
+                       observed=observed)
 
 
 def _bootstrap_vertices(size: SizeTrials, name: str, window: int, n_resamples: int,
@@ -245,7 +243,7 @@ def _bootstrap_vertices(size: SizeTrials, name: str, window: int, n_resamples: i
     for r in range(n_resamples):
         take = rng.integers(0, len(x), len(x))
         try:
-            out[r] = vertex(*_profile_of(x[take], other[take], loss[take], name), window)[0]
+            out[r] = vertex(*_profile_of(x[take], other[take], loss[take], name), window)[0].x_opt
         except (NotFittable, np.linalg.LinAlgError, ValueError):
             continue
     lo, hi = np.log10(x.min()), np.log10(x.max())

@@ -1,12 +1,10 @@
 """Approach 2 of Hoffmann et al. 2022 (Chinchilla, Sec. 3.2): IsoFLOP profiles.
 
-For each FLOP budget, loss is a valley in log N. A parabola in log10 N is fitted through the
-points NEAR the lowest observed loss -- the `window` (default 5, at least 3) points closest to
-it in log N -- not through all of them: far from the minimum the valley is not a parabola, and
-Porian et al. 2024 (Sec. 3, App. C) show a global parabola biases the exponent (on their
-untuned configs by up to +0.35, where the 5-point window lands within 0.02 of their Table 1).
-If the window's parabola is not convex (digitisation or seed noise), the window widens two
-points at a time until it is or until it holds every point of the budget.
+For each FLOP budget, loss is a valley in log N. The window parabola of analysis/parabola.py
+is fitted in log10 N through the points NEAR the lowest observed loss (the `window`, default 5,
+distinct sizes nearest it), not through all of them: a global parabola biases the exponent
+(Porian et al. 2024 Sec. 3, App. C: by up to +0.35 on their untuned configs, where the 5-point
+window lands within 0.02 of their Table 1).
 
 A budget whose lowest observed loss sits at its smallest or largest N is flagged `edge`: its
 minimum lies outside the grid, the vertex is an extrapolation, and it is left out of the power
@@ -23,15 +21,17 @@ when a source gives only C and D, as the Llama 3 Figure 2 points do).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
+from analysis.errors import NotFittable
+from analysis.parabola import MIN_VALUES as MIN_POINTS
+from analysis.parabola import window_parabola
+from analysis.points import final_rows
+from analysis.powerlaw import powerlaw_fit
+
 DEFAULT_WINDOW = 5
-MIN_POINTS = 3
-
-
-class NotFittable(ValueError):
-    """A method that cannot run on this data; the message is the reason shown to the user."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class IsoflopFit:
     window: int
     ci95: dict = field(default_factory=dict)  # {"a": [lo, hi], "b": [lo, hi]} when bootstrapped
     samples: np.ndarray | None = None          # bootstrap rows (a, b, k_params, k_tokens)
+    fittable: ClassVar[bool] = True
 
     def params_opt(self, flops) -> np.ndarray:
         return self.k_params * np.asarray(flops, dtype=float) ** self.a
@@ -104,13 +105,6 @@ def _plain(v):
     return v
 
 
-def powerlaw_fit(x, y) -> tuple[float, float]:
-    """y = coef * x^exponent by OLS in log10-log10; returns (exponent, coef)."""
-    lx, ly = np.log10(np.asarray(x, float)), np.log10(np.asarray(y, float))
-    slope, intercept = np.polyfit(lx, ly, 1)
-    return float(slope), float(10.0 ** intercept)
-
-
 def fit_budget(flops: float, params, tokens, loss, *, axis: str = "params",
                window: int = DEFAULT_WINDOW) -> BudgetOptimum:
     """Parabola in log10(axis) through the `window` points nearest the lowest loss."""
@@ -122,34 +116,16 @@ def fit_budget(flops: float, params, tokens, loss, *, axis: str = "params",
     lx, lo, loss = np.log10(x_main[order]), np.log10(x_other[order]), np.asarray(loss)[order]
     if len(np.unique(lx)) < MIN_POINTS:
         return BudgetOptimum(flops, n, False, f"fewer than {MIN_POINTS} distinct {axis} values")
-    i_min = int(np.argmin(loss))
-    edge = lx[i_min] in (lx[0], lx[-1])
-    # The window counts distinct sizes, so a bootstrap resample that repeats a run cannot
-    # shrink it below three abscissae.
-    ux = np.unique(lx)
-    k = max(MIN_POINTS, min(window, len(ux)))
-    while True:
-        near = ux[np.argsort(np.abs(ux - lx[i_min]), kind="stable")[:k]]
-        idx = np.flatnonzero(np.isin(lx, near))
-        c2, c1, c0 = np.polyfit(lx[idx], loss[idx], 2)
-        if c2 > 0 or k >= len(ux):
-            break
-        k = min(len(ux), k + 2)
-    if not c2 > 0:
+    edge = lx[int(np.argmin(loss))] in (lx[0], lx[-1])
+    fit = window_parabola(lx, loss, window)
+    if not fit.convex:
         return BudgetOptimum(flops, n, False, "loss is not convex in log " + axis, edge=edge)
-    x_star = -c1 / (2.0 * c2)
+    x_star, idx = fit.x_opt, fit.rows
     slope, icpt = np.polyfit(lx[idx], lo[idx], 1)  # log other vs log main, locally linear
     main_opt, other_opt = 10.0 ** x_star, 10.0 ** (icpt + slope * x_star)
     n_opt, d_opt = (main_opt, other_opt) if axis == "params" else (other_opt, main_opt)
-    return BudgetOptimum(flops, n, True, "", float(n_opt), float(d_opt),
-                         float(c0 + c1 * x_star + c2 * x_star ** 2), bool(edge), int(k),
-                         float(2.0 * c2), (c2, c1, c0, lx[idx].min(), lx[idx].max()))
-
-
-def final_rows(points) -> np.ndarray:
-    """Indices of the rows that are one point per run (the final evaluation)."""
-    final = np.asarray(points.final, dtype=bool)
-    return np.flatnonzero(final) if final.any() else np.arange(len(points.loss))
+    return BudgetOptimum(flops, n, True, "", float(n_opt), float(d_opt), float(fit.y_opt),
+                         bool(edge), fit.window, float(fit.curvature), fit.coefficients)
 
 
 def _budget_groups(points, rows: np.ndarray) -> list[tuple[float, np.ndarray]]:

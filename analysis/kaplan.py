@@ -17,11 +17,14 @@ All three read the final row of each run. They describe the data; the recommenda
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from scipy.optimize import least_squares
 
-from analysis.isoflop import NotFittable, final_rows, powerlaw_fit
+from analysis.errors import NotFittable, Unfit
+from analysis.points import final_rows
+from analysis.powerlaw import powerlaw_fit
 
 BIN_DEX = 0.02
 
@@ -33,9 +36,15 @@ class SingleLaw:
     exponent: float
     x_c: float
     n_points: int
+    name: str = "x"            # the variable: "N" (parameters) or "D" (tokens)
+    fittable: ClassVar[bool] = True
 
     def predict(self, x) -> np.ndarray:
         return (self.x_c / np.asarray(x, dtype=float)) ** self.exponent
+
+    def to_dict(self) -> dict:
+        return {"fittable": True, "alpha": self.exponent, f"{self.name}_c": self.x_c,
+                "n_points": self.n_points}
 
 
 @dataclass(frozen=True)
@@ -47,9 +56,30 @@ class Frontier:
     alpha: float
     n_points: int
     rms_log_residual: float
+    fittable: ClassVar[bool] = True
 
     def predict(self, flops) -> np.ndarray:
         return self.E + self.A * np.asarray(flops, dtype=float) ** -self.alpha
+
+    def to_dict(self) -> dict:
+        return {"fittable": True, "E": self.E, "A": self.A, "alpha": self.alpha,
+                "n_points": self.n_points, "rms_log_residual": self.rms_log_residual}
+
+
+@dataclass(frozen=True)
+class KaplanFit:
+    """Every Kaplan piece, each fitted or Unfit; attempted is False when there were no scaling
+    rows at all (then the JSON section holds only the three pieces' reasons)."""
+
+    L_of_N: SingleLaw | Unfit
+    L_of_D: SingleLaw | Unfit
+    frontier: Frontier | Unfit
+    attempted: bool = True
+
+    def to_dict(self) -> dict:
+        head = {"fittable": True} if self.attempted else {}
+        return {**head, "L_of_N": self.L_of_N.to_dict(), "L_of_D": self.L_of_D.to_dict(),
+                "frontier": self.frontier.to_dict()}
 
 
 def _best_per_bin(x, other, loss) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +106,7 @@ def fit_single(x, other, loss, name: str) -> SingleLaw:
     log10_xc = np.log10(coef) / exponent
     if not np.isfinite(log10_xc) or abs(log10_xc) > 300:
         raise NotFittable(f"L({name}) is too flat to place {name}_c (log-log slope {slope:.2g})")
-    return SingleLaw(exponent, float(10.0 ** log10_xc), len(xs))
+    return SingleLaw(exponent, float(10.0 ** log10_xc), len(xs), name)
 
 
 def budget_minima(points) -> tuple[np.ndarray, np.ndarray]:
@@ -112,25 +142,15 @@ def fit_frontier(flops, loss) -> Frontier:
     return Frontier(float(np.exp(e)), float(np.exp(log_a) * c0 ** alpha), float(alpha), len(C), rms)
 
 
-def fit_kaplan(points) -> dict:
-    """Every Kaplan piece, each either fitted or {"fittable": False, "reason": ...}."""
+def fit_kaplan(points) -> KaplanFit:
+    """Every Kaplan piece, each either fitted or Unfit with the reason."""
     rows = final_rows(points)
     N, D, L = (np.asarray(v, float)[rows] for v in (points.params, points.tokens, points.loss))
-    out = {"fittable": True}
-    for key, fn in (("L_of_N", lambda: _single(fit_single(N, D, L, "N"), "N_c")),
-                    ("L_of_D", lambda: _single(fit_single(D, N, L, "D"), "D_c")),
-                    ("frontier", lambda: _frontier(fit_frontier(*budget_minima(points))))):
+    pieces = []
+    for fit in (lambda: fit_single(N, D, L, "N"), lambda: fit_single(D, N, L, "D"),
+                lambda: fit_frontier(*budget_minima(points))):
         try:
-            out[key] = fn()
+            pieces.append(fit())
         except NotFittable as exc:
-            out[key] = {"fittable": False, "reason": str(exc)}
-    return out
-
-
-def _single(law: SingleLaw, name: str) -> dict:
-    return {"fittable": True, "alpha": law.exponent, name: law.x_c, "n_points": law.n_points}
-
-
-def _frontier(f: Frontier) -> dict:
-    return {"fittable": True, "E": f.E, "A": f.A, "alpha": f.alpha, "n_points": f.n_points,
-            "rms_log_residual": f.rms_log_residual}
+            pieces.append(Unfit.from_error(exc))
+    return KaplanFit(*pieces)

@@ -4,14 +4,15 @@
 .arrow/.feather/.ipc or a .csv file, or a pyarrow Table. Tables carrying `schema_version` are
 ours and are validated and cast by `analysis.schema.check_table`; any other table is read as is.
 `load_points` maps columns to (N params, D tokens, C FLOPs, L nats/token), fills a missing
-token or FLOP column from C = 6 N D, drops what cannot be fitted and counts why, and gives
-every row an IsoFLOP budget. Everything is vectorised: a 10^6-row table loads in about a second.
+token or FLOP column from C = 6 N D, drops what cannot be fitted and counts why, gives
+every row an IsoFLOP budget, and carries the planner's `group` ("held_out" marks the back-test's
+runs) where the table has one. Everything is vectorised: a 10^6-row table loads in about a
+second.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,11 @@ import pyarrow.dataset as ds
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
+from analysis.points import Points
 from analysis.schema import check_table
+
+__all__ = ["MixedSweepsWarning", "Points", "SkippedFileWarning", "convention_columns",
+           "load_points", "load_table", "snap_budgets", "table_sweeps"]
 
 PARAM_COLUMNS = {"total": "params", "non_embedding": "non_embedding_params"}
 FLOPS_COLUMNS = {"exact": "flops", "6n": "flops_6n"}
@@ -35,35 +40,12 @@ BUDGET_GROUP_RATIO = 1.21
 
 
 class MixedSweepsWarning(UserWarning):
-    """A table holds rows of several sweeps (the CLI refuses these; the library keeps them apart)."""
+    """A table holds rows of several sweeps (`analysis.fit` refuses these without `sweep`;
+    load_points keeps their runs apart)."""
 
 
-@dataclass(frozen=True)
-class Points:
-    """One row per run (final points) or per evaluation (curves); numpy arrays of equal length."""
-
-    params: np.ndarray        # N, parameters under the chosen convention
-    tokens: np.ndarray        # D, training tokens
-    flops: np.ndarray         # C, training FLOPs under the chosen convention
-    loss: np.ndarray          # L, nats per token
-    run: np.ndarray           # run id per row ("<sweep>/<trial_id>" when sweeps are mixed)
-    budget: np.ndarray        # IsoFLOP budget (FLOPs) per row
-    final: np.ndarray         # bool: the run's last (annealed) evaluation
-    excluded: dict            # reason -> rows dropped ("failed", "diverged", "non-finite", ...)
-    source: str
-    sweep: np.ndarray | None = None   # sweep name per row, where the table has one
-    derived: tuple = ()               # columns computed rather than read, e.g. "tokens = C/(6N)"
-
-    def __len__(self) -> int:
-        return len(self.loss)
-
-    def select(self, mask) -> "Points":
-        """The rows where mask is True (same metadata)."""
-        take = {k: getattr(self, k)[mask] for k in
-                ("params", "tokens", "flops", "loss", "run", "budget", "final")}
-        if self.sweep is not None:
-            take["sweep"] = self.sweep[mask]
-        return replace(self, **take)
+class SkippedFileWarning(UserWarning):
+    """An unreadable Parquet file of a results dir was skipped (on_corrupt="skip")."""
 
 
 def load_table(source, *, on_corrupt: str = "raise") -> pa.Table:
@@ -153,7 +135,7 @@ def _corrupt(f: Path, err: Exception, on_corrupt: str) -> None:
     message = f"{f}: not a readable parquet file ({reason})"
     if on_corrupt == "raise":
         raise ValueError(message + "; skip it with --skip-corrupt (CLI) or on_corrupt='skip'")
-    warnings.warn(message + "; skipped", stacklevel=3)
+    warnings.warn(message + "; skipped", SkippedFileWarning, stacklevel=3)
 
 
 def _float_column(table: pa.Table, name: str, source: str) -> np.ndarray:
@@ -187,6 +169,18 @@ def snap_budgets(flops: np.ndarray) -> np.ndarray:
     return budget
 
 
+def convention_columns(params: str, flops: str, param_convention: str,
+                       flops_convention: str) -> tuple[str, str]:
+    """The N and C column names: our schema's column for the convention when the name is left
+    at its default ("params" under "non_embedding" reads non_embedding_params)."""
+    if param_convention not in PARAM_COLUMNS:
+        raise ValueError(f"param_convention={param_convention!r}; allowed: {list(PARAM_COLUMNS)}")
+    if flops_convention not in FLOPS_COLUMNS:
+        raise ValueError(f"flops_convention={flops_convention!r}; allowed: {list(FLOPS_COLUMNS)}")
+    return (PARAM_COLUMNS[param_convention] if params == "params" else params,
+            FLOPS_COLUMNS[flops_convention] if flops == "flops" else flops)
+
+
 def load_points(source, *, params: str = "params", tokens: str = "tokens", flops: str = "flops",
                 loss: str = "val_loss", run: str = "trial_id", budget: str = "budget_flops",
                 param_convention: str = "total", flops_convention: str = "exact",
@@ -199,12 +193,7 @@ def load_points(source, *, params: str = "params", tokens: str = "tokens", flops
     where the column exists, else every row); curves=True keeps every evaluation. Rows with
     status failed/diverged (with curves, every row of such a run) and rows whose loss, params,
     tokens or FLOPs are not finite and > 0 are dropped and counted in `excluded`."""
-    if param_convention not in PARAM_COLUMNS:
-        raise ValueError(f"param_convention={param_convention!r}; allowed: {list(PARAM_COLUMNS)}")
-    if flops_convention not in FLOPS_COLUMNS:
-        raise ValueError(f"flops_convention={flops_convention!r}; allowed: {list(FLOPS_COLUMNS)}")
-    params = PARAM_COLUMNS[param_convention] if params == "params" else params
-    flops = FLOPS_COLUMNS[flops_convention] if flops == "flops" else flops
+    params, flops = convention_columns(params, flops, param_convention, flops_convention)
     name = "table" if isinstance(source, pa.Table) else str(source)
     table = load_table(source, on_corrupt=on_corrupt)
     if table.num_rows == 0:
@@ -221,10 +210,21 @@ def load_points(source, *, params: str = "params", tokens: str = "tokens", flops
     budget_values = _budgets(table, budget, values["flops"], keep, runs if curves else None)
     final = (pc.fill_null(table.column("final"), False).to_numpy(zero_copy_only=False)
              if "final" in table.column_names else np.ones(table.num_rows, dtype=bool))
+    group = _group(table)
     return Points(params=values["params"][keep], tokens=values["tokens"][keep],
                   flops=values["flops"][keep], loss=values["loss"][keep], run=runs[keep],
                   budget=budget_values, final=final[keep], excluded=excluded, source=name,
-                  sweep=None if sweep is None else sweep[keep], derived=tuple(derived))
+                  sweep=None if sweep is None else sweep[keep], derived=tuple(derived),
+                  group=None if group is None else group[keep])
+
+
+def _group(table) -> np.ndarray | None:
+    """The planner's group per row ("" for an ordinary run, "held_out" for a back-test budget);
+    None for tables without the column (published data, other tools)."""
+    if "group" not in table.column_names:
+        return None
+    column = pc.cast(table.column("group"), pa.string()).fill_null("")
+    return column.to_numpy(zero_copy_only=False).astype(str)
 
 
 def _numeric_columns(table, name, params, tokens, flops, loss):

@@ -1,7 +1,7 @@
 """PNG figures for the report (matplotlib, Agg backend: no display, no server).
 
-Every figure reads the `fit_all` result dict plus the points; none refits anything, so the
-plots show exactly the numbers in the JSON.
+Every figure reads a fit's to_dict() (the numbers in fit.json) plus its points; none refits
+anything, so the plots show exactly the numbers in the JSON.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.isoflop import final_rows  # noqa: E402
+from analysis.points import final_rows  # noqa: E402
 
 METHOD_COLORS = {"parametric": "tab:blue", "isoflop": "tab:orange", "envelope": "tab:green"}
 
@@ -119,29 +119,32 @@ def plot_parametric(result: dict, points, path: Path) -> Path | None:
 
 
 def plot_backtest(result: dict, points, path: Path) -> Path | None:
-    """Held-out budget: observed losses, the smaller-budget law's predictions, the N* guesses."""
+    """Each held-out budget: observed losses, the law fitted without them, the N* forecasts."""
     bt = result.get("backtest", {})
     if not bt.get("fittable"):
         return None
     N, D, L, C = _arrays(points)
-    g = C == bt["held_out_flops"]
-    order = np.argsort(N[g])
+    law = _law(bt["parametric_fit"])
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter(N[g], L[g], color="k", s=18, label="observed (held out)")
-    ax.plot(N[g][order], _law(bt["parametric_fit"])(N[g], D[g])[order], color="tab:blue",
-            label="parametric fit on smaller budgets")
-    for value, color in ((bt["observed_loss"], "k"), (bt["predicted_loss"], "tab:blue")):
-        if np.isfinite(_num(value)):
-            ax.axhline(value, color=color, ls=":", lw=0.8)
-    if np.isfinite(_num(bt.get("observed_params"))):
-        ax.axvline(bt["observed_params"], color="k", ls="--", lw=0.8, label="observed N*")
-    if bt.get("predicted_params"):
-        ax.axvline(bt["predicted_params"], color="tab:orange", ls="--", lw=0.8,
-                   label="IsoFLOP N* forecast")
+    cmap = plt.get_cmap("plasma", max(len(bt["budgets"]) + 1, 2))
+    for i, b in enumerate(bt["budgets"]):
+        g = C == b["held_out_flops"]
+        order = np.argsort(N[g])
+        color = cmap(i)
+        ax.scatter(N[g], L[g], color=color, s=18, label=f"observed at {b['held_out_flops']:.3g}")
+        ax.plot(N[g][order], law(N[g], D[g])[order], color=color, lw=1)
+        if np.isfinite(_num(b.get("observed_params"))):
+            ax.axvline(b["observed_params"], color=color, ls="--", lw=0.8)
+        if b.get("predicted_params"):
+            ax.axvline(b["predicted_params"], color=color, ls=":", lw=0.8)
+    worst = max(_num(b["rel_error"]) for b in bt["budgets"])
     verdict = "PASSED" if bt["passed"] else "FAILED"
     ax.set(xscale="log", xlabel="parameters N", ylabel="final loss",
-           title=f"back-test at C = {bt['held_out_flops']:.3g}: loss error "
-                 f"{100 * _num(bt['rel_error']):.2f}% ({verdict}, threshold {100 * bt['threshold']:.0f}%)")
+           title=f"back-test, {len(bt['budgets'])} held-out budget(s): worst loss error "
+                 f"{100 * worst:.2f}% ({verdict}, threshold {100 * bt['threshold']:.0f}%)")
+    ax.plot([], [], color="k", lw=1, label="law fitted without them")
+    ax.plot([], [], color="k", ls="--", lw=0.8, label="observed N*")
+    ax.plot([], [], color="k", ls=":", lw=0.8, label="IsoFLOP N* forecast")
     ax.legend(fontsize=8)
     return _save(fig, path)
 

@@ -1,23 +1,33 @@
-"""fit_all assembly, the envelope (Approach 1), the back-test and the `scaling fit` CLI."""
+"""analysis.fit and FitResult, the envelope (Approach 1), the back-test, the `scaling fit` CLI."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+from types import SimpleNamespace
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
-from analysis.backtest import flops_per_token_model, run_backtest
+from analysis import FitResult, fit
+from analysis.backtest import BY_LARGEST, flops_per_token_model, run_backtest
 from analysis.cli import add_fit_parser
 from analysis.envelope import fit_envelope
-from analysis.fit import disagreement, fit_all
-from analysis.isoflop import NotFittable
+from analysis.errors import NotFittable
+from analysis.result import compare_exponents
 from test_isoflop import chinchilla_grid, make_points
 
 LAW = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)   # Hoffmann et al. Eq. 10
 A_TRUE = 0.28 / 0.62                                          # beta / (alpha + beta) = 0.4516
+
+
+def points_table(points) -> pa.Table:
+    """Points as a table in our column names (what load_points reads back)."""
+    return pa.table({"params": points.params, "tokens": points.tokens, "flops": points.flops,
+                     "val_loss": points.loss, "budget_flops": points.budget,
+                     "trial_id": np.asarray(points.run).astype(str), "final": points.final})
 
 
 def curves_points(n_sizes=14, evals=30, tokens_per_param=200):
@@ -33,9 +43,14 @@ def curves_points(n_sizes=14, evals=30, tokens_per_param=200):
 
 
 @pytest.fixture(scope="module")
-def result():
-    return fit_all(chinchilla_grid(noise=0.003, seed=5), target_flops=(1e19, 1e20),
-                   n_bootstrap=40, seed=0)
+def typed():
+    return fit(points_table(chinchilla_grid(noise=0.003, seed=5)), target_flops=(1e19, 1e20),
+               n_bootstrap=40, seed=0)
+
+
+@pytest.fixture(scope="module")
+def result(typed):
+    return typed.to_dict()
 
 
 def test_json_structure_matches_design(result):
@@ -49,17 +64,20 @@ def test_json_structure_matches_design(result):
     assert all({"flops", "params_opt", "tokens_opt", "loss_opt", "edge", "n_points"} <= set(b)
                for b in iso["budgets"])
     assert {"held_out_flops", "predicted_loss", "observed_loss", "rel_error", "passed",
-            "params_rel_error"} <= set(result["backtest"])
+            "params_rel_error", "budgets", "held_out_by"} <= set(result["backtest"])
+    assert result["backtest"]["held_out_by"] == BY_LARGEST
     assert result["envelope"] == {"fittable": False, "reason": "no training curves (fewer than "
                                   "two runs with 3+ evaluations)"}
     assert {"L_of_N", "L_of_D", "frontier"} <= set(result["kaplan"])
     assert {"a", "b", "flag"} <= set(result["disagreement"])
     assert result["data"]["n_budgets"] == 5 and result["data"]["excluded"] == {}
+    assert {"lr_law", "batch_law", "compute_optimal", "frontier_grid"} <= set(result)
 
 
 def test_compute_optimal_rows_per_target_and_method(result):
     rows = {(r["flops"], r["method"]): r for r in result["compute_optimal"]}
-    assert set(rows) == {(c, m) for c in (1e19, 1e20) for m in ("parametric", "isoflop", "envelope")}
+    assert set(rows) == {(c, m) for c in (1e19, 1e20)
+                         for m in ("parametric", "isoflop", "envelope")}
     assert rows[(1e20, "envelope")]["fittable"] is False
     for method in ("parametric", "isoflop"):
         r = rows[(1e20, method)]
@@ -73,20 +91,52 @@ def test_compute_optimal_rows_per_target_and_method(result):
     assert result["backtest"]["passed"] is True and result["backtest"]["rel_error"] < 0.01
 
 
+def test_fit_result_is_typed_and_answers_questions(typed, result):
+    assert isinstance(typed, FitResult)
+    law = typed.parametric.law
+    assert law.alpha == pytest.approx(LAW["alpha"], abs=0.02) == result["parametric"]["alpha"]
+    N, D = np.array([1e8, 3e8]), np.array([2e9, 5e9])
+    expected = law.E + law.A / N ** law.alpha + law.B / D ** law.beta
+    assert np.allclose(typed.predict(N, D), expected, rtol=1e-12)
+    # At a target the answer is the JSON's row; any other C is answered the same way.
+    again = typed.compute_optimal(1e20, method="parametric")
+    row = next(r for r in result["compute_optimal"]
+               if r["method"] == "parametric" and r["flops"] == 1e20)
+    assert again.params == row["params"] and list(again.ci95["params"]) == row["ci95"]["params"]
+    off_grid = typed.compute_optimal(3e20)
+    assert [r.method for r in off_grid] == ["parametric", "isoflop", "envelope"]
+    n_opt = 6.35e8 * 3 ** A_TRUE        # N* ~ C^a from 6.35e8 at 1e20: 1.04e9 at 3e20
+    assert off_grid[0].params == pytest.approx(n_opt, rel=0.05)
+    assert off_grid[0].ci95["params"][0] < off_grid[0].params < off_grid[0].ci95["params"][1]
+    assert off_grid[2].fittable is False and "no training curves" in off_grid[2].reason
+    assert typed.backtest.largest.held_out_flops == 1e19 and typed.backtest.passed
+
+
+def test_fit_rejects_bad_options():
+    table = points_table(chinchilla_grid())
+    with pytest.raises(ValueError, match=r"law='kaplan': allowed forms: 'chinchilla'"):
+        fit(table, law="kaplan")
+    with pytest.raises(ValueError, match=r"n_bootstrap=-1"):
+        fit(table, n_bootstrap=-1)
+    with pytest.raises(ValueError, match=r"target_flops"):
+        fit(table, n_bootstrap=0, target_flops=(-1.0,))
+
+
 def test_envelope_recovers_exponent_from_curves():
-    fit = fit_envelope(curves_points())
-    assert fit.a == pytest.approx(A_TRUE, abs=0.01)
-    assert fit.b == pytest.approx(1 - A_TRUE, abs=0.01)
-    assert not fit.used[0] and fit.used.sum() >= 20   # the smallest model's stretch is an edge
+    fit_ = fit_envelope(curves_points())
+    assert fit_.a == pytest.approx(A_TRUE, abs=0.01)
+    assert fit_.b == pytest.approx(1 - A_TRUE, abs=0.01)
+    assert not fit_.used[0] and fit_.used.sum() >= 20   # the smallest model's stretch is an edge
     with pytest.raises(NotFittable, match="no training curves"):
         fit_envelope(chinchilla_grid())
 
 
-def test_fit_all_with_curves_adds_envelope():
-    out = fit_all(curves_points(), n_bootstrap=0, target_flops=(1e20,))
-    assert out["envelope"]["fittable"] and out["data"]["training_curves"]
-    env = [r for r in out["compute_optimal"] if r["method"] == "envelope"][0]
-    assert env["params"] == pytest.approx(6.35e8, rel=0.1)
+def test_fit_with_curves_adds_envelope():
+    out = fit(points_table(curves_points()), n_bootstrap=0, target_flops=(1e20,))
+    assert out.envelope.fittable and out.data.training_curves
+    env = out.compute_optimal(1e20, method="envelope")
+    assert env.params == pytest.approx(6.35e8, rel=0.1)
+    assert out.to_dict()["envelope"]["n_runs"] == 14
 
 
 def test_backtest_flags_a_bad_forecast():
@@ -94,8 +144,9 @@ def test_backtest_flags_a_bad_forecast():
     held = p.budget == p.budget.max()
     worse = make_points(p.params, p.tokens, np.where(held, p.loss * 1.10, p.loss), p.budget)
     bt = run_backtest(worse)
-    assert bt["held_out_flops"] == 1e19 and bt["passed"] is False
-    assert bt["rel_error"] == pytest.approx(0.1 / 1.1, abs=0.01)   # predicted x vs observed 1.1x
+    assert bt.held_out_by == BY_LARGEST and bt.held_out_flops == (1e19,)
+    assert bt.largest.held_out_flops == 1e19 and bt.passed is False
+    assert bt.largest.rel_error == pytest.approx(0.1 / 1.1, abs=0.01)   # x vs observed 1.1x
     with pytest.raises(NotFittable, match="needs 3"):
         run_backtest(chinchilla_grid(budgets=(1e17, 1e18)))
 
@@ -109,34 +160,33 @@ def test_bad_points_are_counted_or_marked_not_fittable():
     p = chinchilla_grid()
     loss = p.loss.copy()
     loss[[0, 10]] = [np.nan, -1.0]
-    out = fit_all(make_points(p.params, p.tokens, loss, p.budget), n_bootstrap=0)
-    assert out["data"]["excluded"] == {"non-finite or non-positive": 2}
-    assert out["isoflop"]["fittable"]
-    single = fit_all(chinchilla_grid(budgets=(1e18,)), n_bootstrap=0)
-    assert single["isoflop"]["fittable"] is False and "interior budget" in single["isoflop"]["reason"]
-    assert single["backtest"]["fittable"] is False
-    assert single["kaplan"]["frontier"]["fittable"] is False
+    out = fit(points_table(make_points(p.params, p.tokens, loss, p.budget)), n_bootstrap=0)
+    assert out.data.excluded == {"non-finite": 1, "non-positive": 1}
+    assert out.isoflop.fittable
+    single = fit(points_table(chinchilla_grid(budgets=(1e18,))), n_bootstrap=0)
+    assert single.isoflop.fittable is False and "interior budget" in single.isoflop.reason
+    assert single.backtest.fittable is False
+    assert single.kaplan.frontier.fittable is False
     one = make_points([1e7, 2e7, 4e7, 8e7, 1.6e8], [1e9] * 5, [3.0, 2.9, 2.8, 2.7, 2.6],
                       [6e16, 1.2e17, 2.4e17, 4.8e17, 9.6e17])
-    out = fit_all(one, n_bootstrap=0)
+    out = fit(points_table(one), n_bootstrap=0).to_dict()
     assert out["isoflop"] == {"fittable": False, "reason": "0 interior budget(s) with a convex "
                               "minimum; a power law in C needs at least 2"}
     assert {r["method"] for r in out["compute_optimal"] if r.get("fittable") is False} >= {
         "isoflop", "envelope"}
-    with pytest.raises(ValueError, match="target_flops"):
-        fit_all(chinchilla_grid(), n_bootstrap=0, target_flops=(-1.0,))
 
 
 def test_disagreement_flags_non_overlapping_intervals():
-    res = {"parametric": {"fittable": True, "a": 0.45, "b": 0.55,
-                          "ci95": {"a": [0.44, 0.46], "b": [0.54, 0.56]}},
-           "isoflop": {"fittable": True, "a": 0.50, "b": 0.50,
-                       "ci95": {"a": [0.48, 0.52], "b": [0.48, 0.52]}},
-           "envelope": {"fittable": False, "reason": "no training curves"}}
-    out = disagreement(res)
-    assert out["flag"] and out["a"]["intervals_overlap"] is False
-    res["isoflop"]["ci95"] = {"a": [0.455, 0.52], "b": [0.48, 0.545]}
-    assert disagreement(res)["flag"] is False
+    sections = {"parametric": SimpleNamespace(fittable=True, a=0.45, b=0.55,
+                                              ci95={"a": [0.44, 0.46], "b": [0.54, 0.56]}),
+                "isoflop": SimpleNamespace(fittable=True, a=0.50, b=0.50,
+                                           ci95={"a": [0.48, 0.52], "b": [0.48, 0.52]}),
+                "envelope": SimpleNamespace(fittable=False, reason="no training curves")}
+    out = compare_exponents(sections)
+    assert out.flag and out.a.intervals_overlap is False
+    assert out.to_dict()["a"]["methods"]["isoflop"] == {"value": 0.50, "ci95": [0.48, 0.52]}
+    sections["isoflop"].ci95 = {"a": [0.455, 0.52], "b": [0.48, 0.545]}
+    assert compare_exponents(sections).flag is False
 
 
 def _cli(argv):

@@ -10,14 +10,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from analysis import fit
 from analysis.cli import add_fit_parser, add_report_parser
-from analysis.fit import fit_all, scaling_only
+from analysis.errors import NotFittable
 from analysis.hparams import NO_ROWS, fit_hparams, load_lr_law, split_kinds
-from analysis.isoflop import NotFittable
-from analysis.load import load_points, load_table
+from analysis.load import load_points
 from analysis.schema import rows_to_table
-from test_isoflop import make_points
-from test_report import _row, results_dir
+from test_report import result_row, results_dir
 
 SIZES = (1e6, 3e6, 1e7, 3e7, 1e8)
 LR_COEF, LR_EXP = 0.1, -0.33           # lr*(N) = 0.1 N^-0.33: 1.05e-3 at 1e6, 2.29e-4 at 1e8
@@ -43,7 +42,7 @@ def hparam_rows(sizes=SIZES, *, n_lr=7, span_decades=1.2, noise=0.003, seed=0, b
                         + (BOWL_B * np.log10(b / b_opt) ** 2 if batches > 1 else 0.0)
                         + noise * rng.standard_normal())
                 bad = diverge_above is not None and lr / lr_opt > diverge_above
-                row = _row(f"h{i}{len(rows):014d}", budget, n, 20 * n,
+                row = result_row(f"h{i}{len(rows):014d}", budget, n, 20 * n,
                            float("nan") if bad else loss, 10, True, "diverged" if bad else "ok")
                 row.update(kind="hparam", n_layer=i + 1, d_model=64 * (i + 1), lr=float(lr),
                            batch_tokens=int(b))
@@ -111,7 +110,7 @@ def _plain(values):
 
 
 def test_not_fittable_cases():
-    empty = fit_hparams(rows_to_table([_row("s1", 1e16, 1e6, 1e9, 3.0, 1, True)]))
+    empty = fit_hparams(rows_to_table([result_row("s1", 1e16, 1e6, 1e9, 3.0, 1, True)]))
     assert empty.to_dict() == {"lr_law": {"fittable": False, "reason": NO_ROWS},
                                "batch_law": {"fittable": False, "reason": NO_ROWS}}
     with pytest.raises(NotFittable, match="no hparam rows"):
@@ -167,22 +166,41 @@ def test_fit_json_has_lr_law_and_scaling_ignores_hparam_rows(tmp_path, capsys):
     assert law(1e7) == pytest.approx(result["lr_law"]["coefficient"] * 1e7 ** law.exponent)
     assert law.n_range == (1e6, 1e8)
     assert law(np.array([1e6, 1e8])).shape == (2,)
-    # a caller that loads every row itself: fit_all drops the hparam runs the same way
-    points = load_points(str(folder))
-    assert len(points.loss) == 70
-    kept, dropped = scaling_only(points, load_table(str(folder)))
-    assert dropped == 35 and not any(str(r).startswith("h") for r in kept.run)
+    # load_points alone reads every row; the fit keeps the hparam runs out of the scaling laws
+    assert len(load_points(str(folder)).loss) == 70
+    typed = fit(str(folder), n_bootstrap=0)
+    assert typed.data.n_final_points == 35 and not any(r.startswith("h") for r in typed.points.run)
+    assert typed.parametric.law.n_points == 35 and typed.lr_law.fittable
     scaling, hparam = split_kinds(pq.read_table(folder / "part-1.parquet"))
     assert scaling.num_rows == 0 and hparam.num_rows == 35
 
 
-def test_fit_all_without_hparam_rows_says_so():
+def test_fit_without_hparam_rows_says_so():
     # three points: every scaling method says why it cannot run, and so do the hparam laws
-    points = make_points([1e7, 2e7, 4e7], [1e9] * 3, [3.0, 2.9, 2.8], [6e16, 1.2e17, 2.4e17])
-    result = fit_all(points, n_bootstrap=0)
-    assert result["lr_law"] == {"fittable": False, "reason": "no hparam rows"}
-    assert result["batch_law"] == {"fittable": False, "reason": "no hparam rows"}
-    assert result["data"]["n_hparam_trials"] == 0
+    rows = [result_row(f"s{i}", c, n, c / (6 * n), loss, 1, True)
+            for i, (n, c, loss) in enumerate(((1e7, 6e16, 3.0), (2e7, 1.2e17, 2.9),
+                                              (4e7, 2.4e17, 2.8)))]
+    result = fit(rows_to_table(rows), n_bootstrap=0)
+    assert result.lr_law.reason == result.batch_law.reason == NO_ROWS
+    out = result.to_dict()
+    assert out["lr_law"] == {"fittable": False, "reason": "no hparam rows"}
+    assert out["batch_law"] == {"fittable": False, "reason": "no hparam rows"}
+    assert out["data"]["n_hparam_trials"] == 0
+    assert not result.parametric.fittable and "needs at least 5" in result.parametric.reason
+    with pytest.raises(ValueError, match="parametric: not fittable"):
+        result.predict(1e8, 1e10)
+
+
+def test_sizes_are_grouped_by_size_label():
+    # The planner's names ("d1".."d5") label the sizes; a table without them falls back to
+    # L<n_layer>xD<d_model>, and the `group` column (the back-test's) is never read as a size.
+    labelled = [dict(r, size_label=f"d{r['n_layer']}", group="held_out") for r in hparam_rows()]
+    fit_labelled = fit_hparams(rows_to_table(labelled), n_bootstrap=0).lr
+    assert [o.label for o in fit_labelled.optima] == ["d1", "d2", "d3", "d4", "d5"]
+    plain = fit_hparams(rows_to_table(hparam_rows()), n_bootstrap=0).lr
+    assert [o.label for o in plain.optima] == ["L1xD64", "L2xD128", "L3xD192", "L4xD256",
+                                               "L5xD320"]
+    assert fit_labelled.exponent == plain.exponent
 
 
 def test_hparam_only_source_reports_lr_law(tmp_path, capsys):

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.isoflop import NotFittable, fit_budget, fit_isoflop
+from analysis.errors import NotFittable
+from analysis.isoflop import fit_budget, fit_isoflop
 from analysis.load import Points
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.isoflop import NotFittable
+from analysis.errors import NotFittable
 from analysis.kaplan import fit_frontier, fit_kaplan, fit_single
 from test_isoflop import chinchilla_grid, make_points
 
@@ -72,12 +72,16 @@ def test_frontier_matches_porian_on_their_optima(config, E_ref, A_ref, alpha_ref
 
 def test_fit_kaplan_reports_each_piece():
     out = fit_kaplan(chinchilla_grid())
-    assert out["L_of_N"]["fittable"] and out["L_of_D"]["fittable"]
-    assert out["frontier"]["fittable"] and out["frontier"]["n_points"] == 5
+    assert out.L_of_N.fittable and out.L_of_D.fittable
+    assert out.frontier.fittable and out.frontier.n_points == 5
     # The grid's minima follow E + A C^-alpha with E near the law's E = 1.69 (Hoffmann Eq. 10).
-    assert 1.3 < out["frontier"]["E"] < 1.75
+    assert 1.3 < out.frontier.E < 1.75
+    plain = out.to_dict()
+    assert plain["fittable"] is True and plain["frontier"]["E"] == out.frontier.E
+    assert set(plain["L_of_N"]) == {"fittable", "alpha", "N_c", "n_points"}
+    assert plain["L_of_D"]["D_c"] == out.L_of_D.x_c
     few = make_points([1e7, 2e7, 4e7], [1e9, 1e9, 1e9], [3.0, 2.9, 2.8], [6e16] * 3)
-    out = fit_kaplan(few)
+    out = fit_kaplan(few).to_dict()
     assert out["frontier"] == {"fittable": False,
                                "reason": "1 budget(s); E + A C^-alpha has 3 parameters and needs 4"}
     assert out["L_of_D"]["fittable"] is False

@@ -6,6 +6,7 @@ the test skips, saying why, where no chromium binary is installed."""
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import subprocess
@@ -21,16 +22,18 @@ LAW = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)   # Hoffmann et al. 
 DIVERGED_ID = "deadbeef00000001"
 
 
-def _row(trial_id, budget, n, tokens, loss, step, final, status="ok"):
-    return {"sweep": "unit", "trial_id": trial_id, "kind": "scaling", "seed": 0, "n_layer": 2,
+def result_row(trial_id, budget, n, tokens, loss, step, final, status="ok", group=""):
+    return {"sweep": "unit", "trial_id": trial_id, "kind": "scaling", "group": group,
+            "size_label": "", "parent_trial_id": "", "backend": "torch", "seed": 0, "n_layer": 2,
             "d_model": 64, "n_head": 2, "d_ff": 256, "seq_len": 128, "vocab_size": 256,
-            "params": int(n), "non_embedding_params": int(n * 0.9), "embedding_params": int(n * 0.1),
+            "params": int(n), "non_embedding_params": int(n * 0.9),
+            "embedding_params": int(n * 0.1),
             "flops_per_token": 6.0 * n, "budget_flops": budget, "step": step,
             "tokens": int(tokens), "flops": 6.0 * n * tokens, "flops_6n": 5.4 * n * tokens,
             "flops_convention": "chinchilla_appendix_f", "train_loss": loss, "val_loss": loss,
             "val_bpb": loss / np.log(2), "lr": 3e-3, "batch_tokens": 4096, "schedule": "cosine",
             "wall_seconds": 1.0 * step, "tokens_per_second": 1e4, "final": final,
-            "status": status, "schema_version": 1, "code_version": "0"}
+            "status": status, "schema_version": 2, "code_version": "0"}
 
 
 def results_dir(tmp_path):
@@ -44,9 +47,9 @@ def results_dir(tmp_path):
                 d = frac * d_final
                 loss = (LAW["E"] + LAW["A"] / n ** LAW["alpha"] + LAW["B"] / d ** LAW["beta"]
                         + 0.002 * rng.standard_normal())
-                rows.append(_row(tid, budget, n, d, loss, j + 1, frac == 1.0))
-    rows.append(_row(DIVERGED_ID, 1e18, 3e8, 1e6, 2.0, 1, False))
-    rows.append(_row(DIVERGED_ID, 1e18, 3e8, 2e6, float("nan"), 2, True, "diverged"))
+                rows.append(result_row(tid, budget, n, d, loss, j + 1, frac == 1.0))
+    rows.append(result_row(DIVERGED_ID, 1e18, 3e8, 1e6, 2.0, 1, False))
+    rows.append(result_row(DIVERGED_ID, 1e18, 3e8, 2e6, float("nan"), 2, True, "diverged"))
     folder = tmp_path / "results"
     folder.mkdir()
     pq.write_table(rows_to_table(rows), folder / "part-0.parquet")
@@ -75,6 +78,9 @@ def test_report_files_and_content(report):
         assert heading in md
     assert f"diverged trial(s) excluded: {DIVERGED_ID}" in md
     assert "PASSED" in md or "EXCEEDS" in md
+    fit = json.loads(report.joinpath("fit.json").read_text())   # the `scaling fit --json` one
+    assert fit["backtest"]["held_out_by"] == "largest budget (no held-out group in the table)"
+    assert [b["held_out_flops"] for b in fit["backtest"]["budgets"]] == [1e18]
 
 
 def test_html_is_self_contained(report):
@@ -86,23 +92,25 @@ def test_html_is_self_contained(report):
 
 
 def test_failed_backtest_is_said_plainly():
-    from analysis.report import build_blocks, to_markdown
+    from analysis import fit
+    from analysis.report import build_blocks
+    from analysis.report_render import to_markdown
+    from test_isoflop import chinchilla_grid
 
-    # A minimal result where the back-test missed by 8%: the report must say so up front.
-    bt = {"fittable": True, "held_out_flops": 1e18, "n_held_out_runs": 7, "n_train_budgets": 4,
-          "predicted_loss": 3.3, "observed_loss": 3.05, "rel_error": 0.08, "threshold": 0.03,
-          "passed": False, "predicted_params": 1e8, "observed_params": 1.2e8,
-          "observed_params_from": "parabola vertex", "params_rel_error": 0.17}
-    unfit = {"fittable": False, "reason": "test"}
-    res = {"data": {"n_final_points": 1, "n_runs": 1, "n_budgets": 1, "budgets": [1e18],
-                    "source": "x", "training_curves": False, "excluded": {"diverged": 2},
-                    "excluded_trials": {"diverged": ["abc", "def"]}},
-           "compute_optimal": [], "parametric": unfit, "isoflop": unfit, "envelope": unfit,
-           "kaplan": {}, "backtest": bt,
-           "disagreement": {"a": {"methods": {}}, "b": {"methods": {}}, "flag": False}}
-    md = to_markdown(build_blocks(res, {}))
-    assert md.count("8.00% EXCEEDS the 3% threshold") == 1
-    assert "WARNING: back-test error 8.00% exceeds the 3% threshold." in md
+    # The largest budget's runs are 10% worse than the law the smaller ones pin: the back-test
+    # misses by 0.1 / 1.1 = 9.1%, and the report must say so up front.
+    p = chinchilla_grid()
+    rows = [result_row(f"r{i:015d}", float(c), n, d, float(loss * (1.1 if c == 1e19 else 1.0)),
+                       1, True)
+            for i, (n, d, loss, c) in enumerate(zip(p.params, p.tokens, p.loss, p.budget))]
+    rows += [result_row("abc", 1e19, 3e8, 1e6, float("nan"), 1, True, "diverged"),
+             result_row("def", 1e19, 4e8, 1e6, float("nan"), 1, True, "diverged")]
+    result = fit(rows_to_table(rows), n_bootstrap=0)
+    md = to_markdown(build_blocks(result, {}))
+    assert md.count("9.09% at 1e+19 FLOPs EXCEEDS the 3% threshold") == 1
+    assert "WARNING: back-test error 9.09% at 1e+19 FLOPs exceeds the 3% threshold." in md
+    assert ("Held out the largest budget (1e+19 FLOPs, 9 runs; the table has no held-out group)"
+            in md)
     assert "2 diverged trial(s) excluded: abc, def." in md
 
 

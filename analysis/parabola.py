@@ -1,0 +1,77 @@
+"""The windowed convex parabola: the valley fit IsoFLOP profiles and hyperparameter bowls share.
+
+Loss is a valley in log x (x = parameters at a fixed budget, or the learning rate at a fixed
+size). A parabola fitted through every point is biased by the valley's walls far from the
+minimum (Porian et al. 2024, Sec. 3 and App. C: up to +0.35 on the IsoFLOP exponent), so it
+is fitted only through the points whose x is among the `window` distinct values nearest the
+lowest observed loss (default 5, at least 3). If that parabola is not convex (seed or
+digitisation noise) the window widens two values at a time until it is, or until it holds
+every value. E.g. 9 sizes with the best at the 3rd: the window is sizes 1-5 (the 5 nearest in
+log x); if those bend the wrong way it becomes sizes 1-7, then 1-9.
+
+The window counts DISTINCT x values, so a bootstrap resample that repeats a run (two points at
+one x) cannot shrink it below three abscissae.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_VALUES = 3      # a parabola needs three distinct abscissae
+
+
+@dataclass(frozen=True)
+class WindowParabola:
+    """y = c2 x^2 + c1 x + c0 through `rows` (indices into the x given), x in log10 units."""
+
+    c2: float
+    c1: float
+    c0: float
+    rows: np.ndarray       # indices of the points inside the window
+    window: int            # distinct x values inside the window
+    x_lo: float            # the window's span in x
+    x_hi: float
+
+    @property
+    def convex(self) -> bool:
+        return bool(self.c2 > 0)
+
+    @property
+    def x_opt(self) -> float:
+        return -self.c1 / (2.0 * self.c2)
+
+    @property
+    def y_opt(self) -> float:
+        x = self.x_opt
+        return self.c0 + self.c1 * x + self.c2 * x ** 2
+
+    @property
+    def curvature(self) -> float:
+        """d2 y / dx2: in loss per (decade of x)^2."""
+        return 2.0 * self.c2
+
+    @property
+    def coefficients(self) -> tuple:
+        """(c2, c1, c0, x_lo, x_hi): enough to redraw the window's curve in a plot."""
+        return (self.c2, self.c1, self.c0, self.x_lo, self.x_hi)
+
+
+def window_parabola(x, y, window: int) -> WindowParabola:
+    """Fit the window parabola through (x, y); x is log10 of the abscissa, duplicates allowed.
+
+    The centre is the first point of lowest y in the order given (callers pass x ascending).
+    The caller checks that x has at least MIN_VALUES distinct values and reads `convex`."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ux = np.unique(x)
+    centre = x[int(np.argmin(y))]
+    k = max(MIN_VALUES, min(window, len(ux)))
+    while True:
+        near = ux[np.argsort(np.abs(ux - centre), kind="stable")[:k]]
+        rows = np.flatnonzero(np.isin(x, near))
+        c2, c1, c0 = np.polyfit(x[rows], y[rows], 2)
+        if c2 > 0 or k >= len(ux):
+            break
+        k = min(len(ux), k + 2)
+    return WindowParabola(c2, c1, c0, rows, int(k), x[rows].min(), x[rows].max())

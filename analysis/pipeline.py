@@ -1,0 +1,177 @@
+"""`analysis.fit`: one table of runs in, every method's fit out (a FitResult).
+
+source -> one Arrow table (cut to one sweep) -> the kind == "scaling" rows as final points
+(and curves where the table has them) -> parametric law with run-bootstrap intervals, IsoFLOP,
+envelope, Kaplan, back-test, recommendations; the kind == "hparam" rows -> lr*(N), B*(C).
+
+The back-test fits without the held-out runs and judges them (analysis/backtest.py); every
+other method then fits ALL the runs, held-out ones included: the most expensive runs are the
+most informative, and they have been validated by then.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis.backtest import DEFAULT_THRESHOLD, flops_per_token_model, run_backtest
+from analysis.envelope import fit_envelope, has_curves
+from analysis.errors import NotFittable, Unfit
+from analysis.hparams import fit_hparams, split_kinds
+from analysis.isoflop import fit_isoflop
+from analysis.kaplan import KaplanFit, fit_kaplan
+from analysis.law_forms import LawForm, fit_law, law_form
+from analysis.load import (MixedSweepsWarning, convention_columns, load_points, load_table,
+                           table_sweeps)
+from analysis.parabola import MIN_VALUES
+from analysis.points import Points, final_rows
+from analysis.recommend import (METHODS, band_grid, check_targets, default_targets,
+                                frontier_grid, loss_frontier, recommend)
+from analysis.result import DataSummary, FitResult, compare_exponents
+
+NO_SCALING = "no scaling rows to fit (kind 'scaling', final, status ok, finite positive loss)"
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    form: LawForm
+    target_flops: tuple[float, ...]
+    n_bootstrap: int
+    seed: int
+    window: int
+    threshold: float = DEFAULT_THRESHOLD
+
+
+def fit(source, *, params: str = "params", tokens: str = "tokens", flops: str = "flops",
+        loss: str = "val_loss", run: str = "trial_id", budget: str = "budget_flops",
+        param_convention: str = "total", flops_convention: str = "exact", sweep: str | None = None,
+        n_bootstrap: int = 1000, target_flops=(), law: str = "chinchilla", seed: int = 0,
+        window: int = 5, on_corrupt: str = "raise") -> FitResult:
+    """Fit every method to a results dir, a Parquet / Arrow / CSV file or a pyarrow Table.
+
+    Column names default to our row schema; param_convention "total" | "non_embedding" and
+    flops_convention "exact" | "6n" pick its columns. sweep: the sweep to fit when the source
+    holds several (refused otherwise). target_flops: budgets to recommend (N*, D*, L*) for
+    (default: the largest budget and 10x it). n_bootstrap: run resamples for the intervals (0:
+    none). window: points per IsoFLOP / hyperparameter parabola. on_corrupt: "raise" | "skip"
+    (unreadable Parquet files of a results dir; a skipped one is a SkippedFileWarning)."""
+    if n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap={n_bootstrap}: allowed 0 or more resamples")
+    if window < MIN_VALUES:
+        raise ValueError(f"window={window}: must be at least {MIN_VALUES}")
+    options = FitOptions(law_form(law), check_targets(target_flops), n_bootstrap, seed, window)
+    n_column, c_column = convention_columns(params, flops, param_convention, flops_convention)
+    name = "table" if isinstance(source, pa.Table) else str(source)
+    table = read_source(source, name, sweep=sweep, on_corrupt=on_corrupt)
+    points, curves = scaling_points(table, name, params=params, tokens=tokens, flops=flops,
+                                    loss=loss, run=run, budget=budget,
+                                    param_convention=param_convention,
+                                    flops_convention=flops_convention)
+    hparams = fit_hparams(table, params=n_column, loss=loss, window=window,
+                          n_bootstrap=n_bootstrap, seed=seed)
+    return assemble(points, curves, table, hparams, options, name)
+
+
+def read_source(source, name: str, *, sweep: str | None = None,
+                on_corrupt: str = "raise") -> pa.Table:
+    """The source's table, cut to `sweep`; rows of several sweeps without one are refused (one
+    fit over two sweeps' runs answers neither's question)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MixedSweepsWarning)   # refused or filtered below
+        table = load_table(source, on_corrupt=on_corrupt)
+    sweeps = table_sweeps(table)
+    if sweep is None:
+        if len(sweeps) > 1:
+            raise ValueError(f"{name} holds rows of sweeps {sweeps}; "
+                             "pass --sweep NAME to fit one")
+        return table
+    if "sweep" not in table.column_names:
+        raise ValueError(f"--sweep {sweep!r}: {name} has no 'sweep' column")
+    if sweep not in sweeps:
+        raise ValueError(f"--sweep {sweep!r}: no such sweep in {name}; its sweeps are {sweeps}")
+    return table.filter(pc.equal(pc.cast(table.column("sweep"), "string"), sweep))
+
+
+def scaling_points(table: pa.Table, name: str, **columns) -> tuple[Points | None, Points | None]:
+    """(final points, curves or None) of the kind == "scaling" rows. Both None when the table
+    has hparam rows and no scaling rows, so an hparam-only sweep still yields its lr law."""
+    scaling, hparam = split_kinds(table)
+    if scaling.num_rows == 0 and hparam.num_rows > 0:
+        return None, None
+    points = replace(load_points(scaling, **columns), source=name)
+    curves = None
+    if "final" in scaling.column_names:
+        curves = replace(load_points(scaling, curves=True, **columns), source=name)
+    return points, curves
+
+
+def _attempt(method):
+    """The method's fit, or Unfit with the reason it cannot run."""
+    try:
+        return method()
+    except (NotFittable, ValueError) as exc:
+        return Unfit.from_error(exc)
+
+
+def assemble(points, curves, table, hparams, options: FitOptions, name: str) -> FitResult:
+    """Every scaling method on the points (and curves), plus the hparam laws fitted already."""
+    if points is None:   # hparam rows only
+        if hparams.n_trials == 0:
+            raise ValueError("loss: no finite, positive final points to fit")
+        return no_scaling(table, hparams, options, name)
+    curves = points if curves is None else curves
+    rows = final_rows(points)
+    budgets = np.unique(np.asarray(points.budget, float)[rows])
+    targets = options.target_flops or default_targets(budgets)
+    fpt = flops_per_token_model(points)
+    N, D, L = (np.asarray(v, float)[rows] for v in (points.params, points.tokens, points.loss))
+    sections = {"parametric": fit_law(options.form, N, D, L, np.asarray(points.run)[rows],
+                                      n_bootstrap=options.n_bootstrap, seed=options.seed,
+                                      flops_per_token=fpt),
+                "isoflop": _attempt(lambda: fit_isoflop(points, window=options.window,
+                                                        n_bootstrap=options.n_bootstrap,
+                                                        seed=options.seed)),
+                "envelope": _attempt(lambda: fit_envelope(curves))}
+    backtest = _attempt(lambda: run_backtest(points, threshold=options.threshold,
+                                             window=options.window,
+                                             parametric_fit=options.form.fit))
+    frontiers = {m: loss_frontier(m, sections[m]) for m in ("isoflop", "envelope")}
+    data = DataSummary(name, int(len(points.loss)), int(len(rows)),
+                       int(len(np.unique(np.asarray(points.run)[rows]))),
+                       tuple(float(b) for b in budgets), dict(points.excluded),
+                       excluded_trials(table), bool(has_curves(curves)), hparams.n_trials)
+    return FitResult(data, **sections, kaplan=fit_kaplan(points), backtest=backtest,
+                     hparams=hparams, recommendations=recommend(sections, frontiers, targets, fpt),
+                     frontier_grid=frontier_grid(sections, frontiers,
+                                                 band_grid(budgets, targets), fpt),
+                     disagreement=compare_exponents(sections), target_flops=tuple(targets),
+                     points=points, flops_per_token=fpt, loss_frontiers=frontiers)
+
+
+def no_scaling(table, hparams, options: FitOptions, name: str) -> FitResult:
+    """Every scaling section present and not fittable: the source holds only hparam trials."""
+    unfit = Unfit(NO_SCALING)
+    sections = {m: unfit for m in METHODS}
+    data = DataSummary(name, 0, 0, 0, (), {}, excluded_trials(table), False, hparams.n_trials)
+    return FitResult(data, **sections, kaplan=KaplanFit(unfit, unfit, unfit, attempted=False),
+                     backtest=unfit, hparams=hparams,
+                     recommendations=recommend(sections, {}, options.target_flops, None),
+                     frontier_grid={m: () for m in METHODS},
+                     disagreement=compare_exponents(sections),
+                     target_flops=options.target_flops)
+
+
+def excluded_trials(table) -> dict:
+    """status -> trial ids for diverged/failed trials, when the source table records them."""
+    if table is None or not {"status", "trial_id"} <= set(table.column_names):
+        return {}
+    out: dict[str, list[str]] = {}
+    for status, trial in zip(table.column("status").to_pylist(),
+                             table.column("trial_id").to_pylist()):
+        if status in ("diverged", "failed") and trial not in out.setdefault(status, []):
+            out[status].append(trial)
+    return out

@@ -1,0 +1,43 @@
+"""The windowed convex parabola shared by IsoFLOP profiles and hyperparameter bowls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.parabola import window_parabola
+
+
+def test_window_holds_the_values_nearest_the_minimum():
+    # y = (x - 0.3)^2 on 9 values: the window of 5 around the best (x = 0.25) is x = 0 .. 1,
+    # and its vertex is the true one.
+    x = np.linspace(-1.0, 3.0, 9)
+    fit = window_parabola(x, (x - 0.3) ** 2, 5)
+    assert fit.window == 5 and fit.convex
+    assert (fit.x_lo, fit.x_hi) == (-0.5, 1.5)
+    assert fit.x_opt == pytest.approx(0.3) and fit.y_opt == pytest.approx(0.0, abs=1e-12)
+    assert fit.curvature == pytest.approx(2.0)
+
+
+def test_window_widens_until_convex():
+    # The best value sits at the grid's first x and the loss flattens before it climbs: the 3
+    # and 5 values nearest it bend the wrong way (c2 = -0.20, -0.068), all 7 do not (+0.22).
+    x = np.arange(7.0)
+    y = np.array([1.0, 1.5, 1.6, 1.65, 1.7, 3.0, 6.0])
+    fit = window_parabola(x, y, 3)
+    assert fit.convex and fit.window == 7 and len(fit.rows) == 7
+    assert fit.c2 == pytest.approx(0.2202, abs=1e-4)
+
+
+def test_repeated_x_values_count_once():
+    # A bootstrap resample repeats runs: two points at one x still make one of the 3 values.
+    x = np.array([0.0, 1.0, 1.0, 2.0, 3.0])
+    y = (x - 1.2) ** 2
+    fit = window_parabola(x, y, 3)
+    assert fit.window == 3 and sorted(fit.rows.tolist()) == [0, 1, 2, 3]
+
+
+def test_concave_everywhere_says_so():
+    x = np.arange(5.0)
+    fit = window_parabola(x, -(x - 2.0) ** 2, 3)
+    assert not fit.convex and fit.window == 5
