@@ -7,6 +7,7 @@ The programmatic API, importable from here without loading Ray until it is used:
     summary = run_plan(plan)                     # results in the spec's storage, results/demo
     summary = run_plan(plan, "elsewhere/demo")   # or any folder (s3:// and gs:// too)
     # a spec with an hparams section: run_search(plan) first, as `scaling run` does
+    # in a user's own tune.Tuner: with_trial_resources(spec) and asha_for(spec) (README)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ _API = {
     "run_search": "orchestrator.search",
     "trainable": "orchestrator.worker",
     "with_trial_resources": "orchestrator.worker",
+    "asha_for": "orchestrator.stops",
     "TrialSpec": "orchestrator.trial",
     "Resources": "orchestrator.trial",
 }

@@ -102,9 +102,7 @@ def _run_search(plan, results: str, args) -> int:
           f"{len(plan.hparam_trials)} sizes -> {results}", flush=True)
     summary = run_search(plan, results, address=args.address, progress=not args.no_progress,
                          max_concurrent_trials=args.max_concurrent)
-    print(summary)
-    for failed in summary.failed:
-        print(f"  failed: {failed}")
+    print(summary)  # its last lines: each failed trial's reason and log
     return len(summary.failed)
 
 
@@ -116,8 +114,8 @@ def _run_grid(plan, results: str, args) -> int:
                        progress=not args.no_progress)
     print(f"scaling: {len(summary.completed)} completed, {len(summary.skipped)} already done, "
           f"{len(summary.diverged)} diverged, {len(summary.failed)} failed -> {summary.results_dir}")
-    for failed in summary.failed:
-        print(f"  failed: {failed}")
+    for failure in summary.failures:  # failed: <trial_id>: <reason> (log: <path>)
+        print(f"  {failure}")
     return len(summary.failed)
 
 

@@ -12,9 +12,30 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 from orchestrator.fmt import duration
 from orchestrator.store import Store
+
+NO_REASON = "stopped before its last step"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A trial that failed for good in a run: why (one line) and where its log is."""
+
+    trial_id: str
+    reason: str
+    log: str
+
+    def __str__(self) -> str:
+        return f"failed: {self.trial_id}: {self.reason} (log: {self.log})"
+
+
+def failure_of(store: Store, trial_id: str) -> Failure:
+    """What the store says about a failed trial: its metadata's one-line error, its log file."""
+    return Failure(trial_id, store.read_meta(trial_id).get("error") or NO_REASON,
+                   store.log_file(trial_id))
 
 
 def progress_line(*, done: int, running: int, pending: int, failed: int, flops_done: float,
@@ -87,7 +108,10 @@ def make_live_progress(trials, done_before: set[str], stream=None, every_seconds
             tally.reported(tid(trial), result.get("flops", 0.0))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            tally.finished(tid(trial))
+            if (trial.last_result or {}).get("status") == "failed":  # an error it will repeat:
+                tally.failed(tid(trial))  # recorded and returned, not raised (worker.trainable)
+            else:
+                tally.finished(tid(trial))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             tally.failed(tid(trial))
@@ -139,6 +163,5 @@ def status_text(results_dir: str, trials=None) -> str:
             + ", ".join(f"{v} {k}" for k, v in counts.items())
             + (f" | {flops_done:.2e}/{flops_total:.2e} FLOPs" if flops_total else ""))
     failed = [t for t in ids if t in last and last[t]["status"] == "failed" and last[t]["final"]]
-    tail = [f"failed trial {t}: log {store.log_file(t)}; error "
-            f"{store.read_meta(t).get('error')}" for t in failed]
+    tail = [str(failure_of(store, t)) for t in failed]
     return "\n".join([head, *lines, *tail])

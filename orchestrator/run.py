@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orchestrator.lock import StudyLock
+from orchestrator.progress import NO_REASON, Failure, failure_of
 from orchestrator.store import Store
 from orchestrator.trial import TrialSpec
 
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class RunSummary:
     """Trial ids by outcome. skipped: final in the store before this run (ok or diverged);
-    completed / diverged: finished in this run; failed: not final after this run (see the
-    trial's _trials/<id>.log), run again by the next `scaling run`."""
+    completed / diverged: finished in this run; failed: not ok or diverged after this run, run
+    again by the next `scaling run`; failures: each failed trial's one-line reason and log."""
 
     completed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -34,11 +35,13 @@ class RunSummary:
     diverged: list[str] = field(default_factory=list)
     results_dir: str = ""
     wall_seconds: float = 0.0
+    failures: list[Failure] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return (f"{len(self.completed)} completed, {len(self.skipped)} skipped, "
-                f"{len(self.diverged)} diverged, {len(self.failed)} failed in "
-                f"{self.wall_seconds:.1f} s; results in {self.results_dir}")
+        return "\n".join([f"{len(self.completed)} completed, {len(self.skipped)} skipped, "
+                          f"{len(self.diverged)} diverged, {len(self.failed)} failed in "
+                          f"{self.wall_seconds:.1f} s; results in {self.results_dir}",
+                          *(f"  {f}" for f in self.failures)])
 
 
 def experiment_name(trials: list[TrialSpec]) -> str:
@@ -131,9 +134,11 @@ def _tune(todo, trials, done_before, store: Store, settings: _Settings) -> None:
     done = store.done_trial_ids()
     for spec in todo:  # anything not final now failed for good in this run
         if spec.trial_id not in done:
+            # The trial's own one-line reason first (run_loop records it; Tune's error repeats
+            # the whole traceback); Tune's when the trial's process died before it could write.
             store.mark_failed(spec)
-            store.update_meta(spec.trial_id, status="failed",
-                              error=errors.get(spec.trial_id, "stopped before its last step"))
+            reason = store.read_meta(spec.trial_id).get("error") or errors.get(spec.trial_id)
+            store.update_meta(spec.trial_id, status="failed", error=reason or NO_REASON)
 
 
 def _tune_pass(todo, trials, done_before, store: Store, attempt: int,
@@ -176,9 +181,10 @@ def _summarize(trials, todo, done_before, store: Store, wall_seconds: float) -> 
         if is_final:
             final[tid] = status
     ran = [t.trial_id for t in todo]
+    failed = [t for t in ran if final.get(t) not in ("ok", "diverged")]
     return RunSummary(
         completed=[t for t in ran if final.get(t) == "ok"],
         skipped=[t.trial_id for t in trials if t.trial_id in done_before],
-        failed=[t for t in ran if final.get(t) not in ("ok", "diverged")],
-        diverged=[t for t in ran if final.get(t) == "diverged"],
-        results_dir=store.uri, wall_seconds=wall_seconds)
+        failed=failed, diverged=[t for t in ran if final.get(t) == "diverged"],
+        results_dir=store.uri, wall_seconds=wall_seconds,
+        failures=[failure_of(store, t) for t in failed])

@@ -6,11 +6,11 @@ trial's config is {"trial": the size's base TrialSpec, "results_dir", <searched 
 fields>}; worker.trainable applies the fields and hashes the result into the trial id, so every
 config writes its own rows (kind "hparam", its size label in size_label) into the sweep's store.
 
-ASHA stops a trial at a rung: the scheduler writes `stopped_early` into the trial's metadata
-(_trials/<id>.json) before Tune stops it, and the trial (or, if its process is gone, the driver)
-then marks its last row final with status "ok": a finished point at fewer tokens. Metric "val_loss",
-time "tokens": worker.tune_metrics reports both at every evaluation, and every trial of a size
-evaluates at the same token counts (spec_hparams rounds them to every batch size searched).
+ASHA stops a trial at a rung: the scheduler (orchestrator.stops) marks its last row final with
+status "ok" and writes `stopped_early` into its metadata (_trials/<id>.json) before Tune stops
+it: a finished point at fewer tokens. Metric "val_loss", time "tokens": worker.tune_metrics
+reports both at every evaluation, and every trial of a size evaluates at the same token counts
+(spec_hparams rounds them to every batch size searched).
 
 Resume: a finished trial (final row ok or diverged) is not trained again; its rows are replayed
 to Tune, so the searcher and ASHA see what they saw the first time. random and grid draw their
@@ -32,14 +32,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orchestrator.fmt import si, value
-from orchestrator.spec_hparams import INT_FIELDS, STR_FIELDS
+from orchestrator.progress import NO_REASON, Failure, failure_of
+from orchestrator.stops import TIME_ATTR, finalize_stopped, recording_asha
 from orchestrator.store import Store, is_done
 from orchestrator.trial import TrialSpec
 
 if TYPE_CHECKING:
     from orchestrator.plan import Plan
 
-METRIC, TIME_ATTR = "val_loss", "tokens"
+METRIC = "val_loss"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class SizeResult:
     stopped_early: tuple[str, ...]  # stopped by ASHA at a rung: final rows at fewer tokens
     diverged: tuple[str, ...]
     failed: tuple[str, ...]  # not final after this run; the next run resumes them
+    failures: tuple[Failure, ...]  # each failed trial's one-line reason and log
     skipped: tuple[str, ...]  # finished before this run (replayed to the searcher), any outcome
     flops: float  # exact FLOPs spent by every trial above (last row of each)
     flops_upper_bound: float  # trials * full-length FLOPs: what FIFO would have spent
@@ -83,6 +85,10 @@ class SearchSummary:
         return [t for s in self.sizes for t in s.failed]
 
     @property
+    def failures(self) -> list[Failure]:
+        return [f for s in self.sizes for f in s.failures]
+
+    @property
     def flops(self) -> float:
         return sum(s.flops for s in self.sizes)
 
@@ -91,19 +97,17 @@ class SearchSummary:
         bound = sum(s.flops_upper_bound for s in self.sizes)
         return "\n".join([f"hparam search: {total} trials at {len(self.sizes)} sizes, {self.flops:.3e} of at most "
                           f"{bound:.3e} FLOPs in {self.wall_seconds:.1f} s; results in {self.results_dir}",
-                          *(s.line() for s in self.sizes)])
+                          *(s.line() for s in self.sizes), *(f"  {f}" for f in self.failures)])
 
 
 def resolve(config: dict) -> tuple[dict, TrialSpec]:
     """A Tune config with its searched fields cast to TrainConfig's types (a sampled int may be a
     numpy int, which would hash differently), and the TrialSpec it trains."""
-    from orchestrator.worker import apply_overrides
+    from orchestrator.worker import apply_overrides, overrides
 
-    fields = {f.name for f in dataclasses.fields(TrialSpec.from_dict(config["trial"]).train)}
-    cast = {k: (int(v) if k in INT_FIELDS else str(v) if k in STR_FIELDS else float(v))
-            for k, v in config.items() if k in fields}
-    config = {**config, **cast}
-    return config, apply_overrides(TrialSpec.from_dict(config["trial"]), config)
+    base = TrialSpec.from_dict(config["trial"])
+    config = {**config, **overrides(base, config)}
+    return config, apply_overrides(base, config)
 
 
 def search_trainable(config: dict) -> None:
@@ -113,31 +117,15 @@ def search_trainable(config: dict) -> None:
     from orchestrator.worker import results_dir_for, trainable
 
     config, spec = resolve(config)
-    store = Store(results_dir_for(spec, config))
-    rows = store.read_trial(spec.trial_id)
+    rows = Store(results_dir_for(spec, config)).read_trial(spec.trial_id)
     if is_done(rows):
         for row in rows:  # what the searcher and ASHA saw the first time; nothing is written
             tune.report({**{k: row[k] for k in REPORTED}, "replayed": True})
         return
-    try:
-        trainable(config)
-    except SystemExit:  # Tune stopping this trial (ray.train's session exits the thread with code 0)
-        if store.read_meta(spec.trial_id).get("stopped_early"):
-            finalize_stopped(store, spec)
-        raise
+    trainable(config)  # an ASHA stop is settled by the scheduler itself (stops.recording_asha)
 
 
 REPORTED = ("step", "tokens", "flops", "train_loss", "val_loss", "val_bpb", "wall_seconds", "final", "status")
-
-
-def finalize_stopped(store: Store, spec: TrialSpec) -> None:
-    """A trial ASHA stopped: its last row becomes final (status ok) and its checkpoint goes.
-    Metadata first: if the process dies between the two writes, the driver finishes the job."""
-    store.update_meta(spec.trial_id, status="ok", stopped_early=True, error=None, finished=time.time())
-    rows = store.read_trial(spec.trial_id)
-    if rows and not rows[-1]["final"]:
-        store.write_row({**rows[-1], "final": True, "status": "ok"})
-    store.drop_checkpoint(spec.trial_id)
 
 
 def run_search(plan: Plan, results_dir: str | None = None, *, address: str | None = None,
@@ -197,7 +185,7 @@ def _tuner(sweep, base: TrialSpec, store: Store, cluster: dict, progress: bool,
         search_trainable, store, cluster=cluster, name=_experiment_name(sweep, base),
         param_space={"trial": base.to_dict(), **tune_space(h)}, max_failures=sweep.max_failures,
         metric=METRIC, mode="min", search_alg=_searcher(h, concurrency),
-        scheduler=_scheduler(h, base, store), num_samples=h.num_samples,
+        scheduler=_scheduler(h, base), num_samples=h.num_samples,
         trial_name_creator=lambda t: resolve(t.config)[1].trial_id,
         trial_dirname_creator=lambda t: f"{resolve(t.config)[1].trial_id}-{t.trial_id}",
         callbacks=[_progress(base.size_label, h.trials_per_size)] if progress else [])
@@ -244,28 +232,14 @@ def _require_optuna():
     return OptunaSearch
 
 
-def _scheduler(h, base: TrialSpec, store: Store):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+def _scheduler(h, base: TrialSpec):
+    from ray.tune.schedulers import FIFOScheduler
 
     if h.scheduler == "fifo":
         return FIFOScheduler()
-
-    class OneSizeASHA(ASHAScheduler):
-        """ASHA that writes its stop decisions to the store before Tune acts on them, and lets
-        a trial's last evaluation finish normally (it ends there anyway)."""
-
-        def on_trial_result(self, controller, trial, result):
-            action = super().on_trial_result(controller, trial, result)
-            if result.get("final"):
-                return TrialScheduler.CONTINUE
-            if action == TrialScheduler.STOP and not result.get("replayed"):  # Tune's own trial_id
-                tid = resolve(trial.config)[1].trial_id  # overwrites the one the worker reports
-                store.update_meta(tid, stopped_early=True, stopped_at_tokens=int(result[TIME_ATTR]))
-            return action
-
     # Rungs at grace * rf^k tokens: grace 2048, rf 2, 8192-token trials -> 2048, 4096, (8192 = the end)
-    return OneSizeASHA(time_attr=TIME_ATTR, max_t=base.train.total_tokens, grace_period=h.grace_period_tokens,
-                       reduction_factor=h.reduction_factor, stop_last_trials=False)
+    return recording_asha(time_attr=TIME_ATTR, max_t=base.train.total_tokens,
+                          grace_period=h.grace_period_tokens, reduction_factor=h.reduction_factor)
 
 
 def _settle(store: Store, spec: TrialSpec, error: str | None) -> None:
@@ -276,12 +250,12 @@ def _settle(store: Store, spec: TrialSpec, error: str | None) -> None:
     if meta.get("stopped_early") and rows and not done:
         finalize_stopped(store, spec)
     elif done:
-        if meta.get("status") != rows[-1]["status"]:  # e.g. "error" from the stop's SystemExit
+        if meta.get("status") != rows[-1]["status"]:  # e.g. "running": Tune ended the process
             store.update_meta(tid, status=rows[-1]["status"], error=None)
         store.drop_checkpoint(tid)
-    else:
+    else:  # the trial's own one-line reason (run_loop) first: Tune's carries a whole traceback
         store.mark_failed(spec)
-        store.update_meta(tid, status="failed", error=error or "stopped before its last step")
+        store.update_meta(tid, status="failed", error=meta.get("error") or error or NO_REASON)
 
 
 def _size_result(store: Store, base: TrialSpec, specs: dict, done_before: set, h) -> SizeResult:
@@ -306,6 +280,7 @@ def _size_result(store: Store, base: TrialSpec, specs: dict, done_before: set, h
     return SizeResult(
         label=base.size_label, params=base.shape.param_counts()["total"], full_tokens=base.train.total_tokens,
         **{k: tuple(v) for k, v in outcome.items()}, skipped=tuple(sorted(set(specs) & done_before)),
+        failures=tuple(failure_of(store, tid) for tid in outcome["failed"]),
         flops=flops, flops_upper_bound=h.trials_per_size * base.flops,
         best=best)
 
@@ -335,8 +310,8 @@ def _progress(label: str, n_trials: int, stream=None):
         def _line(self, trial, state):
             self.ended += 1
             r = trial.last_result or {}
-            what = ("replayed" if r.get("replayed") else state if r.get("final") or state == "failed"
-                    else "stopped early")
+            what = ("replayed" if r.get("replayed") else "failed" if r.get("status") == "failed"
+                    else state if r.get("final") or state == "failed" else "stopped early")
             print(f"[search {label}] {self.ended}/{n_trials} {resolve(trial.config)[1].trial_id} {what} at "
                   f"{si(r.get(TIME_ATTR, 0))} tokens, val_loss {r.get(METRIC, float('nan')):.4f}",
                   file=stream or sys.stderr, flush=True)

@@ -45,6 +45,15 @@ def is_done(rows: list[dict]) -> bool:
     return bool(rows) and bool(rows[-1]["final"]) and rows[-1]["status"] in DONE_STATUSES
 
 
+def absolute(results_dir: str, base_dir: str) -> str:
+    """results_dir with a relative path read from base_dir ("~" expanded; URIs as given):
+    ("results/lr-search", "/home/me/study") -> "/home/me/study/results/lr-search"."""
+    if "://" in results_dir:
+        return results_dir
+    path = os.path.expanduser(results_dir)
+    return path if os.path.isabs(path) else os.path.join(base_dir, path)
+
+
 def code_version() -> str:
     try:
         from importlib.metadata import version

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 
-from orchestrator.store import Store
+from orchestrator.store import Store, absolute
 from orchestrator.trial import Resources, TrialSpec
 
 QUIET = dict(log_to_driver=False, configure_logging=True, logging_level="WARNING")
@@ -126,16 +126,22 @@ def local_ray_record() -> dict:
         return {}
 
 
-def with_trial_resources(fn, cluster: dict, resources: Resources | None = None):
+def with_trial_resources(fn, cluster: dict, resources: Resources | None = None, *,
+                         cwd: str | None = None):
     """`fn` wrapped with what each trial reserves (resources.driver_resources): `resources`,
     else those of the trial in the config's "trial". A fresh wrapper each call:
-    tune.with_resources tags the function it is given, and the trainables stay untagged."""
+    tune.with_resources tags the function it is given, and the trainables stay untagged.
+    cwd: the driver's working directory, against which a relative "results_dir" is read; Tune
+    runs each trial in its own .../working_dirs/<trial>/ folder, where a relative path would
+    land otherwise (and be copied into the experiment folder, never into ./results)."""
     from ray import tune
     from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
 
     from orchestrator.resources import driver_resources
 
     def trial(config: dict) -> None:
+        if cwd and config.get("results_dir"):
+            config = {**config, "results_dir": absolute(config["results_dir"], cwd)}
         return fn(config)
 
     def reservation(config: dict):

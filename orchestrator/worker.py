@@ -4,7 +4,7 @@
 into their own `tune.Tuner`. Its config is JSON-plain:
 
     {"trial": TrialSpec.to_dict(),        # required
-     "results_dir": "/abs/path or s3://",  # default: ~/scaling-results/<sweep>
+     "results_dir": "results/lr-search",   # or /abs/path, s3://...; default ~/scaling-results/<sweep>
      "lr": 1e-3, "batch_tokens": 4096,     # optional: any TrainConfig field overrides the trial's
      "fail_at_step": 3,                    # optional fault injection: raise once at that eval
      "torch_backend": "gloo"}              # optional: "gloo" | "nccl" (default: see below)
@@ -12,7 +12,16 @@ into their own `tune.Tuner`. Its config is JSON-plain:
 An override changes what is trained, so it changes the trial id (the content hash): a user's
 search over "lr" writes one row file per lr, e.g.
     tune.Tuner(with_trial_resources(spec), param_space={"trial": spec.to_dict(),
-               "results_dir": dir, "lr": tune.loguniform(1e-4, 1e-2)})
+               "results_dir": dir, "lr": tune.loguniform(1e-4, 1e-2)},
+               tune_config=tune.TuneConfig(scheduler=asha_for(spec), metric="val_loss", mode="min"))
+A relative results_dir is read from the driver's working directory, never from the trial folder
+Tune moves each trial into (see results_dir_for).
+
+How a trial ends: its last row is final with status ok or diverged. Stopped by Tune at a
+report, see orchestrator.stops. An error a retry would repeat (REPEATING_ERRORS before the
+first evaluation: a corpus the loader rejects, a config the loop refuses) is recorded once
+(meta "error", a final "failed" row, one report with status "failed") and the trial returns,
+so Tune does not retry it. Any other error is raised, and retried up to max_failures.
 
 num_workers == 0 trains inside the Tune trial process (about 1.5 s of Ray overhead per trial
 on 2 cores against about 20 s for a TorchTrainer worker group) and keeps its resume checkpoint
@@ -26,38 +35,71 @@ restores Train's checkpoint snapshot, so the trial resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import socket
 import tempfile
 import time
 import traceback
 
-from orchestrator.store import Store, is_done, measurement_row
+from orchestrator.store import Store, absolute, is_done, measurement_row
 from orchestrator.trial import TrialSpec
+from orchestrator.tuner import one_line
 
 CONFIG_KEYS = ("trial", "results_dir", "fail_at_step", "torch_backend", "max_failures")
+# Raised before a trial's first evaluation, these come from its data or its config (the corpus
+# loader, TrainConfig and the loop's input checks), which a retry feeds in unchanged: a bad
+# corpus under 9 trials x 3 attempts was 27 tracebacks and no result. Crashes, lost nodes and
+# injected faults raise other types, and after the first evaluation every error is retried.
+REPEATING_ERRORS = (ValueError, TypeError)
+# Searched values arrive as numpy numbers (tune.randint gives numpy.int64), which json hashes
+# differently from the int a spec holds ("4096" vs 4096): cast to the field's declared type.
+CASTS = {"int": (numbers.Integral, int), "float": (numbers.Real, float), "str": (str, str)}
 
 
 class InjectedFailure(RuntimeError):
     """Raised once per trial by the fail_at_step fault-injection hook (tests, drills)."""
 
 
-def apply_overrides(spec: TrialSpec, config: dict) -> TrialSpec:
-    """TrainConfig fields given at the top level of a Tune config replace the trial's."""
-    fields = {f.name for f in dataclasses.fields(spec.train)}
+class TrialCannotRun(Exception):
+    """run_loop recorded an error a retry would repeat; the trial ends without raising to Tune."""
+
+
+def overrides(spec: TrialSpec, config: dict) -> dict:
+    """The TrainConfig fields a Tune config sets at its top level, cast to the field's type."""
+    fields = {f.name: f.type for f in dataclasses.fields(spec.train)}
     unknown = [k for k in config if k not in CONFIG_KEYS and k not in fields]
     if unknown:
         raise ValueError(f"trainable config keys {unknown}: allowed {list(CONFIG_KEYS)} and "
                          f"TrainConfig fields {sorted(fields)}")
-    overrides = {k: config[k] for k in config if k in fields}
-    if not overrides:
+    out = {}
+    for key in (k for k in config if k in fields):
+        kind, cast = CASTS.get(str(fields[key]), (None, None))
+        value = config[key]
+        castable = kind is not None and isinstance(value, kind) and not isinstance(value, bool)
+        out[key] = cast(value) if castable else value
+    return out
+
+
+def apply_overrides(spec: TrialSpec, config: dict) -> TrialSpec:
+    """The trial a Tune config trains: its TrainConfig fields replace the trial's."""
+    changes = overrides(spec, config)
+    if not changes:
         return spec
-    return dataclasses.replace(spec, train=dataclasses.replace(spec.train, **overrides))
+    return dataclasses.replace(spec, train=dataclasses.replace(spec.train, **changes))
+
+
+def spec_of(config: dict) -> TrialSpec:
+    return apply_overrides(TrialSpec.from_dict(config["trial"]), config)
 
 
 def results_dir_for(spec: TrialSpec, config: dict) -> str:
-    return config.get("results_dir") or os.path.join(
-        os.path.expanduser("~"), "scaling-results", spec.sweep)
+    """config's results_dir, else ~/scaling-results/<sweep>. A relative one is read from the
+    directory the Tuner was started in: with_trial_resources makes it absolute on the driver;
+    used bare, Tune's TUNE_ORIG_WORKING_DIR (the trial process's directory before Tune moved
+    it into .../working_dirs/<trial>; on a local Ray, the driver's) stands in."""
+    path = config.get("results_dir") or os.path.join("~", "scaling-results", spec.sweep)
+    return absolute(path, os.environ.get("TUNE_ORIG_WORKING_DIR") or os.getcwd())
 
 
 def default_torch_backend(spec: TrialSpec) -> str:
@@ -70,15 +112,18 @@ def default_torch_backend(spec: TrialSpec) -> str:
 
 def with_trial_resources(spec: TrialSpec, cluster: dict | None = None):
     """`trainable` wrapped with what a trial like `spec` reserves (resources.driver_resources),
-    for a user's own tune.Tuner (the wrapper run_plan's Tuner uses, orchestrator.tuner)."""
+    for a user's own tune.Tuner (the wrapper run_plan's Tuner uses, orchestrator.tuner). A
+    relative results_dir in a config is read from the working directory of this call."""
     from orchestrator import tuner
 
-    return tuner.with_trial_resources(trainable, cluster or {}, spec.resources)
+    return tuner.with_trial_resources(trainable, cluster or {}, spec.resources, cwd=os.getcwd())
 
 
 def trainable(config: dict) -> None:
     """Tune function trainable: run one trial to its end, writing a row per evaluation."""
-    spec = apply_overrides(TrialSpec.from_dict(config["trial"]), config)
+    from ray import tune
+
+    spec = spec_of(config)
     store = Store(results_dir_for(spec, config))
     loop_config = {**{k: v for k, v in config.items() if k in CONFIG_KEYS},
                    "trial": spec.to_dict(), "results_dir": store.uri}
@@ -87,14 +132,24 @@ def trainable(config: dict) -> None:
         # Finished already: a Tune retry after its last row was written (node lost before
         # Tune heard of it), or a finished config in a user's Tuner. Training again would
         # only rewrite the same rows.
-        from ray import tune
-
         tune.report({k: rows[-1][k] for k in METRIC_KEYS})
         return
-    if spec.resources.num_workers == 0:
-        _run_in_process(spec, loop_config, store)
-    else:
-        _run_worker_group(spec, loop_config, store)
+    try:
+        if spec.resources.num_workers == 0:
+            _run_in_process(spec, loop_config, store)
+        else:
+            _run_worker_group(spec, loop_config, store)
+    except SystemExit:  # Tune stopping the trial at a report (ray.train's session exits with 0)
+        from orchestrator.stops import stopped
+
+        stopped(store, spec)
+        raise
+    except TrialCannotRun:
+        pass
+    rows = store.read_trial(spec.trial_id)
+    if rows and rows[-1]["final"] and rows[-1]["status"] == "failed":  # recorded by run_loop
+        tune.report({**{k: rows[-1][k] for k in METRIC_KEYS},
+                     "error": store.read_meta(spec.trial_id).get("error")})
 
 
 def _run_in_process(spec: TrialSpec, config: dict, store: Store) -> None:
@@ -162,8 +217,13 @@ def train_loop_per_worker(config: dict) -> None:
             ray.train.report(tune_metrics(spec, m),  # every rank calls it at every eval
                              checkpoint=Checkpoint.from_directory(keep) if keep else None)
 
-        run_loop(spec, config, store, rank=rank, scratch=scratch, resume_from=resume,
-                 publish=publish)
+        try:
+            run_loop(spec, config, store, rank=rank, scratch=scratch, resume_from=resume,
+                     publish=publish)
+        except TrialCannotRun:
+            # Every rank reads the same data and config, so every rank stops here; returning
+            # (rather than raising) keeps Train's FailureConfig from retrying the group.
+            return
 
 
 METRIC_KEYS = ("trial_id", "step", "tokens", "flops", "train_loss", "val_loss", "val_bpb",
@@ -209,14 +269,17 @@ def run_loop(spec: TrialSpec, config: dict, store: Store, *, rank: int, scratch:
         meta = store.read_meta(tid)
         store.update_meta(tid, **_node_info(), attempts=meta.get("attempts", 0) + 1,
                           status="running", started=time.time(), log=store.log_file(tid),
-                          resumed_from_checkpoint=resume_from is not None)
+                          resumed_from_checkpoint=resume_from is not None, error=None)
         store.append_log(tid, f"{time.strftime('%H:%M:%S')} start on {socket.gethostname()} "
                               f"resume={resume_from is not None} spec={spec.to_dict()}")
     # torch threads = CPUs reserved per worker (2 trials x 1 thread on 2 cores, not 2 x 2)
     threads = spec.train.threads or max(1, int(spec.resources.cpus_per_worker))
     train_config = dataclasses.replace(spec.train, threads=threads)
 
+    evaluated = []
+
     def on_eval(m, ckpt_dir):
+        evaluated.append(m.step)
         if rank == 0:
             store.append_log(tid, f"{time.strftime('%H:%M:%S')} step {m.step} tokens {m.tokens}"
                                   f" val_loss {m.val_loss:.4f} status {m.status}")
@@ -226,10 +289,23 @@ def run_loop(spec: TrialSpec, config: dict, store: Store, *, rank: int, scratch:
         data = prepare_data(spec.data)
         final = train(spec.shape, train_config, data, on_eval=on_eval,
                       checkpoint_dir=os.path.join(scratch, "ckpt"), resume_from=resume_from)
+    except SystemExit:  # Tune stopping the trial; trainable says how it ended
+        raise
     except BaseException as exc:
+        repeats = isinstance(exc, REPEATING_ERRORS) and not evaluated
         if rank == 0:
-            store.append_log(tid, traceback.format_exc())
-            store.update_meta(tid, status="error", error=f"{type(exc).__name__}: {exc}")
+            _record_error(store, spec, exc, repeats=repeats)
+        if repeats:
+            raise TrialCannotRun(one_line(exc)) from exc
         raise
     if rank == 0:
         store.update_meta(tid, status=final.status, finished=time.time(), error=None)
+
+
+def _record_error(store: Store, spec: TrialSpec, error: BaseException, *, repeats: bool) -> None:
+    """The traceback to the trial's log, one line to its metadata. An error that repeats also
+    gets its final "failed" row now: no retry follows to make one later."""
+    store.append_log(spec.trial_id, traceback.format_exc())
+    store.update_meta(spec.trial_id, status="failed" if repeats else "error", error=one_line(error))
+    if repeats:
+        store.mark_failed(spec)

@@ -13,6 +13,7 @@ import pytest
 from orchestrator.plan import make_plan
 from orchestrator.spec import load_sweep
 from orchestrator.cli import main
+from orchestrator.progress import Failure
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "examples" / "demo.yaml")
@@ -75,8 +76,10 @@ class FakeRun(types.ModuleType):
     def run_plan(self, plan, results_dir, **kwargs):
         self.calls.append((plan, results_dir, kwargs))
         ids = [t.trial_id for t in plan.trials]
+        failures = [Failure(t, "ValueError: DataSpec.corpus='x.txt': must be ...",
+                            f"{results_dir}/_trials/{t}.log") for t in self.failed]
         return types.SimpleNamespace(completed=ids[len(self.failed):], skipped=[], diverged=[],
-                                     failed=self.failed, results_dir=results_dir)
+                                     failed=self.failed, failures=failures, results_dir=results_dir)
 
     def status_text(self, results_dir, trials=None):
         self.calls.append((trials, results_dir, {}))
@@ -93,7 +96,10 @@ def test_run_delegates_and_exit_code(monkeypatch, capsys, tmp_path, failed, code
     assert len(plan.trials) == N_DEMO and results_dir == results
     assert kwargs == {"address": "auto", "max_concurrent_trials": 3, "progress": True}
     out = capsys.readouterr().out
-    assert f"{len(failed)} failed" in out and (not failed or "failed: abc" in out)
+    assert f"{len(failed)} failed" in out
+    # each failed trial on its own line: id, one-line reason, log
+    line = f"  failed: abc: ValueError: DataSpec.corpus='x.txt': must be ... (log: {results}/_trials/abc.log)"
+    assert not failed or line in out.splitlines()
 
 
 def test_run_defaults_come_from_the_spec(monkeypatch, capsys):
@@ -163,8 +169,9 @@ class FakeSearch(types.ModuleType):
 
     def run_search(self, plan, results_dir, **kwargs):
         self.log.append(("search", plan.sweep.name, len(plan.hparam_trials), results_dir, kwargs))
-        failed = self.failed
-        return type("Summary", (), {"failed": failed, "__str__": lambda s: "hparam search: summary"})()
+        text = "\n".join(["hparam search: summary",
+                          *(f"  failed: {t}: TypeError: x (log: l)" for t in self.failed)])
+        return type("Summary", (), {"failed": self.failed, "__str__": lambda s: text})()
 
 
 @pytest.mark.parametrize("only,expected", [(None, ["search", "grid"]), ("hparams", ["search"]),
@@ -192,7 +199,7 @@ def test_run_only_needs_that_part_and_a_failed_search_exits_1(monkeypatch, capsy
     assert err.count("\n") == 1 and "--only hparams:" in err and "has no hparams section" in err
     monkeypatch.setitem(sys.modules, "orchestrator.search", FakeSearch([], failed=["abc"]))
     assert main(["run", HPARAMS, "--only", "hparams"]) == 1
-    assert "failed: abc" in capsys.readouterr().out
+    assert "  failed: abc: TypeError: x (log: l)" in capsys.readouterr().out
 
 
 def test_plan_prints_the_search_section(capsys):

@@ -1,5 +1,6 @@
 """Faults inside one `run_plan` on a local Ray: a worker that crashes once (in-process trial and
-TorchTrainer trial), a trial whose loss turns NaN, a trial the cluster can never place.
+TorchTrainer trial), errors a retry would repeat (run once, reported with their reason), a
+trial whose loss turns NaN, a trial the cluster can never place.
 
 Each test prints its figures (rows expected vs found, duplicate (trial_id, step) pairs); see
 them with `pytest -s`. Tiny trials: 1 x 32 GPT on byte-level pydoc, 8 steps of 512 tokens,
@@ -19,6 +20,7 @@ from models.data import DataSpec, prepare_data
 from models.shape import ModelShape
 from models.train import TrainConfig, train
 from orchestrator.cli import main
+from orchestrator.progress import status_text
 from orchestrator.run import run_plan
 from orchestrator.store import Store
 from orchestrator.trial import Resources, TrialSpec
@@ -107,6 +109,36 @@ def test_worker_crash_torchtrainer_resumes_within_the_run(local_ray, tmp_path):
     meta = Store(str(tmp_path)).read_meta(spec.trial_id)
     # Train's own FailureConfig restarted the worker group from its step-2 checkpoint
     assert meta["attempts"] == 2 and meta["resumed_from_checkpoint"]
+
+
+def test_an_error_a_retry_would_repeat_runs_once_and_is_reported(local_ray, tmp_path):
+    # All pass construction and fail before the first step, the same way on every attempt: a
+    # corpus the loader cannot find (in-process, and in a TorchTrainer worker group, which Train
+    # would retry too), and a model vocabulary smaller than the bytes' 256.
+    corpus = DataSpec(corpus=str(tmp_path / "no-such.txt"), tokenizer="byte")
+    missing = dataclasses.replace(tiny(40), data=corpus)
+    missing_group = dataclasses.replace(tiny(42, workers=1), data=corpus)
+    narrow = dataclasses.replace(tiny(41), shape=dataclasses.replace(tiny(41).shape, vocab_size=128))
+    trials = [missing, missing_group, narrow]
+    results = tmp_path / "results"
+    summary = run_plan(plan_of(trials, max_failures=2), str(results), progress=False,
+                       extra_config={"torch_backend": "gloo"})
+    store = Store(str(results))
+    report("repeating errors (missing corpus x2, vocab 128 < 256)", 3, 3, duplicates(results),
+           "; ".join(str(f) for f in summary.failures))
+    assert sorted(summary.failed) == sorted(t.trial_id for t in trials)
+    for spec, reason in ((missing, f"ValueError: DataSpec.corpus='{tmp_path / 'no-such.txt'}'"),
+                         (missing_group, f"ValueError: DataSpec.corpus='{tmp_path / 'no-such.txt'}'"),
+                         (narrow, "ValueError: ModelShape.vocab_size=128: must be >= the data's")):
+        meta = store.read_meta(spec.trial_id)
+        assert meta["attempts"] == 1 and meta["status"] == "failed"  # max_failures 2: not retried
+        assert meta["error"].startswith(reason) and "\n" not in meta["error"]
+        rows = store.read_trial(spec.trial_id)
+        assert [(r["step"], r["final"], r["status"]) for r in rows] == [(0, True, "failed")]
+        with open(store.log_file(spec.trial_id)) as f:
+            assert f.read().count("Traceback") == 1
+        line = f"failed: {spec.trial_id}: {meta['error']} (log: {store.log_file(spec.trial_id)})"
+        assert f"  {line}" in str(summary).splitlines() and line in status_text(str(results))
 
 
 def test_divergence_is_recorded_excluded_and_reported(local_ray, tmp_path):

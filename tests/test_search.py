@@ -71,7 +71,7 @@ def test_resolve_casts_sampled_values_so_ids_match_the_worker(tmp_path):
 
 def test_finalize_stopped_marks_the_last_row_final(tmp_path):
     from models.train import Measurement
-    from orchestrator.search import finalize_stopped
+    from orchestrator.stops import finalize_stopped
 
     spec = make_plan(parse_sweep(tiny(tmp_path))).hparam_trials[0]
     store = Store(str(tmp_path / "r"))

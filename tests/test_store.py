@@ -207,3 +207,38 @@ def test_version_1_files_stay_readable_with_the_new_columns_filled(tmp_path):
     store.write_row(measurement_row(old_spec, measurement(4)))   # a resumed v1 trial
     assert [r["step"] for r in store.read_trial(old_spec.trial_id)] == [2, 4]
     assert pq.read_table(path).column("schema_version").to_pylist() == [1, SCHEMA_VERSION]
+
+
+def test_a_failed_trial_is_one_line_with_its_reason_and_log(tmp_path):
+    from orchestrator.progress import failure_of
+    from orchestrator.run import RunSummary
+
+    store, s = Store(str(tmp_path)), spec()
+    store.write_plan([s])
+    store.mark_failed(s)
+    store.update_meta(s.trial_id, error="ValueError: DataSpec.corpus='x.txt': must be ...")
+    failure = failure_of(store, s.trial_id)
+    line = (f"failed: {s.trial_id}: ValueError: DataSpec.corpus='x.txt': must be ... "
+            f"(log: {tmp_path}/_trials/{s.trial_id}.log)")
+    assert str(failure) == line and line in status_text(str(tmp_path)).splitlines()
+    summary = RunSummary(failed=[s.trial_id], failures=[failure], results_dir=store.uri)
+    assert str(summary).splitlines()[1:] == [f"  {line}"]
+    store.update_meta(s.trial_id, error=None)  # nothing recorded: the trial just never ended
+    assert failure_of(store, s.trial_id).reason == "stopped before its last step"
+
+
+def test_live_progress_counts_a_trial_that_reported_failed_as_failed():
+    from types import SimpleNamespace
+
+    from orchestrator.progress import make_live_progress
+
+    a, b = spec(0), spec(1)
+    lines = []
+    stream = SimpleNamespace(write=lines.append, flush=lambda: None)
+    live = make_live_progress([a, b], set(), stream=stream)
+    for s, status in ((a, "ok"), (b, "failed")):  # b: an error it would repeat, recorded, returned
+        trial = SimpleNamespace(config={"trial": s.to_dict()}, last_result={"status": status})
+        live.on_trial_start(0, [], trial)
+        live.on_trial_complete(0, [], trial)
+    live.on_experiment_end([])
+    assert "1 done, 0 running, 0 pending, 1 failed" in "".join(lines)
