@@ -15,9 +15,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orchestrator.lock import StudyLock
-from orchestrator.progress import NO_REASON, Failure, failure_of
+from orchestrator.progress import NO_REASON, Failure, failure_of, make_live_progress
+from orchestrator.resources import max_concurrent
 from orchestrator.store import Store
 from orchestrator.trial import TrialSpec
+from orchestrator.tuner import (build_tuner, check_batch_split, check_cluster, cluster_capacity,
+                                joins_a_cluster, local_ray_record, one_line, ray_session)
+from orchestrator.worker import trainable
 
 if TYPE_CHECKING:
     from orchestrator.plan import Plan
@@ -75,9 +79,6 @@ def run_plan(plan: Plan, results_dir: str | None = None, *, address: str | None 
     extra_config is merged into every trial's Tune config (worker.trainable documents the
     keys, e.g. fail_at_step for fault-injection drills, torch_backend).
     """
-    from orchestrator.tuner import (check_batch_split, check_cluster, joins_a_cluster,
-                                    local_ray_record, ray_session)
-
     start, sweep = time.time(), plan.sweep
     trials = list({t.trial_id: t for t in plan.trials}.values())  # a trial planned twice runs once
     check_batch_split(trials)
@@ -145,11 +146,6 @@ def _tune_pass(todo, trials, done_before, store: Store, attempt: int,
                settings: _Settings) -> tuple[dict, set]:
     """One Tuner over `todo`: (one-line error per failed trial, ids lost to the cluster)."""
     from ray import tune
-
-    from orchestrator.progress import make_live_progress
-    from orchestrator.resources import max_concurrent
-    from orchestrator.tuner import build_tuner, cluster_capacity, one_line
-    from orchestrator.worker import trainable
 
     cluster = cluster_capacity()[0]
     tuner = build_tuner(

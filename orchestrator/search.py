@@ -32,10 +32,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orchestrator.fmt import si, value
+from orchestrator.lock import StudyLock
 from orchestrator.progress import NO_REASON, Failure, failure_of
+from orchestrator.resources import max_concurrent
 from orchestrator.stops import TIME_ATTR, finalize_stopped, recording_asha
 from orchestrator.store import Store, is_done
 from orchestrator.trial import TrialSpec
+from orchestrator.tune_config import apply_overrides, overrides, results_dir_for
+from orchestrator.tuner import (build_tuner, check_batch_split, check_cluster, joins_a_cluster,
+                                local_ray_record, one_line, ray_session)
+from orchestrator.worker import trainable
 
 if TYPE_CHECKING:
     from orchestrator.plan import Plan
@@ -103,8 +109,6 @@ class SearchSummary:
 def resolve(config: dict) -> tuple[dict, TrialSpec]:
     """A Tune config with its searched fields cast to TrainConfig's types (a sampled int may be a
     numpy int, which would hash differently), and the TrialSpec it trains."""
-    from orchestrator.worker import apply_overrides, overrides
-
     base = TrialSpec.from_dict(config["trial"])
     config = {**config, **overrides(base, config)}
     return config, apply_overrides(base, config)
@@ -113,8 +117,6 @@ def resolve(config: dict) -> tuple[dict, TrialSpec]:
 def search_trainable(config: dict) -> None:
     """Tune function trainable of one search trial: replay a finished trial, else train it."""
     from ray import tune
-
-    from orchestrator.worker import results_dir_for, trainable
 
     config, spec = resolve(config)
     rows = Store(results_dir_for(spec, config)).read_trial(spec.trial_id)
@@ -134,10 +136,6 @@ def run_search(plan: Plan, results_dir: str | None = None, *, address: str | Non
     size); finished trials are replayed, not retrained. results_dir defaults to the spec's
     storage; trials at a time: max_concurrent_trials, else the spec's, else what the cluster
     holds; retries per trial: the spec's max_failures."""
-    from orchestrator.lock import StudyLock
-    from orchestrator.tuner import (check_batch_split, check_cluster, joins_a_cluster,
-                                    local_ray_record, ray_session)
-
     sweep = plan.sweep
     if sweep.hparams is None:
         raise ValueError(f"{sweep.source}: hparams: missing; the spec has no search to run")
@@ -158,8 +156,6 @@ def run_search(plan: Plan, results_dir: str | None = None, *, address: str | Non
 
 def _search_size(sweep, base: TrialSpec, store: Store, cluster: dict, *, progress: bool,
                  max_concurrent_trials: int | None) -> SizeResult:
-    from orchestrator.tuner import one_line
-
     done_before = store.done_trial_ids()
     specs, errors = {}, {}
     for result in _tuner(sweep, base, store, cluster, progress, max_concurrent_trials).fit():
@@ -175,9 +171,6 @@ def _search_size(sweep, base: TrialSpec, store: Store, cluster: dict, *, progres
 
 def _tuner(sweep, base: TrialSpec, store: Store, cluster: dict, progress: bool,
            max_concurrent_trials: int | None):
-    from orchestrator.resources import max_concurrent
-    from orchestrator.tuner import build_tuner
-
     h = sweep.hparams
     concurrency = (max_concurrent_trials or sweep.max_concurrent_trials
                    or max_concurrent([base.resources], cluster))

@@ -23,6 +23,7 @@ import time
 
 from orchestrator.store import Store
 from orchestrator.trial import TrialSpec
+from orchestrator.tune_config import results_dir_for, spec_of
 
 TIME_ATTR = "tokens"
 
@@ -58,8 +59,6 @@ def recording_asha(**asha_kwargs):
 def record_stop(config: dict, tokens: int) -> None:
     """On the driver: the trial's id is recomputed from its config (Tune's own trial_id
     overwrites the one the worker reports), its folder resolved as the trial resolves it."""
-    from orchestrator.worker import results_dir_for, spec_of
-
     spec = spec_of(config)
     store = Store(results_dir_for(spec, config))
     store.update_meta(spec.trial_id, stopped_at_tokens=tokens)

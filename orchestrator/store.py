@@ -36,6 +36,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from analysis.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, check_table, rows_to_table
+from orchestrator.trial import TrialSpec
 
 DONE_STATUSES = ("ok", "diverged")  # a final row with these ends a trial; "failed" is retried
 
@@ -219,8 +220,6 @@ class Store:
         self.write_json(self.path("_plan.json"), [t.to_dict() for t in trials])
 
     def read_plan(self) -> list:
-        from orchestrator.trial import TrialSpec
-
         return [TrialSpec.from_dict(d) for d in self.read_json(self.path("_plan.json")) or []]
 
     def meta_file(self, trial_id: str) -> str:

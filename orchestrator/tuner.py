@@ -14,6 +14,8 @@ import contextlib
 import logging
 import os
 
+from orchestrator.lock import local_ray_processes
+from orchestrator.resources import check_fits, driver_resources
 from orchestrator.store import Store, absolute
 from orchestrator.trial import Resources, TrialSpec
 
@@ -105,8 +107,6 @@ def cluster_capacity() -> tuple[dict, list[dict]]:
 
 def check_cluster(trials: list[TrialSpec]) -> dict:
     """Refuse a trial the cluster can never place (resources.check_fits); returns the capacity."""
-    from orchestrator.resources import check_fits
-
     capacity, nodes = cluster_capacity()
     check_fits(trials, capacity, nodes)
     return capacity
@@ -115,8 +115,6 @@ def check_cluster(trials: list[TrialSpec]) -> dict:
 def local_ray_record() -> dict:
     """The local Ray this driver started, for the study lock (lock.reap_leftover_ray)."""
     import ray
-
-    from orchestrator.lock import local_ray_processes
 
     try:
         node = ray._private.worker._global_node
@@ -136,8 +134,6 @@ def with_trial_resources(fn, cluster: dict, resources: Resources | None = None, 
     land otherwise (and be copied into the experiment folder, never into ./results)."""
     from ray import tune
     from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
-
-    from orchestrator.resources import driver_resources
 
     def trial(config: dict) -> None:
         if cwd and config.get("results_dir"):

@@ -15,7 +15,7 @@ search over "lr" writes one row file per lr, e.g.
                "results_dir": dir, "lr": tune.loguniform(1e-4, 1e-2)},
                tune_config=tune.TuneConfig(scheduler=asha_for(spec), metric="val_loss", mode="min"))
 A relative results_dir is read from the driver's working directory, never from the trial folder
-Tune moves each trial into (see results_dir_for).
+Tune moves each trial into (orchestrator.tune_config reads a config: its trial and its folder).
 
 How a trial ends: its last row is final with status ok or diverged. Stopped by Tune at a
 report, see orchestrator.stops. An error a retry would repeat (REPEATING_ERRORS before the
@@ -35,26 +35,24 @@ restores Train's checkpoint snapshot, so the trial resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import os
 import socket
 import tempfile
 import time
 import traceback
 
-from orchestrator.store import Store, absolute, is_done, measurement_row
+from orchestrator import tuner
+from orchestrator.resources import worker_bundle
+from orchestrator.stops import stopped
+from orchestrator.store import Store, is_done, measurement_row
 from orchestrator.trial import TrialSpec
-from orchestrator.tuner import one_line
+from orchestrator.tune_config import CONFIG_KEYS, results_dir_for, spec_of
 
-CONFIG_KEYS = ("trial", "results_dir", "fail_at_step", "torch_backend", "max_failures")
 # Raised before a trial's first evaluation, these come from its data or its config (the corpus
 # loader, TrainConfig and the loop's input checks), which a retry feeds in unchanged: a bad
 # corpus under 9 trials x 3 attempts was 27 tracebacks and no result. Crashes, lost nodes and
 # injected faults raise other types, and after the first evaluation every error is retried.
 REPEATING_ERRORS = (ValueError, TypeError)
-# Searched values arrive as numpy numbers (tune.randint gives numpy.int64), which json hashes
-# differently from the int a spec holds ("4096" vs 4096): cast to the field's declared type.
-CASTS = {"int": (numbers.Integral, int), "float": (numbers.Real, float), "str": (str, str)}
 
 
 class InjectedFailure(RuntimeError):
@@ -63,43 +61,6 @@ class InjectedFailure(RuntimeError):
 
 class TrialCannotRun(Exception):
     """run_loop recorded an error a retry would repeat; the trial ends without raising to Tune."""
-
-
-def overrides(spec: TrialSpec, config: dict) -> dict:
-    """The TrainConfig fields a Tune config sets at its top level, cast to the field's type."""
-    fields = {f.name: f.type for f in dataclasses.fields(spec.train)}
-    unknown = [k for k in config if k not in CONFIG_KEYS and k not in fields]
-    if unknown:
-        raise ValueError(f"trainable config keys {unknown}: allowed {list(CONFIG_KEYS)} and "
-                         f"TrainConfig fields {sorted(fields)}")
-    out = {}
-    for key in (k for k in config if k in fields):
-        kind, cast = CASTS.get(str(fields[key]), (None, None))
-        value = config[key]
-        castable = kind is not None and isinstance(value, kind) and not isinstance(value, bool)
-        out[key] = cast(value) if castable else value
-    return out
-
-
-def apply_overrides(spec: TrialSpec, config: dict) -> TrialSpec:
-    """The trial a Tune config trains: its TrainConfig fields replace the trial's."""
-    changes = overrides(spec, config)
-    if not changes:
-        return spec
-    return dataclasses.replace(spec, train=dataclasses.replace(spec.train, **changes))
-
-
-def spec_of(config: dict) -> TrialSpec:
-    return apply_overrides(TrialSpec.from_dict(config["trial"]), config)
-
-
-def results_dir_for(spec: TrialSpec, config: dict) -> str:
-    """config's results_dir, else ~/scaling-results/<sweep>. A relative one is read from the
-    directory the Tuner was started in: with_trial_resources makes it absolute on the driver;
-    used bare, Tune's TUNE_ORIG_WORKING_DIR (the trial process's directory before Tune moved
-    it into .../working_dirs/<trial>; on a local Ray, the driver's) stands in."""
-    path = config.get("results_dir") or os.path.join("~", "scaling-results", spec.sweep)
-    return absolute(path, os.environ.get("TUNE_ORIG_WORKING_DIR") or os.getcwd())
 
 
 def default_torch_backend(spec: TrialSpec) -> str:
@@ -114,8 +75,6 @@ def with_trial_resources(spec: TrialSpec, cluster: dict | None = None):
     """`trainable` wrapped with what a trial like `spec` reserves (resources.driver_resources),
     for a user's own tune.Tuner (the wrapper run_plan's Tuner uses, orchestrator.tuner). A
     relative results_dir in a config is read from the working directory of this call."""
-    from orchestrator import tuner
-
     return tuner.with_trial_resources(trainable, cluster or {}, spec.resources, cwd=os.getcwd())
 
 
@@ -140,8 +99,6 @@ def trainable(config: dict) -> None:
         else:
             _run_worker_group(spec, loop_config, store)
     except SystemExit:  # Tune stopping the trial at a report (ray.train's session exits with 0)
-        from orchestrator.stops import stopped
-
         stopped(store, spec)
         raise
     except TrialCannotRun:
@@ -174,8 +131,6 @@ def _run_worker_group(spec: TrialSpec, config: dict, store: Store) -> None:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
-
-    from orchestrator.resources import worker_bundle
 
     res = spec.resources
     trainer = TorchTrainer(
@@ -296,7 +251,7 @@ def run_loop(spec: TrialSpec, config: dict, store: Store, *, rank: int, scratch:
         if rank == 0:
             _record_error(store, spec, exc, repeats=repeats)
         if repeats:
-            raise TrialCannotRun(one_line(exc)) from exc
+            raise TrialCannotRun(tuner.one_line(exc)) from exc
         raise
     if rank == 0:
         store.update_meta(tid, status=final.status, finished=time.time(), error=None)
@@ -306,6 +261,7 @@ def _record_error(store: Store, spec: TrialSpec, error: BaseException, *, repeat
     """The traceback to the trial's log, one line to its metadata. An error that repeats also
     gets its final "failed" row now: no retry follows to make one later."""
     store.append_log(spec.trial_id, traceback.format_exc())
-    store.update_meta(spec.trial_id, status="failed" if repeats else "error", error=one_line(error))
+    store.update_meta(spec.trial_id, status="failed" if repeats else "error",
+                      error=tuner.one_line(error))
     if repeats:
         store.mark_failed(spec)

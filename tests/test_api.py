@@ -62,6 +62,7 @@ def test_asha_for_counts_in_the_trials_own_tokens(tmp_path):
 
 def test_a_relative_results_dir_is_read_from_the_drivers_directory(tmp_path, monkeypatch):
     from orchestrator import worker
+    from orchestrator.tune_config import results_dir_for
 
     trial = api_trial(tmp_path)
     monkeypatch.setattr(worker, "trainable", lambda config: config["results_dir"])
@@ -74,15 +75,15 @@ def test_a_relative_results_dir_is_read_from_the_drivers_directory(tmp_path, mon
         assert wrapped({"results_dir": given}) == given
     # the bare trainable: Tune's variable for the directory a trial process started in
     monkeypatch.setenv("TUNE_ORIG_WORKING_DIR", str(tmp_path))
-    assert worker.results_dir_for(trial, {"results_dir": "r"}) == str(tmp_path / "r")
+    assert results_dir_for(trial, {"results_dir": "r"}) == str(tmp_path / "r")
     monkeypatch.delenv("TUNE_ORIG_WORKING_DIR")
-    assert worker.results_dir_for(trial, {"results_dir": "r"}) == str(tmp_path / "working_dirs" / "r")
+    assert results_dir_for(trial, {"results_dir": "r"}) == str(tmp_path / "working_dirs" / "r")
 
 
 def test_sampled_numpy_values_train_the_trial_a_plain_value_names(tmp_path):
     import numpy as np
 
-    from orchestrator.worker import apply_overrides
+    from orchestrator.tune_config import apply_overrides
 
     trial = api_trial(tmp_path)
     sampled = apply_overrides(trial, {"seed": np.int64(3), "lr": np.float64(2e-3)})  # tune.randint, loguniform
@@ -108,7 +109,7 @@ def test_a_stop_the_scheduler_recorded_makes_the_last_row_a_finished_point(tmp_p
 
 def test_an_unrecorded_stop_at_the_first_report_is_named_in_one_line(tmp_path, capsys):
     from orchestrator.stops import stopped
-    from orchestrator.worker import apply_overrides
+    from orchestrator.tune_config import apply_overrides
 
     first = api_trial(tmp_path)
     second = apply_overrides(first, {"lr": 1e-2})

@@ -21,7 +21,7 @@ from orchestrator.progress import Tally, progress_line, status_text
 from orchestrator.resources import driver_resources, max_concurrent
 from orchestrator.store import Store, measurement_row
 from orchestrator.trial import Resources, TrialSpec
-from orchestrator.worker import apply_overrides
+from orchestrator.tune_config import apply_overrides
 
 
 def spec(seed: int = 0, **resources) -> TrialSpec:
