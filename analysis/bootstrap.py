@@ -12,6 +12,10 @@ main fit. Why not a warm start alone at scipy's default tolerances: it stops alm
 synthetic law with 1.5% noise: alpha's 95% interval 0.336-0.341 that way, 0.315-0.394 refitted
 (truth 0.36). On Epoch's data the full-data start reaches each resample's best optimum (within
 4e-11 relative) in all 1000 resamples; the 8 grid starts are insurance for multimodal data.
+
+`bootstrap_form` does the same for any law form (analysis/forms): the same run weights, the
+full-data optimum plus the form's N_GRID_STARTS best grid starts per resample, all refitted
+together by analysis.forms.engine.refit_weighted.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from analysis.forms.engine import Objective, refit_weighted
 from analysis.parametric import (CHINCHILLA_GRID, PARAM_NAMES, LogLaw, ParametricFit,
                                  batched_lbfgs, check_points, fit_parametric, optimal_6nd)
 
@@ -61,7 +66,7 @@ def refit_resamples(law: LogLaw, weights: np.ndarray, z_full: np.ndarray, *,
     return law.to_outer(result.x[chosen]), f[np.arange(n_res), pick], result.converged[chosen]
 
 
-def _interval(x: np.ndarray) -> list[float]:
+def interval(x: np.ndarray) -> list[float]:
     """2.5 and 97.5 percentiles over the resamples whose value is finite (a resample that drew
     too few distinct runs can leave a term unidentified: A or B overflows; they are counted
     in `n_degenerate`, not silently dropped)."""
@@ -98,7 +103,7 @@ def bootstrap_parametric(N, D, L, runs, *, n_resamples: int = 1000, seed: int = 
     with np.errstate(over="ignore"):
         samples = np.column_stack([np.exp(e), np.exp(a), np.exp(b), alpha, beta])
     degenerate = ~np.all(np.isfinite(samples), axis=1)
-    ci = {name: _interval(samples[:, i]) for i, name in enumerate(PARAM_NAMES)}
+    ci = {name: interval(samples[:, i]) for i, name in enumerate(PARAM_NAMES)}
     optimal = [optimal_interval(samples[~degenerate], float(c), flops_per_token)
                for c in np.atleast_1d(np.asarray(target_flops, dtype=float))]
     return {"ci95": ci, "samples": samples, "compute_optimal": optimal, "fit": fit.params(),
@@ -119,12 +124,46 @@ def optimal_interval(samples: np.ndarray, flops: float, flops_per_token) -> dict
     Chinchilla Eq. 4 under 6ND (flops_per_token None), else the numeric optimum per row."""
     E, A, B, alpha, beta = samples.T
     if flops_per_token is None:
-        with np.errstate(all="ignore"):  # alpha or beta ~ 0: N* or D* runs off; _interval drops it
+        with np.errstate(all="ignore"):  # alpha or beta ~ 0: N* or D* runs off; interval drops it
             n_opt, d_opt = optimal_6nd(A, B, alpha, beta, flops)   # Chinchilla eq. 4, all at once
             loss = E + A / n_opt ** alpha + B / d_opt ** beta
     else:
         rows = [ParametricFit(*s, objective=0.0, n_points=0, converged=True).compute_optimal(
             flops, flops_per_token) for s in samples]
         n_opt, d_opt, loss = (np.array([r[i] for r in rows], dtype=float) for i in range(3))
-    return {"flops": flops, "params_ci": _interval(n_opt), "tokens_ci": _interval(d_opt),
-            "loss_ci": _interval(loss)}
+    return {"flops": flops, "params_ci": interval(n_opt), "tokens_ci": interval(d_opt),
+            "loss_ci": interval(loss)}
+
+
+def bootstrap_form(form, N, D, L, runs, U=None, *, n_resamples: int = 1000, seed: int = 0,
+                   target_flops=(), fit=None, flops_per_token: Callable | None = None,
+                   delta: float = 1e-3, n_grid_starts: int = N_GRID_STARTS,
+                   threads: int = 2) -> dict:
+    """bootstrap_parametric for any law form: {"ci95", "samples" (R, p) in form.constants
+    order, "compute_optimal", "fit", "n_resamples", "n_runs", "converged_fraction",
+    "n_degenerate"}."""
+    cols = form.columns(N, D, L, U)
+    runs = np.asarray(runs)
+    if runs.shape != cols.y.shape:
+        raise ValueError(f"runs: {runs.shape[0] if runs.ndim else 0} ids for {len(cols)} points")
+    if n_resamples < 2:
+        raise ValueError(f"n_resamples={n_resamples}; allowed: >= 2")
+    fit = fit or form.fit(N, D, L, U, delta=delta, threads=threads)
+    frozen = list(form.frozen(cols, fit))
+    objective = Objective(form, cols, delta, frozen)
+    z_full = form.to_inner(np.array([[fit.values[k] for k in form.constants]]), cols.frame)[0]
+    grid = np.array(form.starts(cols), dtype=float)
+    grid[:, frozen] = z_full[frozen]          # what the fit held fixed stays fixed
+    weights = run_weights(runs, n_resamples, np.random.default_rng(seed))
+    z, _, converged = refit_weighted(objective, weights, z_full, grid,
+                                      n_grid_starts=n_grid_starts, threads=threads)
+    with np.errstate(over="ignore", invalid="ignore"):
+        samples = form.to_outer(z, cols.frame)
+    kept = form.finite_samples(samples)
+    ci = {name: interval(samples[:, i]) for i, name in enumerate(form.constants)}
+    optimal = [form.optimal_interval(kept, float(c), flops_per_token)
+               for c in np.atleast_1d(np.asarray(target_flops, dtype=float))]
+    return {"ci95": ci, "samples": samples, "compute_optimal": optimal, "fit": fit.params(),
+            "n_resamples": n_resamples, "n_runs": int(len(np.unique(runs))),
+            "converged_fraction": float(np.mean(converged)),
+            "n_degenerate": int(len(samples) - len(kept))}

@@ -1,23 +1,42 @@
 """The parametric law forms a fit can use, behind one seam.
 
-A form says how to fit L(N, D) to points and how to bootstrap it; the fitted law object
-answers params() (its constants as a dict), predict(N, D) (loss, nats/token) and
-compute_optimal(C, flops_per_token) -> (N*, D*, L*). Everything downstream (back-test,
-recommendations, report) talks to the law through those three, so a new form is one entry in
-FORMS. Today there is one: "chinchilla", L = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022
-Eq. 2), fitted as Besiroglu et al. 2024 replicate it (analysis/parametric.py).
+A form (analysis/forms/, one class per file) says how to fit L(N, D[, U]) to points and how to
+bootstrap it; the fitted law answers params() (its constants as a dict), predict(N, D[, U])
+(loss, nats/token) and compute_optimal(C, flops_per_token) -> (N*, D*, L*). Everything
+downstream (back-test, recommendations, report) talks to the law through those three and to
+the form through the `LawForm` interface (analysis.forms.base.Form): name, formula, citation,
+constants, required_columns, fit, bootstrap, exponents, no_optimum, exponent_ci,
+optimal_interval, band, finite_samples.
+
+Adding a form is ONE new class in ONE new file under analysis/forms/: this module imports
+every module there, and defining a Form subclass registers it in FORMS. Today:
+  chinchilla        E + A/N^alpha + B/D^beta               Hoffmann et al. 2022 (the default)
+  data_constrained  Chinchilla in effective N', D'         Muennighoff et al. 2023 (needs U)
+  farseer           exp(s N^q + S) + exp(B N^b + Q) D^-beta(N)   Li et al. 2025
+  kaplan            [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D  Kaplan et al. 2020
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Protocol
 
 import numpy as np
 
-from analysis.bootstrap import bootstrap_parametric, finite_samples, optimal_interval
+import analysis.forms
 from analysis.errors import NotFittable, Unfit
-from analysis.parametric import PARAM_NAMES, fit_parametric, optimal_6nd
+from analysis.forms.base import FittedLaw, Form
+from analysis.parametric import ParametricFit
+
+for _module in pkgutil.iter_modules(analysis.forms.__path__):
+    importlib.import_module(f"analysis.forms.{_module.name}")
+
+LawForm = Form
+DEFAULT_FORM = "chinchilla"
+FORMS: dict[str, Form] = {name: Form.registry[name] for name in sorted(
+    Form.registry, key=lambda n: (n != DEFAULT_FORM, n))}
 
 
 class Law(Protocol):
@@ -25,73 +44,35 @@ class Law(Protocol):
 
     def params(self) -> dict: ...
 
-    def predict(self, N, D) -> np.ndarray: ...
+    def predict(self, N, D, U=None) -> np.ndarray: ...
 
     def compute_optimal(self, C, flops_per_token: Callable | None = None): ...
 
 
-def chinchilla_exponents(law) -> tuple[float | None, float | None]:
-    """Chinchilla Eq. 4: N* ~ C^a, D* ~ C^b with a = beta/(alpha+beta), b = alpha/(alpha+beta);
-    Epoch's fit (alpha 0.347, beta 0.367) gives a = 0.514. None when alpha + beta <= 0."""
-    total = law.alpha + law.beta
-    return (law.beta / total, law.alpha / total) if total > 0 else (None, None)
-
-
-def chinchilla_no_optimum(law) -> str:
-    """Why the law has no compute-optimal allocation ("" when it has one): Eq. 4 divides by
-    alpha and beta."""
-    if law.alpha > 0 and law.beta > 0:
-        return ""
-    return (f"fitted alpha = {law.alpha:.3g}, beta = {law.beta:.3g}: with an exponent at 0 "
-            "the law has no compute-optimal trade-off")
-
-
-def chinchilla_exponent_ci(samples) -> dict:
-    """a, b intervals from bootstrap rows (E, A, B, alpha, beta)."""
-    s = np.asarray(samples if samples is not None else [], float)
-    if s.ndim != 2 or s.shape[1] < 5 or len(s) < 10:
-        return {}
-    alpha, beta = s[:, 3], s[:, 4]
-    ok = np.isfinite(alpha + beta) & (alpha + beta > 0)
-    a = beta[ok] / (alpha[ok] + beta[ok])
-    return {"a": list(np.percentile(a, [2.5, 97.5])), "b": list(np.percentile(1 - a, [2.5, 97.5]))}
-
-
-def chinchilla_band(samples, flops: float) -> dict:
-    """N*, D* 95% band at `flops` under 6ND (Eq. 4 vectorised over every bootstrap row)."""
-    E, A, B, alpha, beta = np.asarray(samples, float).T
-    n_s, d_s = optimal_6nd(A, B, alpha, beta, flops)
-    return {"params_ci": list(np.nanpercentile(n_s, [2.5, 97.5])),
-            "tokens_ci": list(np.nanpercentile(d_s, [2.5, 97.5]))}
-
-
-@dataclass(frozen=True)
-class LawForm:
-    """One parametric form: how to fit it, bootstrap it and read intervals off the samples."""
-
-    name: str
-    formula: str
-    constants: tuple[str, ...]       # the fitted constants of params(), in reading order
-    fit: Callable                    # (N, D, L) -> law
-    bootstrap: Callable              # bootstrap_parametric's signature
-    exponents: Callable              # law -> (a, b): N* ~ C^a, D* ~ C^b
-    no_optimum: Callable             # law -> why it has no compute optimum, "" when it has one
-    exponent_ci: Callable            # samples -> {"a": [lo, hi], "b": [lo, hi]}
-    optimal_interval: Callable       # (finite samples, C, flops_per_token) -> {"params_ci", ...}
-    band: Callable                   # (samples, C) -> {"params_ci", "tokens_ci"} for plots
-    finite_samples: Callable
-
-
-FORMS = {"chinchilla": LawForm(
-    "chinchilla", "L(N, D) = E + A/N^alpha + B/D^beta", PARAM_NAMES, fit_parametric,
-    bootstrap_parametric, chinchilla_exponents, chinchilla_no_optimum, chinchilla_exponent_ci,
-    optimal_interval, chinchilla_band, finite_samples)}
-
-
-def law_form(name: str) -> LawForm:
+def law_form(name: str) -> Form:
     if name not in FORMS:
         raise ValueError(f"law={name!r}: allowed forms: {', '.join(map(repr, FORMS))}")
     return FORMS[name]
+
+
+def law_from_dict(fitted: dict) -> Law:
+    """The law a `scaling fit --json` "parametric" section describes (ParametricResult.to_dict:
+    "law" names the form, chinchilla when absent; the form's constants by name), ready to
+    predict and compute_optimal. JSON writes inf as null: a null constant that the form allows
+    to be infinite (R_D*, R_N*) reads back as inf."""
+    form = law_form(fitted.get("law") or DEFAULT_FORM)
+    missing = [k for k in form.constants if k not in fitted]
+    if missing:
+        raise ValueError(f"parametric: {', '.join(missing)} missing for the {form.name} law")
+    values = {k: (np.inf if fitted[k] is None and k in form.may_be_infinite else
+                  float("nan") if fitted[k] is None else float(fitted[k]))
+              for k in form.constants}
+    meta = dict(objective=float(fitted.get("objective") or 0.0),
+                n_points=int(fitted.get("n_points") or 0),
+                converged=bool(fitted.get("converged", True)))
+    if form.name == DEFAULT_FORM:
+        return ParametricFit(**values, **meta)
+    return FittedLaw(form, values, **meta)
 
 
 @dataclass(frozen=True)
@@ -99,7 +80,7 @@ class ParametricResult:
     """The fitted law, its 95% intervals (bootstrap over runs) and the bootstrap rows."""
 
     law: Law
-    form: LawForm
+    form: Form
     ci95: dict = field(default_factory=dict)   # constant or exponent -> [lo, hi]
     samples: np.ndarray | None = None          # bootstrap rows, the form's constants
     fittable: ClassVar[bool] = True
@@ -113,20 +94,21 @@ class ParametricResult:
         return self.form.exponents(self.law)[1]
 
     def to_dict(self) -> dict:
-        return {"fittable": True, **self.law.params(), "a": self.a, "b": self.b,
-                "ci95": {k: list(v) for k, v in self.ci95.items()}}
+        return {"fittable": True, "law": self.form.name, **self.law.params(), "a": self.a,
+                "b": self.b, "ci95": {k: list(v) for k, v in self.ci95.items()}}
 
 
-def fit_law(form: LawForm, N, D, L, runs, *, n_bootstrap: int, seed: int,
-            flops_per_token) -> ParametricResult | Unfit:
-    """Fit the form to final points and, when n_bootstrap > 0, bootstrap it over runs."""
+def fit_law(form: Form, N, D, L, runs, *, n_bootstrap: int, seed: int,
+            flops_per_token, U=None) -> ParametricResult | Unfit:
+    """Fit the form to final points and, when n_bootstrap > 0, bootstrap it over runs.
+    U: unique tokens per point, for forms whose required_columns name "unique_tokens"."""
     try:
-        law = form.fit(N, D, L)
+        law = form.fit(N, D, L, U)
     except (NotFittable, ValueError) as exc:
         return Unfit.from_error(exc)
     if n_bootstrap <= 0:
         return ParametricResult(law, form)
-    boot = form.bootstrap(N, D, L, runs, n_resamples=n_bootstrap, seed=seed, fit=law,
+    boot = form.bootstrap(N, D, L, runs, U, n_resamples=n_bootstrap, seed=seed, fit=law,
                           flops_per_token=flops_per_token)
     ci95 = {k: list(v) for k, v in boot["ci95"].items()}
     ci95.update(form.exponent_ci(boot.get("samples")))

@@ -137,7 +137,9 @@ class ParametricFit:
     delta: float = 1e-3
     n_starts: int = 0
 
-    def predict(self, N, D) -> np.ndarray:
+    def predict(self, N, D, U=None) -> np.ndarray:
+        """Loss at N params, D tokens; U (unique tokens) is accepted for the law-form
+        interface and ignored: this form counts every token as new."""
         N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
         return self.E + self.A / N ** self.alpha + self.B / D ** self.beta
 

@@ -3,10 +3,11 @@
     python bench/fit_speed.py [--resamples 1000] [--naive-starts 150]
 
 Prints, on Epoch's 240 Chinchilla points (Besiroglu et al. 2024): the batched 4500-start fit
-(goal <= 5 s on 2 cores), the same fit with every start run to convergence, a naive loop of one
-scipy L-BFGS-B call per start over a subset of the grid scaled to 4500 (the speed-up), the
-bootstrap (goal 1000 resamples <= 60 s), and load + fit of a synthetic 10^6-row table in our
-schema written as Parquet to a temporary directory. Each line gives wall and CPU seconds.
+(goal <= 5 s on 2 cores), the same fit through the law-form seam, the same fit with every
+start run to convergence, a naive loop of one scipy L-BFGS-B call per start over a subset of
+the grid scaled to 4500 (the speed-up), the bootstrap (goal 1000 resamples <= 60 s), and
+load + fit of a synthetic 10^6-row table in our schema written as Parquet to a temporary
+directory. Each line gives wall and CPU seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from scipy.optimize import minimize
 
 from analysis.bootstrap import bootstrap_parametric
+from analysis.law_forms import law_form
 from analysis.load import load_points
 from analysis.parametric import CHINCHILLA_GRID, fit_parametric
 from analysis.schema import SCHEMA, SCHEMA_VERSION
@@ -119,6 +121,9 @@ def main() -> None:
     fit, fit_s = timed("batched 4500-start fit, Epoch 240 points (goal <= 5 s)",
                        lambda: fit_parametric(N, D, L))
     print(fit.summary())
+    seam, _ = timed("same fit through law_form('chinchilla') (the law-form seam)",
+                    lambda: law_form("chinchilla").fit(N, D, L))
+    print(f"  identical to fit_parametric: {seam == fit}")
     full, _ = timed("same, every start run to convergence (screen=False)",
                     lambda: fit_parametric(N, D, L, screen=False))
     print(f"  objective {full.objective:.6g} (screened fit {fit.objective:.6g})")

@@ -1,4 +1,5 @@
-"""Run bootstrap of the Approach 3 law: run resampling, Epoch's intervals, coverage."""
+"""Run bootstrap of the Approach 3 law: run resampling, Epoch's intervals, coverage; the same
+bootstrap for any law form."""
 
 from pathlib import Path
 
@@ -6,7 +7,8 @@ import numpy as np
 import pyarrow.csv as pa_csv
 import pytest
 
-from analysis.bootstrap import bootstrap_parametric, run_weights
+from analysis.bootstrap import bootstrap_form, bootstrap_parametric, run_weights
+from analysis.law_forms import law_form
 from analysis.parametric import ParametricFit, optimal_6nd
 
 EPOCH_CSV = (Path(__file__).resolve().parents[2] / "shared" / "reference-data"
@@ -99,3 +101,25 @@ def test_bad_runs_length_is_rejected():
     N, D = small_grid()
     with pytest.raises(ValueError, match="runs"):
         bootstrap_parametric(N, D, np.full(len(N), 3.0), np.arange(3), n_resamples=10)
+
+
+def test_form_bootstrap_counts_runs_and_brackets_the_fit():
+    """bootstrap_form on Kaplan's law: three evaluations per run move together (45 runs), each
+    constant's interval holds the full-data fit, and so does the N* interval at 1e22."""
+    form = law_form("kaplan")
+    truth = dict(alpha_N=0.076, alpha_D=0.095, N_c=8.8e13, D_c=5.4e13)
+    N, D = small_grid()
+    N3, D3 = np.repeat(N, 3), np.repeat(D, 3) * np.tile([0.5, 0.75, 1.0], len(N))
+    L3 = form.predict_values(truth, N3, D3) * np.exp(
+        0.01 * np.random.default_rng(0).standard_normal(len(N3)))
+    boot = bootstrap_form(form, N3, D3, L3, np.repeat(np.arange(len(N)), 3), n_resamples=30,
+                          target_flops=[1e22])
+    assert boot["n_runs"] == 45 and boot["samples"].shape == (30, 4)
+    for name in form.constants:
+        lo, hi = boot["ci95"][name]
+        assert lo <= boot["fit"][name] <= hi, name
+    fitted = form.fit(N3, D3, L3)
+    lo, hi = boot["compute_optimal"][0]["params_ci"]
+    assert lo <= fitted.compute_optimal(1e22)[0] <= hi
+    with pytest.raises(ValueError, match="runs: 3 ids for 135 points"):
+        bootstrap_form(form, N3, D3, L3, np.arange(3), n_resamples=10, fit=fitted)
