@@ -13,10 +13,21 @@ import warnings
 from pathlib import Path
 
 from analysis.errors import NotFittable
+from analysis.forecast import DEFAULT_PARAMS_THRESHOLD
 from analysis.load import SkippedFileWarning
 from analysis.pipeline import fit
 
 EXIT_BAD_INPUT = 2
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a fraction > 0 (0.25 = 25%)")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -41,7 +52,8 @@ def _add_source_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param-convention", choices=("total", "non_embedding"), default="total")
     p.add_argument("--flops-convention", choices=("exact", "6n"), default="exact")
     p.add_argument("--target-flops", type=_positive_float, nargs="+", default=[], metavar="C",
-                   help="budgets to recommend (N*, D*, L*) for; default: largest and 10x it")
+                   help="budgets to recommend (N*, D*, L*) for; default: 3x, 10x and 100x "
+                        "the largest budget")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples of runs for the intervals (0: none)")
     p.add_argument("--seed", type=int, default=0)
@@ -49,6 +61,9 @@ def _add_source_flags(p: argparse.ArgumentParser) -> None:
                    help="parametric law form (default: chinchilla, E + A/N^alpha + B/D^beta)")
     p.add_argument("--sweep", metavar="NAME",
                    help="use only the rows of this sweep (needed when the source holds several)")
+    p.add_argument("--params-threshold", type=_fraction, default=DEFAULT_PARAMS_THRESHOLD,
+                   metavar="F", help="back-test: largest relative N* miss that passes "
+                                     f"(default {DEFAULT_PARAMS_THRESHOLD})")
     p.add_argument("--skip-corrupt", action="store_true",
                    help="skip unreadable Parquet files in a results dir (warns naming each)")
 
@@ -81,7 +96,8 @@ def fit_args(args):
                      param_convention=args.param_convention,
                      flops_convention=args.flops_convention, sweep=args.sweep,
                      n_bootstrap=args.bootstrap, target_flops=args.target_flops, law=args.law,
-                     seed=args.seed, on_corrupt="skip" if args.skip_corrupt else "raise")
+                     seed=args.seed, on_corrupt="skip" if args.skip_corrupt else "raise",
+                     params_threshold=args.params_threshold)
     for w in seen:
         if issubclass(w.category, SkippedFileWarning):
             print(f"scaling {getattr(args, 'command', 'fit')}: warning: {w.message}",

@@ -182,4 +182,7 @@ def _bootstrap(points, groups, axis, window, n_resamples, seed) -> np.ndarray:
             out.append(_law(_optima(points, resampled, axis, window)))
         except (NotFittable, np.linalg.LinAlgError, ValueError):
             continue
-    return np.asarray(out, dtype=float).reshape(-1, 4)
+    rows = np.asarray(out, dtype=float).reshape(-1, 4)
+    # A resample that repeats one run can leave a budget's window on two abscissae plus a
+    # duplicate: the vertex is then NaN and so is its power law; such rows are dropped.
+    return rows[np.all(np.isfinite(rows), axis=1)]

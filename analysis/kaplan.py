@@ -120,7 +120,8 @@ def budget_minima(points) -> tuple[np.ndarray, np.ndarray]:
 def fit_frontier(flops, loss) -> Frontier:
     C, L = np.asarray(flops, float), np.asarray(loss, float)
     if len(C) < 4:
-        raise NotFittable(f"{len(C)} budget(s); E + A C^-alpha has 3 parameters and needs 4")
+        raise NotFittable(f"{len(C)} budget(s); E + A C^-alpha has 3 constants and needs 4 "
+                          "budgets")
     c0 = float(np.exp(np.mean(np.log(C))))  # scale C so A is O(1) and the problem conditioned
     x = C / c0
 

@@ -11,16 +11,21 @@ most informative, and they have been validated by then.
 
 from __future__ import annotations
 
+import math
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis.backtest import DEFAULT_THRESHOLD, flops_per_token_model, run_backtest
+from analysis.backtest import flops_per_token_model, run_backtest
 from analysis.envelope import fit_envelope, has_curves
 from analysis.errors import NotFittable, Unfit
+from analysis.fit_warnings import warnings_for
+from analysis.forecast import DEFAULT_PARAMS_THRESHOLD, DEFAULT_THRESHOLD
+from analysis.headline import choose_method, headline
 from analysis.hparams import fit_hparams, split_kinds
 from analysis.isoflop import fit_isoflop
 from analysis.kaplan import KaplanFit, fit_kaplan
@@ -44,26 +49,36 @@ class FitOptions:
     seed: int
     window: int
     threshold: float = DEFAULT_THRESHOLD
+    params_threshold: float = DEFAULT_PARAMS_THRESHOLD
 
 
 def fit(source, *, params: str = "params", tokens: str = "tokens", flops: str = "flops",
         loss: str = "val_loss", run: str = "trial_id", budget: str = "budget_flops",
         param_convention: str = "total", flops_convention: str = "exact", sweep: str | None = None,
         n_bootstrap: int = 1000, target_flops=(), law: str = "chinchilla", seed: int = 0,
-        window: int = 5, on_corrupt: str = "raise") -> FitResult:
+        window: int = 5, on_corrupt: str = "raise",
+        params_threshold: float = DEFAULT_PARAMS_THRESHOLD) -> FitResult:
     """Fit every method to a results dir, a Parquet / Arrow / CSV file or a pyarrow Table.
 
     Column names default to our row schema; param_convention "total" | "non_embedding" and
     flops_convention "exact" | "6n" pick its columns. sweep: the sweep to fit when the source
     holds several (refused otherwise). target_flops: budgets to recommend (N*, D*, L*) for
-    (default: the largest budget and 10x it). n_bootstrap: run resamples for the intervals (0:
-    none). window: points per IsoFLOP / hyperparameter parabola. on_corrupt: "raise" | "skip"
-    (unreadable Parquet files of a results dir; a skipped one is a SkippedFileWarning)."""
+    (default: 3x, 10x and 100x the largest budget). n_bootstrap: run resamples for the
+    intervals (0: none). window: points per IsoFLOP / hyperparameter parabola. on_corrupt:
+    "raise" | "skip" (unreadable Parquet files of a results dir; a skipped one is a
+    SkippedFileWarning). params_threshold: the back-test's largest N* miss, relative (0.25).
+
+    numpy's floating-point warnings stay inside: a fit that overflows says so in
+    FitResult.warnings, in words, where it matters."""
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap={n_bootstrap}: allowed 0 or more resamples")
     if window < MIN_VALUES:
         raise ValueError(f"window={window}: must be at least {MIN_VALUES}")
-    options = FitOptions(law_form(law), check_targets(target_flops), n_bootstrap, seed, window)
+    if not 0 < params_threshold < math.inf:
+        raise ValueError(f"params_threshold={params_threshold}: must be a fraction > 0 "
+                         "(0.25 = a 25% N* miss)")
+    options = FitOptions(law_form(law), check_targets(target_flops), n_bootstrap, seed, window,
+                         params_threshold=params_threshold)
     n_column, c_column = convention_columns(params, flops, param_convention, flops_convention)
     name = "table" if isinstance(source, pa.Table) else str(source)
     table = read_source(source, name, sweep=sweep, on_corrupt=on_corrupt)
@@ -71,9 +86,20 @@ def fit(source, *, params: str = "params", tokens: str = "tokens", flops: str = 
                                     loss=loss, run=run, budget=budget,
                                     param_convention=param_convention,
                                     flops_convention=flops_convention)
-    hparams = fit_hparams(table, params=n_column, loss=loss, window=window,
-                          n_bootstrap=n_bootstrap, seed=seed)
-    return assemble(points, curves, table, hparams, options, name)
+    with quiet_numerics():
+        hparams = fit_hparams(table, params=n_column, loss=loss, window=window,
+                              n_bootstrap=n_bootstrap, seed=seed)
+        return assemble(points, curves, table, hparams, options, name)
+
+
+@contextmanager
+def quiet_numerics():
+    """numpy's overflow / invalid-value warnings off while the fits run. A law that overflows
+    (alpha fitted at 54, A = 4e258) is caught by what it produced: non-finite constants, a
+    degenerate exponent, resamples dropped; each becomes a sentence in FitResult.warnings."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 def read_source(source, name: str, *, sweep: str | None = None,
@@ -136,7 +162,8 @@ def assemble(points, curves, table, hparams, options: FitOptions, name: str) -> 
                                                         n_bootstrap=options.n_bootstrap,
                                                         seed=options.seed)),
                 "envelope": _attempt(lambda: fit_envelope(curves))}
-    backtest = _attempt(lambda: run_backtest(points, threshold=options.threshold,
+    backtest = _attempt(lambda: run_backtest(points, curves, threshold=options.threshold,
+                                             params_threshold=options.params_threshold,
                                              window=options.window,
                                              parametric_fit=options.form.fit))
     frontiers = {m: loss_frontier(m, sections[m]) for m in ("isoflop", "envelope")}
@@ -144,12 +171,33 @@ def assemble(points, curves, table, hparams, options: FitOptions, name: str) -> 
                        int(len(np.unique(np.asarray(points.run)[rows]))),
                        tuple(float(b) for b in budgets), dict(points.excluded),
                        excluded_trials(table), bool(has_curves(curves)), hparams.n_trials)
-    return FitResult(data, **sections, kaplan=fit_kaplan(points), backtest=backtest,
-                     hparams=hparams, recommendations=recommend(sections, frontiers, targets, fpt),
-                     frontier_grid=frontier_grid(sections, frontiers,
-                                                 band_grid(budgets, targets), fpt),
-                     disagreement=compare_exponents(sections), target_flops=tuple(targets),
-                     points=points, flops_per_token=fpt, loss_frontiers=frontiers)
+    result = FitResult(data, **sections, kaplan=fit_kaplan(points), backtest=backtest,
+                       hparams=hparams,
+                       recommendations=recommend(sections, frontiers, targets, fpt),
+                       frontier_grid=frontier_grid(sections, frontiers,
+                                                   band_grid(budgets, targets), fpt),
+                       disagreement=compare_exponents(sections), target_flops=tuple(targets),
+                       points=points, flops_per_token=fpt, loss_frontiers=frontiers,
+                       n_bootstrap=options.n_bootstrap)
+    return with_headline(result, options.window)
+
+
+def with_headline(result: FitResult, window: int) -> FitResult:
+    """The result with its headline (one method, chosen by the back-test) and warnings; the
+    back-test's "passed" then speaks for that method."""
+    plain = result.to_dict()
+    method, _ = choose_method(plain)
+    if result.backtest.fittable:
+        result = replace(result, backtest=replace(result.backtest, headline_method=method))
+        plain = result.to_dict()
+    N = np.asarray(result.points.params, float)[final_rows(result.points)]
+    rows = headline(plain, float(N.max()))
+    samples = getattr(result.parametric, "samples", None)
+    resamples = (0, 0) if samples is None else (
+        len(samples) - len(result.parametric.form.finite_samples(samples)), len(samples))
+    found = warnings_for(plain, result.points, [r.to_dict() for r in rows], window=window,
+                         degenerate_resamples=resamples)
+    return replace(result, headline=tuple(rows), warnings=tuple(found))
 
 
 def no_scaling(table, hparams, options: FitOptions, name: str) -> FitResult:

@@ -6,8 +6,8 @@
   own minima (parabola vertices / envelope); ci95 for N*, D* from the within-budget run
   bootstrap (isoflop only), loss interval not estimated (null).
 A method that cannot run gives one row per target saying why, so a reader can tell "not
-possible on this data" from "not attempted". Default targets: the largest observed budget and
-10x it, an interpolation and a one-decade extrapolation.
+possible on this data" from "not attempted". Default targets: 3x, 10x and 100x the largest
+budget studied.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from analysis.errors import NotFittable
 from analysis.kaplan import Frontier, fit_frontier
 
 METHODS = ("parametric", "isoflop", "envelope")
+# Default targets, as multiples of the largest budget studied: 4.2e12 -> 1.26e13, 4.2e13, 4.2e14.
+TARGET_MULTIPLES = (3, 10, 100)
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,10 @@ def check_targets(target_flops) -> tuple[float, ...]:
     return targets
 
 
-def default_targets(budgets) -> tuple[float, float]:
-    """The largest budget and 10x it: an interpolation and a one-decade extrapolation."""
-    return float(budgets[-1]), float(10 * budgets[-1])
+def default_targets(budgets) -> tuple[float, ...]:
+    """TARGET_MULTIPLES of the largest budget: the next study (3x), one decade (10x) and two
+    (100x). `scaling fit`, `scaling report` and `scaling demo` all default to these."""
+    return tuple(float(m * max(budgets)) for m in TARGET_MULTIPLES)
 
 
 def band_grid(budgets, targets, n: int = 12) -> list[float]:
@@ -90,16 +93,22 @@ def parametric_rows(par, targets, fpt, *, band: bool = False) -> list[Recommenda
 
 def loss_frontier(method: str, fit) -> Frontier | None:
     """L*(C) = E + A C^-alpha through the method's own minima; None when it cannot be fitted."""
+    return frontier_or_reason(method, fit)[0]
+
+
+def frontier_or_reason(method: str, fit) -> tuple[Frontier | None, str]:
+    """(the loss frontier, "") or (None, why not): isoflop through its budgets' vertices,
+    envelope through its interior envelope points."""
     if not fit.fittable:
-        return None
+        return None, fit.reason
     if method == "isoflop":
         minima = [(o.flops, o.loss_opt) for o in fit.budgets if o.fittable]
     else:
         minima = list(zip(fit.grid_flops[fit.used], fit.loss[fit.used]))
     try:
-        return fit_frontier(*map(np.array, zip(*minima)))
-    except (NotFittable, ValueError):
-        return None
+        return fit_frontier(*map(np.array, zip(*minima))), ""
+    except (NotFittable, ValueError) as exc:
+        return None, f"its loss frontier: {exc}"
 
 
 def law_rows(method: str, fit, frontier: Frontier | None, targets) -> list[Recommendation]:

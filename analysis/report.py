@@ -8,24 +8,35 @@ read its to_dict() (the numbers in fit.json) and its points.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-from analysis.backtest import BY_GROUP
+import numpy as np
+
+from analysis.fit_warnings import WIDE_SPAN
+from analysis.headline import span
 from analysis.hparams import NO_ROWS
+from analysis.pipeline import quiet_numerics
 from analysis.report_plots import make_plots
 from analysis.report_render import to_html, to_markdown
+from analysis.report_text import (backtest_blocks, headline_blocks, interval_blocks,
+                                  recommendation_blocks)
 from analysis.summary import fmt, fmt_ci
 
 CAPTIONS = {
     "isoflop": "IsoFLOP profiles with the window parabolas and their minima",
     "optimal": "N*(C) and D*(C) per method with bootstrap 95% bands",
     "parametric": "Parametric fit against the data, and its residuals against N and D",
-    "backtest": "Back-test: each held-out budget predicted by the law fitted without them",
+    "backtest": "Back-test: each held-out budget's runs, the parametric law fitted without "
+                "them, and every method's N* and loss forecasts against what was measured",
     "lr_law": "Loss against peak learning rate per size with the window parabolas (left); "
               "lr*(N) with its bootstrap 95% band (right)",
     "batch_law": "Loss against batch tokens per size (best lr at each batch) with the window "
                  "parabolas (left); B*(C) with its bootstrap 95% band (right)",
 }
+# A fitted scale (Kaplan's N_c, D_c) this far beyond the data is a number the data cannot place:
+# Kaplan et al. 2020 fit N_c = 8.8e13 with models up to 1.5e9 (6e4x), so 1e6x leaves room.
+FAR_SCALE = 1e6
 HPARAM_LAWS = (("lr_law", "lr", "Learning-rate law lr*(N) = c N^p", "params"),
                ("batch_law", "batch_tokens", "Batch-size law B*(C) = c C^p", "flops"))
 
@@ -52,25 +63,6 @@ def data_blocks(result) -> list:
     return blocks
 
 
-def recommendation_blocks(result) -> list:
-    rows = []
-    for r in result.recommendations:
-        if not r.fittable:
-            rows.append([fmt(r.flops), r.method, "not fittable", "", "", r.reason])
-            continue
-        ci = r.ci95
-        rows.append([fmt(r.flops), r.method, f"{fmt(r.params)} {fmt_ci(ci.get('params'))}",
-                     f"{fmt(r.tokens)} {fmt_ci(ci.get('tokens'))}",
-                     f"{fmt(r.loss, 4)} {fmt_ci(ci.get('loss'), 4)}", ""])
-    if not rows:
-        return [("h2", "Recommendation"), ("p", "No scaling rows: nothing to recommend.")]
-    return [("h2", "Recommendation"),
-            ("p", "Compute-optimal parameters N*, tokens D* and loss L* per target budget and "
-                  "method, with bootstrap 95% intervals where estimated. Every run enters these "
-                  "fits, the back-test's held-out runs included."),
-            ("table", ["target FLOPs", "method", "N*", "D*", "L*", "note"], rows)]
-
-
 def parametric_blocks(result) -> list:
     par = result.parametric
     title = par.form.formula if par.fittable else "L(N, D) = E + A/N^alpha + B/D^beta"
@@ -78,9 +70,9 @@ def parametric_blocks(result) -> list:
     if not par.fittable:
         return blocks + [("p", _unfit(par))]
     constants = {**par.law.params(), "a": par.a, "b": par.b}
-    blocks.append(("table", ["parameter", "value", "95% interval"],
-                   [[k, fmt(constants[k], 4), fmt_ci(par.ci95.get(k), 4)]
-                    for k in (*par.form.constants, "a", "b")]))
+    blocks.append(("table", ["parameter", "value", "95% interval", "note"],
+                   [[k, fmt(constants[k], 4), fmt_ci(par.ci95.get(k), 4),
+                     _span_note(par.ci95.get(k))] for k in (*par.form.constants, "a", "b")]))
     blocks.append(("p", f"{constants.get('n_points')} points, summed Huber "
                         f"{fmt(constants.get('objective'))}, converged: "
                         f"{fmt(constants.get('converged'))}."))
@@ -94,13 +86,26 @@ def isoflop_blocks(result) -> list:
         return blocks + [("p", _unfit(iso))]
     blocks.append(("p", f"N* = {fmt(iso.k_params)} C^{fmt(iso.a, 4)} "
                         f"(95% {fmt_ci(iso.ci95.get('a'))}), D* = {fmt(iso.k_tokens)} "
-                        f"C^{fmt(iso.b, 4)} (95% {fmt_ci(iso.ci95.get('b'))}); parabola through "
-                        f"the {iso.window} points nearest each minimum, "
-                        f"{len(iso.interior)} interior budgets."))
-    blocks.append(("table", ["budget FLOPs", "points", "N*", "D*", "L*", "edge", "note"],
-                   [[fmt(b.flops), str(b.n_points), fmt(b.params_opt), fmt(b.tokens_opt),
-                     fmt(b.loss_opt, 4), fmt(b.edge), b.reason] for b in iso.budgets]))
+                        f"C^{fmt(iso.b, 4)} (95% {fmt_ci(iso.ci95.get('b'))}); "
+                        f"{window_text(iso)}; {len(iso.interior)} interior budgets enter the "
+                        "power law (an edge budget's minimum lies outside its grid)."))
+    blocks.append(("table", ["budget FLOPs", "points", "sizes in parabola", "N*", "D*", "L*",
+                             "edge", "note"],
+                   [[fmt(b.flops), str(b.n_points), str(b.window) if b.fittable else "",
+                     fmt(b.params_opt), fmt(b.tokens_opt), fmt(b.loss_opt, 4), fmt(b.edge),
+                     b.reason] for b in iso.budgets]))
     return blocks
+
+
+def window_text(iso) -> str:
+    """The window actually used: 'parabola through all 4 sizes of each budget (window 5)'."""
+    used = sorted({b.window for b in iso.budgets if b.fittable})
+    sizes = " or ".join(map(str, used))
+    if used and max(used) < iso.window:
+        return (f"each budget's parabola runs through all of its {sizes} sizes (the window "
+                f"is {iso.window}: every budget has fewer)")
+    return (f"each budget's parabola runs through the {sizes} sizes nearest its lowest loss "
+            f"(window {iso.window})")
 
 
 def method_blocks(result) -> list:
@@ -113,16 +118,35 @@ def method_blocks(result) -> list:
     return blocks + kaplan_blocks(result) + disagreement_blocks(result)
 
 
+def _span_note(ci) -> str:
+    """'not identified: spans 1.7e+127x' for an interval wider than WIDE_SPAN."""
+    ratio = span(ci)
+    if ratio is None or ratio <= WIDE_SPAN:
+        return ""
+    return "not identified: " + ("no lower bound" if ratio == float("inf")
+                                 else f"spans {fmt(ratio, 2)}x")
+
+
 def kaplan_blocks(result) -> list:
+    """Kaplan's single-variable laws, with a note where a scale lies far beyond the data."""
     k, rows = result.kaplan, []
-    for law, label, scale in ((k.L_of_N, "L(N) = (N_c/N)^alpha", "N_c"),
-                              (k.L_of_D, "L(D) = (D_c/D)^alpha", "D_c")):
-        rows.append([label, f"alpha = {fmt(law.exponent, 4)}, {scale} = {fmt(law.x_c)}"
-                     if law.fittable else _unfit(law)])
+    points = result.points
+    largest = {a: float(np.max(getattr(points, a))) if points is not None else math.inf
+               for a in ("params", "tokens")}
+    for law, label, scale, top, what in (
+            (k.L_of_N, "L(N) = (N_c/N)^alpha", "N_c", largest["params"], "model"),
+            (k.L_of_D, "L(D) = (D_c/D)^alpha", "D_c", largest["tokens"], "token count")):
+        if not law.fittable:
+            rows.append([label, _unfit(law), ""])
+            continue
+        note = "" if law.x_c <= FAR_SCALE * top else (
+            f"{scale} is {fmt(law.x_c / top, 2)}x the largest {what} trained: a scale these "
+            "runs cannot place (no loss floor in this form); read alpha only")
+        rows.append([label, f"alpha = {fmt(law.exponent, 4)}, {scale} = {fmt(law.x_c)}", note])
     f = k.frontier
     rows.append(["L*(C) = E + A C^-alpha", f"E = {fmt(f.E, 4)}, A = {fmt(f.A)}, "
-                 f"alpha = {fmt(f.alpha, 4)}" if f.fittable else _unfit(f)])
-    return [("h2", "Kaplan et al. 2020 laws"), ("table", ["law", "fit"], rows)]
+                 f"alpha = {fmt(f.alpha, 4)}" if f.fittable else _unfit(f), ""])
+    return [("h2", "Kaplan et al. 2020 laws"), ("table", ["law", "fit", "note"], rows)]
 
 
 def disagreement_blocks(result) -> list:
@@ -130,48 +154,12 @@ def disagreement_blocks(result) -> list:
     for name, comparison in (("a", result.disagreement.a), ("b", result.disagreement.b)):
         for method, (value, ci) in comparison.methods.items():
             rows.append([name, method, fmt(value, 4), fmt_ci(ci)])
-    verdict = ("The approaches DISAGREE: their 95% intervals do not overlap."
-               if dis.flag else "No disagreement flagged (intervals overlap or too few).")
+    verdict = ("The exponents DISAGREE: their 95% intervals do not overlap."
+               if dis.flag else "The exponents' 95% intervals overlap (or fewer than two have "
+                                "one). Whether N* and L* at the targets agree is in the "
+                                "warnings at the top.")
     return [("h2", "Exponents across approaches"),
             ("table", ["exponent", "method", "value", "95% interval"], rows), ("p", verdict)]
-
-
-def _held_out_text(bt) -> str:
-    budgets = " and ".join(fmt(b.held_out_flops) for b in bt.budgets)
-    runs = sum(b.n_held_out_runs for b in bt.budgets)
-    if bt.held_out_by == BY_GROUP:
-        return (f"Held out the planner's held-out group: {len(bt.budgets)} budget(s), {budgets} "
-                f"FLOPs ({runs} runs). The laws were fitted on the {bt.n_train_budgets} other "
-                "budgets and each held-out budget was predicted and judged on its own. The "
-                "headline fit (every section above) uses every run, the held-out ones included.")
-    return (f"Held out the largest budget ({budgets} FLOPs, {runs} runs; the table has no "
-            f"held-out group) and fitted the {bt.n_train_budgets} smaller ones. The headline "
-            "fit (every section above) uses every run, this budget included.")
-
-
-def backtest_blocks(result) -> list:
-    bt = result.backtest
-    if not bt.fittable:
-        return [("h2", "Back-test"), ("p", _unfit(bt))]
-    rows = [[fmt(b.held_out_flops), str(b.n_held_out_runs), fmt(b.predicted_loss, 4),
-             fmt(b.observed_loss, 4), f"{100 * b.rel_error:.2f}%",
-             "passed" if b.passed else "FAILED", fmt(b.predicted_params), fmt(b.observed_params),
-             "n/a" if b.params_rel_error is None else f"{100 * b.params_rel_error:.1f}%",
-             b.observed_params_from] for b in bt.budgets]
-    threshold = f"{100 * bt.threshold:.0f}%"
-    if bt.passed:
-        worst = max(b.rel_error for b in bt.budgets)
-        verdicts = [f"PASSED: predicted loss within {100 * worst:.2f}% of observed at every "
-                    f"held-out budget (threshold {threshold})."]
-    else:
-        verdicts = [f"WARNING: the back-test error {100 * b.rel_error:.2f}% at "
-                    f"{fmt(b.held_out_flops)} FLOPs EXCEEDS the {threshold} threshold; treat "
-                    "extrapolated recommendations with caution."
-                    for b in bt.budgets if not b.passed]
-    return [("h2", "Back-test"), ("p", _held_out_text(bt)),
-            ("table", ["held-out FLOPs", "runs", "predicted L", "observed L", "loss error",
-                       "verdict", "IsoFLOP N* forecast", "observed N*", "N* error",
-                       "observed N* from"], rows)] + [("p", v) for v in verdicts]
 
 
 def hparam_blocks(result) -> list:
@@ -210,14 +198,11 @@ def _size_rows(law, x: str) -> list[list[str]]:
 
 
 def build_blocks(result, plots: dict[str, Path]) -> list:
-    blocks = [("h1", "Scaling-law fit report")]
-    bt = result.backtest
-    if bt.fittable:
-        blocks += [("p", f"WARNING: back-test error {100 * b.rel_error:.2f}% at "
-                         f"{fmt(b.held_out_flops)} FLOPs exceeds the {100 * bt.threshold:.0f}% "
-                         "threshold.") for b in bt.budgets if not b.passed]
-    blocks += data_blocks(result) + recommendation_blocks(result) + method_blocks(result)
-    blocks += backtest_blocks(result) + hparam_blocks(result)
+    """The answer and its warnings first, then the evidence: data, every method, intervals,
+    back-test, hyperparameter laws, figures."""
+    blocks = [("h1", "Scaling-law fit report")] + headline_blocks(result)
+    blocks += data_blocks(result) + recommendation_blocks(result) + interval_blocks(result)
+    blocks += method_blocks(result) + backtest_blocks(result) + hparam_blocks(result)
     blocks += [("h2", "Figures")] + [("img", path, CAPTIONS[name]) for name, path in plots.items()]
     return blocks
 
@@ -226,7 +211,8 @@ def write_report(result, out_dir) -> dict[str, Path]:
     """Write report.md, report.html, the PNGs and fit.json into out_dir; name -> path."""
     out_dir = Path(out_dir)
     plain = result.to_dict()
-    plots = make_plots(plain, result.points, out_dir)
+    with quiet_numerics():   # a degenerate law overflows where it is drawn; the text says so
+        plots = make_plots(plain, result.points, out_dir)
     blocks = build_blocks(result, plots)
     md, page, fit_json = out_dir / "report.md", out_dir / "report.html", out_dir / "fit.json"
     md.write_text(to_markdown(blocks), encoding="utf-8")

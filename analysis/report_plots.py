@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from analysis.points import final_rows  # noqa: E402
 
@@ -32,30 +33,45 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _held_out_flops(result: dict) -> set[float]:
+    bt = result.get("backtest", {})
+    return {b["held_out_flops"] for b in bt.get("budgets", [])} if bt.get("fittable") else set()
+
+
 def plot_isoflop(result: dict, points, path: Path) -> Path:
-    """Loss against N per budget, the window parabola and its vertex (hollow: edge budget)."""
+    """Loss against N per budget, the window parabola and its vertex; held-out budgets drawn
+    as squares, a vertex at the grid's edge as a hollow star."""
     iso = result.get("isoflop", {})
     N, D, L, C = _arrays(points)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    budgets = np.unique(C)
+    on_params = iso.get("axis", "params") == "params"
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    budgets, held = np.unique(C), _held_out_flops(result)
     cmap = plt.get_cmap("viridis", max(len(budgets), 2))
     by_budget = {b["flops"]: b for b in iso.get("budgets", [])}
+    edges = False
     for i, b in enumerate(budgets):
         g = C == b
-        x = N[g] if iso.get("axis", "params") == "params" else D[g]
-        ax.scatter(x, L[g], s=14, color=cmap(i), label=f"{b:.2g}")
+        out = float(b) in held
+        ax.scatter(N[g] if on_params else D[g], L[g], s=26 if out else 14, color=cmap(i),
+                   marker="s" if out else "o", label=f"{b:.2g}" + (" (held out)" if out else ""))
         opt = by_budget.get(float(b))
         if opt and opt.get("fittable") and "parabola" in opt:
             p = opt["parabola"]
             lx = np.linspace(p["log10_x_lo"], p["log10_x_hi"], 50)
             ax.plot(10 ** lx, p["c2"] * lx ** 2 + p["c1"] * lx + p["c0"], color=cmap(i), lw=1)
-            x_opt = opt["params_opt"] if iso.get("axis", "params") == "params" else opt["tokens_opt"]
-            ax.scatter([x_opt], [opt["loss_opt"]], marker="*", s=120, edgecolor="k",
+            ax.scatter([opt["params_opt"] if on_params else opt["tokens_opt"]], [opt["loss_opt"]],
+                       marker="*", s=140, edgecolor="k",
                        facecolor="none" if opt["edge"] else cmap(i), zorder=3)
+            edges |= bool(opt["edge"])
+    ax.scatter([], [], marker="*", s=140, edgecolor="k", facecolor="grey", label="vertex")
+    if edges:
+        ax.scatter([], [], marker="*", s=140, edgecolor="k", facecolor="none",
+                   label="vertex at the grid's edge (not in N*(C))")
     ax.set_xscale("log")
-    ax.set_xlabel("parameters N" if iso.get("axis", "params") == "params" else "tokens D")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("parameters N" if on_params else "tokens D")
     ax.set_ylabel("final loss (nats/token)")
-    ax.set_title("IsoFLOP profiles: window parabolas, vertices (hollow = edge)")
+    ax.set_title("IsoFLOP profiles: window parabolas and their vertices")
     ax.legend(title="budget FLOPs", fontsize=7, ncol=2)
     return _save(fig, path)
 
@@ -78,11 +94,18 @@ def plot_optimal(result: dict, path: Path) -> Path:
             ax.scatter([b["flops"] for b in budgets], [b[key + "_opt"] for b in budgets],
                        c=["none" if b["edge"] else METHOD_COLORS["isoflop"] for b in budgets],
                        edgecolors=METHOD_COLORS["isoflop"], s=25, zorder=3, label="IsoFLOP vertices")
-        for t in {r["flops"] for r in result.get("compute_optimal", [])}:
-            ax.axvline(t, color="grey", ls=":", lw=0.8)
+        targets = sorted({r["flops"] for r in result.get("compute_optimal", [])})
+        for i, t in enumerate(targets):
+            ax.axvline(t, color="grey", ls=":", lw=0.8, label="target budgets" if i == 0 else None)
+        head = result.get("headline", [])
+        if head:
+            ax.scatter([h["flops"] for h in head], [h[key] for h in head], marker="*", s=130,
+                       color="k", zorder=4, label=f"headline ({head[0]['method']})")
         ax.set(xscale="log", yscale="log", xlabel="training FLOPs C", ylabel=label)
         ax.legend(fontsize=8)
-    fig.suptitle("Compute-optimal allocation by method (bands: bootstrap 95%)")
+    edge = any(b.get("edge") for b in result.get("isoflop", {}).get("budgets", []))
+    fig.suptitle("Compute-optimal allocation by method (bands: bootstrap 95%"
+                 + ("; hollow circles: IsoFLOP vertices at the grid's edge)" if edge else ")"))
     return _save(fig, path)
 
 
@@ -115,38 +138,55 @@ def plot_parametric(result: dict, points, path: Path) -> Path | None:
         ax.axhline(0, color="k", lw=0.8)
         ax.set(xscale="log", xlabel=name, ylabel="residual (obs - pred) / pred, %",
                title=f"residuals vs {name.split()[-1]}")
+        ax.xaxis.set_minor_formatter(NullFormatter())   # 2x10^4 3x10^4 ... overlapped
     return _save(fig, path)
 
 
 def plot_backtest(result: dict, points, path: Path) -> Path | None:
-    """Each held-out budget: observed losses, the law fitted without them, the N* forecasts."""
+    """One panel per held-out budget (the largest three): its runs, the parametric law fitted
+    without them, the measured N* and every method's N* and loss forecasts."""
     bt = result.get("backtest", {})
     if not bt.get("fittable"):
         return None
-    N, D, L, C = _arrays(points)
-    law = _law(bt["parametric_fit"])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    cmap = plt.get_cmap("plasma", max(len(bt["budgets"]) + 1, 2))
-    for i, b in enumerate(bt["budgets"]):
-        g = C == b["held_out_flops"]
-        order = np.argsort(N[g])
-        color = cmap(i)
-        ax.scatter(N[g], L[g], color=color, s=18, label=f"observed at {b['held_out_flops']:.3g}")
-        ax.plot(N[g][order], law(N[g], D[g])[order], color=color, lw=1)
-        if np.isfinite(_num(b.get("observed_params"))):
-            ax.axvline(b["observed_params"], color=color, ls="--", lw=0.8)
-        if b.get("predicted_params"):
-            ax.axvline(b["predicted_params"], color=color, ls=":", lw=0.8)
-    worst = max(_num(b["rel_error"]) for b in bt["budgets"])
-    verdict = "PASSED" if bt["passed"] else "FAILED"
-    ax.set(xscale="log", xlabel="parameters N", ylabel="final loss",
-           title=f"back-test, {len(bt['budgets'])} held-out budget(s): worst loss error "
-                 f"{100 * worst:.2f}% ({verdict}, threshold {100 * bt['threshold']:.0f}%)")
-    ax.plot([], [], color="k", lw=1, label="law fitted without them")
-    ax.plot([], [], color="k", ls="--", lw=0.8, label="observed N*")
-    ax.plot([], [], color="k", ls=":", lw=0.8, label="IsoFLOP N* forecast")
-    ax.legend(fontsize=8)
+    budgets = bt["budgets"][-3:]
+    fig, axes = plt.subplots(1, len(budgets), figsize=(7.5 * len(budgets), 5.6), squeeze=False)
+    for ax, b in zip(axes[0], budgets):
+        _backtest_panel(ax, b, _arrays(points), bt.get("parametric_fit") or {})
+    verdict = "PASSED" if bt["passed"] else "NOT PASSED"
+    fig.suptitle(f"Back-test of the headline method ({bt.get('method')}): {verdict}; thresholds "
+                 f"loss {100 * bt['threshold']:.0f}%, N* {100 * bt['params_threshold']:.0f}%")
     return _save(fig, path)
+
+
+def _backtest_panel(ax, b: dict, arrays, law_constants: dict) -> None:
+    N, D, L, C = arrays
+    g = C == b["held_out_flops"]
+    order = np.argsort(N[g])
+    n, d, loss = N[g][order], D[g][order], L[g][order]
+    ax.scatter(n, loss, color="k", s=22, zorder=3, label="held-out runs (measured)")
+    if law_constants and len(n) > 1:
+        grid = np.logspace(np.log10(n[0]), np.log10(n[-1]), 60)
+        d_grid = np.exp(np.interp(np.log(grid), np.log(n), np.log(d)))   # along the budget
+        ax.plot(grid, _law(law_constants)(grid, d_grid), color=METHOD_COLORS["parametric"],
+                label="parametric law fitted without them")
+    ax.axhline(b["observed_loss"], color="k", ls=":", lw=0.8, label="lowest measured loss")
+    if b.get("observed_params") is not None:
+        ax.axvline(b["observed_params"], color="k", ls="--", lw=1,
+                   label=f"measured N* {b['observed_params']:.3g}")
+    for method, check in b.get("methods", {}).items():
+        color = METHOD_COLORS[method]
+        p, lo = check["params"], check["loss"]
+        if p["predicted"] is not None:
+            miss = "" if p["error"] is None else f" ({100 * p['error']:+.0f}%)"
+            ax.axvline(p["predicted"], color=color, ls=":", lw=1.4,
+                       label=f"{method} N* forecast{miss}")
+        if lo["predicted"] is not None and method != "parametric":
+            ax.axhline(lo["predicted"], color=color, ls="-.", lw=1,
+                       label=f"{method} loss forecast ({100 * lo['error']:+.1f}%)")
+    ax.set(xscale="log", xlabel="parameters N", ylabel="final loss (nats/token)",
+           title=f"held out: {b['held_out_flops']:.3g} FLOPs")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
 
 
 def _profiles(ax, sizes: list[dict], name: str) -> None:

@@ -2,8 +2,8 @@
 with every PNG embedded as a base64 data: URI, so the single file opens from disk, mails as an
 attachment and needs no server.
 
-A block is a tuple: ("h1" | "h2" | "p", text), ("table", header, rows) or
-("img", path, caption).
+A block is a tuple: ("h1" | "h2" | "p", text), ("ul", [item text, ...]), ("table", header,
+rows) or ("img", path, caption).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ def to_markdown(blocks: list) -> str:
             out.append(("# " if kind == "h1" else "## ") + rest[0])
         elif kind == "p":
             out.append(rest[0])
+        elif kind == "ul":
+            out.append("\n".join(f"- {item}" for item in rest[0]))
         elif kind == "table":
             head, rows = rest
             out.append("\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -33,6 +35,8 @@ def to_html(blocks: list) -> str:
     for kind, *rest in blocks:
         if kind in ("h1", "h2", "p"):
             body.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in rest[0]) + "</ul>")
         elif kind == "table":
             head, rows = rest
             body.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
@@ -45,7 +49,7 @@ def to_html(blocks: list) -> str:
                         f"{html.escape(rest[1])}</figcaption></figure>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
              "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
-             "padding:2px 8px;text-align:left}img{max-width:100%}")
+             "padding:2px 8px;text-align:left}img{max-width:100%}li{margin:.3em 0}")
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Scaling-law fit report"
             f"</title><style>{style}</style></head><body>\n" + "\n".join(body)
             + "\n</body></html>\n")

@@ -18,6 +18,7 @@ import numpy as np
 from analysis.backtest import Backtest
 from analysis.envelope import EnvelopeFit
 from analysis.errors import Unfit
+from analysis.headline import Headline
 from analysis.hparam_law import HparamFit, HparamLaw
 from analysis.isoflop import IsoflopFit
 from analysis.kaplan import KaplanFit
@@ -130,6 +131,9 @@ class FitResult:
     points: Points | None = None                  # the final points and curves fitted
     flops_per_token: Callable | None = None       # read off the table; None: 6N
     loss_frontiers: dict = field(default_factory=dict)   # isoflop/envelope -> L*(C) or None
+    n_bootstrap: int = 0                          # resamples asked for (the intervals' basis)
+    headline: tuple[Headline, ...] = ()           # one recommendation per target (headline.py)
+    warnings: tuple[str, ...] = ()                # sentences a reader needs (fit_warnings.py)
 
     @property
     def lr_law(self) -> HparamLaw:
@@ -172,7 +176,9 @@ class FitResult:
                "compute_optimal": [r.to_dict() for r in self.recommendations],
                "frontier_grid": {m: [r.to_dict() for r in rows]
                                  for m, rows in self.frontier_grid.items()},
-               "disagreement": self.disagreement.to_dict(), **self.hparams.to_dict()}
+               "disagreement": self.disagreement.to_dict(), **self.hparams.to_dict(),
+               "headline": [h.to_dict() for h in self.headline],
+               "warnings": list(self.warnings)}
         return to_plain(out)
 
     def summary(self) -> str:

@@ -42,19 +42,52 @@ def data_line(data) -> str:
             f"{data.n_budgets} budgets; excluded: {excluded}{hparams}")
 
 
+def forecast_text(f, digits: int) -> str:
+    """'3.775 vs 3.765 measured (+0.26%, held)' or 'not judged: why'."""
+    if not f.judged:
+        return f"not judged: {f.note}"
+    if f.error is None:
+        return f"MISSED: no finite forecast ({f.note})"
+    state = "held" if f.passed else f"MISSED, threshold {100 * f.threshold:.0f}%"
+    return (f"{fmt(f.predicted, digits)} vs {fmt(f.observed, digits)} measured "
+            f"({100 * f.error:+.{2 if f.quantity == 'loss' else 0}f}%, {state})")
+
+
 def backtest_lines(bt) -> list[str]:
-    """One line per held-out budget; with the planner's group, which runs were used."""
+    """Per held-out budget, every method's loss and N* forecasts against what was measured."""
     if not bt.fittable:
         return [f"back-test: not fittable: {bt.reason}"]
-    lines = [f"back-test at C = {fmt(b.held_out_flops)}: predicted {fmt(b.predicted_loss, 4)}, "
-             f"observed {fmt(b.observed_loss, 4)}, error {100 * b.rel_error:.2f}% -> "
-             + ("passed" if b.passed else f"FAILED (threshold {100 * bt.threshold:.0f}%)")
-             for b in bt.budgets]
-    if bt.held_out_by == BY_GROUP:
-        lines.append(f"  held out: the {len(bt.budgets)} budget(s) of the planner's held-out "
-                     f"group, fitted on the {bt.n_train_budgets} others; every other fit here "
-                     "uses every run")
+    how = ("the planner's held-out group" if bt.held_out_by == BY_GROUP
+           else "the largest budget (no held-out group)")
+    lines = [f"back-test: held out {how}; every method fitted on the {bt.n_train_budgets} "
+             f"other budgets (thresholds: loss {100 * bt.threshold:.0f}%, "
+             f"N* {100 * bt.params_threshold:.0f}%)"]
+    for b in bt.budgets:
+        runs = f"{b.n_held_out_runs} run{'s' if b.n_held_out_runs != 1 else ''}"
+        measured = (f"measured N* {fmt(b.observed_params)} from the {b.observed_params_from}"
+                    if b.observed_params is not None else b.observed_params_from)
+        lines.append(f"  at C = {fmt(b.held_out_flops)} ({runs}; {measured}):")
+        lines += [f"    {m:<10} loss {forecast_text(c.loss, 4)}; N* {forecast_text(c.params, 3)}"
+                  for m, c in b.checks.items()]
+    verdict = "passed" if bt.passed else "NOT passed"
+    lines.append(f"  -> {verdict} for the headline method ({bt.method}): both its forecasts "
+                 "must hold at every held-out budget")
     return lines
+
+
+def headline_lines(result) -> list[str]:
+    """The answer first: one recommendation per target, its verdict, then the warnings."""
+    if not result.headline:
+        return []
+    first = result.headline[0]
+    lines = [f"Recommendation ({first.method}: {first.why}):"]
+    lines += [f"  {h.sentence()} [{h.verdict}]" for h in result.headline]
+    if result.warnings:
+        lines.append("Warnings:")
+        lines += [f"  - {w}" for w in result.warnings]
+    else:
+        lines.append("Warnings: none.")
+    return lines + [""]
 
 
 def hparam_lines(result) -> list[str]:
@@ -88,7 +121,7 @@ def recommendation_lines(result) -> list[str]:
 
 def format_summary(result) -> str:
     """Data, fitted constants with 95% intervals, back-test, hparam laws, N*/D*/L* table."""
-    lines = [data_line(result.data)]
+    lines = headline_lines(result) + [data_line(result.data)]
     par = result.parametric
     if par.fittable:
         constants = par.law.params()

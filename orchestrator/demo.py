@@ -14,8 +14,6 @@ from pathlib import Path
 
 DEFAULT_RESULTS = "results/demo"
 REPORT_DIR = "_report"
-# Recommendations for the budgets after the study's largest: 3x, 10x and 100x it.
-TARGET_MULTIPLES = (3, 10, 100)
 
 
 def demo_spec_path() -> Path:
@@ -37,9 +35,11 @@ def run_study(plan, results_dir: str, *, progress: bool = True):
     return run_plan(plan, results_dir, progress=progress)
 
 
-def fit_and_report(results_dir: str, target_flops: list[float], *, n_bootstrap: int = 1000):
+def fit_and_report(results_dir: str, target_flops=(), *, n_bootstrap: int = 1000):
     """_report/ in the results folder: report.md, report.html, plots and fit.json (the
-    `scaling fit --json` contract); returns (FitResult, report paths)."""
+    `scaling fit --json` contract); returns (FitResult, report paths). target_flops: empty
+    for the default every command shares (analysis.recommend.default_targets: 3x, 10x and
+    100x the largest budget), so `scaling report` on these results says the same."""
     from analysis import fit
 
     result = fit(results_dir, n_bootstrap=n_bootstrap, target_flops=target_flops)
@@ -64,9 +64,7 @@ def main(args) -> int:
     print(f"scaling demo: {len(summary.completed)} trained, {len(summary.skipped)} reused, "
           f"{len(summary.diverged)} diverged, {len(summary.failed)} failed "
           f"({summary.wall_seconds:.0f} s)", flush=True)
-    targets = [budgets[-1] * m for m in TARGET_MULTIPLES]
-    result, paths = fit_and_report(results_dir, targets,
-                                   n_bootstrap=getattr(args, "bootstrap", 1000))
+    result, paths = fit_and_report(results_dir, n_bootstrap=getattr(args, "bootstrap", 1000))
     print(result.summary())
     print(f"report: {Path(paths['html']).resolve()}")
     print(f"scaling demo: done in {time.time() - start:.0f} s")

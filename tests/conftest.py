@@ -21,7 +21,8 @@ def token_cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def reference_data() -> Path:
     if not REFERENCE_DATA.is_dir():
-        pytest.skip(f"reference data not found at {REFERENCE_DATA}")
+        pytest.skip(f"reference data not found at {REFERENCE_DATA}; "
+                    "../shared/reference-data/README.md says where each file comes from")
     return REFERENCE_DATA
 
 

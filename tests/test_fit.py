@@ -114,8 +114,8 @@ def test_fit_result_is_typed_and_answers_questions(typed, result):
 
 def test_fit_rejects_bad_options():
     table = points_table(chinchilla_grid())
-    with pytest.raises(ValueError, match=r"law='kaplan': allowed forms: 'chinchilla'"):
-        fit(table, law="kaplan")
+    with pytest.raises(ValueError, match=r"law='nope': allowed forms: 'chinchilla'"):
+        fit(table, law="nope")
     with pytest.raises(ValueError, match=r"n_bootstrap=-1"):
         fit(table, n_bootstrap=-1)
     with pytest.raises(ValueError, match=r"target_flops"):
@@ -209,12 +209,16 @@ def test_cli_fit_writes_json_and_summary(tmp_path, capsys):
     src = tmp_path / "runs.csv"
     _write_csv(src, chinchilla_grid(noise=0.002))
     rc = _cli([str(src), "--bootstrap", "20", "--target-flops", "1e20", "--json",
-               str(tmp_path / "fit.json")])
+               str(tmp_path / "fit.json"), "--params-threshold", "0.4"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "isoflop: a = 0.45" in out and "1e+20  parametric" in out
+    assert out.startswith("Recommendation (") and "Warnings: none." in out
     data = json.loads((tmp_path / "fit.json").read_text())
     assert data["isoflop"]["a"] == pytest.approx(A_TRUE, abs=0.03)
+    assert data["backtest"]["params_threshold"] == 0.4 and data["warnings"] == []
+    [head] = data["headline"]
+    assert head["flops"] == 1e20 and head["method"] == data["backtest"]["method"]
 
 
 @pytest.mark.parametrize("argv_extra,needle", [

@@ -88,7 +88,8 @@ def test_single_budget_or_one_point_per_budget_is_not_fittable():
 
 def _read_csv(path: Path) -> list[dict]:
     if not path.exists():
-        pytest.skip(f"reference data absent: {path.name}")
+        pytest.skip(f"reference data absent: {path.name}; ../shared/reference-data/README.md "
+                    "says where each file comes from")
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
 

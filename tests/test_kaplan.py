@@ -57,7 +57,8 @@ def test_frontier_recovers_known_saturating_law():
 def test_frontier_matches_porian_on_their_optima(config, E_ref, A_ref, alpha_ref):
     path = REF / "porian2024_resolving" / "isoflop_optima.csv"
     if not path.exists():
-        pytest.skip("reference data absent: isoflop_optima.csv")
+        pytest.skip("reference data absent: isoflop_optima.csv; ../shared/reference-data/"
+                    "README.md says where each file comes from")
     with open(path, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["config_label"] == config
                 and r["dataset"] == "rw" and r["source_file"] == "data/summary_df.pickle.xz"]
@@ -83,5 +84,6 @@ def test_fit_kaplan_reports_each_piece():
     few = make_points([1e7, 2e7, 4e7], [1e9, 1e9, 1e9], [3.0, 2.9, 2.8], [6e16] * 3)
     out = fit_kaplan(few).to_dict()
     assert out["frontier"] == {"fittable": False,
-                               "reason": "1 budget(s); E + A C^-alpha has 3 parameters and needs 4"}
+                               "reason": "1 budget(s); E + A C^-alpha has 3 constants "
+                               "and needs 4 budgets"}
     assert out["L_of_D"]["fittable"] is False

@@ -170,7 +170,8 @@ def test_unknown_suffix_and_missing_path(tmp_path):
 
 def test_epoch_csv_loads_with_derived_tokens():
     if not EPOCH_CSV.exists():
-        pytest.skip("reference data absent")
+        pytest.skip(f"reference data absent: {EPOCH_CSV.name}; ../shared/reference-data/"
+                    "README.md says where each file comes from")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pts = load_points(EPOCH_CSV, params="Model Size", flops="Training FLOP", loss="loss")

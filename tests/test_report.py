@@ -73,11 +73,18 @@ def test_report_files_and_content(report):
     assert {"report.md", "report.html", "fit.json", "isoflop.png", "optimal.png",
             "parametric.png", "backtest.png"} <= names
     md = report.joinpath("report.md").read_text()
-    for heading in ("## Recommendation", "## IsoFLOP (Approach 2)", "## Back-test",
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings[:3] == ["## Recommendation", "## Warnings", "## Data"]   # the answer first
+    for heading in ("## IsoFLOP (Approach 2)", "## Back-test", "## How the intervals were made",
                     "## Training-curve envelope (Approach 1)", "## Exponents across approaches"):
         assert heading in md
     assert f"diverged trial(s) excluded: {DIVERGED_ID}" in md
-    assert "PASSED" in md or "EXCEEDS" in md
+    assert "PASSED for the headline method" in md
+    # What the intervals resample, how many times, and how often they cover a known truth.
+    assert "runs are resampled with replacement" in md and "30 times" in md
+    assert "within each budget" in md and "bench/coverage.py" in md
+    # 7 sizes per budget: the window (5) is what each parabola used.
+    assert "the 5 sizes nearest its lowest loss (window 5)" in md
     fit = json.loads(report.joinpath("fit.json").read_text())   # the `scaling fit --json` one
     assert fit["backtest"]["held_out_by"] == "largest budget (no held-out group in the table)"
     assert [b["held_out_flops"] for b in fit["backtest"]["budgets"]] == [1e18]
@@ -97,8 +104,8 @@ def test_failed_backtest_is_said_plainly():
     from analysis.report_render import to_markdown
     from test_isoflop import chinchilla_grid
 
-    # The largest budget's runs are 10% worse than the law the smaller ones pin: the back-test
-    # misses by 0.1 / 1.1 = 9.1%, and the report must say so up front.
+    # The largest budget's runs are 10% worse than the law the smaller ones pin: every loss
+    # forecast misses by 1/1.1 - 1 = -9.1%, and the report must say so up front.
     p = chinchilla_grid()
     rows = [result_row(f"r{i:015d}", float(c), n, d, float(loss * (1.1 if c == 1e19 else 1.0)),
                        1, True)
@@ -107,10 +114,14 @@ def test_failed_backtest_is_said_plainly():
              result_row("def", 1e19, 4e8, 1e6, float("nan"), 1, True, "diverged")]
     result = fit(rows_to_table(rows), n_bootstrap=0)
     md = to_markdown(build_blocks(result, {}))
-    assert md.count("9.09% at 1e+19 FLOPs EXCEEDS the 3% threshold") == 1
-    assert "WARNING: back-test error 9.09% at 1e+19 FLOPs exceeds the 3% threshold." in md
-    assert ("Held out the largest budget (1e+19 FLOPs, 9 runs; the table has no held-out group)"
-            in md)
+    warnings = md[md.index("## Warnings"):md.index("## Data")]
+    method = result.backtest.method
+    assert f"The back-test of the headline method ({method}) missed: " in warnings
+    assert "loss -9.09% at 1e+19 FLOPs (threshold 3%)" in warnings
+    assert f"NOT PASSED for the headline method ({method})" in md
+    assert "unreliable" in md[:md.index("## Warnings")]
+    assert ("Held out the largest budget, 1e+19 FLOPs (9 runs; the table has no held-out "
+            "group).") in md
     assert "2 diverged trial(s) excluded: abc, def." in md
 
 
