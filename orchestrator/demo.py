@@ -58,12 +58,13 @@ def main(args) -> int:
     held_out = sorted({t.budget_flops for t in plan.trials if t.group == HELD_OUT})
     print(f"scaling demo: {len(plan.trials)} trials over {len(budgets)} budgets "
           f"({', '.join(f'{b:.3g}' for b in budgets)} FLOPs; "
-          f"{', '.join(f'{b:.3g}' for b in held_out) or 'none'} held out of the back-test fit, "
-          f"every run in the headline fit) -> {results_dir}", flush=True)
+          f"{', '.join(f'{b:.3g}' for b in held_out) or 'none'} held out for the back-test) -> {results_dir}", flush=True)
     summary = run_study(plan, results_dir, progress=getattr(args, "progress", True))
     print(f"scaling demo: {len(summary.completed)} trained, {len(summary.skipped)} reused, "
           f"{len(summary.diverged)} diverged, {len(summary.failed)} failed "
           f"({summary.wall_seconds:.0f} s)", flush=True)
+    for failure in summary.failures:  # "failed: <trial_id>: <one-line reason> (log: <path>)"
+        print(f"  {failure}", flush=True)
     result, paths = fit_and_report(results_dir, n_bootstrap=getattr(args, "bootstrap", 1000))
     print(result.summary())
     print(f"report: {Path(paths['html']).resolve()}")
