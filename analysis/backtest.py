@@ -36,7 +36,7 @@ from analysis.errors import NotFittable, Unfit
 from analysis.forecast import (DEFAULT_PARAMS_THRESHOLD, DEFAULT_THRESHOLD, Forecast,
                                MethodCheck, method_summary, not_judged, rank)
 from analysis.isoflop import fit_budget, fit_isoflop
-from analysis.parametric import PARAM_NAMES, fit_parametric
+from analysis.law_forms import DEFAULT_FORM, LawForm, law_form
 from analysis.points import Points, final_rows
 from analysis.recommend import METHODS, frontier_or_reason
 from analysis.schema import HELD_OUT
@@ -123,6 +123,7 @@ class Backtest:
     threshold: float                     # loss
     n_train_budgets: int
     law: object | None                   # the parametric law fitted without the held-out runs
+    form: LawForm                        # its form (its constants name "parametric_fit")
     params_threshold: float = DEFAULT_PARAMS_THRESHOLD
     headline_method: str = ""            # the fit's headline method; "" -> the best ranked
     fittable: ClassVar[bool] = True
@@ -163,7 +164,8 @@ class Backtest:
                "threshold": self.threshold, "params_threshold": self.params_threshold,
                "n_train_budgets": self.n_train_budgets,
                "n_held_out_runs": top["n_held_out_runs"], "observed_loss": top["observed_loss"],
-               "parametric_fit": {k: law[k] for k in PARAM_NAMES if k in law}}
+               "parametric_fit": {**({"law": self.form.name} if law else {}),
+                                  **{k: law[k] for k in self.form.constants if k in law}}}
         out.update({k: v for k, v in top.items() if k not in out and k != "methods"})
         out["passed"] = self.passed
         out["method"] = self.method
@@ -228,9 +230,12 @@ class _Fitted:
 def run_backtest(points: Points, curves: Points | None = None, *,
                  threshold: float = DEFAULT_THRESHOLD,
                  params_threshold: float = DEFAULT_PARAMS_THRESHOLD, window: int = 5,
-                 parametric_fit=fit_parametric) -> Backtest:
+                 form: LawForm | None = None) -> Backtest:
     """Fit every method without the held-out runs (curves: every evaluation, for the
-    envelope), judge each held-out budget; NotFittable when fewer than 2 budgets are left."""
+    envelope), judge each held-out budget; NotFittable when fewer than 2 budgets are left.
+    form: the parametric law form (chinchilla when None); one needing unique tokens reads
+    them from points.unique."""
+    form = form or law_form(DEFAULT_FORM)
     rows = final_rows(points)
     fit_rows, test_rows, held_out_by = held_out_split(points, rows, window)
     budget = np.asarray(points.budget, float)
@@ -241,28 +246,31 @@ def run_backtest(points: Points, curves: Points | None = None, *,
     train_curves = None
     if curves is not None:
         train_curves = curves.select(~np.isin(np.asarray(curves.run), held_runs))
-    fitted = _fit_without(points.select(fit_rows), train_curves, which, parametric_fit,
+    fitted = _fit_without(points.select(fit_rows), train_curves, which, form,
                           window, flops_per_token_model(points))
     checks = tuple(_judge(points, test_rows[budget[test_rows] == b], float(b), fitted,
                           (threshold, params_threshold), window)
                    for b in np.unique(budget[test_rows]))
-    return Backtest(checks, held_out_by, threshold, n_train, fitted.law, params_threshold)
+    return Backtest(checks, held_out_by, threshold, n_train, fitted.law, form, params_threshold)
 
 
-def _fit_without(train: Points, train_curves, which: str, parametric_fit, window: int,
+def _fit_without(train: Points, train_curves, which: str, form: LawForm, window: int,
                  fpt) -> _Fitted:
     law, law_why, broken = None, "", False
     try:
-        law = parametric_fit(train.params, train.tokens, train.loss)
+        law = form.fit(train.params, train.tokens, train.loss, train.unique)
     except (NotFittable, ValueError) as exc:
         law_why = f"parametric on the {which}: {exc}"
-    if law is not None:
-        bad = {k: v for k, v in law.params().items() if k in PARAM_NAMES and not np.isfinite(v)}
+    if law is not None:   # R_D* = inf is a meaning (no repeats), not an overflow
+        bad = {k: v for k, v in law.params().items() if k in form.constants
+               and not np.isfinite(v) and not (k in form.may_be_infinite and v == np.inf)}
         if bad:   # e.g. alpha ran off to ~100 and A overflowed: these budgets pin no law
             broken = True
+            constants = law.params()
+            finite = {k: constants[k] for k in form.constants if k not in bad}
             law_why = (f"the parametric fit on the {which} is degenerate "
                        f"({', '.join(f'{k} = {v}' for k, v in bad.items())}, "
-                       f"alpha = {law.params().get('alpha', float('nan')):.3g})")
+                       f"{', '.join(f'{k} = {v:.3g}' for k, v in finite.items())})")
     iso = _attempt(lambda: fit_isoflop(train, window=window), f"isoflop on the {which}")
     env = Unfit("no training curves")
     if train_curves is not None and has_curves(train_curves):
@@ -291,7 +299,8 @@ def _judge(points, rows, held: float, fitted: _Fitted, thresholds, window: int) 
         n_obs = None
         n_how = "no N* measured: " + (vertex.reason or "the minimum is at the grid's edge")
         vertex_loss, vertex_how = observed, "the lowest measured loss (no interior vertex)"
-    par, optimal_loss = _parametric(fitted, N, D, held, observed, n_obs, thresholds)
+    U = None if points.unique is None else np.asarray(points.unique, float)[rows]
+    par, optimal_loss = _parametric(fitted, (N, D, U), held, observed, n_obs, thresholds)
     checks = {"parametric": par,
               "isoflop": _power_law("isoflop", fitted.iso, fitted.iso_frontier,
                                     fitted.iso_frontier_why, held, (vertex_loss, vertex_how),
@@ -305,7 +314,7 @@ def _judge(points, rows, held: float, fitted: _Fitted, thresholds, window: int) 
     return BudgetCheck(held, int(len(rows)), observed, n_obs, n_how, optimal_loss, checks)
 
 
-def _parametric(fitted: _Fitted, N, D, held, observed, n_obs, thresholds):
+def _parametric(fitted: _Fitted, NDU, held, observed, n_obs, thresholds):
     """(MethodCheck, the law's L* at C or None)."""
     t_loss, t_params = thresholds
     law = fitted.law
@@ -313,7 +322,7 @@ def _parametric(fitted: _Fitted, N, D, held, observed, n_obs, thresholds):
         why, broken = fitted.law_why, fitted.law_broken
         return MethodCheck("parametric", Forecast("loss", None, observed, t_loss, why, broken),
                            Forecast("params", None, n_obs, t_params, why, broken)), None
-    predicted = float(np.min(law.predict(N, D)))
+    predicted = float(np.min(law.predict(*NDU)))
     loss = Forecast("loss", predicted, observed, t_loss,
                     "lowest predicted loss over the held-out runs' (N, D) vs the lowest measured")
     try:

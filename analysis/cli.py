@@ -1,4 +1,5 @@
-"""`scaling fit` and `scaling report`: argparse over `analysis.fit`, mounted by the main CLI.
+"""`scaling fit`, `scaling report` and `scaling predict`: argparse over `analysis.fit` and
+`analysis.predict`, mounted by the main CLI.
 
 Bad input (a missing file or column, an unreadable table, a bad flag value) prints one line
 on stderr naming the problem and returns 2; no traceback reaches the user.
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from analysis.errors import NotFittable
 from analysis.forecast import DEFAULT_PARAMS_THRESHOLD
+from analysis.law_forms import FORMS
 from analysis.load import SkippedFileWarning
 from analysis.pipeline import fit
 
@@ -57,8 +59,12 @@ def _add_source_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples of runs for the intervals (0: none)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--law", default="chinchilla",
-                   help="parametric law form (default: chinchilla, E + A/N^alpha + B/D^beta)")
+    p.add_argument("--law", default="chinchilla", metavar="NAME|auto",
+                   help=f"parametric law form, one of {', '.join(FORMS)}, or auto: the form "
+                        "that best predicts the largest-compute runs from the others "
+                        "(default: chinchilla, E + A/N^alpha + B/D^beta)")
+    p.add_argument("--unique-tokens", metavar="COL",
+                   help="unique-tokens column U (tokens / epochs), for data_constrained")
     p.add_argument("--sweep", metavar="NAME",
                    help="use only the rows of this sweep (needed when the source holds several)")
     p.add_argument("--params-threshold", type=_fraction, default=DEFAULT_PARAMS_THRESHOLD,
@@ -97,7 +103,8 @@ def fit_args(args):
                      flops_convention=args.flops_convention, sweep=args.sweep,
                      n_bootstrap=args.bootstrap, target_flops=args.target_flops, law=args.law,
                      seed=args.seed, on_corrupt="skip" if args.skip_corrupt else "raise",
-                     params_threshold=args.params_threshold)
+                     params_threshold=args.params_threshold,
+                     unique_tokens=args.unique_tokens)
     for w in seen:
         if issubclass(w.category, SkippedFileWarning):
             print(f"scaling {getattr(args, 'command', 'fit')}: warning: {w.message}",
@@ -140,4 +147,41 @@ def _run_report(args) -> int:
     print(result.summary())
     n_plots = len([p for p in paths.values() if p.suffix == ".png"])
     print(f"wrote {paths['markdown']} and {paths['html']} ({n_plots} plots)")
+    return 0
+
+
+def add_predict_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("predict", help="the loss a fitted law predicts at given points")
+    p.add_argument("fit_json", metavar="FIT_JSON", help="a `scaling fit --json` file (fit.json)")
+    p.add_argument("points", metavar="POINTS", help="CSV or Parquet table of points")
+    p.add_argument("--params", default="params", help="parameter-count column (default: params)")
+    p.add_argument("--tokens", default="tokens", help="training-tokens column (default: tokens)")
+    p.add_argument("--flops", default="flops",
+                   help="training-FLOPs column; with tokens but no params N = C/(6D), with "
+                        "params but no tokens D = C/(6N) (default: flops)")
+    p.add_argument("--unique-tokens", metavar="COL",
+                   help="unique-tokens column, for a data_constrained fit (default: "
+                        "unique_tokens)")
+    p.add_argument("--out", required=True, metavar="OUT",
+                   help="the points with predicted_loss (and _lo/_hi): .csv or .parquet")
+    p.set_defaults(func=run_predict)
+    return p
+
+
+def run_predict(args) -> int:
+    return _guard(_run_predict, args, "predict")
+
+
+def _run_predict(args) -> int:
+    from analysis.predict import predict_table, write_table
+
+    try:
+        fitted = json.loads(Path(args.fit_json).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{args.fit_json}: not a fit JSON ({exc})") from None
+    table = predict_table(fitted, args.points, params=args.params, tokens=args.tokens,
+                          flops=args.flops, unique_tokens=args.unique_tokens)
+    write_table(table, args.out)
+    bounds = " with its 95% interval" if "predicted_loss_lo" in table.column_names else ""
+    print(f"wrote {args.out}: predicted_loss{bounds} for {table.num_rows} points")
     return 0

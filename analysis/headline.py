@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from analysis.law_forms import DEFAULT_FORM, FORMS
 from analysis.recommend import METHODS
 
 CONFIDENT_SPAN = 4.0           # N* interval hi / lo
@@ -59,12 +60,14 @@ def degenerate(result: dict) -> list[str]:
     par = result.get("parametric", {})
     if not par.get("fittable"):
         return []
-    out = [f"{k} not finite" for k in ("E", "A", "B", "alpha", "beta")
-           if k in par and par[k] is None]
-    if par.get("E") is not None and par["E"] < MIN_E:
-        out.append(f"E = {fmt(par['E'])} nats/token, no loss floor")
-    out += [f"{k} = {fmt(par[k])} where published fits give 0.3-0.6" for k in ("alpha", "beta")
-            if par.get(k) is not None and par[k] > MAX_EXPONENT]
+    form = FORMS.get(par.get("law") or DEFAULT_FORM, FORMS[DEFAULT_FORM])
+    out = [f"{k} not finite" for k in form.constants
+           if k in par and par[k] is None and k not in form.may_be_infinite]
+    floor = form.loss_floor   # Farseer's E is an exponent's constant, not a floor
+    if floor and par.get(floor) is not None and par[floor] < MIN_E:
+        out.append(f"{floor} = {fmt(par[floor])} nats/token, no loss floor")
+    out += [f"{k} = {fmt(par[k])} where published fits give 0.3-0.6"
+            for k in form.term_exponents if par.get(k) is not None and par[k] > MAX_EXPONENT]
     return out
 
 

@@ -94,8 +94,13 @@ class ParametricResult:
         return self.form.exponents(self.law)[1]
 
     def to_dict(self) -> dict:
+        """The law's constants, a, b, ci95 and "samples": every finite bootstrap row (the
+        form's constants in order), what `scaling predict` takes its intervals from."""
+        samples = ([] if self.samples is None
+                   else self.form.finite_samples(self.samples).tolist())
         return {"fittable": True, "law": self.form.name, **self.law.params(), "a": self.a,
-                "b": self.b, "ci95": {k: list(v) for k, v in self.ci95.items()}}
+                "b": self.b, "ci95": {k: list(v) for k, v in self.ci95.items()},
+                "samples": samples}
 
 
 def fit_law(form: Form, N, D, L, runs, *, n_bootstrap: int, seed: int,

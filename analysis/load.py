@@ -184,7 +184,8 @@ def convention_columns(params: str, flops: str, param_convention: str,
 def load_points(source, *, params: str = "params", tokens: str = "tokens", flops: str = "flops",
                 loss: str = "val_loss", run: str = "trial_id", budget: str = "budget_flops",
                 param_convention: str = "total", flops_convention: str = "exact",
-                curves: bool = False, on_corrupt: str = "raise") -> Points:
+                curves: bool = False, on_corrupt: str = "raise",
+                unique_tokens: str | None = None) -> Points:
     """Fit-ready points from any source load_table reads.
 
     param_convention "total" | "non_embedding" and flops_convention "exact" | "6n" pick our
@@ -192,7 +193,8 @@ def load_points(source, *, params: str = "params", tokens: str = "tokens", flops
     are left at their defaults. curves=False keeps each run's final row (rows with final True
     where the column exists, else every row); curves=True keeps every evaluation. Rows with
     status failed/diverged (with curves, every row of such a run) and rows whose loss, params,
-    tokens or FLOPs are not finite and > 0 are dropped and counted in `excluded`."""
+    tokens or FLOPs are not finite and > 0 are dropped and counted in `excluded`.
+    unique_tokens: the column of unique tokens U (tokens / epochs), for laws that need it."""
     params, flops = convention_columns(params, flops, param_convention, flops_convention)
     name = "table" if isinstance(source, pa.Table) else str(source)
     table = load_table(source, on_corrupt=on_corrupt)
@@ -203,6 +205,8 @@ def load_points(source, *, params: str = "params", tokens: str = "tokens", flops
         if table.num_rows == 0:
             raise ValueError(f"{name}: no row has final == True; pass curves=True for curves")
     values, derived = _numeric_columns(table, name, params, tokens, flops, loss)
+    if unique_tokens is not None:
+        values["unique"] = _float_column(table, unique_tokens, name)
     runs, sweep = _run_ids(table, run)
     keep, excluded = _keep_mask(table, values, runs, curves)
     if not keep.any():
@@ -215,7 +219,8 @@ def load_points(source, *, params: str = "params", tokens: str = "tokens", flops
                   flops=values["flops"][keep], loss=values["loss"][keep], run=runs[keep],
                   budget=budget_values, final=final[keep], excluded=excluded, source=name,
                   sweep=None if sweep is None else sweep[keep], derived=tuple(derived),
-                  group=None if group is None else group[keep])
+                  group=None if group is None else group[keep],
+                  unique=values["unique"][keep] if "unique" in values else None)
 
 
 def _group(table) -> np.ndarray | None:
@@ -228,18 +233,25 @@ def _group(table) -> np.ndarray | None:
 
 
 def _numeric_columns(table, name, params, tokens, flops, loss):
-    """N, D, C, L as float arrays; D or C from C = 6 N D when its column is absent."""
+    """N, D, C, L as float arrays; N, D or C from C = 6 N D when its column is absent (N only
+    when both D and C are there, e.g. Llama 3's table of budgets and token counts, and only
+    under the default params column name: a named column that is absent is a typo)."""
     have = table.column_names
     if tokens not in have and flops not in have:
         raise ValueError(f"{name}: neither tokens column {tokens!r} nor flops column {flops!r} "
                          f"found; columns are {have}")
-    values = {"loss": _float_column(table, loss, name),
-              "params": _float_column(table, params, name)}
+    values = {"loss": _float_column(table, loss, name)}
     derived = []
     if tokens in have:
         values["tokens"] = _float_column(table, tokens, name)
     if flops in have:
         values["flops"] = _float_column(table, flops, name)
+    if (params not in have and params in PARAM_COLUMNS.values() and tokens in have
+            and flops in have):
+        values["params"] = values["flops"] / (6.0 * values["tokens"])
+        derived.append(f"params = {flops} / (6 {tokens})")
+    else:
+        values["params"] = _float_column(table, params, name)
     if tokens not in have:   # Epoch's Chinchilla data: D = C / (6 N)
         values["tokens"] = values["flops"] / (6.0 * values["params"])
         derived.append(f"tokens = {flops} / (6 {params})")
@@ -275,7 +287,8 @@ def _keep_mask(table, values, runs, curves):
                 bad = np.isin(codes, np.unique(codes[bad]))
             excluded[reason] = int((bad & keep).sum())
             keep &= ~bad
-    stacked = np.vstack([values[k] for k in ("loss", "params", "tokens", "flops")])
+    stacked = np.vstack([values[k] for k in ("loss", "params", "tokens", "flops", "unique")
+                         if k in values])
     finite = np.isfinite(stacked).all(axis=0)
     excluded["non-finite"] = int((keep & ~finite).sum())
     keep &= finite

@@ -29,6 +29,7 @@ from analysis.headline import choose_method, headline
 from analysis.hparams import fit_hparams, split_kinds
 from analysis.isoflop import fit_isoflop
 from analysis.kaplan import KaplanFit, fit_kaplan
+from analysis.law_choice import AUTO, LawChoice, check_law, choose_law, given
 from analysis.law_forms import LawForm, fit_law, law_form
 from analysis.load import (MixedSweepsWarning, convention_columns, load_points, load_table,
                            table_sweeps)
@@ -43,7 +44,7 @@ NO_SCALING = "no scaling rows to fit (kind 'scaling', final, status ok, finite p
 
 @dataclass(frozen=True)
 class FitOptions:
-    form: LawForm
+    form: LawForm | None          # None: chosen by extrapolation (law="auto")
     target_flops: tuple[float, ...]
     n_bootstrap: int
     seed: int
@@ -57,14 +58,19 @@ def fit(source, *, params: str = "params", tokens: str = "tokens", flops: str = 
         param_convention: str = "total", flops_convention: str = "exact", sweep: str | None = None,
         n_bootstrap: int = 1000, target_flops=(), law: str = "chinchilla", seed: int = 0,
         window: int = 5, on_corrupt: str = "raise",
-        params_threshold: float = DEFAULT_PARAMS_THRESHOLD) -> FitResult:
+        params_threshold: float = DEFAULT_PARAMS_THRESHOLD,
+        unique_tokens: str | None = None) -> FitResult:
     """Fit every method to a results dir, a Parquet / Arrow / CSV file or a pyarrow Table.
 
     Column names default to our row schema; param_convention "total" | "non_embedding" and
     flops_convention "exact" | "6n" pick its columns. sweep: the sweep to fit when the source
     holds several (refused otherwise). target_flops: budgets to recommend (N*, D*, L*) for
     (default: 3x, 10x and 100x the largest budget). n_bootstrap: run resamples for the
-    intervals (0: none). window: points per IsoFLOP / hyperparameter parabola. on_corrupt:
+    intervals (0: none). law: a form of analysis.law_forms.FORMS, or "auto" to choose by
+    extrapolation (analysis/law_choice.py). unique_tokens: the column of unique tokens U, for
+    forms that need it (data_constrained). A table with tokens and flops but no params column
+    gets N = C / (6 D), said in the data section's "derived". window: points per IsoFLOP /
+    hyperparameter parabola. on_corrupt:
     "raise" | "skip" (unreadable Parquet files of a results dir; a skipped one is a
     SkippedFileWarning). params_threshold: the back-test's largest N* miss, relative (0.25).
 
@@ -77,15 +83,17 @@ def fit(source, *, params: str = "params", tokens: str = "tokens", flops: str = 
     if not 0 < params_threshold < math.inf:
         raise ValueError(f"params_threshold={params_threshold}: must be a fraction > 0 "
                          "(0.25 = a 25% N* miss)")
-    options = FitOptions(law_form(law), check_targets(target_flops), n_bootstrap, seed, window,
-                         params_threshold=params_threshold)
+    check_law(law, unique_tokens)
+    options = FitOptions(None if law == AUTO else law_form(law), check_targets(target_flops),
+                         n_bootstrap, seed, window, params_threshold=params_threshold)
     n_column, c_column = convention_columns(params, flops, param_convention, flops_convention)
     name = "table" if isinstance(source, pa.Table) else str(source)
     table = read_source(source, name, sweep=sweep, on_corrupt=on_corrupt)
     points, curves = scaling_points(table, name, params=params, tokens=tokens, flops=flops,
                                     loss=loss, run=run, budget=budget,
                                     param_convention=param_convention,
-                                    flops_convention=flops_convention)
+                                    flops_convention=flops_convention,
+                                    unique_tokens=unique_tokens)
     with quiet_numerics():
         hparams = fit_hparams(table, params=n_column, loss=loss, window=window,
                               n_bootstrap=n_bootstrap, seed=seed)
@@ -155,9 +163,12 @@ def assemble(points, curves, table, hparams, options: FitOptions, name: str) -> 
     targets = options.target_flops or default_targets(budgets)
     fpt = flops_per_token_model(points)
     N, D, L = (np.asarray(v, float)[rows] for v in (points.params, points.tokens, points.loss))
-    sections = {"parametric": fit_law(options.form, N, D, L, np.asarray(points.run)[rows],
+    U = None if points.unique is None else np.asarray(points.unique, float)[rows]
+    form, choice = ((options.form, given(options.form)) if options.form is not None
+                    else choose_law(points))
+    sections = {"parametric": fit_law(form, N, D, L, np.asarray(points.run)[rows],
                                       n_bootstrap=options.n_bootstrap, seed=options.seed,
-                                      flops_per_token=fpt),
+                                      flops_per_token=fpt, U=U),
                 "isoflop": _attempt(lambda: fit_isoflop(points, window=options.window,
                                                         n_bootstrap=options.n_bootstrap,
                                                         seed=options.seed)),
@@ -165,12 +176,13 @@ def assemble(points, curves, table, hparams, options: FitOptions, name: str) -> 
     backtest = _attempt(lambda: run_backtest(points, curves, threshold=options.threshold,
                                              params_threshold=options.params_threshold,
                                              window=options.window,
-                                             parametric_fit=options.form.fit))
+                                             form=form))
     frontiers = {m: loss_frontier(m, sections[m]) for m in ("isoflop", "envelope")}
     data = DataSummary(name, int(len(points.loss)), int(len(rows)),
                        int(len(np.unique(np.asarray(points.run)[rows]))),
                        tuple(float(b) for b in budgets), dict(points.excluded),
-                       excluded_trials(table), bool(has_curves(curves)), hparams.n_trials)
+                       excluded_trials(table), bool(has_curves(curves)), hparams.n_trials,
+                       tuple(points.derived))
     result = FitResult(data, **sections, kaplan=fit_kaplan(points), backtest=backtest,
                        hparams=hparams,
                        recommendations=recommend(sections, frontiers, targets, fpt),
@@ -178,7 +190,7 @@ def assemble(points, curves, table, hparams, options: FitOptions, name: str) -> 
                                                    band_grid(budgets, targets), fpt),
                        disagreement=compare_exponents(sections), target_flops=tuple(targets),
                        points=points, flops_per_token=fpt, loss_frontiers=frontiers,
-                       n_bootstrap=options.n_bootstrap)
+                       n_bootstrap=options.n_bootstrap, law=choice)
     return with_headline(result, options.window)
 
 
@@ -210,7 +222,8 @@ def no_scaling(table, hparams, options: FitOptions, name: str) -> FitResult:
                      recommendations=recommend(sections, {}, options.target_flops, None),
                      frontier_grid={m: () for m in METHODS},
                      disagreement=compare_exponents(sections),
-                     target_flops=options.target_flops)
+                     target_flops=options.target_flops,
+                     law=LawChoice(options.form.name if options.form else "", NO_SCALING))
 
 
 def excluded_trials(table) -> dict:

@@ -29,6 +29,7 @@ class Points:
     sweep: np.ndarray | None = None   # sweep name per row, where the table has one
     derived: tuple = ()               # columns computed rather than read, e.g. "tokens = C/(6N)"
     group: np.ndarray | None = None   # the planner's group per row ("" or "held_out"), if any
+    unique: np.ndarray | None = None  # U, unique training tokens (tokens / epochs), if given
 
     def __len__(self) -> int:
         return len(self.loss)
@@ -36,7 +37,7 @@ class Points:
     def select(self, rows) -> "Points":
         """The rows picked by a boolean mask or an index array (same metadata)."""
         take = {k: np.asarray(getattr(self, k))[rows] for k in ROW_ARRAYS}
-        for optional in ("sweep", "group"):
+        for optional in ("sweep", "group", "unique"):
             if getattr(self, optional) is not None:
                 take[optional] = getattr(self, optional)[rows]
         return replace(self, **take)

@@ -53,6 +53,8 @@ def data_blocks(result) -> list:
         f"{d.n_final_points} final points from {d.n_runs} runs over {d.n_budgets} "
         f"budgets{span}; source {d.source or 'in memory'}; training curves: "
         f"{fmt(d.training_curves)}{hp}."))]
+    if d.derived:
+        blocks.append(("p", f"Derived, not read: {'; '.join(d.derived)} (C = 6ND)."))
     if d.excluded:
         blocks.append(("table", ["excluded because", "rows"],
                        [[k, str(v)] for k, v in sorted(d.excluded.items())]))
@@ -75,8 +77,20 @@ def parametric_blocks(result) -> list:
                      _span_note(par.ci95.get(k))] for k in (*par.form.constants, "a", "b")]))
     blocks.append(("p", f"{constants.get('n_points')} points, summed Huber "
                         f"{fmt(constants.get('objective'))}, converged: "
-                        f"{fmt(constants.get('converged'))}."))
-    return blocks
+                        f"{fmt(constants.get('converged'))}. Form: {par.form.citation}."))
+    return blocks + law_choice_blocks(result.law)
+
+
+def law_choice_blocks(choice) -> list:
+    """The forms side by side on the held-out slice, when the form was chosen (--law auto)."""
+    if choice is None or not choice.candidates:
+        return []
+    rows = [[c.name + (" (chosen)" if c.name == choice.name else ""),
+             "" if c.held_out_rel_error is None else f"{100 * c.held_out_rel_error:.2f}%",
+             fmt(c.r2, 3) if c.r2 is not None else "", c.skipped or ""]
+            for c in choice.candidates]
+    return [("p", f"Law form chosen by {choice.chosen_by}:"),
+            ("table", ["form", "held-out mean |rel. error|", "held-out R^2", "skipped"], rows)]
 
 
 def isoflop_blocks(result) -> list:

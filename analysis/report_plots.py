@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
+from analysis.law_forms import DEFAULT_FORM, law_form, law_from_dict  # noqa: E402
 from analysis.points import final_rows  # noqa: E402
 
 METHOD_COLORS = {"parametric": "tab:blue", "isoflop": "tab:orange", "envelope": "tab:green"}
@@ -109,14 +110,15 @@ def plot_optimal(result: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _num(value) -> float:
-    """A JSON number, or NaN for null (a degenerate fit writes NaN and inf as null)."""
-    return float("nan") if value is None else float(value)
-
-
 def _law(p: dict):
-    E, A, B, alpha, beta = (_num(p.get(k)) for k in ("E", "A", "B", "alpha", "beta"))
-    return lambda n, d: E + A / n ** alpha + B / d ** beta
+    """The fitted law a JSON section describes (its "law" names the form), as L(N, D[, U]);
+    a constant written as null (not finite) predicts NaN."""
+    law = law_from_dict(p)
+    return lambda n, d, u=None: np.asarray(law.predict(n, d, u), float)
+
+
+def _unique(points):
+    return None if points.unique is None else np.asarray(points.unique, float)[final_rows(points)]
 
 
 def plot_parametric(result: dict, points, path: Path) -> Path | None:
@@ -125,7 +127,7 @@ def plot_parametric(result: dict, points, path: Path) -> Path | None:
     if not par.get("fittable"):
         return None
     N, D, L, C = _arrays(points)
-    pred = _law(par)(N, D)
+    pred = _law(par)(N, D, _unique(points))
     resid = (L - pred) / pred
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     sc = axes[0].scatter(pred, L, c=np.log10(C), s=12, cmap="viridis")
@@ -158,13 +160,18 @@ def plot_backtest(result: dict, points, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _needs_unique(p: dict) -> bool:
+    """A law of unique tokens too: no curve along a budget's N grid, which has no U."""
+    return bool(law_form(p.get("law") or DEFAULT_FORM).required_columns)
+
+
 def _backtest_panel(ax, b: dict, arrays, law_constants: dict) -> None:
     N, D, L, C = arrays
     g = C == b["held_out_flops"]
     order = np.argsort(N[g])
     n, d, loss = N[g][order], D[g][order], L[g][order]
     ax.scatter(n, loss, color="k", s=22, zorder=3, label="held-out runs (measured)")
-    if law_constants and len(n) > 1:
+    if law_constants and len(n) > 1 and not _needs_unique(law_constants):
         grid = np.logspace(np.log10(n[0]), np.log10(n[-1]), 60)
         d_grid = np.exp(np.interp(np.log(grid), np.log(n), np.log(d)))   # along the budget
         ax.plot(grid, _law(law_constants)(grid, d_grid), color=METHOD_COLORS["parametric"],

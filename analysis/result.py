@@ -22,8 +22,10 @@ from analysis.headline import Headline
 from analysis.hparam_law import HparamFit, HparamLaw
 from analysis.isoflop import IsoflopFit
 from analysis.kaplan import KaplanFit
+from analysis.law_choice import LawChoice
 from analysis.law_forms import ParametricResult
 from analysis.points import Points
+from analysis.predict import predict_loss
 from analysis.recommend import METHODS, Recommendation, check_targets, recommend
 
 EXPONENT_NAMES = ("a", "b")
@@ -57,6 +59,7 @@ class DataSummary:
     excluded_trials: dict        # status ("diverged", "failed") -> trial ids
     training_curves: bool
     n_hparam_trials: int = 0
+    derived: tuple[str, ...] = ()   # columns computed, e.g. "params = flops / (6 tokens)"
 
     @property
     def n_budgets(self) -> int:
@@ -67,7 +70,8 @@ class DataSummary:
                 "n_final_points": self.n_final_points, "n_runs": self.n_runs,
                 "n_budgets": self.n_budgets, "budgets": list(self.budgets),
                 "excluded": dict(self.excluded), "excluded_trials": dict(self.excluded_trials),
-                "training_curves": self.training_curves, "n_hparam_trials": self.n_hparam_trials}
+                "training_curves": self.training_curves, "n_hparam_trials": self.n_hparam_trials,
+                "derived": list(self.derived)}
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,7 @@ class FitResult:
     n_bootstrap: int = 0                          # resamples asked for (the intervals' basis)
     headline: tuple[Headline, ...] = ()           # one recommendation per target (headline.py)
     warnings: tuple[str, ...] = ()                # sentences a reader needs (fit_warnings.py)
+    law: LawChoice | None = None                  # the parametric form and how it was chosen
 
     @property
     def lr_law(self) -> HparamLaw:
@@ -148,12 +153,16 @@ class FitResult:
         """method -> its fit (or Unfit), in METHODS order."""
         return {m: getattr(self, m) for m in METHODS}
 
-    def predict(self, N, D) -> np.ndarray:
-        """Loss (nats/token) of the parametric law at N parameters and D tokens."""
-        if not self.parametric.fittable:
-            raise ValueError(f"parametric: not fittable ({self.parametric.reason}); predict "
+    def predict(self, N, D, U=None, *, interval: bool = False):
+        """Loss (nats/token) of the parametric law at N parameters and D tokens (U unique
+        tokens, for a law that needs them); interval=True: (loss, lo, hi), the bootstrap's
+        95% (lo, hi None without one). `scaling predict` computes the same from fit.json."""
+        par = self.parametric
+        if not par.fittable:
+            raise ValueError(f"parametric: not fittable ({par.reason}); predict "
                              "needs the parametric law")
-        return np.asarray(self.parametric.law.predict(N, D), dtype=float)
+        samples = None if par.samples is None else par.form.finite_samples(par.samples)
+        return predict_loss(par.law, par.form, samples, N, D, U, interval=interval)
 
     def compute_optimal(self, C, method: str | None = None):
         """Recommendations at C FLOPs (a number or a sequence), every method's rows as in
@@ -179,6 +188,8 @@ class FitResult:
                "disagreement": self.disagreement.to_dict(), **self.hparams.to_dict(),
                "headline": [h.to_dict() for h in self.headline],
                "warnings": list(self.warnings)}
+        if self.law is not None:
+            out["law"] = self.law.to_dict()
         return to_plain(out)
 
     def summary(self) -> str:

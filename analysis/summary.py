@@ -38,8 +38,9 @@ def _method_line(name: str, section) -> str:
 def data_line(data) -> str:
     excluded = ", ".join(f"{k} {v}" for k, v in sorted(data.excluded.items())) or "none"
     hparams = f"; {data.n_hparam_trials} hparam trials" if data.n_hparam_trials else ""
+    derived = f"; derived: {', '.join(data.derived)}" if data.derived else ""
     return (f"{data.source}: {data.n_final_points} points, {data.n_runs} runs, "
-            f"{data.n_budgets} budgets; excluded: {excluded}{hparams}")
+            f"{data.n_budgets} budgets; excluded: {excluded}{hparams}{derived}")
 
 
 def forecast_text(f, digits: int) -> str:
@@ -119,9 +120,19 @@ def recommendation_lines(result) -> list[str]:
     return lines
 
 
+def law_lines(choice) -> list[str]:
+    """'law: farseer, chosen by ...' and each form's held-out error (auto only)."""
+    if choice is None or not choice.candidates:
+        return []
+    scores = [f"{c.name} {100 * c.held_out_rel_error:.2f}% (R^2 {fmt(c.r2, 3)})"
+              if c.skipped is None else f"{c.name} skipped: {c.skipped}"
+              for c in choice.candidates]
+    return [f"law: {choice.name}, chosen by {choice.chosen_by}"] + [f"  {s}" for s in scores]
+
+
 def format_summary(result) -> str:
     """Data, fitted constants with 95% intervals, back-test, hparam laws, N*/D*/L* table."""
-    lines = headline_lines(result) + [data_line(result.data)]
+    lines = headline_lines(result) + [data_line(result.data)] + law_lines(result.law)
     par = result.parametric
     if par.fittable:
         constants = par.law.params()

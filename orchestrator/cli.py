@@ -17,9 +17,10 @@ COMMANDS = {
     "status": "what a results directory holds: done, running, failed",
     "fit": "fit scaling laws to a results dir or any Parquet/Arrow/CSV table",
     "report": "write report.md, report.html and plots for a results dir or table",
+    "predict": "the loss a fitted law predicts at the points of a CSV/Parquet table",
     "demo": "the whole loop on the shipped corpus: local Ray, CPU, minutes",
 }
-ANALYSIS_COMMANDS = ("fit", "report")
+ANALYSIS_COMMANDS = ("fit", "report", "predict")
 
 
 class CliError(Exception):
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The full parser; `fit`/`report` come from analysis.cli only when they are the command."""
+    """The full parser; fit/report/predict come from analysis.cli only when they are the command."""
     parser = argparse.ArgumentParser(prog="scaling", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -135,12 +136,16 @@ def cmd_report(args) -> int:
     return _analysis_cli().run_report(args)
 
 
+def cmd_predict(args) -> int:
+    return _analysis_cli().run_predict(args)
+
+
 def cmd_demo(args) -> int:
     return importlib.import_module("orchestrator.demo").main(args)
 
 
 HANDLERS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "fit": cmd_fit,
-            "report": cmd_report, "demo": cmd_demo}
+            "report": cmd_report, "predict": cmd_predict, "demo": cmd_demo}
 
 
 def _load_plan(spec_path: str):
@@ -154,7 +159,7 @@ def _analysis_cli():
     try:
         return importlib.import_module("analysis.cli")
     except ImportError as e:
-        raise CliError(f"fit and report need analysis.cli, which does not import here: {e}") from None
+        raise CliError(f"fit, report and predict need analysis.cli, which does not import here: {e}") from None
 
 
 def _command(argv: list[str]) -> str | None:

@@ -33,6 +33,10 @@ class Form:
     constants: ClassVar[tuple[str, ...]] = ()
     required_columns: ClassVar[tuple[str, ...]] = ()
     may_be_infinite: ClassVar[tuple[str, ...]] = ()   # constants where +inf is a meaning
+    loss_floor: ClassVar[str] = ""                    # the constant that is the loss floor
+    # exponents of power-law terms whose published values are 0.3-0.6 (Chinchilla's alpha,
+    # beta): one above 3 means a term vanished within the data
+    term_exponents: ClassVar[tuple[str, ...]] = ()
     keep_starts: ClassVar[int] = KEEP_STARTS           # starts kept after the screen
     registry: ClassVar[dict] = {}
 

@@ -24,6 +24,8 @@ class Chinchilla(Form):
                 "arXiv:2203.15556, eq. (2) and (4); fit as Besiroglu et al. 2024, "
                 "arXiv:2404.10102")
     constants = PARAM_NAMES
+    loss_floor = "E"
+    term_exponents = ("alpha", "beta")
 
     def fit(self, N, D, L, U=None, *, n_starts: int | None = None, **options):
         """fit_parametric (U is ignored: every token counts as new); n_starts thins the grid."""

@@ -75,6 +75,8 @@ class DataConstrained(Form):
     constants = ("E", "A", "B", "alpha", "beta", "R_D_star", "R_N_star")
     required_columns = ("unique_tokens",)
     may_be_infinite = ("R_D_star", "R_N_star")
+    loss_floor = "E"
+    term_exponents = ("alpha", "beta")
 
     def frozen(self, cols, law=None):
         repeats = np.expm1(cols.log_d - cols.log_u) > REGIME_THRESHOLD
