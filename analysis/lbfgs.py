@@ -120,3 +120,19 @@ def _remember(S, Y, rho, gamma, idx, slot, s, y):
     S[slot, idx], Y[slot, idx] = s, y
     rho[slot, idx] = np.where(good, 1.0 / np.where(good, sy, 1.0), 0.0)
     gamma[idx] = np.where(good, sy / np.where(good, yy, 1.0), gamma[idx])
+
+
+def two_core_fun(value_grad, weights, n_points: int, pool):
+    """fun(z, rows) for batched_lbfgs over value_grad(z, w) -> (f, grad); rows index the weight
+    matrix (one row per problem). numpy releases the GIL in elementwise kernels, so with a pool
+    the two halves of a batch of at least 200,000 (start x point) terms run on two cores."""
+    def fun(z, rows):
+        w = None if weights is None else weights[rows]
+        if pool is None or len(z) * n_points < 200_000:
+            return value_grad(z, w)
+        cut = len(z) // 2
+        parts = [(z[:cut], None if w is None else w[:cut]),
+                 (z[cut:], None if w is None else w[cut:])]
+        (f1, g1), (f2, g2) = pool.map(lambda zw: value_grad(*zw), parts)
+        return np.concatenate([f1, f2]), np.vstack([g1, g2])
+    return fun

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
-from analysis.lbfgs import batched_lbfgs
+from analysis.lbfgs import batched_lbfgs, two_core_fun
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 # Chinchilla's start grid (as in Besiroglu et al. 2024): 6 x 6 x 5 x 5 x 5 = 4500 starts,
@@ -107,19 +107,8 @@ class LogLaw:
 
     def batch_fun(self, weights=None, threads: int = 2):
         """fun(z, rows) for batched_lbfgs; rows index the weight matrix (one row per problem)."""
-        pool = ThreadPoolExecutor(threads) if threads > 1 else None
-
-        def fun(z, rows):
-            w = None if weights is None else weights[rows]
-            if pool is None or len(z) * len(self.y) < 200_000:
-                return self.value_grad(z, w)
-            # numpy releases the GIL in elementwise kernels: two halves run on two cores.
-            cut = len(z) // 2
-            parts = [(z[:cut], None if w is None else w[:cut]),
-                     (z[cut:], None if w is None else w[cut:])]
-            (f1, g1), (f2, g2) = pool.map(lambda zw: self.value_grad(*zw), parts)
-            return np.concatenate([f1, f2]), np.vstack([g1, g2])
-        return fun
+        return two_core_fun(self.value_grad, weights, len(self.y),
+                            ThreadPoolExecutor(threads) if threads > 1 else None)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.lbfgs import batched_lbfgs
+from analysis.lbfgs import batched_lbfgs, two_core_fun
 from analysis.parametric import (KEEP_STARTS, POLISH_STARTS, SCREEN_ITERATIONS, SCREEN_POINTS,
                                  check_points, polish)
 
@@ -120,20 +120,8 @@ class Objective:
         return f, grad
 
     def batch_fun(self, weights=None, threads: int = 2):
-        """fun(z, rows) for batched_lbfgs; rows index the weight matrix (one row per problem).
-        numpy releases the GIL in elementwise kernels, so two halves run on two cores."""
-        pool = _pool() if threads > 1 else None
-
-        def fun(z, rows):
-            w = None if weights is None else weights[rows]
-            if pool is None or len(z) * len(self.cols) < 200_000:
-                return self.value_grad(z, w)
-            cut = len(z) // 2
-            parts = [(z[:cut], None if w is None else w[:cut]),
-                     (z[cut:], None if w is None else w[cut:])]
-            (f1, g1), (f2, g2) = pool.map(lambda zw: self.value_grad(*zw), parts)
-            return np.concatenate([f1, f2]), np.vstack([g1, g2])
-        return fun
+        """fun(z, rows) for batched_lbfgs; rows index the weight matrix (one row per problem)."""
+        return two_core_fun(self.value_grad, weights, len(self.cols), _pool() if threads > 1 else None)
 
 
 @functools.lru_cache(maxsize=1)
