@@ -176,6 +176,16 @@ class Form:
         return {"params_ci": ci["params_ci"], "tokens_ci": ci["tokens_ci"]}
 
 
+def allocation_exponents(n_exponent, d_exponent):
+    """(a, b) of N* ~ C^a, D* ~ C^b for a law with additive N and D terms of exponents
+    n_exponent and d_exponent (Chinchilla Eq. 4: a = beta/(alpha+beta); Epoch's alpha 0.347,
+    beta 0.367 give a = 0.514); NaN where the exponents do not sum to a positive number."""
+    n, d = np.asarray(n_exponent, float), np.asarray(d_exponent, float)
+    total = n + d
+    with np.errstate(all="ignore"):
+        return np.where(total > 0, d / total, np.nan), np.where(total > 0, n / total, np.nan)
+
+
 def thin(starts: np.ndarray, n_starts: int | None) -> np.ndarray:
     """An even subset of n_starts rows of the grid (all of it when None or larger)."""
     if n_starts is None or n_starts >= len(starts):

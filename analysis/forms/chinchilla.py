@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from analysis.bootstrap import bootstrap_parametric, finite_samples, optimal_interval
-from analysis.forms.base import Form, thin
+from analysis.forms.base import Form, allocation_exponents, thin
 from analysis.parametric import CHINCHILLA_GRID, PARAM_NAMES, fit_parametric, optimal_6nd
 
 
@@ -42,13 +42,8 @@ class Chinchilla(Form):
         return optimal_6nd(P["A"], P["B"], P["alpha"], P["beta"], C)
 
     def exponent_rows(self, P):
-        """Chinchilla Eq. 4: a = beta/(alpha+beta), b = alpha/(alpha+beta); Epoch's fit
-        (alpha 0.347, beta 0.367) gives a = 0.514."""
-        alpha, beta = np.asarray(P["alpha"], float), np.asarray(P["beta"], float)
-        total = alpha + beta
-        with np.errstate(all="ignore"):
-            return (np.where(total > 0, beta / total, np.nan),
-                    np.where(total > 0, alpha / total, np.nan))
+        """Chinchilla Eq. 4: a = beta/(alpha+beta), b = alpha/(alpha+beta)."""
+        return allocation_exponents(P["alpha"], P["beta"])
 
     def exponents(self, law):
         total = law.alpha + law.beta

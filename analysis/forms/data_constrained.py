@@ -30,7 +30,7 @@ import itertools
 
 import numpy as np
 
-from analysis.forms.base import Form, thin
+from analysis.forms.base import Form, allocation_exponents, thin
 from analysis.forms.engine import fit_from_starts
 from analysis.parametric import fit_parametric, optimal_6nd
 
@@ -186,11 +186,7 @@ class DataConstrained(Form):
         return optimal_6nd(P["A"], P["B"], P["alpha"], P["beta"], C)
 
     def exponent_rows(self, P):
-        alpha, beta = np.asarray(P["alpha"], float), np.asarray(P["beta"], float)
-        total = alpha + beta
-        with np.errstate(all="ignore"):
-            return (np.where(total > 0, beta / total, np.nan),
-                    np.where(total > 0, alpha / total, np.nan))
+        return allocation_exponents(P["alpha"], P["beta"])
 
     def no_optimum(self, law) -> str:
         if law.alpha > 0 and law.beta > 0:

@@ -19,7 +19,7 @@ import itertools
 
 import numpy as np
 
-from analysis.forms.base import Form
+from analysis.forms.base import Form, allocation_exponents
 
 # Start grid, data-informed: alpha_D x k x the share w of the N term at the data's centre,
 # with t1, t2 placed so that alpha_D LSE(t1, t2) = mean log L there. 5 x 5 x 5 = 125 starts.
@@ -84,11 +84,7 @@ class Kaplan(Form):
         return n_opt, C / (6.0 * n_opt)
 
     def exponent_rows(self, P):
-        alpha_n, alpha_d = np.asarray(P["alpha_N"], float), np.asarray(P["alpha_D"], float)
-        total = alpha_n + alpha_d
-        with np.errstate(all="ignore"):
-            return (np.where(total > 0, alpha_d / total, np.nan),
-                    np.where(total > 0, alpha_n / total, np.nan))
+        return allocation_exponents(P["alpha_N"], P["alpha_D"])
 
     def no_optimum(self, law) -> str:
         if law.alpha_N > 0 and law.alpha_D > 0:
