@@ -16,11 +16,13 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # What each version added, so a reader of an older table knows what to fill in. Version 1 tables
 # (no group, size_label, parent_trial_id or backend) stay readable: check_table fills the
 # defaults below, and "no held-out group" sends the back-test to its largest-budget rule.
-ADDED_IN = {2: {"group": "", "size_label": "", "parent_trial_id": "", "backend": "torch"}}
+# Version 3: branch_tokens (a branch's start in its trunk), round and reason (an adaptive study's).
+ADDED_IN = {2: {"group": "", "size_label": "", "parent_trial_id": "", "backend": "torch"},
+            3: {"branch_tokens": 0, "round": 0, "reason": ""}}
 
 # Exact FLOP convention recorded in every row (never implied).
 FLOPS_CONVENTION = "chinchilla_appendix_f"
@@ -29,9 +31,13 @@ FLOPS_CONVENTION = "chinchilla_appendix_f"
 # trial stopped), "failed" (the trial raised; the row records where it stopped).
 STATUSES = ("ok", "diverged", "failed")
 KINDS = ("scaling", "hparam")
-# group values the planner writes: "" (an ordinary trial) or HELD_OUT (a budget kept for the
-# back-test); other trial kinds add their own (e.g. "trunk", "branch").
+# group values the planner writes: "" (an ordinary trial), HELD_OUT (a budget kept for the
+# back-test), TRUNK (a constant-LR run that branches start from: its rows are never fit points)
+# and BRANCH (a cooldown from a trunk's checkpoint: an end-of-training point like any run; a
+# branch on a held-out budget is HELD_OUT, with a parent_trial_id).
 HELD_OUT = "held_out"
+TRUNK = "trunk"
+BRANCH = "branch"
 
 FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("sweep", pa.string(), "sweep name from the spec"),
@@ -42,6 +48,9 @@ FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("size_label", pa.string(), "the planner's name for the model size, e.g. 'd4' (depth 4 of the dial)"),
     ("parent_trial_id", pa.string(), "the trial this one continues from ('' unless a branch)"),
     ("backend", pa.string(), "'torch' (real training) or 'simulate' (drawn from a law: not a measurement)"),
+    ("branch_tokens", pa.int64(), "a branch: the trunk's token count it started from (0 otherwise)"),
+    ("round", pa.int64(), "an adaptive study: the round that chose this trial (0 otherwise)"),
+    ("reason", pa.string(), "an adaptive study: why this trial was chosen ('' otherwise)"),
     ("seed", pa.int64(), "training seed"),
     ("n_layer", pa.int64(), "Transformer blocks"),
     ("d_model", pa.int64(), "residual width"),
@@ -103,11 +112,12 @@ def check_table(table: pa.Table, source: str = "table") -> pa.Table:
             )
     for version, defaults in ADDED_IN.items():  # an older table: the columns it predates
         for name, value in defaults.items():
+            kind = SCHEMA.field(name).type
             if name not in table.column_names:
-                table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+                table = table.append_column(name, pa.array([value] * table.num_rows, kind))
             else:  # a folder of old and new files read as one dataset: nulls in the old rows
                 i = table.column_names.index(name)
-                table = table.set_column(i, name, pc.fill_null(table.column(i).cast(pa.string()), value))
+                table = table.set_column(i, name, pc.fill_null(table.column(i).cast(kind), value))
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise SchemaError(f"{source}: missing columns {missing}")

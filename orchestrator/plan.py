@@ -49,7 +49,7 @@ from orchestrator.spec_hparams import HparamSize
 from orchestrator.trial import TrialSpec
 
 __all__ = ["HELD_OUT", "Dropped", "Plan", "make_hparam_trial", "make_plan", "make_trial", "makespan",
-           "select_sizes", "trial_lr"]
+           "plan_grid", "select_sizes", "trial_lr"]
 
 FLOPS_TOLERANCE = 0.02
 MIN_SIZES = 3
@@ -69,10 +69,14 @@ class Plan:
     dropped: tuple[Dropped, ...] = ()
     notes: tuple[str, ...] = ()
     hparam_trials: tuple[TrialSpec, ...] = ()  # one base trial per search size, in size order
+    extra: dict = dataclasses.field(default_factory=dict)  # a design's own keys in `scaling plan --json`
+    spend_flops: float | None = None  # what the study spends, when not the sum of its trials (branches)
 
     @property
     def total_flops(self) -> float:
-        return sum(t.flops for t in self.trials)
+        """What the study spends: the trials' FLOPs, or the design's own count (a branch's
+        flops count its trunk's share, which its trunk already spent)."""
+        return self.spend_flops if self.spend_flops is not None else sum(t.flops for t in self.trials)
 
     @property
     def concurrency(self) -> int:
@@ -101,6 +105,7 @@ class Plan:
             "flops_per_second": s.flops_per_second, "concurrency": self.concurrency,
             "estimated_wall_seconds": self.estimated_wall_seconds,
             "hparams": self.hparams_dict() if s.hparams else None,
+            "design": s.design.kind, **self.extra,
         }
 
     def to_json(self) -> str:
@@ -143,6 +148,16 @@ class Plan:
 
 
 def make_plan(sweep: Sweep) -> Plan:
+    """The sweep's design places its trials (orchestrator/design.py); grid by default."""
+    if sweep.design.kind == "grid":
+        return plan_grid(sweep)
+    from orchestrator.design import design_module
+
+    return design_module(sweep.design.kind).make_plan(sweep)
+
+
+def plan_grid(sweep: Sweep) -> Plan:
+    """Every budget x size x seed, each its own run from scratch (the module doc's rule)."""
     trials, dropped, notes = [], [], []
     for budget in _budgets(sweep):
         n_star = sweep.prior.optimal_params(budget)
@@ -205,7 +220,7 @@ def make_trial(sweep: Sweep, budget: float, shape: ModelShape, seed: int, group:
                                  eval_every_tokens=recipe.eval_every_tokens(total, batch), lr=trial_lr(recipe, shape))
     return TrialSpec(sweep=sweep.name, kind="scaling", shape=shape, data=sweep.data, train=config,
                      budget_flops=float(budget), resources=sweep.resources, group=group,
-                     size_label=sweep.model.label(shape))
+                     size_label=sweep.model.label(shape), simulate=sweep.simulate)
 
 
 def make_hparam_trial(sweep: Sweep, size: HparamSize) -> TrialSpec:
@@ -215,7 +230,8 @@ def make_hparam_trial(sweep: Sweep, size: HparamSize) -> TrialSpec:
                                  eval_every_tokens=size.eval_every_tokens, lr=trial_lr(sweep.train, size.shape))
     return TrialSpec(sweep=sweep.name, kind="hparam", shape=size.shape, data=sweep.data, train=config,
                      budget_flops=size.total_tokens * size.shape.flops_per_token(),
-                     resources=sweep.resources, size_label=size.label)  # group "": not a held-out run
+                     resources=sweep.resources, size_label=size.label,  # group "": not a held-out run
+                     simulate=sweep.simulate)
 
 
 def trial_lr(recipe: Recipe, shape: ModelShape) -> float:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orchestrator.lock import StudyLock
+from orchestrator.queue import TrialQueue, make_queue
 from orchestrator.progress import NO_REASON, Failure, failure_of, make_live_progress
 from orchestrator.resources import max_concurrent
 from orchestrator.store import Store
@@ -99,7 +100,8 @@ def run_plan(plan: Plan, results_dir: str | None = None, *, address: str | None 
             done_before = store.done_trial_ids()
             todo = [t for t in trials if t.trial_id not in done_before]
             if todo:
-                _tune(todo, trials, done_before, store, settings)
+                todo = _tune(plan, todo, trials, done_before, store, settings)
+                trials = _union(trials, todo)
             return _summarize(trials, todo, done_before, store, time.time() - start)
 
 
@@ -122,14 +124,25 @@ def lost_to_the_cluster(error: BaseException | None) -> bool:
     return False
 
 
-def _tune(todo, trials, done_before, store: Store, settings: _Settings) -> None:
-    """Run `todo` under Tune; trials the cluster lost get up to CLUSTER_LOSS_PASSES more passes.
-    Anything still not final afterwards is marked failed, with its error."""
+def _union(trials, more) -> list[TrialSpec]:
+    """trials, then those of `more` it lacks (an adaptive study's later rounds), in order."""
+    return list({t.trial_id: t for t in [*trials, *more]}.values())
+
+
+def _tune(plan, todo, trials, done_before, store: Store, settings: _Settings) -> list[TrialSpec]:
+    """Run `todo` under Tune through the design's queue; trials the cluster lost get up to
+    CLUSTER_LOSS_PASSES more passes. Anything still not final afterwards is marked failed,
+    with its error. Returns every trial the queues handed out or held (a design may add some)."""
     errors, remaining = {}, list(todo)
     for attempt in range(CLUSTER_LOSS_PASSES + 1):
-        errors, lost = _tune_pass(remaining, trials, done_before, store, attempt, settings)
+        queue = make_queue(plan, remaining, store)
+        errors, lost = _tune_pass(queue, trials, done_before, store, attempt, settings)
+        todo = _union(todo, queue.planned())
+        if len(_union(trials, todo)) > len(trials):
+            store.write_plan(_union(trials, todo))  # `scaling status` sees the added trials
         done = store.done_trial_ids()
-        remaining = [t for t in remaining if t.trial_id not in done and t.trial_id in lost]
+        remaining = [t for t in _union(remaining, queue.planned())
+                     if t.trial_id not in done and t.trial_id in lost]
         if not remaining:
             break
     done = store.done_trial_ids()
@@ -140,22 +153,23 @@ def _tune(todo, trials, done_before, store: Store, settings: _Settings) -> None:
             store.mark_failed(spec)
             reason = store.read_meta(spec.trial_id).get("error") or errors.get(spec.trial_id)
             store.update_meta(spec.trial_id, status="failed", error=reason or NO_REASON)
+    return todo
 
 
-def _tune_pass(todo, trials, done_before, store: Store, attempt: int,
+def _tune_pass(queue: TrialQueue, trials, done_before, store: Store, attempt: int,
                settings: _Settings) -> tuple[dict, set]:
-    """One Tuner over `todo`: (one-line error per failed trial, ids lost to the cluster)."""
-    from ray import tune
+    """One Tuner over the queue's trials: (one-line error per failed trial, ids lost to the cluster)."""
+    from orchestrator.searcher import StudySearcher
 
     cluster = cluster_capacity()[0]
     tuner = build_tuner(
         trainable, store, cluster=cluster,
         name=experiment_name(trials) + (f"-pass{attempt}" if attempt else ""),
-        param_space={"trial": tune.grid_search([t.to_dict() for t in todo]),
-                     **settings.extra_config},
+        param_space=dict(settings.extra_config),
+        search_alg=StudySearcher(queue, store), num_samples=-1,
         max_failures=settings.max_failures,
         max_concurrent_trials=(settings.max_concurrent_trials
-                               or max_concurrent([t.resources for t in todo], cluster)),
+                               or max_concurrent([t.resources for t in queue.planned()], cluster)),
         trial_name_creator=lambda t: t.config["trial"]["trial_id"],
         trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
         callbacks=[make_live_progress(trials, done_before)] if settings.progress else [])

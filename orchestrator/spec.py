@@ -19,6 +19,8 @@ examples/demo.yaml comments every section. Sections [defaults]:
   hparams, train.lr: {from_fit}   a search at a few sizes; lr*(N) of a fit (spec_hparams.py)
   max_concurrent_trials [runner decides], max_failures [2], storage [results/<name>; NFS, s3://, gs://]
   throughput              flops_per_second per trial, overhead_seconds_per_trial: estimates only
+  design [grid]           grid | {kind: branches | adaptive | shape, ...} (orchestrator/design.py)
+  simulate                {law, params, noise, seed}: losses drawn from a law, a rehearsal (simulate.py)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from analysis.hparam_law import LrLaw
 from models.data import DataSpec, check_data
 from models.shape import ModelShape
 from models.train_config import DEVICES, DTYPES, EVALS_PER_RUN, SCHEDULES, TrainConfig, eval_interval_tokens
+from orchestrator.design import Design, parse_design
 from orchestrator.spec_hparams import HparamSpec, fit_prior, parse_hparams, split_lr_law
 from orchestrator.spec_model import ModelSpec, parse_model
 from orchestrator.trial import Resources
@@ -54,7 +57,7 @@ CPU_FLOPS_PER_SECOND = 4.5e10
 GPU_FLOPS_PER_SECOND = 0.4 * 989e12
 TOP_KEYS = ("name", "budgets_flops", "held_out_budgets_flops", "sizes_per_budget", "seeds", "model",
             "prior", "data", "train", "resources", "max_concurrent_trials", "max_failures",
-            "storage", "throughput", "hparams")
+            "storage", "throughput", "hparams", "design", "simulate")
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class Sweep:
     overhead_seconds_per_trial: float
     source: str = "<dict>"
     hparams: HparamSpec | None = None  # None without a search
+    design: Design = Design()  # how trials are placed (orchestrator/design.py): grid by default
+    simulate: dict | None = None  # every trial's losses drawn from this law (orchestrator.simulate)
 
 
 def load_sweep(path: str | os.PathLike) -> Sweep:
@@ -172,7 +177,17 @@ def _parse(raw, source: str) -> Sweep:
         max_failures=whole_number(raw.get("max_failures", 2), "max_failures", minimum=0),
         storage=_storage(raw.get("storage", f"results/{name}")),
         **_throughput(raw.get("throughput", {}), resources), source=source,
-        hparams=parse_hparams(raw["hparams"], model, train) if "hparams" in raw else None)
+        hparams=parse_hparams(raw["hparams"], model, train) if "hparams" in raw else None,
+        design=parse_design(raw.get("design"), raw), simulate=_simulate(raw.get("simulate")))
+
+
+def _simulate(raw) -> dict | None:
+    """The simulate section, checked by the backend that uses it (imported only when given)."""
+    if raw is None:
+        return None
+    from orchestrator.simulate import parse_simulate
+
+    return parse_simulate(raw)
 
 
 def _budgets(value, path: str, *, allow_empty: bool = True) -> tuple[float, ...]:

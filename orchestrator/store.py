@@ -7,6 +7,7 @@ Layout of a results folder (local path, or `s3://` / `gs://` URI through pyarrow
     _trials/<trial_id>.json     per-trial metadata: node, host, attempts, log, status, error
     _trials/<trial_id>.log      the trial's own log lines (start, evaluations, traceback)
     _checkpoints/<trial_id>/    latest checkpoint of an in-process trial (LATEST names it)
+    _branch_points/<trial_id>/tokens-<T>/   a trunk's checkpoints kept for its branches
     _ray/                       Ray Tune / Ray Train storage (experiment state, Train snapshots)
     _lock                       the study lock (orchestrator/lock.py)
 
@@ -74,7 +75,8 @@ def measurement_row(spec, m=None, *, status: str | None = None) -> dict:
     nan = float("nan")
     row = {
         "sweep": spec.sweep, "trial_id": spec.trial_id, "kind": spec.kind,
-        "group": spec.group, "size_label": spec.size_label, "parent_trial_id": "", "backend": "torch",
+        "group": spec.group, "size_label": spec.size_label, "parent_trial_id": spec.parent_trial_id,
+        "backend": spec.backend, "branch_tokens": spec.branch_tokens, "round": spec.round, "reason": spec.reason,
         "seed": spec.train.seed, "n_layer": spec.shape.n_layer, "d_model": spec.shape.d_model,
         "n_head": spec.shape.n_head, "d_ff": spec.shape.d_ff, "seq_len": spec.shape.seq_len,
         "vocab_size": spec.shape.vocab_size, "params": counts["total"],
@@ -277,3 +279,29 @@ class Store:
             self.fs.delete_dir(self.path("_checkpoints", trial_id))
         except (FileNotFoundError, OSError):
             pass
+
+    # -- a trunk's checkpoints, kept for its branches -----------------------------------------
+    def kept_checkpoint_dir(self, trial_id: str, tokens: int) -> str:
+        return self.path("_branch_points", trial_id, f"tokens-{int(tokens):012d}")
+
+    def keep_checkpoint(self, trial_id: str, local_dir: str, tokens: int) -> None:
+        """Copy a trunk's checkpoint at `tokens` where its branches find it. The READY marker
+        is written last, so a branch never starts from a half-copied folder."""
+        target = self.kept_checkpoint_dir(trial_id, tokens)
+        self.fs.create_dir(target, recursive=True)
+        pafs.copy_files(local_dir, target, source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=self.fs)
+        self.write_bytes(f"{target}/READY", str(int(tokens)).encode())
+
+    def has_kept_checkpoint(self, trial_id: str, tokens: int) -> bool:
+        return self.read_bytes(f"{self.kept_checkpoint_dir(trial_id, tokens)}/READY") is not None
+
+    def load_kept_checkpoint(self, trial_id: str, tokens: int, local_dir: str) -> str | None:
+        """Copy the trunk's checkpoint at `tokens` into local_dir; None when it is not there (yet)."""
+        if not self.has_kept_checkpoint(trial_id, tokens):
+            return None
+        os.makedirs(local_dir, exist_ok=True)
+        pafs.copy_files(self.kept_checkpoint_dir(trial_id, tokens), local_dir, source_filesystem=self.fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+        os.remove(os.path.join(local_dir, "READY"))
+        return local_dir

@@ -41,6 +41,7 @@ import tempfile
 import time
 import traceback
 
+from analysis.schema import TRUNK
 from orchestrator import tuner
 from orchestrator.resources import worker_bundle
 from orchestrator.stops import stopped
@@ -118,6 +119,7 @@ def _run_in_process(spec: TrialSpec, config: dict, store: Store) -> None:
         def publish(m, ckpt_dir):
             store.write_row(measurement_row(spec, m))
             _maybe_fail(spec, config, store, m)
+            keep_for_branches(spec, store, m, ckpt_dir)
             if ckpt_dir and not m.final:  # promoted only once its row is durable
                 store.save_checkpoint(spec.trial_id, ckpt_dir, m.step)
             tune.report(tune_metrics(spec, m))
@@ -168,6 +170,7 @@ def train_loop_per_worker(config: dict) -> None:
             if rank == 0:
                 store.write_row(measurement_row(spec, m))
                 _maybe_fail(spec, config, store, m)
+                keep_for_branches(spec, store, m, ckpt_dir)
             keep = ckpt_dir if rank == 0 and not m.final else None  # report is a barrier:
             ray.train.report(tune_metrics(spec, m),  # every rank calls it at every eval
                              checkpoint=Checkpoint.from_directory(keep) if keep else None)
@@ -215,10 +218,7 @@ def _node_info() -> dict:
 
 def run_loop(spec: TrialSpec, config: dict, store: Store, *, rank: int, scratch: str,
              resume_from: str | None, publish) -> None:
-    """Shared by both paths: metadata, threads, data, models.train, log lines."""
-    from models.data import prepare_data
-    from models.train import train
-
+    """Shared by both paths: metadata, threads, the trial's loop (_train_trial), log lines."""
     tid = spec.trial_id
     if rank == 0:
         meta = store.read_meta(tid)
@@ -241,9 +241,8 @@ def run_loop(spec: TrialSpec, config: dict, store: Store, *, rank: int, scratch:
         publish(m, ckpt_dir)
 
     try:
-        data = prepare_data(spec.data)
-        final = train(spec.shape, train_config, data, on_eval=on_eval,
-                      checkpoint_dir=os.path.join(scratch, "ckpt"), resume_from=resume_from)
+        final = _train_trial(spec, train_config, store, scratch=scratch, resume_from=resume_from,
+                             on_eval=on_eval)
     except SystemExit:  # Tune stopping the trial; trainable says how it ended
         raise
     except BaseException as exc:
@@ -255,6 +254,39 @@ def run_loop(spec: TrialSpec, config: dict, store: Store, *, rank: int, scratch:
         raise
     if rank == 0:
         store.update_meta(tid, status=final.status, finished=time.time(), error=None)
+
+
+def _train_trial(spec: TrialSpec, config, store: Store, *, scratch: str, resume_from: str | None,
+                 on_eval):
+    """The one place a trial's loop is chosen: the simulate backend (losses drawn from a law), or
+    models.train on the trial's data. A branch's first attempt (no checkpoint of its own yet)
+    starts from its trunk's checkpoint kept at branch_tokens."""
+    checkpoint_dir = os.path.join(scratch, "ckpt")
+    start = {}
+    if spec.parent_trial_id and resume_from is None:
+        start_from = store.load_kept_checkpoint(spec.parent_trial_id, spec.branch_tokens,
+                                                os.path.join(scratch, "trunk"))
+        if start_from is None:
+            raise ValueError(f"trial {spec.trial_id}: its trunk {spec.parent_trial_id} kept no "
+                                 f"checkpoint at {spec.branch_tokens} tokens")
+        start = {"start_from": start_from}
+    if spec.simulate:
+        from orchestrator.simulate import simulate_train
+
+        return simulate_train(spec, config, on_eval=on_eval, checkpoint_dir=checkpoint_dir,
+                              resume_from=resume_from, **start)
+    from models.data import prepare_data
+    from models.train import train
+
+    return train(spec.shape, config, prepare_data(spec.data), on_eval=on_eval,
+                 checkpoint_dir=checkpoint_dir, resume_from=resume_from, **start)
+
+
+def keep_for_branches(spec: TrialSpec, store: Store, m, ckpt_dir: str | None) -> None:
+    """A trunk's checkpoint at one of its branch points (train.eval_at_tokens) is kept where its
+    branches start from; written after the row, so a branch never precedes its trunk's row."""
+    if ckpt_dir and spec.group == TRUNK and m.tokens in getattr(spec.train, "eval_at_tokens", ()):
+        store.keep_checkpoint(spec.trial_id, ckpt_dir, m.tokens)
 
 
 def _record_error(store: Store, spec: TrialSpec, error: BaseException, *, repeats: bool) -> None:
