@@ -44,6 +44,8 @@ from analysis.schema import HELD_OUT
 from models.shape import ModelShape
 from orchestrator import plan_text
 from orchestrator.fmt import si
+from orchestrator.placement import (cluster_cost, declared_gpus, place_trial, placement_notes, scaled_trial_seconds,
+                                    trial_memory)
 from orchestrator.spec import Recipe, SpecError, Sweep
 from orchestrator.spec_hparams import HparamSize
 from orchestrator.trial import TrialSpec
@@ -87,8 +89,16 @@ class Plan:
         return makespan([self.trial_seconds(t) for t in self.trials], self.concurrency)
 
     def trial_seconds(self, trial: TrialSpec) -> float:
-        """Estimated: flops / flops_per_second + overhead; 1e12 FLOPs at 4.5e10 FLOP/s + 2 s -> 24 s."""
-        return trial.flops / self.sweep.flops_per_second + self.sweep.overhead_seconds_per_trial
+        """Estimated: flops / flops_per_second + overhead; 1e12 FLOPs at 4.5e10 FLOP/s + 2 s -> 24 s.
+        flops_per_second is the spec's per trial of its base resources, scaled by the GPUs a
+        size's own resources hold (placement.scaled_trial_seconds)."""
+        s = self.sweep
+        return scaled_trial_seconds(s.flops_per_second, s.overhead_seconds_per_trial, s.resources, trial)
+
+    @property
+    def cluster(self) -> dict:
+        """GPU-hours and makespan on the GPUs the spec declares (placement.cluster_cost)."""
+        return cluster_cost(self.trials, self.trial_seconds, declared_gpus(self.sweep))
 
     def to_dict(self) -> dict:
         s = self.sweep
@@ -105,7 +115,7 @@ class Plan:
             "flops_per_second": s.flops_per_second, "concurrency": self.concurrency,
             "estimated_wall_seconds": self.estimated_wall_seconds,
             "hparams": self.hparams_dict() if s.hparams else None,
-            "design": s.design.kind, **self.extra,
+            "design": s.design.kind, "cluster": self.cluster, **self.extra,
         }
 
     def to_json(self) -> str:
@@ -126,7 +136,7 @@ class Plan:
             "steps": t.train.total_steps, "tokens_per_param": t.train.total_tokens / counts["total"],
             "flops": t.flops, "flops_over_budget": t.flops / t.budget_flops,
             "eval_every_tokens": t.train.eval_every_tokens, "lr": t.train.lr,
-            "estimated_seconds": self.trial_seconds(t), "spec": t.to_dict(),
+            "estimated_seconds": self.trial_seconds(t), **trial_memory(t), "spec": t.to_dict(),
         }
 
     def hparams_dict(self) -> dict:
@@ -148,12 +158,17 @@ class Plan:
 
 
 def make_plan(sweep: Sweep) -> Plan:
-    """The sweep's design places its trials (orchestrator/design.py); grid by default."""
+    """The sweep's design places its trials (orchestrator/design.py); grid by default. Every
+    trial is placed as make_trial builds it (resources by size, a micro-batch that fits); the
+    plan's notes say what placing changed."""
     if sweep.design.kind == "grid":
-        return plan_grid(sweep)
-    from orchestrator.design import design_module
+        plan = plan_grid(sweep)
+    else:
+        from orchestrator.design import design_module
 
-    return design_module(sweep.design.kind).make_plan(sweep)
+        plan = design_module(sweep.design.kind).make_plan(sweep)
+    placed = placement_notes([*plan.trials, *plan.hparam_trials], sweep.resource_rules)
+    return dataclasses.replace(plan, notes=plan.notes + tuple(placed))
 
 
 def plan_grid(sweep: Sweep) -> Plan:
@@ -218,9 +233,10 @@ def make_trial(sweep: Sweep, budget: float, shape: ModelShape, seed: int, group:
     total = recipe.steps(budget, shape) * batch
     config = dataclasses.replace(recipe.config, total_tokens=total, seed=seed,
                                  eval_every_tokens=recipe.eval_every_tokens(total, batch), lr=trial_lr(recipe, shape))
-    return TrialSpec(sweep=sweep.name, kind="scaling", shape=shape, data=sweep.data, train=config,
-                     budget_flops=float(budget), resources=sweep.resources, group=group,
-                     size_label=sweep.model.label(shape), simulate=sweep.simulate)
+    trial = TrialSpec(sweep=sweep.name, kind="scaling", shape=shape, data=sweep.data, train=config,
+                      budget_flops=float(budget), resources=sweep.resources, group=group,
+                      size_label=sweep.model.label(shape), simulate=sweep.simulate)
+    return place_trial(trial, sweep.resource_rules)
 
 
 def make_hparam_trial(sweep: Sweep, size: HparamSize) -> TrialSpec:
@@ -228,10 +244,11 @@ def make_hparam_trial(sweep: Sweep, size: HparamSize) -> TrialSpec:
     FLOPs one full-length trial spends, the same for every config the search tries."""
     config = dataclasses.replace(sweep.train.config, total_tokens=size.total_tokens, seed=sweep.seeds[0],
                                  eval_every_tokens=size.eval_every_tokens, lr=trial_lr(sweep.train, size.shape))
-    return TrialSpec(sweep=sweep.name, kind="hparam", shape=size.shape, data=sweep.data, train=config,
-                     budget_flops=size.total_tokens * size.shape.flops_per_token(),
-                     resources=sweep.resources, size_label=size.label,  # group "": not a held-out run
-                     simulate=sweep.simulate)
+    trial = TrialSpec(sweep=sweep.name, kind="hparam", shape=size.shape, data=sweep.data, train=config,
+                      budget_flops=size.total_tokens * size.shape.flops_per_token(),
+                      resources=sweep.resources, size_label=size.label,  # group "": not a held-out run
+                      simulate=sweep.simulate)
+    return place_trial(trial, sweep.resource_rules, fit_memory=False)
 
 
 def trial_lr(recipe: Recipe, shape: ModelShape) -> float:

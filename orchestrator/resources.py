@@ -54,29 +54,41 @@ def driver_resources(res: Resources, cluster: dict) -> dict:
 
 
 def max_concurrent(resources: list[Resources], cluster: dict) -> int:
-    """Trials that fit at once: for each resource, cluster total // per-trial demand, the
-    minimum over resources (the limiting one), using the largest demand in the plan.
+    """Trials that may run at once so that ANY that many of them fit together: for each resource,
+    the largest K whose K largest demands sum to at most the cluster's total (past the last
+    trial, more trials count at the smallest demand), the minimum over resources.
 
-    Example: 2 CPUs, trials of 1 worker x 1 CPU -> demand 1.01 CPU -> 1 concurrent trial
-    (2 // 1.01); in-process trials of 1 CPU -> 2. Two fake-GPU nodes, 1 GPU per trial -> 2.
+    A cap from the largest demand alone would leave a mixed study's GPUs idle, and a cap from
+    the average would let Tune start drivers whose worker groups never fit (they wait on each
+    other: "worker group startup timed out"). Examples: 2 CPUs, trials of 1 worker x 1 CPU ->
+    demand 1.01 CPU -> 1 (2 // 1.01); in-process trials of 1 CPU -> 2. 16 GPUs, trials of
+    4, 4, 2 and ten of 1 GPU -> 4 + 4 + 2 + 1 x 6 = 16: 9 at once, where 16 // 4 gives 4.
     """
     if not resources:
         return 1
-    demand: dict[str, float] = {}
-    for res in resources:
-        for key, value in trial_demand(res).items():
-            demand[key] = max(demand.get(key, 0.0), value)
+    demands = [trial_demand(res) for res in resources]
     fits = []
-    for key, need in demand.items():
-        if need <= 0:
-            continue
+    for key in sorted({k for d in demands for k, v in d.items() if v > 0}):
+        needs = sorted((d.get(key, 0.0) for d in demands), reverse=True)
         have = float(cluster.get(key, 0.0))
-        if have < need:
+        if have < needs[0]:
             raise ValueError(
-                f"resources: a trial needs {key}={need:g} but the cluster has {key}={have:g}; "
+                f"resources: a trial needs {key}={needs[0]:g} but the cluster has {key}={have:g}; "
                 f"lower cpus_per_worker/gpus_per_worker/num_workers or add nodes")
-        fits.append(math.floor(have / need + 1e-9))
+        fits.append(_largest_count(needs, have))
     return max(1, min(fits) if fits else 1)
+
+
+def _largest_count(needs_descending: list[float], have: float) -> int:
+    """The most demands, largest first, whose sum fits in `have`; trials beyond the list repeat
+    the smallest demand (one kind of trial: have // need, as Tune would pack them)."""
+    used, count = 0.0, 0
+    for need in needs_descending:
+        if used + need > have + 1e-9:
+            return count
+        used, count = used + need, count + 1
+    smallest = needs_descending[-1]
+    return count + (math.floor((have - used) / smallest + 1e-9) if smallest > 0 else 0)
 
 
 def _field(key: str) -> str:

@@ -15,7 +15,8 @@ examples/demo.yaml comments every section. Sections [defaults]:
                           (`scaling fit --json` output); span [4]: sizes cover N*/span..N*·span;
                           params: total [Chinchilla] | non_embedding (Kaplan)
   data, train, resources  models.data.DataSpec, Recipe (batch_tokens required), trial.Resources;
-                          the corpus is checked here as every trial would (models.data.check_data)
+                          the corpus is checked here as every trial would (models.data.check_data),
+                          or, a cluster's path, where the study runs (orchestrator/paths.py)
   hparams, train.lr: {from_fit}   a search at a few sizes; lr*(N) of a fit (spec_hparams.py)
   max_concurrent_trials [runner decides], max_failures [2], storage [results/<name>; NFS, s3://, gs://]
   throughput              flops_per_second per trial, overhead_seconds_per_trial: estimates only
@@ -34,14 +35,16 @@ from pathlib import Path
 import yaml
 
 from analysis.hparam_law import LrLaw
-from models.data import DataSpec, check_data
+from models.data import DataSpec
 from models.shape import ModelShape
 from models.train_config import DEVICES, DTYPES, EVALS_PER_RUN, SCHEDULES, TrainConfig, eval_interval_tokens
 from orchestrator.design import Design, parse_design
+from orchestrator.paths import check_spec_data
 from orchestrator.spec_hparams import HparamSpec, fit_prior, parse_hparams, split_lr_law
 from orchestrator.spec_model import ModelSpec, parse_model
+from orchestrator.spec_resources import ResourceRules, parse_resources
 from orchestrator.trial import Resources
-from orchestrator.validate import (SpecError, build, checked, choice, dataclass_fields, fail, mapping, number,
+from orchestrator.validate import (SpecError, build, choice, dataclass_fields, fail, mapping, number,
                                    sequence, whole_number)
 
 __all__ = ["ModelSpec", "Prior", "Recipe", "SpecError", "Sweep", "load_sweep", "parse_sweep"]
@@ -122,6 +125,7 @@ class Sweep:
     hparams: HparamSpec | None = None  # None without a search
     design: Design = Design()  # how trials are placed (orchestrator/design.py): grid by default
     simulate: dict | None = None  # every trial's losses drawn from this law (orchestrator.simulate)
+    resource_rules: ResourceRules = ResourceRules()  # resources by size (spec_resources.py); base = resources
 
 
 def load_sweep(path: str | os.PathLike) -> Sweep:
@@ -165,10 +169,12 @@ def _parse(raw, source: str) -> Sweep:
     if sizes > len(model.shapes) and budgets:
         fail("sizes_per_budget", sizes, f"at most the {len(model.shapes)} sizes the model section gives")
     train = _recipe(raw.get("train", {}), model.seq_len)
-    resources = _resources(raw.get("resources", {}))
+    rules = parse_resources(raw.get("resources", {}))
+    resources = rules.base
     _check_smallest_model(budgets, model, train)
-    # What every trial's prepare_data would refuse, from a listing of the corpus (no text read).
-    checked(lambda: check_data(data, model.seq_len), "DataSpec", "data")
+    # What every trial's prepare_data would refuse, from a listing of the corpus (no text read),
+    # unless the corpus is the cluster's: then the driver and workers check it (orchestrator/paths.py).
+    check_spec_data(data, model.seq_len, resources)
     seeds, mct = _seeds(raw.get("seeds", [0])), raw.get("max_concurrent_trials")
     return Sweep(
         name=name, budgets_flops=budgets, held_out_budgets_flops=held_out, sizes_per_budget=sizes,
@@ -178,7 +184,8 @@ def _parse(raw, source: str) -> Sweep:
         storage=_storage(raw.get("storage", f"results/{name}")),
         **_throughput(raw.get("throughput", {}), resources), source=source,
         hparams=parse_hparams(raw["hparams"], model, train) if "hparams" in raw else None,
-        design=parse_design(raw.get("design"), raw), simulate=_simulate(raw.get("simulate")))
+        design=parse_design(raw.get("design"), raw), simulate=_simulate(raw.get("simulate")),
+        resource_rules=rules)
 
 
 def _simulate(raw) -> dict | None:
@@ -261,15 +268,6 @@ def _recipe(raw, seq_len: int) -> Recipe:
     extra = {k: kw.pop(k) for k in ("evals_per_trial", "min_steps") if k in kw}
     extra.update(zip(("lr_law", "lr_params"), law))
     return Recipe(TrainConfig(total_tokens=batch, **kw), **extra)
-
-
-def _resources(raw) -> Resources:
-    res = Resources(**dataclass_fields(raw, "resources", Resources))
-    number(res.cpus_per_worker, "resources.cpus_per_worker", "a positive number", lambda x: x > 0)
-    if res.gpus_per_worker > 0 and res.num_workers == 0:
-        fail("resources.gpus_per_worker", res.gpus_per_worker,
-             "0 when num_workers is 0 (the loop then runs inside the Tune trial, CPU only)")
-    return res
 
 
 def _throughput(raw, resources: Resources) -> dict:
