@@ -92,13 +92,24 @@ class SchemaError(ValueError):
 
 
 def rows_to_table(rows: list[dict]) -> pa.Table:
-    """Build a schema-conformant table; a missing or extra key is a one-line error."""
+    """Build a schema-conformant table; a missing or extra key is a one-line error. A row of an
+    older schema_version may lack the columns later versions added: their defaults fill in."""
+    rows = [_upgraded(row) for row in rows]
     for i, row in enumerate(rows):
         missing = [c for c in COLUMNS if c not in row]
         extra = [k for k in row if k not in DOCS]
         if missing or extra:
             raise SchemaError(f"row {i}: missing columns {missing}, unknown columns {extra}")
     return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def _upgraded(row: dict) -> dict:
+    """row with the ADDED_IN defaults of every version newer than its own schema_version."""
+    version = row.get("schema_version")
+    if not isinstance(version, int) or version >= SCHEMA_VERSION:
+        return row
+    added = {k: v for since, cols in ADDED_IN.items() if since > version for k, v in cols.items()}
+    return {**added, **row}
 
 
 def check_table(table: pa.Table, source: str = "table") -> pa.Table:

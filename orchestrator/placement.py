@@ -173,15 +173,16 @@ def scaled_trial_seconds(flops_per_second: float, overhead_seconds: float, base:
 
 def cluster_cost(plan_trials, trial_seconds_fn, gpus_available: float) -> dict:
     """GPU-hours and makespan of the trials on gpus_available GPUs (module doc). No trial on a
-    GPU: gpu_hours 0 and makespan_seconds None (the plan's own concurrency estimate applies).
-    3 trials of 1 GPU x (10, 6, 4) s on 2 GPUs: 20 GPU-seconds, makespan 10 s."""
+    GPU: gpu_hours 0 and makespan_seconds None (the plan's own concurrency estimate applies);
+    fewer GPUs declared than the widest trial needs (none: no max_concurrent_trials): GPU-hours
+    only, makespan None. 3 trials of 1 GPU x (10, 6, 4) s on 2 GPUs: 20 GPU-seconds, makespan 10 s."""
     jobs = sorted(((trial_seconds_fn(t), trial_gpus(t)) for t in plan_trials), key=lambda j: -j[0])
     gpu_seconds = sum(seconds * gpus for seconds, gpus in jobs)
     if not gpu_seconds:
         return {"gpus": gpus_available, "gpu_hours": 0.0, "makespan_seconds": None, "utilisation": None}
-    widest = max(gpus for _, gpus in jobs)
-    if widest > gpus_available:
-        raise ValueError(f"gpus_available={gpus_available:g}: a trial needs {widest:g} GPUs")
+    if max(gpus for _, gpus in jobs) > gpus_available:
+        return {"gpus": gpus_available, "gpu_hours": gpu_seconds / 3600, "makespan_seconds": None,
+                "utilisation": None}
     span = _list_schedule(jobs, gpus_available)
     return {"gpus": gpus_available, "gpu_hours": gpu_seconds / 3600, "makespan_seconds": span,
             "utilisation": gpu_seconds / (gpus_available * span)}

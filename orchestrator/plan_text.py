@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from models.shape import ModelShape
 from orchestrator.fmt import duration, si
+from orchestrator.paths import plan_notes
 
 
 def render(plan) -> str:
@@ -22,13 +23,21 @@ def render(plan) -> str:
         if s.held_out_budgets_flops:
             lines.append("* held out of the back-test fit; the headline fit uses every run (group 'held_out')")
         lines += [f"dropped {d.budget_flops:.3g}: {d.reason}" for d in plan.dropped]
-    lines += [f"note: {n}" for n in plan.notes]
+    lines += [f"note: {n}" for n in (*plan.notes, *plan_notes(s))]  # plan_notes: paths left to the cluster
     if plan.trials:
         serial = sum(plan.trial_seconds(t) for t in plan.trials)
         lines += ["", f"{len(plan.trials)} trials, {plan.total_flops:.3e} FLOPs in all; at "
                   f"{s.flops_per_second:.3g} FLOP/s and {s.overhead_seconds_per_trial:g} s overhead per "
                   f"trial: {duration(serial)} of trial time, about {duration(plan.estimated_wall_seconds)} "
                   f"wall with {plan.concurrency} at a time"]
+        cost = plan.cluster
+        if cost["gpu_hours"]:
+            span = (f", makespan {duration(cost['makespan_seconds'])} on {cost['gpus']:g} GPUs "
+                    f"(utilisation {cost['utilisation']:.2f})" if cost["makespan_seconds"] else
+                    " (declare max_concurrent_trials for a makespan on the cluster's GPUs)")
+            widest = max(plan.trial_row(t)["memory_bytes"] for t in plan.trials)
+            lines.append(f"GPU cost: {cost['gpu_hours']:.1f} GPU-hours{span}; largest worker's memory "
+                         f"{widest / 1e9:.1f} GB (scaling plan --json: memory_bytes, micro_batch_tokens per trial)")
     if s.hparams:
         lines += ([""] if plan.trials else []) + _hparams(plan)
     return "\n".join(lines)

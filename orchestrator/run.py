@@ -10,11 +10,13 @@ steps since that trial's last evaluation, and Tuner.restore is never needed.
 from __future__ import annotations
 
 import hashlib
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orchestrator.lock import StudyLock
+from orchestrator.paths import check_on_driver
 from orchestrator.queue import TrialQueue, make_queue
 from orchestrator.progress import NO_REASON, Failure, failure_of, make_live_progress
 from orchestrator.resources import max_concurrent
@@ -86,7 +88,10 @@ def run_plan(plan: Plan, results_dir: str | None = None, *, address: str | None 
     store = Store(results_dir or sweep.storage, create=False)
     lock = StudyLock(store)
     lock.check()
-    pending = [t for t in trials if t.trial_id not in store.done_trial_ids()]
+    done = store.done_trial_ids()  # once: it reads every row file
+    pending = [t for t in trials if t.trial_id not in done]
+    if pending:
+        check_on_driver(pending, store.uri)  # a cluster's paths, checked where the study runs
     settings = _Settings(sweep.max_failures, max_concurrent_trials or sweep.max_concurrent_trials,
                          progress, extra_config or {})
     with ray_session(address, needed=bool(pending)) as started:
@@ -165,7 +170,7 @@ def _tune_pass(queue: TrialQueue, trials, done_before, store: Store, attempt: in
     tuner = build_tuner(
         trainable, store, cluster=cluster,
         name=experiment_name(trials) + (f"-pass{attempt}" if attempt else ""),
-        param_space=dict(settings.extra_config),
+        param_space={**settings.extra_config, "driver_host": socket.gethostname()},
         search_alg=StudySearcher(queue, store), num_samples=-1,
         max_failures=settings.max_failures,
         max_concurrent_trials=(settings.max_concurrent_trials

@@ -17,7 +17,7 @@ import os
 from orchestrator.store import absolute
 from orchestrator.trial import TrialSpec
 
-CONFIG_KEYS = ("trial", "results_dir", "fail_at_step", "torch_backend", "max_failures")
+CONFIG_KEYS = ("trial", "results_dir", "fail_at_step", "torch_backend", "max_failures", "driver_host")
 # Searched values arrive as numpy numbers (tune.randint gives numpy.int64), which json hashes
 # differently from the int a spec holds ("4096" vs 4096): cast to the field's declared type.
 CASTS = {"int": (numbers.Integral, int), "float": (numbers.Real, float), "str": (str, str)}

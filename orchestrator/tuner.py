@@ -98,6 +98,11 @@ def cluster_capacity() -> tuple[dict, list[dict]]:
         launchable = state.get_max_resources_from_cluster_config() or {}
     except Exception:  # no autoscaler state (a local Ray)
         config, launchable = None, {}
+    if config is None:  # a `ray up` cluster: the v1 monitor publishes none (orchestrator/autoscaling.py)
+        from orchestrator.autoscaling import launchable as bootstrap_launchable
+
+        launchable, types = bootstrap_launchable() or ({}, [])
+        nodes += types
     for key, most in launchable.items():
         total[key] = max(total.get(key, 0.0), float(most))
     if config is not None:

@@ -43,6 +43,7 @@ import traceback
 
 from analysis.schema import TRUNK
 from orchestrator import tuner
+from orchestrator.paths import check_on_worker
 from orchestrator.resources import worker_bundle
 from orchestrator.stops import stopped
 from orchestrator.store import Store, is_done, measurement_row
@@ -241,6 +242,7 @@ def run_loop(spec: TrialSpec, config: dict, store: Store, *, rank: int, scratch:
         publish(m, ckpt_dir)
 
     try:
+        check_on_worker(spec, store.uri, config.get("driver_host", ""))  # the cluster's paths, here
         final = _train_trial(spec, train_config, store, scratch=scratch, resume_from=resume_from,
                              on_eval=on_eval)
     except SystemExit:  # Tune stopping the trial; trainable says how it ended
