@@ -185,3 +185,83 @@ def _run_predict(args) -> int:
     bounds = " with its 95% interval" if "predicted_loss_lo" in table.column_names else ""
     print(f"wrote {args.out}: predicted_loss{bounds} for {table.num_rows} points")
     return 0
+
+
+def add_select_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "select", help="choose runs from an existing pool adaptively and fit them",
+        description="Adaptive selection over a table of finished runs: a run's loss is read "
+                    "only once it is chosen; rounds add the runs that narrow N*(C)'s 95% "
+                    "interval most per FLOP until it is within x/÷ tolerance or the budget "
+                    "is spent. OUT is a `scaling fit --json` of the chosen runs plus "
+                    "\"selection\" (each row's round and reason).")
+    p.add_argument("pool", metavar="POOL", help="Parquet / Arrow / CSV table of runs")
+    p.add_argument("--params", required=True, metavar="COL", help="parameter-count column")
+    p.add_argument("--tokens", default="tokens", metavar="COL",
+                   help="training-tokens column (default: tokens; with --flops and no such "
+                        "column, D = C / (6 N))")
+    p.add_argument("--loss", required=True, metavar="COL", help="final-loss column, nats/token")
+    p.add_argument("--flops", metavar="COL", help="training-FLOPs column, each run's cost "
+                                                   "(default: 6 N D)")
+    p.add_argument("--budget-fraction", type=_fraction, required=True, metavar="F",
+                   help="share of the pool's total FLOPs the selection may spend (0.1)")
+    p.add_argument("--target-flops", type=_positive_float, required=True, metavar="C",
+                   help="the budget whose N* the selection pins down; above every pool run")
+    p.add_argument("--tolerance", type=float, default=1.25, metavar="X",
+                   help="stop when N*'s 95%% interval is within x/÷ X (hi/lo <= X^2); "
+                        "default 1.25")
+    p.add_argument("--law", default="chinchilla",
+                   choices=tuple(n for n, f in FORMS.items() if not f.required_columns))
+    p.add_argument("--batch", type=int, default=4, metavar="K",
+                   help="runs added per round, at least (and a quarter of those chosen)")
+    p.add_argument("--cost-exponent", type=float, default=1.0, metavar="X",
+                   help="rank runs by uncertainty removed / cost^X: 1 per FLOP (default), "
+                        "below 1 leans toward larger runs")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                   help="bootstrap resamples, per round and for the final fit (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", required=True, metavar="OUT", help="write the fit and selection")
+    p.set_defaults(func=run_select)
+    return p
+
+
+def run_select(args) -> int:
+    return _guard(_run_select, args, "select")
+
+
+def _run_select(args) -> int:
+    from analysis.adaptive_pool import chosen_table, read_pool, select_pool, selection_dict
+
+    for flag, value, ok, allowed in (
+            ("--budget-fraction", args.budget_fraction, args.budget_fraction <= 1, "at most 1"),
+            ("--tolerance", args.tolerance, args.tolerance > 1, "> 1"),
+            ("--batch", args.batch, args.batch >= 1, ">= 1"),
+            ("--bootstrap", args.bootstrap, args.bootstrap >= 2, ">= 2"),
+            ("--cost-exponent", args.cost_exponent, 0 <= args.cost_exponent <= 1, "in [0, 1]")):
+        if not ok:
+            raise ValueError(f"{flag} {value:g}: must be {allowed}")
+    pool, table_rows = read_pool(args.pool, params=args.params, tokens=args.tokens,
+                                 loss=args.loss, flops=args.flops)
+
+    def say(round_, proposal):
+        a = proposal.answer
+        print(f"round {round_}: {a.n_points} runs, N* {a.params:.3g} "
+              f"[{a.params_ci[0]:.3g}, {a.params_ci[1]:.3g}], +{len(proposal.choices)} runs")
+    selection = select_pool(pool, target_flops=args.target_flops,
+                            budget_flops=args.budget_fraction * pool.total_flops,
+                            tolerance=args.tolerance, batch=args.batch, law=args.law,
+                            n_bootstrap=args.bootstrap, seed=args.seed,
+                            cost_exponent=args.cost_exponent, on_round=say)
+    result = fit(chosen_table(pool, selection), loss="loss", run="run",
+                 target_flops=[args.target_flops], law=args.law, n_bootstrap=args.bootstrap,
+                 seed=args.seed)
+    out = result.to_dict()
+    out["selection"] = selection_dict(pool, selection, table_rows, source=str(args.pool),
+                                      target_flops=args.target_flops, tolerance=args.tolerance,
+                                      budget_fraction=args.budget_fraction)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
+    print(f"{selection.message}")
+    print(f"chose {len(selection.rows)} of {len(pool)} runs, {selection.spent_flops:.3g} of "
+          f"{selection.budget_flops:.3g} FLOPs; wrote {args.json}")
+    return 0

@@ -24,7 +24,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from analysis.points import Points
-from analysis.schema import check_table
+from analysis.schema import TRUNK, check_table
 
 __all__ = ["MixedSweepsWarning", "Points", "SkippedFileWarning", "convention_columns",
            "load_points", "load_table", "snap_budgets", "table_sweeps"]
@@ -193,7 +193,9 @@ def load_points(source, *, params: str = "params", tokens: str = "tokens", flops
     are left at their defaults. curves=False keeps each run's final row (rows with final True
     where the column exists, else every row); curves=True keeps every evaluation. Rows with
     status failed/diverged (with curves, every row of such a run) and rows whose loss, params,
-    tokens or FLOPs are not finite and > 0 are dropped and counted in `excluded`.
+    tokens or FLOPs are not finite and > 0 are dropped and counted in `excluded`, and so are a
+    branching study's trunk rows (group "trunk": constant-LR runs, never annealed, and their
+    curves pass the held-out budgets' token counts, which the back-test must not see).
     unique_tokens: the column of unique tokens U (tokens / epochs), for laws that need it."""
     params, flops = convention_columns(params, flops, param_convention, flops_convention)
     name = "table" if isinstance(source, pa.Table) else str(source)
@@ -287,6 +289,11 @@ def _keep_mask(table, values, runs, curves):
                 bad = np.isin(codes, np.unique(codes[bad]))
             excluded[reason] = int((bad & keep).sum())
             keep &= ~bad
+    if "group" in table.column_names:
+        trunk = pc.equal(pc.cast(table.column("group"), pa.string()).fill_null(""), TRUNK)
+        trunk = trunk.to_numpy(zero_copy_only=False)
+        excluded[TRUNK] = int((trunk & keep).sum())
+        keep &= ~trunk
     stacked = np.vstack([values[k] for k in ("loss", "params", "tokens", "flops", "unique")
                          if k in values])
     finite = np.isfinite(stacked).all(axis=0)

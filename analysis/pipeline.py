@@ -37,6 +37,7 @@ from analysis.parabola import MIN_VALUES
 from analysis.points import Points, final_rows
 from analysis.recommend import (METHODS, band_grid, check_targets, default_targets,
                                 frontier_grid, loss_frontier, recommend)
+from analysis.report_text import row_backends
 from analysis.result import DataSummary, FitResult, compare_exponents
 
 NO_SCALING = "no scaling rows to fit (kind 'scaling', final, status ok, finite positive loss)"
@@ -182,7 +183,7 @@ def assemble(points, curves, table, hparams, options: FitOptions, name: str) -> 
                        int(len(np.unique(np.asarray(points.run)[rows]))),
                        tuple(float(b) for b in budgets), dict(points.excluded),
                        excluded_trials(table), bool(has_curves(curves)), hparams.n_trials,
-                       tuple(points.derived))
+                       tuple(points.derived), row_backends(table))
     result = FitResult(data, **sections, kaplan=fit_kaplan(points), backtest=backtest,
                        hparams=hparams,
                        recommendations=recommend(sections, frontiers, targets, fpt),

@@ -28,7 +28,7 @@ class Points:
     source: str
     sweep: np.ndarray | None = None   # sweep name per row, where the table has one
     derived: tuple = ()               # columns computed rather than read, e.g. "tokens = C/(6N)"
-    group: np.ndarray | None = None   # the planner's group per row ("" or "held_out"), if any
+    group: np.ndarray | None = None   # the planner's group per row ("", "held_out", "branch"), if any; never "trunk"
     unique: np.ndarray | None = None  # U, unique training tokens (tokens / epochs), if given
 
     def __len__(self) -> int:

@@ -20,7 +20,7 @@ from analysis.pipeline import quiet_numerics
 from analysis.report_plots import make_plots
 from analysis.report_render import to_html, to_markdown
 from analysis.report_text import (backtest_blocks, headline_blocks, interval_blocks,
-                                  recommendation_blocks)
+                                  recommendation_blocks, title_blocks)
 from analysis.summary import fmt, fmt_ci
 
 CAPTIONS = {
@@ -214,7 +214,7 @@ def _size_rows(law, x: str) -> list[list[str]]:
 def build_blocks(result, plots: dict[str, Path]) -> list:
     """The answer and its warnings first, then the evidence: data, every method, intervals,
     back-test, hyperparameter laws, figures."""
-    blocks = [("h1", "Scaling-law fit report")] + headline_blocks(result)
+    blocks = title_blocks(result) + headline_blocks(result)
     blocks += data_blocks(result) + recommendation_blocks(result) + interval_blocks(result)
     blocks += method_blocks(result) + backtest_blocks(result) + hparam_blocks(result)
     blocks += [("h2", "Figures")] + [("img", path, CAPTIONS[name]) for name, path in plots.items()]

@@ -50,6 +50,7 @@ def to_html(blocks: list) -> str:
     style = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
              "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
              "padding:2px 8px;text-align:left}img{max-width:100%}li{margin:.3em 0}")
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Scaling-law fit report"
-            f"</title><style>{style}</style></head><body>\n" + "\n".join(body)
-            + "\n</body></html>\n")
+    title = next((rest[0] for kind, *rest in blocks if kind == "h1"), "Scaling-law fit report")
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{style}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")

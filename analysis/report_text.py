@@ -26,6 +26,31 @@ VERDICTS = (f"confident: its loss and N* forecasts held in the back-test, N*'s i
             "the fit is degenerate.")
 
 
+TITLE = "Scaling-law fit report"
+SIMULATE = "simulate"     # analysis.schema's backend of rows drawn from a law
+
+
+def row_backends(table) -> tuple[str, ...]:
+    """The distinct `backend` values of a table's rows ("torch" for a table without the column:
+    published data, older schema versions)."""
+    if table is None or "backend" not in table.column_names:
+        return ("torch",)
+    values = table.column("backend").to_pylist()
+    return tuple(sorted({v or "torch" for v in values})) or ("torch",)
+
+
+def title_blocks(result) -> list:
+    """The report's title: SIMULATED, with a line saying so, when every row was drawn from a law
+    (backend simulate); result.data.backends as row_backends gives it."""
+    backends = tuple(getattr(result.data, "backends", ()) or ())
+    if backends != (SIMULATE,):
+        return [("h1", TITLE)]
+    return [("h1", f"SIMULATED {TITLE.lower()}"),
+            ("p", "This is not a measurement of training: every run in this report is "
+                  "simulated (backend simulate), its losses drawn from a known law plus noise "
+                  "to rehearse the study's design.")]
+
+
 def headline_blocks(result) -> list:
     """The answer at the top: one recommendation per target, its verdict, then the warnings."""
     if not result.headline:

@@ -60,6 +60,7 @@ class DataSummary:
     training_curves: bool
     n_hparam_trials: int = 0
     derived: tuple[str, ...] = ()   # columns computed, e.g. "params = flops / (6 tokens)"
+    backends: tuple[str, ...] = ()  # the rows' backend values: ("simulate",) = drawn from a law
 
     @property
     def n_budgets(self) -> int:
@@ -71,7 +72,7 @@ class DataSummary:
                 "n_budgets": self.n_budgets, "budgets": list(self.budgets),
                 "excluded": dict(self.excluded), "excluded_trials": dict(self.excluded_trials),
                 "training_curves": self.training_curves, "n_hparam_trials": self.n_hparam_trials,
-                "derived": list(self.derived)}
+                "derived": list(self.derived), "backends": list(self.backends)}
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,11 @@ import torch
 CHECKPOINT_FILE = "checkpoint.pt"
 # Fields that change speed, not results; a resume may change them.
 RUNTIME_FIELDS = ("threads", "device", "compile")
+# What a branch may change from its trunk's checkpoint: where it ends and how it decays there,
+# and when it evaluates. The rest (lr, warmup, batch, optimizer, seed: the path up to the branch
+# point) must match, or the branch would not continue the trunk's run.
+BRANCH_FIELDS = RUNTIME_FIELDS + ("total_tokens", "schedule", "decay_fraction", "decay_shape", "min_lr_ratio",
+                                  "eval_every_tokens", "eval_at_tokens")
 
 
 def save_checkpoint(directory: str, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -54,14 +59,19 @@ def save_checkpoint(directory: str, *, model: torch.nn.Module, optimizer: torch.
 
 
 def load_checkpoint(directory: str, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    shape, config, fingerprint: str) -> dict:
-    """Restore model, optimizer and RNG states in place; returns the saved loop state."""
+                    shape, config, fingerprint: str, branch: bool = False) -> dict:
+    """Restore model, optimizer and RNG states in place; returns the saved loop state.
+
+    branch=False: resume the same run (only RUNTIME_FIELDS may differ). branch=True: start a
+    branch from its trunk's checkpoint (BRANCH_FIELDS may differ; the argument is start_from)."""
+    argument = "start_from" if branch else "resume_from"
     path = Path(directory) / CHECKPOINT_FILE
     if not path.is_file():
-        raise ValueError(f"resume_from={directory!r}: no {CHECKPOINT_FILE} there; "
+        raise ValueError(f"{argument}={directory!r}: no {CHECKPOINT_FILE} there; "
                          f"pass a directory written as checkpoint_dir")
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    _check_same_run(payload, shape, config, fingerprint, directory)
+    _check_same_run(payload, shape, config, fingerprint, directory,
+                    BRANCH_FIELDS if branch else RUNTIME_FIELDS, argument)
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     rng = payload["rng"]
@@ -86,15 +96,24 @@ def _numpy_state_from_plain(state: dict) -> tuple:
     return (state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"])
 
 
-def _check_same_run(payload: dict, shape, config, fingerprint: str, directory: str) -> None:
+def _check_same_run(payload: dict, shape, config, fingerprint: str, directory: str,
+                    may_differ: tuple[str, ...], argument: str) -> None:
     if payload["shape"] != dataclasses.asdict(shape):
-        raise ValueError(f"resume_from={directory!r}: checkpoint shape {payload['shape']} differs from "
-                         f"{dataclasses.asdict(shape)}; resume only the same run")
+        raise ValueError(f"{argument}={directory!r}: checkpoint shape {payload['shape']} differs from "
+                         f"{dataclasses.asdict(shape)}; continue only the same model")
     saved, now = payload["config"], dataclasses.asdict(config)
+    # A checkpoint written before a field existed ran with that field's default.
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
     for name, value in now.items():
-        if name not in RUNTIME_FIELDS and saved.get(name) != value:
-            raise ValueError(f"resume_from={directory!r}: TrainConfig.{name}={value!r} but the checkpoint "
-                             f"has {saved.get(name)!r}; only {RUNTIME_FIELDS} may change on resume")
+        was = saved.get(name, defaults[name])
+        if name not in may_differ and _plain(was) != _plain(value):
+            raise ValueError(f"{argument}={directory!r}: TrainConfig.{name}={value!r} but the checkpoint "
+                             f"has {was!r}; only {may_differ} may differ")
     if payload["fingerprint"] != fingerprint:
-        raise ValueError(f"resume_from={directory!r}: data fingerprint {fingerprint} differs from the "
-                         f"checkpoint's {payload['fingerprint']}; resume with the same data")
+        raise ValueError(f"{argument}={directory!r}: data fingerprint {fingerprint} differs from the "
+                         f"checkpoint's {payload['fingerprint']}; continue with the same data")
+
+
+def _plain(value):
+    """Tuples and lists compare alike (a config may have come through JSON)."""
+    return list(value) if isinstance(value, (list, tuple)) else value

@@ -6,6 +6,10 @@ position embeddings (GPT-2; Chinchilla used relative ones, see shape.chinchilla_
 biases in every Linear and LayerNorm, and optionally tied input/output embeddings (Press & Wolf
 2017). The parameter count equals ModelShape.param_counts()["total"] exactly: GPT-2 small
 (12 x 768) has 124,439,808.
+
+Under shape.parametrization "mup" (models/mup.py) the hidden weights start 1/sqrt(m) smaller,
+attention scales logits by sqrt(base_head_dim)/d_head and the output logits are multiplied by
+1/m, m = d_model / base_d_model; at m = 1 the model is the standard one, draw for draw.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.mup import scale_init_
 from models.shape import ModelShape
 
 
@@ -23,6 +28,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, shape: ModelShape) -> None:
         super().__init__()
         self.n_head = shape.n_head
+        # None: SDPA's own 1/sqrt(d_k), so a standard model is bit for bit what it was
+        self.scale = shape.attention_scale if shape.parametrization == "mup" else None
         self.qkv = nn.Linear(shape.d_model, 3 * shape.d_model)  # fused Q, K, V: one matmul
         self.proj = nn.Linear(shape.d_model, shape.d_model)
 
@@ -31,7 +38,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(width, dim=2)
         # (batch, seq, width) -> (batch, heads, seq, head_dim)
         q, k, v = (t.view(batch, seq, self.n_head, width // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # default scale 1/sqrt(d_k)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
         return self.proj(y.transpose(1, 2).contiguous().view(batch, seq, width))
 
 
@@ -76,6 +83,8 @@ class GPT(nn.Module):
         for block in self.blocks:
             nn.init.normal_(block.attn.proj.weight, mean=0.0, std=residual_std)
             nn.init.normal_(block.mlp.proj.weight, mean=0.0, std=residual_std)
+        scale_init_(self, shape)  # mup: hidden weights x 1/sqrt(m); no draws, so m = 1 changes nothing
+        self.output_multiplier = shape.output_multiplier
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -99,6 +108,8 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         logits = self.lm_head(self.ln_final(x))
+        if self.output_multiplier != 1.0:  # mup's 1/m (TP5 Table 8: the readout multiplier)
+            logits = logits * self.output_multiplier
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1))

@@ -4,12 +4,26 @@
 embeddings, pre-norm LayerNorm with bias, biased linear layers, GELU MLP). `param_counts()` is
 the exact `sum(p.numel())` of that module, so analysis can pick its convention (Kaplan's
 non-embedding N, or the total). `flops_per_token()` is the exact Chinchilla count (Hoffmann et
-al. 2022, Appendix F); `flops_per_token_6n()` is Kaplan et al. 2020's 6N (Section 2.1).
+al. 2022, Appendix F); `flops_per_token_6n()` is Kaplan et al. 2020's 6N (Section 2.1) and
+`flops_per_token_kaplan()` their 6N + 6 n_layer n_ctx d_attn (Eq. 2.2 with its context term).
+
+Three axes, each its own number: depth (n_layer), width (d_model, with n_head heads of
+head_dim) and context (seq_len). Only the position table (seq_len x d_model) and the attention
+terms depend on the context; `attention_flops_per_token()` is the context-dependent part.
+
+`parametrization` "mup" (Yang et al. 2022, Tensor Programs V; rules in models/mup.py) scales
+init, Adam LRs, the attention logits and the output logits by the width multiplier
+d_model / base_d_model; it changes no parameter and no FLOP count.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
+from typing import ClassVar
+
+PARAMETRIZATIONS = ("standard", "mup")
 
 
 def _check_positive(name: str, value) -> None:
@@ -26,6 +40,12 @@ class ModelShape:
     vocab_size: int = 256
     seq_len: int = 128
     tied_embeddings: bool = True
+    parametrization: str = "standard"  # "standard" | "mup" (models/mup.py)
+    base_d_model: int = 0  # mup: the width its hyperparameters were tuned at (<= d_model); 0 under standard
+    base_head_dim: int = 0  # mup: the head size at that width; 0 -> head_dim (width grows by adding heads)
+
+    # Fields added after trial ids were published: hashed only when they differ from their default.
+    ADDED_FIELDS: ClassVar[tuple[str, ...]] = ("parametrization", "base_d_model", "base_head_dim")
 
     def __post_init__(self) -> None:
         for name in ("n_layer", "d_model", "n_head", "vocab_size", "seq_len"):
@@ -41,26 +61,78 @@ class ModelShape:
             raise ValueError(f"ModelShape.tied_embeddings={self.tied_embeddings!r}: must be true or false")
         if self.d_ff == 0:
             object.__setattr__(self, "d_ff", 4 * self.d_model)
+        self._check_parametrization()
+
+    def _check_parametrization(self) -> None:
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"ModelShape.parametrization={self.parametrization!r}: must be one of "
+                             f"{', '.join(PARAMETRIZATIONS)}")
+        for name in ("base_d_model", "base_head_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"ModelShape.{name}={value!r}: must be a whole number >= 0")
+            if self.parametrization == "standard" and value:
+                raise ValueError(f"ModelShape.{name}={value}: must be 0 under parametrization 'standard' "
+                                 f"(a base width is a mup setting)")
+        if self.parametrization == "standard":
+            return
+        if not 1 <= self.base_d_model <= self.d_model:
+            raise ValueError(f"ModelShape.base_d_model={self.base_d_model}: must be in 1..d_model={self.d_model} "
+                             f"(mup scales up from a base width no wider than the model)")
+        if self.base_head_dim > self.head_dim:
+            raise ValueError(f"ModelShape.base_head_dim={self.base_head_dim}: must be at most "
+                             f"head_dim={self.head_dim} (mup scales up from a base head size)")
+        if self.base_head_dim == 0:
+            object.__setattr__(self, "base_head_dim", self.head_dim)
 
     @classmethod
     def from_depth(cls, depth: int, *, vocab_size: int, seq_len: int,
-                   aspect_ratio: int = 32, head_dim: int = 32) -> "ModelShape":
+                   aspect_ratio: int = 32, head_dim: int = 32, **fields) -> "ModelShape":
         """One size dial, as nanochat's `--depth`: width and heads follow by formula.
 
         d_model = depth * aspect_ratio rounded UP to a multiple of head_dim;
         n_head = d_model / head_dim; d_ff = 4 * d_model; n_layer = depth.
         depth 4 -> d_model 128, 4 heads; depth 6 -> 192, 6 heads (aspect 32, head_dim 32).
+        `fields` are the rest (tied_embeddings, parametrization, base_d_model, base_head_dim).
         """
         for name, value in (("depth", depth), ("aspect_ratio", aspect_ratio), ("head_dim", head_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"ModelShape.from_depth {name}={value!r}: must be a positive integer")
         d_model = -(-depth * aspect_ratio // head_dim) * head_dim
         return cls(n_layer=depth, d_model=d_model, n_head=d_model // head_dim, d_ff=4 * d_model,
-                   vocab_size=vocab_size, seq_len=seq_len)
+                   vocab_size=vocab_size, seq_len=seq_len, **fields)
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_head
+
+    @property
+    def aspect_ratio(self) -> float:
+        """d_model / n_layer, Kaplan et al. 2020's shape axis (Fig. 5): 12 x 768 -> 64."""
+        return self.d_model / self.n_layer
+
+    @property
+    def width_multiplier(self) -> float:
+        """mup's m = d_model / base_d_model (1 under standard): 512 wide on a 64 base -> 8."""
+        return self.d_model / self.base_d_model if self.parametrization == "mup" else 1.0
+
+    @property
+    def attention_scale(self) -> float:
+        """The softmax logit scale: 1/sqrt(d_head) (Vaswani et al. 2017) under standard;
+        mup's 1/d_head (Tensor Programs V, Sec. 4), as sqrt(base_head_dim)/d_head so that it
+        equals the standard one at the base head size: base 16, head 64 -> 4/64 = 1/16, not 1/8."""
+        if self.parametrization == "mup":
+            return math.sqrt(self.base_head_dim) / self.head_dim
+        return 1.0 / math.sqrt(self.head_dim)
+
+    @property
+    def output_multiplier(self) -> float:
+        """What the output logits are multiplied by: mup's 1/m (1 under standard)."""
+        return 1.0 / self.width_multiplier
+
+    def with_context(self, seq_len: int) -> "ModelShape":
+        """The same network at another context: only the position table and attention change."""
+        return dataclasses.replace(self, seq_len=seq_len)
 
     def param_counts(self) -> dict[str, int]:
         """Exact parameter counts of models.gpt.GPT built from this shape.
@@ -111,6 +183,20 @@ class ModelShape:
         """Kaplan et al. 2020 C = 6N per token, N = non-embedding parameters."""
         return 6.0 * self.param_counts()["non_embedding"]
 
+    def attention_flops_per_token(self) -> float:
+        """The context-dependent share of flops_per_token(): 3 x (QK^T logits + softmax + the
+        weighted sum of values) per layer over seq_len, = 3 n_layer (4 n_ctx d_attn + 3 n_head n_ctx).
+        Chinchilla counts both seq x seq products in full, 4 n_ctx d_attn forward per layer and
+        token, twice Kaplan's 2 n_ctx d_attn (their Table 1 counts one, as a causal mask halves
+        both). 4L x 256d, 8 heads at n_ctx 1024: 3 * 4 * (4*1024*256 + 3*8*1024) = 12.9M a token."""
+        t, attn, h = self.seq_len, self.n_head * self.head_dim, self.n_head
+        return 3.0 * self.n_layer * (4 * t * attn + 3 * h * t)
+
+    def flops_per_token_kaplan(self) -> float:
+        """Kaplan et al. 2020 Eq. 2.2 with its context term, training = 3 x forward:
+        6N + 6 n_layer n_ctx d_attn; 12 x 768 at n_ctx 1024: 6 * 85.0M + 6 * 12 * 1024 * 768 = 567M."""
+        return self.flops_per_token_6n() + 6.0 * self.n_layer * self.seq_len * self.n_head * self.head_dim
+
 
 def chinchilla_table_a4_ratio(shape: ModelShape) -> float:
     """Chinchilla FLOPs / 6N as printed in Hoffmann et al. 2022 Table A4.
@@ -135,8 +221,9 @@ def chinchilla_table_a4_ratio(shape: ModelShape) -> float:
 def shape_summary(shape: ModelShape) -> str:
     """One line for logs: `12L x 768d x 12h, 124.4M params, 1.0 GFLOP/token`."""
     total = shape.param_counts()["total"]
+    mup = f", mup on base {shape.base_d_model}" if shape.parametrization == "mup" else ""
     return (f"{shape.n_layer}L x {shape.d_model}d x {shape.n_head}h, {total / 1e6:.1f}M params, "
-            f"{shape.flops_per_token() / 1e9:.3g} GFLOP/token (6N {shape.flops_per_token_6n() / 1e9:.3g})")
+            f"{shape.flops_per_token() / 1e9:.3g} GFLOP/token (6N {shape.flops_per_token_6n() / 1e9:.3g}){mup}")
 
 
-__all__ = ["ModelShape", "chinchilla_table_a4_ratio", "shape_summary"]
+__all__ = ["PARAMETRIZATIONS", "ModelShape", "chinchilla_table_a4_ratio", "shape_summary"]

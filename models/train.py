@@ -5,7 +5,9 @@ learning rate, gradient clipping, gradient accumulation from micro_batch_tokens 
 batch_tokens, and an evaluation on a fixed held-out slice every eval_every_tokens and at the
 last step. Each optimizer step's batch is a pure function of (seed, step), so the data position
 IS the step: a run stopped at step k and resumed from its checkpoint gives bitwise-identical
-losses on CPU. Worked example: batch 16 rows x 128 tokens = 2,048 batch_tokens; with
+losses on CPU. The same holds across runs: a branch started from a constant-LR trunk's
+checkpoint at step s (start_from; the trunk evaluates and checkpoints at eval_at_tokens)
+continues exactly as one run of the branch's schedule would from step s. Worked example: batch 16 rows x 128 tokens = 2,048 batch_tokens; with
 micro_batch_tokens 512 that is 4 forward/backward passes of 4 rows per optimizer step.
 
 Data-parallel (models.distributed): when a process group of W > 1 ranks is initialized, the
@@ -38,6 +40,7 @@ from models.data import TokenData
 from models.distributed import (Replica, barrier, current_replica, local_device, mean_loss, no_sync, share,
                                 sum_over_ranks, wrap)
 from models.gpt import GPT
+from models.mup import make_optimizer as make_mup_optimizer
 from models.shape import ModelShape
 from models.train_config import Measurement, TrainConfig, lr_at, rows_per_rank
 
@@ -121,14 +124,22 @@ class _Run:
 
 def train(shape: ModelShape, config: TrainConfig, data: TokenData, *,
           on_eval: Callable[[Measurement, str | None], None] | None = None,
-          checkpoint_dir: str | None = None, resume_from: str | None = None) -> Measurement:
-    """Train GPT(shape) on data with config; returns the final Measurement (see module doc)."""
-    run, loop = _set_up(shape, config, data, resume_from)
+          checkpoint_dir: str | None = None, resume_from: str | None = None,
+          start_from: str | None = None) -> Measurement:
+    """Train GPT(shape) on data with config; returns the final Measurement (see module doc).
+
+    start_from (used only when resume_from is None): another run's checkpoint to continue, a
+    branch from its trunk: model, optimizer, RNG and step (the data position) carry over, and
+    only checkpoint.BRANCH_FIELDS (where it ends, how it decays) may differ. Its step, tokens,
+    flops and wall_seconds continue the trunk's count: a branch from step 800 to 1,000 reports
+    tokens = 1,000 x batch_tokens, the whole path that produced its model."""
+    run, loop = _set_up(shape, config, data, resume_from, start_from)
     interval = _Interval(start=time.perf_counter())
     result = Measurement(**loop.last) if loop.last else None
     if loop.step >= config.total_steps and result is not None:
         # Resumed from the final checkpoint (the run ended while reporting it): report it again.
         return _report(result, resume_from, on_eval)
+    eval_at = config.eval_at_steps
     while loop.step < config.total_steps:
         step_start = time.perf_counter()
         lr_now, loss = _train_step(run, loop.step)
@@ -139,7 +150,7 @@ def train(shape: ModelShape, config: TrainConfig, data: TokenData, *,
         interval.tokens += config.batch_tokens
         interval.train_seconds += time.perf_counter() - step_start
         final = loop.step == config.total_steps
-        if loop.step % run.eval_every_steps and not final:
+        if loop.step % run.eval_every_steps and not final and loop.step not in eval_at:
             continue
         result = _evaluate_interval(run, loop, interval, lr_now, final)
         if result.status == "diverged":
@@ -150,7 +161,8 @@ def train(shape: ModelShape, config: TrainConfig, data: TokenData, *,
     return result
 
 
-def _set_up(shape: ModelShape, config: TrainConfig, data: TokenData, resume_from: str | None) -> tuple[_Run, _Loop]:
+def _set_up(shape: ModelShape, config: TrainConfig, data: TokenData, resume_from: str | None,
+            start_from: str | None = None) -> tuple[_Run, _Loop]:
     """Device, seeded model and optimizer, the resumed state, the DDP wrap and the held-out windows."""
     replica = current_replica()
     device = local_device(_resolve_device(config), replica)
@@ -160,15 +172,15 @@ def _set_up(shape: ModelShape, config: TrainConfig, data: TokenData, resume_from
     torch.manual_seed(config.seed)
     raw_model = GPT(shape).to(device)
     optimizer = _make_optimizer(raw_model, config, device)
-    loop = _Loop()
-    if resume_from:
-        loop = _Loop(**load_checkpoint(resume_from, model=raw_model, optimizer=optimizer, shape=shape,
-                                       config=config, fingerprint=data.fingerprint))
+    loop = _restore(raw_model, optimizer, shape, config, data, resume_from, start_from)
     model = torch.compile(raw_model) if config.compile else raw_model
     ddp = wrap(raw_model, device, replica)  # after the resume: its constructor broadcasts rank 0's weights
     train_model = model if ddp is None else torch.compile(ddp) if config.compile else ddp
-    autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if config.dtype == "bfloat16"
-                else contextlib.nullcontext())
+    # bf16 autocast on the run's own device type (CPU included, so a GPU spec's recipe runs in CPU
+    # tests): parameters, gradients and AdamW states stay fp32, matmuls and their saved inputs
+    # are bf16 (models.memory counts both).
+    autocast = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+                if config.dtype == "bfloat16" else contextlib.nullcontext())
     windows = eval_windows(data.val, shape.seq_len, config.eval_tokens)
     micro_rows = min(config.micro_tokens // shape.seq_len, rows_per_rank(config.batch_tokens, shape.seq_len,
                                                                          replica.world_size))
@@ -178,6 +190,25 @@ def _set_up(shape: ModelShape, config: TrainConfig, data: TokenData, resume_from
                 rows=config.batch_tokens // shape.seq_len, micro_rows=micro_rows,
                 eval_every_steps=config.eval_every_steps, flops_per_token=shape.flops_per_token(),
                 flops_6n_per_token=shape.flops_per_token_6n()), loop
+
+
+def _restore(model, optimizer, shape: ModelShape, config: TrainConfig, data: TokenData,
+             resume_from: str | None, start_from: str | None) -> _Loop:
+    """The loop state to continue from: this run's own checkpoint, else a trunk's, else step 0."""
+    if resume_from:
+        return _Loop(**load_checkpoint(resume_from, model=model, optimizer=optimizer, shape=shape,
+                                       config=config, fingerprint=data.fingerprint))
+    if not start_from:
+        return _Loop()
+    loop = _Loop(**load_checkpoint(start_from, model=model, optimizer=optimizer, shape=shape, config=config,
+                                   fingerprint=data.fingerprint, branch=True))
+    if loop.step >= config.total_steps:
+        raise ValueError(f"start_from={start_from!r}: the checkpoint is at step {loop.step}, not before this "
+                         f"run's last step {config.total_steps} (TrainConfig.total_tokens={config.total_tokens})")
+    # The trunk's last Measurement is not this run's; its interval sums were reset at that
+    # evaluation, and its wall clock carries on (the branch's wall counts the whole path).
+    loop.last = None
+    return loop
 
 
 def _train_step(run: _Run, step: int) -> tuple[float, float]:
@@ -281,12 +312,11 @@ def _evaluate(model: torch.nn.Module, windows: torch.Tensor, rows: int, autocast
 
 
 def _make_optimizer(model: torch.nn.Module, config: TrainConfig, device: str) -> torch.optim.AdamW:
-    """AdamW; decay only matrices (weights, embeddings), not biases or LayerNorm gains (nanoGPT)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2),
-                             fused=device.startswith("cuda"))
+    """AdamW; decay only matrices (weights, embeddings), not biases or LayerNorm gains (nanoGPT).
+    Under mup (model.shape.parametrization) the hidden matrices' group carries lr_multiplier 1/m,
+    applied inside each step (models.mup.MuAdamW), so the schedule's one lr stays per-group."""
+    return make_mup_optimizer(model, model.shape, lr=config.lr, weight_decay=config.weight_decay,
+                              betas=(config.beta1, config.beta2), fused=device.startswith("cuda"))
 
 
 def _resolve_device(config: TrainConfig) -> str:
@@ -295,10 +325,6 @@ def _resolve_device(config: TrainConfig) -> str:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("TrainConfig.device='cuda': no CUDA device is visible; use 'cpu' or 'auto'")
-    if device == "cpu" and config.dtype == "bfloat16":
-        raise ValueError("TrainConfig.dtype='bfloat16': autocast is used on CUDA only; use 'float32' on CPU")
-    if device == "cpu" and config.compile:
-        raise ValueError("TrainConfig.compile=True: compilation is enabled on CUDA only; use False on CPU")
     return device
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 SCHEDULES = ("cosine", "wsd", "constant")
+DECAY_SHAPES = ("linear", "1-sqrt")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16")
 EVALS_PER_RUN = 8  # evaluations of a run that gives no eval_every_tokens: a loss curve of 8 points
@@ -24,7 +26,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # cosine decays to 10% of peak (Chinchilla, Sec. 4 / App. B)
     warmup_fraction: float = 0.05
     schedule: str = "cosine"  # "cosine" | "wsd" | "constant"
-    decay_fraction: float = 0.2  # wsd only: linear decay over the last 20% of steps
+    decay_fraction: float = 0.2  # wsd only: decay over the last 20% of steps (decay_shape)
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -34,8 +36,18 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch threads; 0 -> leave as is
     device: str = "auto"  # "auto" | "cpu" | "cuda"
-    dtype: str = "float32"  # "float32" | "bfloat16" (autocast, CUDA only)
-    compile: bool = False  # torch.compile, CUDA only
+    dtype: str = "float32"  # "float32" | "bfloat16" (autocast on the run's device, CPU too; weights stay fp32)
+    compile: bool = False  # torch.compile (inductor; on CPU it needs a C++ compiler)
+    # 0: warmup_fraction of this run's steps. A trunk and its branches share one warmup in
+    # tokens (their step counts differ), so their LR paths agree up to the branch point.
+    warmup_tokens: int = 0
+    decay_shape: str = "linear"  # wsd only: "linear" | "1-sqrt" (Hagele et al. 2024, Sec. 3)
+    # Extra evaluations (each with its checkpoint) at these token counts: a trunk's branch points.
+    eval_at_tokens: tuple[int, ...] = ()
+
+    # Fields added after trial ids were first published: orchestrator.trial hashes them only
+    # when they differ from their defaults, so every earlier trial keeps its id.
+    ADDED_FIELDS: ClassVar[tuple[str, ...]] = ("warmup_tokens", "decay_shape", "eval_at_tokens")
 
     def __post_init__(self) -> None:
         _positive_int("total_tokens", self.total_tokens)
@@ -65,6 +77,26 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: allowed {allowed}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"TrainConfig.compile={self.compile!r}: must be true or false")
+        _non_negative_int("warmup_tokens", self.warmup_tokens)
+        if self.warmup_tokens > self.total_tokens:
+            raise ValueError(f"TrainConfig.warmup_tokens={self.warmup_tokens}: must be at most "
+                             f"total_tokens={self.total_tokens}")
+        if self.decay_shape not in DECAY_SHAPES:
+            raise ValueError(f"TrainConfig.decay_shape={self.decay_shape!r}: allowed {DECAY_SHAPES}")
+        self._check_eval_at_tokens()
+
+    def _check_eval_at_tokens(self) -> None:
+        """A JSON round trip gives a list: stored as a sorted tuple of distinct whole steps."""
+        raw = self.eval_at_tokens
+        if isinstance(raw, (str, bytes)) or not hasattr(raw, "__iter__"):
+            raise ValueError(f"TrainConfig.eval_at_tokens={raw!r}: must be a list of token counts")
+        values = tuple(sorted(set(raw)))
+        for tokens in values:
+            if (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0
+                    or tokens % self.batch_tokens or tokens > self.total_tokens):
+                raise ValueError(f"TrainConfig.eval_at_tokens: {tokens!r} must be a positive multiple of "
+                                 f"batch_tokens={self.batch_tokens} up to total_tokens={self.total_tokens}")
+        object.__setattr__(self, "eval_at_tokens", values)
 
     @property
     def total_steps(self) -> int:
@@ -78,6 +110,18 @@ class TrainConfig:
     @property
     def eval_every_steps(self) -> int:
         return eval_interval_tokens(self.total_tokens, self.batch_tokens, self.eval_every_tokens) // self.batch_tokens
+
+    @property
+    def warmup_steps(self) -> int:
+        """warmup_tokens // batch_tokens when set, else warmup_fraction of the steps (rounded down):
+        1,000 steps at 5% -> 50; warmup_tokens 102,400 at 2,048 per step -> 50 whatever the length."""
+        if self.warmup_tokens:
+            return self.warmup_tokens // self.batch_tokens
+        return int(self.warmup_fraction * self.total_steps)
+
+    @property
+    def eval_at_steps(self) -> frozenset[int]:
+        return frozenset(t // self.batch_tokens for t in self.eval_at_tokens)
 
 
 @dataclass(frozen=True)
@@ -101,16 +145,16 @@ class Measurement:
 def lr_at(step: int, config: TrainConfig) -> float:
     """Learning rate for optimizer step `step` (0-based).
 
-    Linear warmup over warmup_fraction of the steps, then
+    Linear warmup over config.warmup_steps, then
     - cosine: half a cosine from lr down to min_lr_ratio * lr, reached at the last step
       (Chinchilla: cycle length = run length, decay to 10x lower, Fig. A1);
-    - wsd: flat at lr, then linear to min_lr_ratio * lr over the last decay_fraction
-      (warmup-stable-decay, Hu et al. 2024 MiniCPM; Hagele et al. 2024);
+    - wsd: flat at lr, then down to min_lr_ratio * lr over the last round(decay_fraction * steps)
+      steps (warmup-stable-decay, Hu et al. 2024 MiniCPM; Hagele et al. 2024), linear or 1-sqrt;
     - constant: flat at lr.
     1000 steps, 5% warmup: step 0 -> lr/50, step 49 -> lr, step 999 -> 0.1 lr (cosine).
     """
     total = config.total_steps
-    warmup = int(config.warmup_fraction * total)
+    warmup = config.warmup_steps
     peak, floor = config.lr, config.lr * config.min_lr_ratio
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -123,7 +167,12 @@ def lr_at(step: int, config: TrainConfig) -> float:
     decay_start = total - decay_steps
     if step < decay_start:
         return peak
-    return peak + (floor - peak) * (step - decay_start + 1) / decay_steps
+    progress = min(1.0, (step - decay_start + 1) / decay_steps)
+    if config.decay_shape == "1-sqrt":
+        # Hagele et al. 2024 Eq. 1: floor + (peak - floor)(1 - sqrt(progress)); 100 decay
+        # steps: the 25th is at 1 - 0.5 = half way, where linear would be at 75%.
+        return floor + (peak - floor) * (1.0 - math.sqrt(progress))
+    return peak + (floor - peak) * progress
 
 
 def eval_interval_tokens(total_tokens: int, grain_tokens: int, every_tokens: int = 0,

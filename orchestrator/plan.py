@@ -93,7 +93,10 @@ class Plan:
         flops_per_second is the spec's per trial of its base resources, scaled by the GPUs a
         size's own resources hold (placement.scaled_trial_seconds)."""
         s = self.sweep
-        return scaled_trial_seconds(s.flops_per_second, s.overhead_seconds_per_trial, s.resources, trial)
+        seconds = scaled_trial_seconds(s.flops_per_second, s.overhead_seconds_per_trial, s.resources, trial)
+        # a branch trains only its cooldown: its trunk already spent branch_tokens' FLOPs
+        trunk_share = trial.branch_tokens * trial.shape.flops_per_token()
+        return seconds - trunk_share / trial.flops * (seconds - s.overhead_seconds_per_trial)
 
     @property
     def cluster(self) -> dict:

@@ -34,6 +34,12 @@ class StudySearcher(Searcher):
         self.by_tune_id[trial_id] = spec
         return {"trial": spec.to_dict(), **self.extra}
 
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: the store is the study's state (a re-run re-plans and skips what is final)."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """See save."""
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         spec = self.by_tune_id.get(trial_id)
         if spec is not None:

@@ -3,7 +3,10 @@
 
 A search tunes the training recipe at a few sizes before (or instead of) the scaling grid;
 analysis/hparams.py turns its rows (kind "hparam", one size_label per size) into lr*(N), and
-`train.lr: {from_fit: PATH}` feeds that law back: each scaling trial's lr = lr*(N).
+`train.lr: {from_fit: PATH}` feeds that law back: each scaling trial's lr = lr*(N). Under
+model.parametrization mup the best lr does not move with width, so `train.lr: {from_search:
+RESULTS_DIR}` takes the search's best lr at the base width (its smallest size, d_model =
+model.base_d_model) for every size, and the plan says so (lr_note).
 examples/hparam-search.yaml comments every key. Section [defaults]:
 
   sizes             required: depths of the model dial ([2, 4]) or shapes ([{n_layer, d_model, n_head}])
@@ -30,7 +33,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from analysis.hparam_law import LrLaw, load_lr_law
+from analysis.hparams import fit_hparams, split_kinds
+from analysis.load import load_table
 from models.shape import ModelShape
 from orchestrator.spec_model import ModelSpec
 from orchestrator.validate import SpecError, choice, fail, mapping, model_shape, number, sequence, whole_number
@@ -170,16 +178,26 @@ def _sizes(raw, model: ModelSpec, recipe, multiple: int, max_batch: int) -> tupl
     for i, item in enumerate(items):
         path = f"hparams.sizes[{i}]"
         if isinstance(item, dict):
-            shape = model_shape(item, path, model.vocab_size, model.seq_len)
-        elif not model.aspect_ratio:
-            fail(path, item, "a shape {n_layer, d_model, n_head}: model gives shapes, not a depth dial")
+            shape = model_shape(item, path, model.vocab_size, model.seq_len, **model.shape_fields)
+        elif not model.axis:
+            fail(path, item, "a shape {n_layer, d_model, n_head}: model gives shapes, not a size dial")
         else:
-            shape = model.at_depth(whole_number(item, path, minimum=1))
+            shape = _dial_size(model, item, path)
         label = model.label(shape)
         if label in [s.label for s in sizes]:
             fail(path, item, f"different from the other sizes ({label} twice)")
         sizes.append(_size(label, shape, raw, given[0], recipe, multiple, max_batch))
     return tuple(sorted(sizes, key=lambda s: s.shape.param_counts()["total"]))
+
+
+def _dial_size(model: ModelSpec, item, path: str) -> ModelShape:
+    """A size of the model's dial: a depth, or a d_model on the width dial (a multiple of head_dim)."""
+    value = whole_number(item, path, minimum=1)
+    if model.axis == "width" and value % model.head_dim:
+        fail(path, value, f"a d_model of the width dial: a multiple of model.head_dim ({model.head_dim})")
+    if model.parametrization == "mup" and (model.at(value).d_model < model.base_d_model):
+        fail(path, value, f"at least model.base_d_model ({model.base_d_model}) wide")
+    return model.at(value)
 
 
 def _size(label: str, shape: ModelShape, raw, rule: str, recipe, multiple: int, max_batch: int) -> HparamSize:
@@ -240,11 +258,70 @@ def fit_prior(path: str) -> tuple[float, float, str]:
     return fail("prior.from_fit", path, "a fit with isoflop (a, k_params) or parametric (A, B, alpha, beta)")
 
 
-def split_lr_law(train) -> tuple[tuple[LrLaw, str] | tuple[()], object]:
-    """The train section -> ((lr law, its param convention) or (), the section less that lr)."""
+def split_lr_law(train, model: ModelSpec | None = None) -> tuple[tuple[LrLaw, str] | tuple[()], object]:
+    """The train section -> ((lr law, its param convention) or (), the section less that lr).
+    `model` (the parsed model section) is what train.lr: {from_search} is checked against."""
     if not isinstance(train, dict) or not isinstance(train.get("lr"), dict):
         return (), train
-    return _lr_from_fit(train["lr"]), {k: v for k, v in train.items() if k != "lr"}
+    rest = {k: v for k, v in train.items() if k != "lr"}
+    mapping(train["lr"], "train.lr", ("from_fit", "params", "from_search"))
+    if "from_search" in train["lr"]:
+        if len(train["lr"]) > 1:
+            fail("train.lr", train["lr"], "{from_search: RESULTS_DIR} alone (its lr is not a law in params)")
+        return (_lr_from_search(train["lr"], model), "total"), rest
+    return _lr_from_fit(train["lr"]), rest
+
+
+@dataclass(frozen=True)
+class SearchLr(LrLaw):
+    """The best lr of a search at the base width, for every width: mup transfers it (Yang et al.
+    2022, Sec. 3), so lr(N) is flat (exponent 0) over every size (n_range 0..inf)."""
+
+    label: str = ""  # the searched size it was found at
+    d_model: int = 0
+
+
+def lr_note(recipe) -> str:
+    """The plan's line for train.lr: {from_search} ("" for any other lr): where the lr comes from."""
+    law = recipe.lr_law
+    if not isinstance(law, SearchLr):
+        return ""
+    return (f"lr: {law.coefficient:.3g} at every size, the best lr of the search in {law.source} at "
+            f"{law.label} (d_model {law.d_model} = model.base_d_model): mup carries it across widths")
+
+
+def _lr_from_search(raw, model: ModelSpec | None) -> SearchLr:
+    """`train.lr: {from_search: RESULTS_DIR}`: the window-parabola best lr (analysis/hparams.py)
+    of the search's smallest size, which must be the base width of a mup model section."""
+    path = raw["from_search"]
+    if not isinstance(path, str) or not path:
+        fail("train.lr.from_search", path, "the results folder of a search (`scaling run` with hparams)")
+    if model is None or model.parametrization != "mup":
+        fail("train.lr.from_search", path, "used with model.parametrization: mup (under standard the best lr "
+             "moves with width: use train.lr: {from_fit} for lr*(N))")
+    try:
+        table = load_table(path)
+        optima = fit_hparams(table, n_bootstrap=0).lr.optima
+    except (OSError, ValueError) as e:
+        return fail("train.lr.from_search", path, f"a readable results folder ({e})")
+    if not optima:
+        fail("train.lr.from_search", path, "a results folder with hparam rows (kind 'hparam')")
+    best = optima[0]  # sizes ascend in params: the narrowest
+    if not best.fittable or best.edge:
+        fail("train.lr.from_search", path, f"a search whose best lr at {best.label} lies inside its lr grid "
+             f"({best.reason or 'the best lr tried is the smallest or largest'})")
+    widths = set(_size_column(table, best.label, "d_model"))
+    if widths != {model.base_d_model}:
+        fail("train.lr.from_search", path, f"a search at the base width: its smallest size {best.label} is "
+             f"{sorted(widths)} wide, model.base_d_model is {model.base_d_model}")
+    return SearchLr(best.value_opt, 0.0, (0.0, math.inf), path, best.label, model.base_d_model)
+
+
+def _size_column(table, label: str, column: str) -> list:
+    """`column` of the hparam rows of one size_label."""
+    rows = split_kinds(table)[1]
+    keep = pc.equal(pc.cast(rows.column("size_label"), pa.string()), label)
+    return rows.filter(keep).column(column).to_pylist()
 
 
 def _lr_from_fit(raw) -> tuple[LrLaw, str]:

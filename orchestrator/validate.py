@@ -111,12 +111,13 @@ def checked(make, name: str, path: str):
         raise SpecError(f"{path}.{said[1]}: {said[2]} must be {said[3]}") from None
 
 
-def model_shape(item, path: str, vocab_size: int, seq_len: int) -> ModelShape:
-    """{n_layer, d_model, n_head[, d_ff, tied_embeddings]} -> a ModelShape of the spec's vocab and seq_len."""
-    kw = dataclass_fields(item, path, ModelShape, skip=("vocab_size", "seq_len"))
+def model_shape(item, path: str, vocab_size: int, seq_len: int, **fixed) -> ModelShape:
+    """{n_layer, d_model, n_head[, d_ff, tied_embeddings]} -> a ModelShape of the spec's vocab and
+    seq_len; `fixed` are the model section's own fields (parametrization, base_d_model, base_head_dim)."""
+    kw = dataclass_fields(item, path, ModelShape, skip=("vocab_size", "seq_len", *ModelShape.ADDED_FIELDS))
     for key in ("n_layer", "d_model", "n_head"):
         if not kw.get(key):
             fail(f"{path}.{key}", kw.get(key), "a whole number >= 1 (n_layer, d_model, n_head are required)")
     if kw["d_model"] % kw["n_head"]:  # ModelShape refuses it too, naming d_model; the spec names the head count
         fail(f"{path}.n_head", kw["n_head"], f"a divisor of d_model ({kw['d_model']})")
-    return ModelShape(**kw, vocab_size=vocab_size, seq_len=seq_len)
+    return checked(lambda: ModelShape(**kw, vocab_size=vocab_size, seq_len=seq_len, **fixed), "ModelShape", path)

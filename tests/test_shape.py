@@ -2,6 +2,8 @@
 training FLOPs (Chinchilla Appendix F, checked by hand and against Table A4)."""
 
 import csv
+import math
+import re
 import dataclasses
 
 import pytest
@@ -105,3 +107,73 @@ def test_round_trips_through_plain_dict():
 def test_bad_shapes_name_the_field(fields, named):
     with pytest.raises(ValueError, match=named):
         ModelShape(**fields)
+
+
+# The three axes at their extremes: deep and narrow, wide and shallow, long context, and mup.
+AXES = [
+    ModelShape(n_layer=12, d_model=32, n_head=4, vocab_size=300, seq_len=64),  # aspect 2.7
+    ModelShape(n_layer=1, d_model=256, n_head=8, vocab_size=300, seq_len=64),  # aspect 256
+    ModelShape(n_layer=2, d_model=64, n_head=4, vocab_size=300, seq_len=1024),  # long context
+    ModelShape(n_layer=3, d_model=96, n_head=2, vocab_size=300, seq_len=48, tied_embeddings=False,
+               parametrization="mup", base_d_model=32, base_head_dim=16),
+]
+
+
+@pytest.mark.parametrize("shape", AXES, ids=lambda s: f"L{s.n_layer}xD{s.d_model}xT{s.seq_len}")
+def test_every_shape_counts_exactly_against_the_module_and_a_counted_forward(shape):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = GPT(shape)
+    assert shape.param_counts()["total"] == sum(p.numel() for p in model.parameters())
+    idx = torch.zeros(1, shape.seq_len, dtype=torch.long)
+    # The math kernel runs attention as matmuls, which the counter sees; a lookup table and the
+    # softmax are not matmuls, so the counted forward is App. F less those two terms.
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(idx)
+    t, v, d, h = shape.seq_len, shape.vocab_size, shape.d_model, shape.n_head
+    uncounted = 2 * t * v * d + shape.n_layer * 3 * h * t * t
+    assert counter.get_total_flops() == shape.forward_flops_per_sequence() - uncounted
+
+
+def test_attention_term_grows_with_context_and_is_the_only_part_that_does():
+    short = ModelShape(n_layer=4, d_model=256, n_head=8, vocab_size=1024, seq_len=256)
+    long = short.with_context(1024)
+    # 3 * 4 * (4 * 1024 * 256 + 3 * 8 * 1024) = 12,877,824 a token at 1024; 4x less at 256
+    assert long.attention_flops_per_token() == 12_877_824 == 4 * short.attention_flops_per_token()
+    assert (long.flops_per_token() - long.attention_flops_per_token()
+            == short.flops_per_token() - short.attention_flops_per_token())
+    assert long.param_counts()["non_embedding"] == short.param_counts()["non_embedding"]
+    assert long.param_counts()["embedding"] - short.param_counts()["embedding"] == 768 * 256  # position table
+
+
+def test_kaplan_count_with_its_context_term():
+    # GPT-2 small at n_ctx 1024: 6 * 85,056,000 + 6 * 12 * 1024 * 768 = 510.3M + 56.6M
+    shape = ModelShape(n_layer=12, d_model=768, n_head=12, vocab_size=50257, seq_len=1024)
+    assert shape.flops_per_token_kaplan() == 6 * 85_056_000 + 6 * 12 * 1024 * 768
+    # Chinchilla's attention is twice Kaplan's term (both seq x seq products) plus the softmax:
+    # (4 T d + 3 h T) / (2 T d) = 2 + 3 h / (2 d) = 2.0234 for 12 heads of 64
+    ratio = shape.attention_flops_per_token() / (6 * 12 * 1024 * 768)
+    assert ratio == pytest.approx(2 + 3 * 12 / (2 * 768))
+
+
+def test_aspect_ratio_and_mup_multipliers():
+    shape = ModelShape(n_layer=2, d_model=512, n_head=8, parametrization="mup", base_d_model=64, base_head_dim=8)
+    assert shape.aspect_ratio == 256 and shape.width_multiplier == 8 and shape.output_multiplier == 0.125
+    assert shape.attention_scale == pytest.approx(math.sqrt(8) / 64)  # 1/d_head scaling past the base head
+    standard = ModelShape(n_layer=2, d_model=512, n_head=8)
+    assert standard.attention_scale == pytest.approx(1 / 8) and standard.width_multiplier == 1
+    by_heads = ModelShape(n_layer=2, d_model=512, n_head=32, parametrization="mup", base_d_model=64)
+    assert by_heads.base_head_dim == 16 and by_heads.attention_scale == pytest.approx(1 / 4)  # heads unchanged
+
+
+@pytest.mark.parametrize("fields, named", [
+    (dict(parametrization="ntk"), "parametrization='ntk'"),
+    (dict(parametrization="mup", base_d_model=128), "base_d_model=128: must be in 1..d_model=64"),
+    (dict(parametrization="mup"), "base_d_model=0"),
+    (dict(parametrization="mup", base_d_model=32, base_head_dim=32), "base_head_dim=32"),
+    (dict(base_d_model=32), "base_d_model=32: must be 0 under parametrization 'standard'"),
+])
+def test_bad_parametrization_names_the_field(fields, named):
+    with pytest.raises(ValueError, match=re.escape(named)):
+        ModelShape(n_layer=2, d_model=64, n_head=4, **fields)

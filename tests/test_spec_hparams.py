@@ -231,3 +231,77 @@ def test_example_spec_parses_and_plans():
     assert h.scheduler == "asha" and h.search == "random" and [s.label for s in h.sizes] == ["d1", "d2", "d3"]
     assert plan.trials and not plan.notes
     assert plan.to_dict()["hparams"]["flops_upper_bound"] < 1e14  # minutes on a laptop, not hours
+
+
+def write_search(tmp_path, d_model: int = 32, lrs=(1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2), best: float = 4e-3) -> str:
+    """A results folder of one searched size (label "d2", d_model wide): loss a bowl in log2 lr."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "search"
+    folder.mkdir()
+    rows = [{"trial_id": f"t{i}", "kind": "hparam", "size_label": "d2", "n_layer": 2, "d_model": d_model,
+             "params": 40000, "lr": lr, "batch_tokens": 2048, "tokens": 1e6, "budget_flops": 1e12,
+             "val_loss": 4.0 + 0.05 * math.log2(lr / best) ** 2, "final": True, "status": "ok"}
+            for i, lr in enumerate(lrs)]
+    pq.write_table(pa.Table.from_pylist(rows), folder / "rows.parquet")
+    return str(folder)
+
+
+def _mup_sweep(**model):
+    from orchestrator.spec import parse_sweep as parse
+
+    spec = {k: v for k, v in base().items() if k != "hparams"}
+    spec["model"] = {"depth": {"min": 2, "max": 8}, "aspect_ratio": 16, "head_dim": 16, "seq_len": 128,
+                     "parametrization": "mup", **model}
+    return parse(spec)
+
+
+def test_lr_from_search_feeds_every_size_under_mup(tmp_path):
+    import dataclasses
+
+    from orchestrator.spec_hparams import lr_note, split_lr_law
+
+    sweep = _mup_sweep()
+    (law, params), rest = split_lr_law({"batch_tokens": 2048, "lr": {"from_search": write_search(tmp_path)}},
+                                       sweep.model)
+    assert rest == {"batch_tokens": 2048} and params == "total"
+    recipe = dataclasses.replace(sweep.train, lr_law=law)
+    plan = make_plan(dataclasses.replace(sweep, train=recipe))
+    lrs = {t.train.lr for t in plan.trials}
+    assert len(lrs) == 1 and lrs.pop() == pytest.approx(4e-3, rel=1e-9)  # the bowl's vertex, every size
+    assert len({t.shape.d_model for t in plan.trials}) >= 3
+    assert not [n for n in plan.notes if n.startswith("lr:")]  # no size is an extrapolation
+    note = lr_note(recipe)
+    assert note.startswith("lr: 0.004 at every size, the best lr of the search in") and "d2 (d_model 32" in note
+    assert lr_note(sweep.train) == ""
+
+
+@pytest.mark.parametrize("case, kw, model, expected", [
+    ("standard model", {}, None, "must be used with model.parametrization: mup"),
+    ("other width", {"d_model": 64}, {}, "its smallest size d2 is [64] wide, model.base_d_model is 32"),
+    ("best at the edge", {"best": 1.6e-2}, {}, "must be a search whose best lr at d2 lies inside its lr grid"),
+    ("no folder", None, {}, "must be a readable results folder"),
+])
+def test_bad_lr_from_search_names_the_field(tmp_path, case, kw, model, expected):
+    from orchestrator.spec_hparams import split_lr_law
+
+    path = str(tmp_path / "none") if kw is None else write_search(tmp_path, **kw)
+    spec_model = _mup_sweep(**model).model if model is not None else parse_sweep(
+        {k: v for k, v in base().items() if k != "hparams"}).model
+    with pytest.raises(SpecError) as info:
+        split_lr_law({"lr": {"from_search": path}}, spec_model)
+    assert str(info.value).startswith("train.lr.from_search: ") and expected in str(info.value)
+
+
+def test_mup_hparam_sizes_on_a_width_dial():
+    spec = base(sizes=[48, 64])
+    spec["model"] = {"width": {"min": 32, "max": 128}, "n_layer": 2, "head_dim": 16, "seq_len": 128,
+                     "parametrization": "mup"}
+    sizes = parse_sweep(spec).hparams.sizes
+    assert [(s.label, s.shape.base_d_model, s.shape.width_multiplier) for s in sizes] == [
+        ("L2xD48", 32, 1.5), ("L2xD64", 32, 2.0)]
+    spec["hparams"]["sizes"] = [40]
+    with pytest.raises(SpecError, match=r"hparams.sizes\[0\]: 40 must be a d_model of the width dial: a multiple "
+                                        r"of model.head_dim \(16\)"):
+        parse_sweep(spec)

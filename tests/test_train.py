@@ -184,7 +184,5 @@ def test_bad_configs_name_the_field(fields, named):
 def test_bad_combinations_name_the_field(pydoc_bytes):
     with pytest.raises(ValueError, match="TrainConfig.batch_tokens=1000: must be a multiple of seq_len=64"):
         train(TINY, _config(total_tokens=2000, batch_tokens=1000, micro_batch_tokens=0), pydoc_bytes)
-    with pytest.raises(ValueError, match="TrainConfig.dtype='bfloat16'"):
-        train(TINY, _config(dtype="bfloat16"), pydoc_bytes)
     with pytest.raises(ValueError, match="ModelShape.vocab_size=128"):
         train(dataclasses.replace(TINY, vocab_size=128), _config(), pydoc_bytes)
