@@ -14,6 +14,10 @@ Plain models.train, no Ray; runs go two at a time, one torch thread each.
 
 Prints one loss row per (parametrization, width), the best lr per width, and the headlines
 `SP lr shift: Ax` and `muP lr shift: Bx`: the largest best lr over the smallest, across widths.
+Measured with the defaults: 64 runs, 23 CPU-minutes (about 12 minutes on two free cores);
+SP lr shift 6.96x (best lr 1.15e-2 at width 16 down to 1.65e-3 at 128), muP lr shift 1.10x
+(1.04e-2 .. 1.15e-2). At this horizon the standard model at its own best lr still ends lower at
+width 128 (4.11 against muP's 4.57 nats); under muP wider is better (4.77 at 16, 4.57 at 128).
 """
 
 from __future__ import annotations

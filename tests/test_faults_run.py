@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import socket
 
 import pyarrow.dataset as ds
 import pytest
@@ -112,33 +113,44 @@ def test_worker_crash_torchtrainer_resumes_within_the_run(local_ray, tmp_path):
 
 
 def test_an_error_a_retry_would_repeat_runs_once_and_is_reported(local_ray, tmp_path):
-    # All pass construction and fail before the first step, the same way on every attempt: a
-    # corpus the loader cannot find (in-process, and in a TorchTrainer worker group, which Train
-    # would retry too), and a model vocabulary smaller than the bytes' 256.
-    corpus = DataSpec(corpus=str(tmp_path / "no-such.txt"), tokenizer="byte")
-    missing = dataclasses.replace(tiny(40), data=corpus)
-    missing_group = dataclasses.replace(tiny(42, workers=1), data=corpus)
+    # Both pass construction and fail before the first step, the same way on every attempt: a
+    # model vocabulary smaller than the bytes' 256, in-process and in a TorchTrainer worker group
+    # (which Train would retry too).
     narrow = dataclasses.replace(tiny(41), shape=dataclasses.replace(tiny(41).shape, vocab_size=128))
-    trials = [missing, missing_group, narrow]
+    narrow_group = dataclasses.replace(tiny(42, workers=1), shape=narrow.shape)
+    trials = [narrow, narrow_group]
     results = tmp_path / "results"
     summary = run_plan(plan_of(trials, max_failures=2), str(results), progress=False,
                        extra_config={"torch_backend": "gloo"})
     store = Store(str(results))
-    report("repeating errors (missing corpus x2, vocab 128 < 256)", 3, 3, duplicates(results),
+    report("repeating errors (vocab 128 < 256, in-process and in a group)", 2, 2, duplicates(results),
            "; ".join(str(f) for f in summary.failures))
     assert sorted(summary.failed) == sorted(t.trial_id for t in trials)
-    for spec, reason in ((missing, f"ValueError: DataSpec.corpus='{tmp_path / 'no-such.txt'}'"),
-                         (missing_group, f"ValueError: DataSpec.corpus='{tmp_path / 'no-such.txt'}'"),
-                         (narrow, "ValueError: ModelShape.vocab_size=128: must be >= the data's")):
+    for spec in trials:
         meta = store.read_meta(spec.trial_id)
         assert meta["attempts"] == 1 and meta["status"] == "failed"  # max_failures 2: not retried
-        assert meta["error"].startswith(reason) and "\n" not in meta["error"]
+        assert meta["error"].startswith("ValueError: ModelShape.vocab_size=128: must be >= the data's")
+        assert "\n" not in meta["error"]
         rows = store.read_trial(spec.trial_id)
         assert [(r["step"], r["final"], r["status"]) for r in rows] == [(0, True, "failed")]
         with open(store.log_file(spec.trial_id)) as f:
             assert f.read().count("Traceback") == 1
         line = f"failed: {spec.trial_id}: {meta['error']} (log: {store.log_file(spec.trial_id)})"
         assert f"  {line}" in str(summary).splitlines() and line in status_text(str(results))
+
+
+def test_a_corpus_missing_where_the_study_runs_is_refused_before_tune(tmp_path):
+    # The driver checks every trial's paths before Tune starts (orchestrator.paths.check_on_driver):
+    # one line naming this node and the path, and nothing written. No Ray is started.
+    corpus = DataSpec(corpus=str(tmp_path / "no-such.txt"), tokenizer="byte")
+    missing_group = dataclasses.replace(tiny(42, workers=1), data=corpus)
+    results = tmp_path / "results"
+    with pytest.raises(ValueError) as info:
+        run_plan(plan_of([tiny(40), missing_group], max_failures=2), str(results), progress=False)
+    message = str(info.value)
+    print(f"\n[fault] a corpus missing on the driver: {message}")
+    assert message.startswith(f"node {socket.gethostname()} (driver): data.corpus: '{tmp_path / 'no-such.txt'}'")
+    assert "\n" not in message and Store(str(results)).done_trial_ids() == set()
 
 
 def test_divergence_is_recorded_excluded_and_reported(local_ray, tmp_path):
