@@ -16,8 +16,9 @@ from pathlib import Path
 from analysis.errors import NotFittable
 from analysis.forecast import DEFAULT_PARAMS_THRESHOLD
 from analysis.law_forms import FORMS
-from analysis.load import SkippedFileWarning
+from analysis.load import SkippedFileWarning, load_table
 from analysis.pipeline import fit
+from analysis.shape_study import is_shape_study, shape_studies, write_shape_report
 
 EXIT_BAD_INPUT = 2
 
@@ -127,7 +128,24 @@ def run_fit(args) -> int:
     return _guard(_run_fit, args, "fit")
 
 
+def _shape_study(args):
+    """The studies of a source whose rows are all kind "shape" (design: shape), else None."""
+    if args.sweep or not isinstance(args.source, str) or not Path(args.source).exists():
+        return None
+    table = load_table(args.source, on_corrupt="skip" if args.skip_corrupt else "raise")
+    return shape_studies(table) if is_shape_study(table) else None
+
+
 def _run_fit(args) -> int:
+    studies = _shape_study(args)
+    if studies is not None:  # no IsoFLOP points: the spread across shapes is the answer
+        for study in studies:
+            print(study.summary())
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps([s.to_dict() for s in studies], indent=2) + "\n")
+            print(f"wrote {args.json}")
+        return 0
     result = fit_args(args)
     print(result.summary())
     if args.json:
@@ -142,6 +160,13 @@ def run_report(args) -> int:
 
 
 def _run_report(args) -> int:
+    studies = _shape_study(args)
+    if studies is not None:
+        paths = write_shape_report(studies, args.out)
+        for study in studies:
+            print(study.summary())
+        print(f"wrote {paths['markdown']} and {paths['html']} (1 plot)")
+        return 0
     result = fit_args(args)
     paths = result.write_report(args.out)
     print(result.summary())

@@ -30,7 +30,7 @@ FLOPS_CONVENTION = "chinchilla_appendix_f"
 # status values: "ok" (an evaluation of a healthy run), "diverged" (loss turned NaN/inf; the
 # trial stopped), "failed" (the trial raised; the row records where it stopped).
 STATUSES = ("ok", "diverged", "failed")
-KINDS = ("scaling", "hparam")
+KINDS = ("scaling", "hparam", "shape")
 # group values the planner writes: "" (an ordinary trial), HELD_OUT (a budget kept for the
 # back-test), TRUNK (a constant-LR run that branches start from: its rows are never fit points)
 # and BRANCH (a cooldown from a trunk's checkpoint: an end-of-training point like any run; a
@@ -42,7 +42,8 @@ BRANCH = "branch"
 FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("sweep", pa.string(), "sweep name from the spec"),
     ("trial_id", pa.string(), "content hash of the trial's spec (stable across re-runs)"),
-    ("kind", pa.string(), "'scaling' (IsoFLOP grid) or 'hparam' (hyperparameter search)"),
+    ("kind", pa.string(), "'scaling' (IsoFLOP grid), 'hparam' (hyperparameter search) or 'shape' "
+     "(a shape study: not IsoFLOP points)"),
     ("group", pa.string(), "'' for an ordinary trial, 'held_out' for a back-test budget, or a "
      "trial kind's own role"),
     ("size_label", pa.string(), "the planner's name for the model size, e.g. 'd4' (depth 4 of the dial)"),

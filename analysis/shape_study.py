@@ -73,7 +73,7 @@ class ShapeStudy:
                          "tokens": p.tokens, "loss": p.loss, "n_seeds": p.n_seeds}
         return {"budget_flops": self.budget_flops, "params": self.params,
                 "aspect": [row(p) for p in self.aspect], "context": [row(p) for p in self.context],
-                "aspect_spread": self.aspect_spread, "context_spread": self.context_spread}
+                "aspect_spread": _finite(self.aspect_spread), "context_spread": _finite(self.context_spread)}
 
     def summary(self) -> str:
         """`N 200k: loss 4.10..4.30 over aspect ratios 4..128 (32x): spread 4.9%; ...`"""
@@ -85,6 +85,11 @@ class ShapeStudy:
                 parts.append(f"loss {min(ls):.3f}..{max(ls):.3f} over {name} {min(xs):.3g}..{max(xs):.3g} "
                              f"({max(xs) / min(xs):.3g}x): spread {spread:.1%}")
         return "; ".join(parts)
+
+
+def _finite(x: float) -> float | None:
+    """None for NaN (a sweep of under two points), so the JSON stays strict."""
+    return None if np.isnan(x) else x
 
 
 def _spread(points) -> float:
@@ -177,6 +182,54 @@ def plot_shape_study(studies: list[ShapeStudy], path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def is_shape_study(table: pa.Table) -> bool:
+    """True when every row is kind "shape": `scaling fit` and `scaling report` read it as one."""
+    if "kind" not in table.column_names or table.num_rows == 0:
+        return False
+    kind = pc.fill_null(pc.cast(table.column("kind"), pa.string()), "")
+    return bool(pc.all(pc.equal(kind, KIND)).as_py())
+
+
+def _sweep_rows(points, key: str) -> list[list[str]]:
+    return [[p.label, f"{getattr(p, key):.3g}", f"{p.non_embedding_params:,}", f"{p.tokens:.3g}",
+             f"{p.loss:.4f}", str(p.n_seeds)] for p in points]
+
+
+def shape_blocks(studies: list[ShapeStudy], plot: Path | None) -> list:
+    """The report's blocks (analysis.report_render): each study's spread, its two sweeps, the figure."""
+    blocks = [("h1", "Shape study: loss against aspect ratio and context at fixed compute"),
+              ("p", "Each trial spends its budget's FLOPs; the spread is max / min - 1 of the final "
+                    "validation loss (seed means) across a sweep. Kaplan et al. 2020 (Fig. 5) found "
+                    "it within a few percent over a wide range of aspect ratios at fixed N."),
+              ("ul", [s.summary() for s in studies])]
+    head = ["shape", "", "non-embedding params", "tokens", "final val loss", "seeds"]
+    for s in studies:
+        for title, points, key in (("aspect ratio", s.aspect, "aspect_ratio"), ("context", s.context, "seq_len")):
+            if points:
+                blocks += [("h2", f"Budget {s.budget_flops:.3g} FLOPs: {title}"),
+                           ("table", [head[0], title, *head[2:]], _sweep_rows(points, key))]
+    if plot is not None:
+        blocks += [("h2", "Figure"), ("img", plot, "final loss against aspect ratio and against context")]
+    return blocks
+
+
+def write_shape_report(studies: list[ShapeStudy], out_dir) -> dict[str, Path]:
+    """report.md, report.html (figure embedded), shape.png and shape.json in out_dir."""
+    import json
+
+    from analysis.report_render import to_html, to_markdown
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot = plot_shape_study(studies, out / "shape.png")
+    blocks = shape_blocks(studies, plot)
+    paths = {"markdown": out / "report.md", "html": out / "report.html", "json": out / "shape.json"}
+    paths["markdown"].write_text(to_markdown(blocks), encoding="utf-8")
+    paths["html"].write_text(to_html(blocks), encoding="utf-8")
+    paths["json"].write_text(json.dumps([s.to_dict() for s in studies], indent=1, allow_nan=False) + "\n")
+    return {**paths, "shape": plot}
 
 
 def main(argv=None) -> None:

@@ -47,7 +47,7 @@ from orchestrator.fmt import si
 from orchestrator.placement import (cluster_cost, declared_gpus, place_trial, placement_notes, scaled_trial_seconds,
                                     trial_memory)
 from orchestrator.spec import Recipe, SpecError, Sweep
-from orchestrator.spec_hparams import HparamSize
+from orchestrator.spec_hparams import HparamSize, lr_note
 from orchestrator.trial import TrialSpec
 
 __all__ = ["HELD_OUT", "Dropped", "Plan", "make_hparam_trial", "make_plan", "make_trial", "makespan",
@@ -171,7 +171,8 @@ def make_plan(sweep: Sweep) -> Plan:
 
         plan = design_module(sweep.design.kind).make_plan(sweep)
     placed = placement_notes([*plan.trials, *plan.hparam_trials], sweep.resource_rules)
-    return dataclasses.replace(plan, notes=plan.notes + tuple(placed))
+    lr = [line for line in (lr_note(sweep.train),) if line]  # train.lr: {from_search} (mup)
+    return dataclasses.replace(plan, notes=tuple(lr) + plan.notes + tuple(placed))
 
 
 def plan_grid(sweep: Sweep) -> Plan:

@@ -168,7 +168,7 @@ def _parse(raw, source: str) -> Sweep:
     model = parse_model(raw["model"], data.effective_vocab_size)
     if sizes > len(model.shapes) and budgets:
         fail("sizes_per_budget", sizes, f"at most the {len(model.shapes)} sizes the model section gives")
-    train = _recipe(raw.get("train", {}), model.seq_len)
+    train = _recipe(raw.get("train", {}), model)
     rules = parse_resources(raw.get("resources", {}))
     resources = rules.base
     _check_smallest_model(budgets, model, train)
@@ -238,8 +238,9 @@ def _prior(raw) -> Prior:
     return Prior((6.0 * r) ** -0.5, 0.5, span, params, f"tokens_per_param={r:g}: N* = sqrt(C/{6 * r:g})")
 
 
-def _recipe(raw, seq_len: int) -> Recipe:
-    law, raw = split_lr_law(raw)  # train.lr: {from_fit: PATH}
+def _recipe(raw, model: ModelSpec) -> Recipe:
+    law, raw = split_lr_law(raw, model)  # train.lr: {from_fit: PATH} or {from_search: PATH} (mup)
+    seq_len = model.seq_len
     kw = dataclass_fields(raw, "train", TrainConfig, skip=("total_tokens", "seed"),
                           extra={"evals_per_trial": EVALS_PER_RUN, "min_steps": 25})
     if "batch_tokens" not in kw:

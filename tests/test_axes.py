@@ -191,3 +191,22 @@ def test_shape_study_command_prints_and_writes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "over aspect ratios 4..96 (24x): spread 10.0%" in out and "over contexts 64..128 (2x)" in out
     assert json.loads((tmp_path / "s.json").read_text())[0]["aspect_spread"] == pytest.approx(0.1)
+
+
+def test_scaling_fit_and_report_read_a_shape_study(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from orchestrator.cli import main
+
+    losses = {(8, 32, 64): 4.40, (4, 48, 64): 4.20, (1, 96, 64): 4.62, (4, 48, 128): 4.15}
+    rows = _rows(losses)
+    pq.write_table(rows.slice(0, rows.num_rows - 1), tmp_path / "rows.parquet")  # shape rows only
+    assert main(["fit", str(tmp_path), "--json", str(tmp_path / "fit.json")]) == 0
+    assert "over aspect ratios 4..96 (24x): spread 10.0%" in capsys.readouterr().out
+    [study] = json.loads((tmp_path / "fit.json").read_text())
+    assert study["context_spread"] == pytest.approx(4.20 / 4.15 - 1)
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert text.startswith("# Shape study") and "| L4xD48xT128 | 128 |" in text and "spread 10.0%" in text
+    assert (tmp_path / "report" / "shape.png").stat().st_size > 10_000
+    assert "data:image/png;base64," in (tmp_path / "report" / "report.html").read_text()

@@ -271,10 +271,25 @@ def test_lr_from_search_feeds_every_size_under_mup(tmp_path):
     lrs = {t.train.lr for t in plan.trials}
     assert len(lrs) == 1 and lrs.pop() == pytest.approx(4e-3, rel=1e-9)  # the bowl's vertex, every size
     assert len({t.shape.d_model for t in plan.trials}) >= 3
-    assert not [n for n in plan.notes if n.startswith("lr:")]  # no size is an extrapolation
     note = lr_note(recipe)
     assert note.startswith("lr: 0.004 at every size, the best lr of the search in") and "d2 (d_model 32" in note
+    assert [n for n in plan.notes if n.startswith("lr:")] == [note]  # the source; no size extrapolated
     assert lr_note(sweep.train) == ""
+
+
+def test_a_spec_takes_its_lr_from_a_search(tmp_path):
+    from orchestrator.spec import parse_sweep as parse
+
+    spec = {k: v for k, v in base().items() if k != "hparams"}
+    spec["model"] = {"depth": {"min": 2, "max": 8}, "aspect_ratio": 16, "head_dim": 16, "seq_len": 128,
+                     "parametrization": "mup"}
+    spec["train"] = {**spec.get("train", {}), "lr": {"from_search": write_search(tmp_path)}}
+    plan = make_plan(parse(spec))
+    assert [t.train.lr for t in plan.trials] == [pytest.approx(4e-3, rel=1e-9)] * len(plan.trials)
+    assert "the best lr of the search in" in plan.render()
+    spec["model"]["parametrization"] = "standard"
+    with pytest.raises(SpecError, match="train.lr.from_search: .* must be used with model.parametrization: mup"):
+        parse(spec)
 
 
 @pytest.mark.parametrize("case, kw, model, expected", [
