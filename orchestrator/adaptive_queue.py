@@ -24,6 +24,7 @@ from orchestrator.queue import FINISHED, TrialQueue
 from orchestrator.trial import TrialSpec
 
 STATE_FILE = "_adaptive.json"
+STOP_KEYS = ("target_flops", "study_budget_flops", "tolerance", "law")  # a stop holds while these do
 DEFAULT_SLOTS = 4     # trials proposed at once when neither design.batch nor the spec says
 
 
@@ -57,6 +58,10 @@ class AdaptiveQueue(TrialQueue):
         if self.finished and not self.running:
             return FINISHED
         return None
+
+    def has_work(self) -> bool:
+        """Chosen trials not final yet, or no stop decided: a re-run refits and goes on."""
+        return bool(self.pending) or not self.finished
 
     def on_complete(self, spec, metrics, store, error: bool) -> None:
         super().on_complete(spec, metrics, store, error)
@@ -153,3 +158,6 @@ class AdaptiveQueue(TrialQueue):
         self.round = max([1] + [t.round for t in chosen])
         self.add([t for t in chosen if t.trial_id not in done])    # add() makes them known
         self.known.update((t.trial_id, t) for t in chosen)
+        same = all(saved.get(k) == v for k, v in self.state().items() if k in STOP_KEYS)
+        if saved.get("finished") and same and not self.pending:  # the same question, answered
+            self.finished, self.stop, self.message = True, saved.get("stop", ""), saved.get("message", "")

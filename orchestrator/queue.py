@@ -52,6 +52,11 @@ class TrialQueue:
         self.known.update((s.trial_id, s) for s in fresh)
         self.pending = sorted(self.pending + fresh, key=lambda t: (-t.flops, t.trial_id))
 
+    def has_work(self) -> bool:
+        """Whether a Tune run of this queue would start anything: run_plan asks a queue built
+        with no todo trials, so a design that adds trials (adaptive) can resume its later rounds."""
+        return bool(self.pending or self.running)
+
     def planned(self) -> list:
         """Every trial known so far, for the plan file and the progress line."""
         return list(self.known.values())

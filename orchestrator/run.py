@@ -90,11 +90,12 @@ def run_plan(plan: Plan, results_dir: str | None = None, *, address: str | None 
     lock.check()
     done = store.done_trial_ids()  # once: it reads every row file
     pending = [t for t in trials if t.trial_id not in done]
+    more = bool(pending) or make_queue(plan, [], store).has_work()  # an adaptive study's later rounds
     if pending:
         check_on_driver(pending, store.uri)  # a cluster's paths, checked where the study runs
     settings = _Settings(sweep.max_failures, max_concurrent_trials or sweep.max_concurrent_trials,
                          progress, extra_config or {})
-    with ray_session(address, needed=bool(pending)) as started:
+    with ray_session(address, needed=more) as started:
         if pending:
             check_cluster(pending)
         with lock:
@@ -104,7 +105,7 @@ def run_plan(plan: Plan, results_dir: str | None = None, *, address: str | None 
             store.write_plan(trials)
             done_before = store.done_trial_ids()
             todo = [t for t in trials if t.trial_id not in done_before]
-            if todo:
+            if todo or more:
                 todo = _tune(plan, todo, trials, done_before, store, settings)
                 trials = _union(trials, todo)
             return _summarize(trials, todo, done_before, store, time.time() - start)
@@ -195,7 +196,7 @@ def _summarize(trials, todo, done_before, store: Store, wall_seconds: float) -> 
                                      table["status"].to_pylist()):
         if is_final:
             final[tid] = status
-    ran = [t.trial_id for t in todo]
+    ran = [t.trial_id for t in todo if t.trial_id not in done_before]
     failed = [t for t in ran if final.get(t) not in ("ok", "diverged")]
     return RunSummary(
         completed=[t for t in ran if final.get(t) == "ok"],

@@ -148,15 +148,21 @@ def test_adaptive_study_through_run_plan(tmp_path, capsys):
     from orchestrator.tuner import start_local_ray
 
     plan = make_plan(load_sweep(adaptive_spec(tmp_path)))
+    store = Store(str(tmp_path / "res"))
+    for spec in plan.trials:  # round 1 final before the run: the study must still go on
+        run_trial(spec, store)
+    assert make_queue(plan, [], store).has_work()
     start_local_ray(num_cpus=2, address="local")  # our own, even beside a running cluster
     try:
         summary = run_plan(plan, progress=False)
+        again = run_plan(plan, progress=False)  # the same question, answered: nothing runs
     finally:
         ray.shutdown()
     state = json.loads((tmp_path / "res" / "_adaptive.json").read_text())
     assert state["finished"] and not summary.failed
-    assert len(summary.completed) == 9 + len(state["trials"]) > 9
+    assert len(summary.skipped) == 9 and len(summary.completed) == len(state["trials"]) > 0
     assert "scaling: adaptive study stopped" in capsys.readouterr().out
+    assert again.completed == [] and not again.failed and not make_queue(plan, [], store).has_work()
     rows = Store(str(tmp_path / "res")).read_table()
     assert set(rows["backend"].to_pylist()) == {"simulate"} and max(rows["round"].to_pylist()) >= 2
 
