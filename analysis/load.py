@@ -104,29 +104,25 @@ def _read_ipc(path: Path) -> pa.Table:
 
 
 def _read_dir(path: Path, on_corrupt: str) -> pa.Table:
+    """Every *.parquet below path in one table. The files are read in one pass; only when that
+    fails are they read one by one, to name (or skip) each unreadable file: a footer check of
+    every file first cost 0.3-0.4 s of the 1.4 s a 1000-trial folder takes to read."""
     # Hidden and underscore files are writers' temporaries (pyarrow.dataset skips them too).
     files = sorted(f for f in path.rglob("*.parquet")
                    if not any(p.startswith((".", "_")) for p in f.relative_to(path).parts))
     if not files:
         raise ValueError(f"{path}: no *.parquet files in this directory or below it")
-    good = []
-    for f in files:
-        try:
-            pq.read_metadata(f)                  # a truncated file has no footer
-            good.append(f)
-        except (pa.ArrowException, OSError) as err:
-            _corrupt(f, err, on_corrupt)
-    if not good:
-        raise ValueError(f"{path}: none of its {len(files)} parquet files could be read")
     try:
-        return ds.dataset([str(f) for f in good], format="parquet").to_table()
+        return ds.dataset([str(f) for f in files], format="parquet").to_table()
     except (pa.ArrowException, OSError):
-        tables = []                              # find the file whose pages are damaged
-        for f in good:
+        tables = []                              # find the files that cannot be read
+        for f in files:
             try:
                 tables.append(pq.read_table(f))
             except (pa.ArrowException, OSError) as err:
                 _corrupt(f, err, on_corrupt)
+        if not tables:
+            raise ValueError(f"{path}: none of its {len(files)} parquet files could be read")
         return pa.concat_tables(tables, promote_options="default")
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -40,7 +40,16 @@ SCREEN_ITERATIONS = 30
 KEEP_STARTS = 300
 SCREEN_POINTS = 256
 POLISH_STARTS = 5
+# Runner-up local minima kept on the fit for the bootstrap: at most RUNNER_UPS, each with an
+# objective at most RUNNER_UP_RATIO times the optimum's and distinct from the minima kept
+# before it (objectives more than 1e-4 apart, relative; one basin's starts agree to 1e-9).
+# On Epoch's 240 points the kept starts end in three basins, summed Huber 1.02e-3 (the fit),
+# 2.31e-3 (E -> 0) and 1.10e-2 (a term vanishing): the second is kept, the third is not.
+RUNNER_UPS = 2
+RUNNER_UP_RATIO = 3.0
 POLISH_OPTIONS = {"gtol": 1e-10, "ftol": 1e-15, "maxiter": 20000, "maxcor": 20}
+# value_grad's block: 65,536 terms = 512 KB an array, a dozen of which fit a 2 MB L2 cache.
+BLOCK_TERMS = 65_536
 
 
 class LogLaw:
@@ -90,20 +99,50 @@ class LogLaw:
 
     @np.errstate(over="ignore", invalid="ignore", divide="ignore")
     def value_grad(self, z, weights=None):
-        """Summed (weighted) Huber loss and its gradient for each row of z (k, 5)."""
-        r, e1, e2, e3, total = self._terms(z)
-        c = np.clip(r, -self.delta, self.delta)     # Huber'(r)
-        huber = c * (r - 0.5 * c)
-        q = c / total
-        if weights is not None:
-            huber, q = huber * weights, q * weights
-        g1 = (q * e1) @ self.basis_n                 # (sum, sum * u) in one BLAS call
-        g2 = (q * e2) @ self.basis_d
-        f = huber.sum(1)
-        grad = np.column_stack([g1[:, 0], g2[:, 0], q.sum(1) * e3[:, 0], -g1[:, 1], -g2[:, 1]])
+        """Summed (weighted) Huber loss and its gradient for each row of z (k, 5).
+
+        Rows go through in blocks of about BLOCK_TERMS (row x point) terms, each block's
+        temporaries reused in place: a block's arrays stay in the CPU cache where a whole batch
+        (4500 starts x 256 points, 9 MB an array) streams through memory some 20 times.
+        Every value is computed as unblocked, bit for bit. Measured, CPU seconds per call
+        (median of 9, one thread, busy 2-core machine): 4500 starts x 256 points 0.128
+        unblocked, 0.045 blocked; 1000 weighted rows x 1000 points 0.114 and 0.042."""
+        z = np.atleast_2d(z)
+        f, grad = np.empty(len(z)), np.empty((len(z), 5))
+        step = max(1, BLOCK_TERMS // len(self.y))
+        for s in range(0, len(z), step):
+            rows = slice(s, s + step)
+            self._block(z[rows], None if weights is None else weights[rows], f[rows], grad[rows])
         bad = ~np.isfinite(f) | ~np.isfinite(grad).all(1)
         f[bad] = np.inf
         return f, grad
+
+    def _block(self, z, weights, f, grad) -> None:
+        """value_grad for one block of rows, written into f and grad (views of the result)."""
+        e1 = np.multiply(z[:, 3:4], self.u)
+        np.exp(np.subtract(z[:, 0:1], e1, out=e1), out=e1)      # A / N^alpha
+        e2 = np.multiply(z[:, 4:5], self.v)
+        np.exp(np.subtract(z[:, 1:2], e2, out=e2), out=e2)      # B / D^beta
+        e3 = np.exp(z[:, 2])                                    # E: one per row
+        total = np.add(e1, e2)
+        total += e3[:, None]
+        r = np.log(total)
+        r -= self.y
+        q = np.clip(r, -self.delta, self.delta)                 # Huber'(r)
+        huber = np.multiply(q, 0.5)
+        huber = np.subtract(r, huber, out=huber)
+        huber *= q                      # = r^2/2 inside +-delta, delta (|r| - delta/2) outside
+        q /= total
+        if weights is not None:
+            huber *= weights
+            q *= weights
+        f[:] = huber.sum(1)
+        e1 *= q
+        e2 *= q
+        g1 = e1 @ self.basis_n                      # (sum, sum * u) in one BLAS call
+        g2 = e2 @ self.basis_d
+        grad[:, 0], grad[:, 1], grad[:, 2] = g1[:, 0], g2[:, 0], q.sum(1) * e3
+        grad[:, 3], grad[:, 4] = -g1[:, 1], -g2[:, 1]
 
     def batch_fun(self, weights=None, threads: int = 2):
         """fun(z, rows) for batched_lbfgs; rows index the weight matrix (one row per problem)."""
@@ -125,6 +164,9 @@ class ParametricFit:
     converged: bool
     delta: float = 1e-3
     n_starts: int = 0
+    # Other local minima the fit's starts converged to, best first, rows (a, b, e, alpha,
+    # beta): the bootstrap refits each resample from these too (analysis.bootstrap).
+    runner_ups: tuple = field(default=(), compare=False, repr=False)
 
     def predict(self, N, D, U=None) -> np.ndarray:
         """Loss at N params, D tokens; U (unique tokens) is accepted for the law-form
@@ -255,7 +297,24 @@ def fit_parametric(N, D, L, *, delta: float = 1e-3, grid="chinchilla",
     a, b, e, alpha, beta = law.to_outer(z_best)[0]
     _, g = law.value_grad(z_best[None, :], None if w1 is None else w1[None, :])
     converged = bool(np.max(np.abs(g)) <= 1e-8 and np.isfinite(f_best))
+    others = law.to_outer(_other_minima(full.x, full.f, f_best))
     return ParametricFit(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)),
                          alpha=float(alpha), beta=float(beta), objective=float(f_best),
                          n_points=len(N), converged=converged, delta=delta,
-                         n_starts=len(starts))
+                         n_starts=len(starts),
+                         runner_ups=tuple(tuple(map(float, row)) for row in others))
+
+
+def _other_minima(z, f, f_best: float) -> np.ndarray:
+    """The rows of z (inner coordinates) that end in other basins than the optimum f_best:
+    at most RUNNER_UPS, best first, each within RUNNER_UP_RATIO of f_best and with an
+    objective distinct from f_best's and from every row kept before it."""
+    found: list[float] = [f_best]
+    rows = []
+    for i in np.argsort(np.where(np.isfinite(f), f, np.inf)):
+        if len(rows) == RUNNER_UPS or not f[i] <= RUNNER_UP_RATIO * f_best:
+            break
+        if all(abs(f[i] - g) > 1e-4 * abs(g) for g in found):
+            found.append(float(f[i]))
+            rows.append(i)
+    return np.asarray(z)[rows].reshape(-1, 5)

@@ -1,18 +1,27 @@
 """Seconds for the Approach 3 fit, its run bootstrap, and loading a 10^6-row results table.
 
-    python bench/fit_speed.py [--resamples 1000] [--naive-starts 150]
+    python bench/fit_speed.py [--resamples 1000] [--naive-starts 150] [--trials 1000]
+                              [--results DIR]
 
 Prints, on Epoch's 240 Chinchilla points (Besiroglu et al. 2024): the batched 4500-start fit
 (goal <= 5 s on 2 cores), the same fit through the law-form seam, the same fit with every
 start run to convergence, a naive loop of one scipy L-BFGS-B call per start over a subset of
 the grid scaled to 4500 (the speed-up), the bootstrap (goal 1000 resamples <= 60 s), and
 load + fit of a synthetic 10^6-row table in our schema written as Parquet to a temporary
-directory. Each line gives wall and CPU seconds.
+directory; then `scaling fit` end to end (a fresh process: imports, reading, every method,
+the default 1000 resamples) on a results folder of --trials simulated trials (bench/scale.py's
+spec: 10 budgets x 10 sizes x seeds, Chinchilla's law + 1% noise, rows written by the store),
+goal <= 5 s for 1,000 trials (simulating them takes minutes: --results DIR times a folder
+made before instead). Each line gives wall and CPU seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -112,10 +121,59 @@ def timed(label, fn):
     return out, wall
 
 
+def simulated_results(trials: int, folder: str) -> None:
+    """A results folder of `trials` simulated trials, written row by row as `scaling run`
+    writes them (bench/scale.py's spec)."""
+    from scale import spec
+
+    from orchestrator.plan import make_plan
+    from orchestrator.simulate import simulate_train
+    from orchestrator.spec import parse_sweep
+    from orchestrator.store import Store, measurement_row
+
+    plan = make_plan(parse_sweep(spec(trials, folder), "scale.yaml"))
+    store = Store(folder)
+    store.write_plan(plan.trials)
+    for trial in plan.trials:
+        rows = []
+        simulate_train(trial, trial.train,
+                       on_eval=lambda m, _, t=trial: rows.append(measurement_row(t, m)))
+        for row in rows:
+            store.write_row(row)
+
+
+def cli_fit_seconds(folder: str, *extra: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of `python -m orchestrator fit FOLDER` in a fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "orchestrator", "fit", folder, *extra], check=True,
+                   stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1],
+                   env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return time.perf_counter() - wall0, cpu
+
+
+def cli_fit_lines(trials: int, results: str | None = None) -> None:
+    """The `scaling fit` headline on a folder of `trials` simulated trials (or on `results`,
+    made before), default options, and with --bootstrap 0."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if results is None:
+            timed(f"simulate and store {trials:,} trials", lambda: simulated_results(trials, tmp))
+        for label, extra in (("", ()), (" --bootstrap 0", ("--bootstrap", "0"))):
+            wall, cpu = cli_fit_seconds(results or tmp, *extra)
+            print(f"scaling fit{label}, {trials:,} trials: {wall:.1f} s "
+                  f"({cpu:.1f} s CPU; goal <= 5 s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--naive-starts", type=int, default=150)
+    parser.add_argument("--trials", type=int, default=1000,
+                        help="simulated trials for the `scaling fit` line (0: skip it)")
+    parser.add_argument("--results", metavar="DIR",
+                        help="time `scaling fit` on this folder of --trials trials instead")
     args = parser.parse_args()
     N, D, L = epoch_points()
     fit, fit_s = timed("batched 4500-start fit, Epoch 240 points (goal <= 5 s)",
@@ -151,6 +209,8 @@ def main() -> None:
                        lambda: fit_parametric(points.params, points.tokens, points.loss))
     print(f"  {len(curves)} curve rows; fit alpha {law.alpha:.4f} beta {law.beta:.4f} "
           f"(truth {TRUTH['alpha']}, {TRUTH['beta']})")
+    if args.trials > 0:
+        cli_fit_lines(args.trials, args.results)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 
 from analysis.bootstrap import bootstrap_form, bootstrap_parametric, run_weights
 from analysis.law_forms import law_form
-from analysis.parametric import ParametricFit, optimal_6nd
+from analysis.parametric import ParametricFit, fit_parametric, optimal_6nd
 
 EPOCH_CSV = (Path(__file__).resolve().parents[2] / "shared" / "reference-data"
              / "epoch_chinchilla_besiroglu2024" / "svg_extracted_data.csv")
@@ -62,6 +62,27 @@ def test_epoch_intervals_match_besiroglu():
     n_point = fitted.compute_optimal(5.76e23)[0]
     assert optimum["params_ci"][0] < n_point < optimum["params_ci"][1]
     assert optimum["loss_ci"][0] < optimum["loss_ci"][1]
+
+
+def test_starts_from_the_fit_match_the_grid_starts_on_epoch():
+    """Resamples refitted from the fit's optimum and runner-up basin give the intervals that
+    the optimum plus each resample's 8 best grid starts give (at 1/13 of the cost, 1000
+    resamples: 0.97 s CPU against 12.9 s)."""
+    if not EPOCH_CSV.exists():
+        pytest.skip("reference data absent")
+    table = pa_csv.read_csv(EPOCH_CSV)
+    N, C, L = (table[c].to_numpy() for c in ("Model Size", "Training FLOP", "loss"))
+    keep = L < np.sort(L)[-5]
+    N, D, L = N[keep], C[keep] / (6 * N[keep]), L[keep]
+    fit = fit_parametric(N, D, L)
+    runs = np.arange(len(N))
+    fast = bootstrap_parametric(N, D, L, runs, n_resamples=60, fit=fit, target_flops=[5.76e23])
+    grid = bootstrap_parametric(N, D, L, runs, n_resamples=60, fit=fit, target_flops=[5.76e23],
+                                n_grid_starts=8)
+    for name in TRUTH:
+        np.testing.assert_allclose(fast["ci95"][name], grid["ci95"][name], rtol=1e-6)
+    np.testing.assert_allclose(fast["compute_optimal"][0]["params_ci"],
+                               grid["compute_optimal"][0]["params_ci"], rtol=1e-6)
 
 
 def test_intervals_cover_the_truth_in_most_seeds():

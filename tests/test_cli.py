@@ -157,6 +157,25 @@ def test_python_dash_m_plan_without_ray():
     assert out.stdout.strip().endswith("RAY False"), out.stderr
 
 
+def test_fit_imports_neither_torch_nor_ray(tmp_path):
+    """`scaling fit` is pure analysis: its import time (numpy, scipy, pyarrow) is all it pays."""
+    import numpy as np
+
+    budget = np.repeat(np.logspace(17, 19, 3), 7)
+    params = 0.09 * budget ** 0.5 * np.tile(np.logspace(-1, 1, 7), 3)
+    tokens = budget / (6 * params)
+    loss = 1.69 + 406.4 / params ** 0.34 + 410.7 / tokens ** 0.28
+    src = tmp_path / "runs.csv"
+    src.write_text("params,tokens,flops,val_loss,budget_flops\n" + "".join(
+        f"{n},{d},{6 * n * d},{l},{c}\n" for n, d, l, c in zip(params, tokens, loss, budget)))
+    code = ("import sys; from orchestrator.cli import main; "
+            f"rc = main(['fit', {str(src)!r}, '--bootstrap', '0']); "
+            "print('RC', rc, 'TORCH', 'torch' in sys.modules, 'RAY', 'ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.stdout.strip().endswith("RC 0 TORCH False RAY False"), out.stderr
+
+
 HPARAMS = str(ROOT / "examples" / "hparam-search.yaml")
 
 

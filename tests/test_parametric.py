@@ -53,6 +53,17 @@ def test_epoch_fit_matches_reproduced_reference(epoch_fit):
     assert epoch_fit.B == pytest.approx(ref["B"], rel=0.05)
 
 
+def test_epoch_fit_keeps_its_runner_up_basin_for_the_bootstrap(epoch_fit):
+    """Epoch's kept starts end in three basins: the fit (summed Huber 1.018e-3), E -> 0
+    (2.31e-3) and one 10.8x worse; the second is kept, outside params() and equality."""
+    [row] = epoch_fit.runner_ups
+    law = LogLaw(*epoch_points())
+    f, _ = law.value_grad(law.to_inner([row]))
+    assert f[0] == pytest.approx(2.3116e-3, rel=1e-3) and row[2] < -5     # e = log E
+    assert "runner_ups" not in epoch_fit.params()
+    assert epoch_fit == ParametricFit(**{k: v for k, v in epoch_fit.params().items()})
+
+
 def test_epoch_compute_optimal_at_chinchilla_budget(epoch_fit):
     # Chinchilla's 5.76e23 FLOPs: with Epoch's law N* = 7.3e10, D* = 1.3e12, L* = 1.974.
     n_opt, d_opt, loss = epoch_fit.compute_optimal(5.76e23)
