@@ -156,6 +156,17 @@ def storage_path(store: Store) -> str:
     return store.path("_ray", "tune") if store.local else f"{store.uri}/_ray/tune"
 
 
+class _NoLoggedMetrics(logging.Filter):
+    """Drops the warning Tune's ExperimentAnalysis logs at the end of Tuner.fit for every trial
+    without result.json or progress.csv: with its loggers off (build_tuner) none has them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to fetch metrics")
+
+
+NO_LOGGED_METRICS = _NoLoggedMetrics()  # one instance: addFilter ignores a filter it holds
+
+
 def build_tuner(fn, store: Store, *, name: str, param_space: dict, max_failures: int,
                 cluster: dict, callbacks=(), **tune_config):
     """A Tuner over `fn` with the defaults of the module doc. param_space gets the results
@@ -171,6 +182,8 @@ def build_tuner(fn, store: Store, *, name: str, param_space: dict, max_failures:
     # (bench/scale.py, 1,000 trials on 32 slots: utilisation 0.89 with them, 0.93 without).
     # Nothing here reads them: run.py and search.py take each result's config and error.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1":
+        logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(NO_LOGGED_METRICS)
     return tune.Tuner(
         with_trial_resources(fn, cluster),
         param_space={"results_dir": store.uri, "max_failures": max_failures, **param_space},

@@ -119,3 +119,20 @@ def test_failure_config_retries_within_one_run(sweep, tmp_path):
     assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in
                                              rows_by_trial(sweep[1])[trial.trial_id]]
     assert Store(str(tmp_path)).read_meta(trial.trial_id)["attempts"] == 2
+
+
+def test_tunes_own_trial_logs_are_off_and_their_absence_is_not_warned(sweep):
+    import logging
+
+    _, results, _ = sweep  # the rows are the record: no second copy in Tune's per-trial logs
+    assert not list(results.rglob("progress.csv")) and not list(results.rglob("result.json"))
+    analysis, seen = logging.getLogger("ray.tune.analysis.experiment_analysis"), []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    analysis.addHandler(handler)
+    try:
+        analysis.warning("Failed to fetch metrics for 4 trial(s):\n- a: FileNotFoundError()")
+        analysis.warning("another warning")
+    finally:
+        analysis.removeHandler(handler)
+    assert seen == ["another warning"]
