@@ -9,7 +9,9 @@ compute C_target, `propose` fits the law with the run bootstrap and
 2. re-centres first: a budget whose lowest loss sits at its smallest or largest observed size
    (of 3 or more) gets the candidate just beyond that edge (the valley's minimum lies outside
    the sizes run, Chinchilla Sec. 3.2);
-3. then picks greedily by (variance removed from log N*(C_target), plus loss_weight times the
+3. then picks greedily, among the candidates whose N lies within x/÷ trust_span (4) of the fit's
+   N* at their own compute (beyond_trust: far from it the law fits worst), by (variance
+   removed from log N*(C_target), plus loss_weight times the
    share removed from log L*, as shares of their present variances) per FLOP, updating the
    ensemble after each pick (analysis/adaptive_ensemble.py) so a batch spreads over points
    that tell different things; a pick stops the batch once the predicted interval is within
@@ -33,9 +35,10 @@ from analysis.law_forms import law_form
 
 STOP_TOLERANCE = "tolerance"   # N*'s interval within x/÷ tolerance
 STOP_BUDGET = "budget"         # no candidate fits in what is left of the budget
-STOP_EXHAUSTED = "exhausted"   # every candidate has been run
+STOP_EXHAUSTED = "exhausted"   # every candidate (within the trust region) has been run
 LOSS_WEIGHT = 0.5              # L*'s share of the score, next to N*'s (weight 1)
 MIN_EDGE_SIZES = 3             # a valley needs 3 sizes before its minimum can sit at an edge
+TRUST_SPAN = 4.0               # greedy picks N within x/÷4 of the fit's N* at their compute
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def propose(runs: Runs, candidates, *, target_flops: float, budget_flops: float,
             law: str = "chinchilla", n_bootstrap: int = 200, seed: int = 0,
             flops_per_token: Callable | None = None,
             loss_weight: float = LOSS_WEIGHT, cost_exponent: float = 1.0,
-            held_before: bool = True) -> Proposal:
+            held_before: bool = True, trust_span: float = TRUST_SPAN) -> Proposal:
     """The next runs (module doc). budget_flops: what is left to spend on new choices;
     pending: Candidates already chosen and not yet observed. cost_exponent: the score divides
     by cost^cost_exponent: 1 is per FLOP; below 1 discounts cost, leaning toward larger runs
@@ -137,7 +140,9 @@ def propose(runs: Runs, candidates, *, target_flops: float, budget_flops: float,
     approximately right (bench/design.py measures both on published pools). held_before:
     whether the stop rule held at the previous fit; a caller that keeps its fits passes it,
     so the study stops only when two fits in a row are within tolerance (one narrow interval
-    is often bootstrap noise, and stopping on it leaves the interval short of 95%)."""
+    is often bootstrap noise, and stopping on it leaves the interval short of 95%).
+    trust_span: greedy picks only candidates whose N is within x/÷ trust_span of the fit's
+    N* at the candidate's own compute (beyond_trust); math.inf turns the limit off."""
     if not tolerance > 1:
         raise ValueError(f"tolerance: {tolerance} must be > 1 (1.25: within x/÷1.25)")
     if not (budget_flops >= 0 and target_flops > 0):
@@ -161,16 +166,42 @@ def propose(runs: Runs, candidates, *, target_flops: float, budget_flops: float,
     for i, _ in picks:
         ens = ens.observe(i)
     left = budget_flops - sum(c.candidate.cost_flops for _, c in picks)
-    more = greedy(ens, candidates, {i for i, _ in picks}, left,
+    outside = beyond_trust(fitted, candidates, trust_span, flops_per_token)
+    if outside:
+        notes.append(f"{len(outside)} of {len(candidates)} candidates left out: N beyond x/÷"
+                     f"{trust_span:g} of the fit's N* at their own compute")
+    more = greedy(ens, candidates, {i for i, _ in picks} | outside, left,
                   max_choices=None if max_choices is None else max_choices - len(picks),
                   width=math.log(answer.ratio), tolerance=tolerance, round=round,
                   target_flops=target_flops, loss_weight=loss_weight,
                   cost_exponent=cost_exponent)
     choices = tuple(c for _, c in picks) + more
-    stop = "" if choices or pending else exhausted(candidates, budget_flops)
-    return Proposal(answer, choices, stop,
-                    f"{state}; {why(stop, candidates, budget_flops)}" if stop else state,
+    usable = [c for i, c in enumerate(candidates) if i not in outside]
+    stop = "" if choices or pending else exhausted(usable, budget_flops)
+    said = why(stop, usable, budget_flops, len(outside), trust_span) if stop else ""
+    return Proposal(answer, choices, stop, f"{state}; {said}" if stop else state,
                     tuple(notes), fitted.params())
+
+
+def beyond_trust(fitted, candidates, span: float, flops_per_token=None) -> set[int]:
+    """Indices of candidates whose N lies beyond x/÷ span of the fitted law's N* at their own
+    compute (a run far from its compute optimum: 0.2 or 900 tokens per parameter). There the
+    law's variance says such a run is informative, yet the law fits worst: the picks that
+    made selection lose to random draws on Epoch's pool (extreme tokens-per-parameter runs
+    inflated beta) and, in a real laptop study, runs of 1-4 tokens per parameter that moved
+    N* 63% off the held-out budget's measured vertex. The default span, 4, is the grid's own
+    bracket (prior.span: sizes N*/4 .. 4 N*). Recentring picks are not limited, and when every
+    candidate lies beyond, none is left out (a fit that far off is no guide)."""
+    if not (math.isfinite(span) and candidates):
+        return set()
+    cost = np.array([c.cost_flops for c in candidates], float)
+    try:
+        n_opt = np.asarray(fitted.compute_optimal(cost, flops_per_token)[0], float).ravel()
+    except (ArithmeticError, ValueError):  # no finite optimum: nothing to trust-limit against
+        return set()
+    ratio = np.array([c.params for c in candidates], float) / n_opt
+    far = ~(np.isfinite(ratio) & (ratio >= 1.0 / span) & (ratio <= span))
+    return set() if far.all() else {int(i) for i in np.flatnonzero(far)}
 
 
 def stop_message(answer: Answer, tolerance: float) -> str:
@@ -188,14 +219,16 @@ def exhausted(candidates, budget_flops: float) -> str:
     return STOP_EXHAUSTED
 
 
-def why(stop: str, candidates, budget_flops: float) -> str:
+def why(stop: str, candidates, budget_flops: float, n_beyond: int = 0, span: float = TRUST_SPAN) -> str:
+    """The stop in words; candidates: those within the trust region, n_beyond: those beyond it."""
     if stop == STOP_BUDGET:
         cheapest = min(c.cost_flops for c in candidates)
         return (f"stopped: budget spent ({flops_label(budget_flops)} FLOPs left, the cheapest "
                 f"candidate costs {flops_label(cheapest)})")
     if candidates:
         return "stopped: no remaining candidate would narrow the interval"
-    return "stopped: every candidate has been run"
+    beyond = f" ({n_beyond} more lie beyond x/÷{span:g} of the fit's N*)" if n_beyond else ""
+    return f"stopped: every candidate near the fit's optimum has been run{beyond}"
 
 
 def edges(runs: Runs) -> list[tuple[float, str, float]]:

@@ -7,6 +7,8 @@ sizes. Each proposal is a fit plus a 100-resample bootstrap (about 3 s on 2 core
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -60,7 +62,7 @@ def first(seeded):
     runs, rest, _ = seeded
     budget = 0.2 * sum(c.cost_flops for c in rest)
     return propose(runs, rest, target_flops=TARGET, budget_flops=budget, round=2,
-                   n_bootstrap=100, max_choices=6), budget
+                   n_bootstrap=100, max_choices=6, trust_span=math.inf), budget  # the law is exact here
 
 
 def test_choices_are_distinct_affordable_and_explained(first):
@@ -83,9 +85,22 @@ def test_observing_the_picks_narrows_the_interval(seeded, first):
     more = extend(runs, [c.candidate for c in proposal.choices], rng)
     left = [c for c in rest if c not in {ch.candidate for ch in proposal.choices}]
     after = propose(more, left, target_flops=TARGET, budget_flops=budget - proposal.cost_flops,
-                    round=3, n_bootstrap=100, max_choices=4).answer
+                    round=3, n_bootstrap=100, max_choices=4, trust_span=math.inf).answer
     assert after.n_points == len(runs) + len(proposal.choices)
     assert after.ratio < before / 2     # seed alone: N*(1e21) known to x/÷ 10 or worse
+
+
+def test_picks_stay_near_the_fits_optimum(seeded):
+    # Runs 16x off their budget's N* (0.08 or 5,000 tokens per parameter) are where a law fits
+    # worst; the trust region (x/÷4 of the fit's N* at the run's compute) keeps them out.
+    runs, rest, _ = seeded
+    far = [Candidate(c.params * k, c.tokens / k, c.cost_flops, c.budget_flops)
+           for c in rest if c.params == max(r.params for r in rest if r.budget_flops == c.budget_flops)
+           for k in (16.0, 1 / 64)]
+    proposal = propose(runs, rest + far, target_flops=TARGET, budget_flops=1e30, round=2,
+                       n_bootstrap=50, max_choices=6)
+    assert proposal.choices and not {c.candidate for c in proposal.choices} & set(far)
+    assert any("candidates left out: N beyond x/÷4 of the fit's N*" in n for n in proposal.notes)
 
 
 def test_stop_rule_tolerance_when_interval_is_narrow():
