@@ -7,7 +7,7 @@ the narrowest width, where the two parametrizations are the same model. The best
 is the vertex of the window parabola in log lr (analysis.hparams.vertex, the estimator of
 `scaling fit`'s lr*(N)). Under the standard parametrization it moves with width (Adam's update
 changes W x by ~ lr x fan-in); under μP it should not (goal: within 2x).
-Then Yang et al.'s coordinate check (models.mup.coord_check) on the same widths, drawn to a PNG.
+Then Yang et al.'s coordinate check (models.coord_check) on the same widths, drawn to a PNG.
 Plain models.train, no Ray; runs go two at a time, one torch thread each.
 
     python bench/mup.py [--widths 16 32 64 128] [--steps 600] [--workers 2] [--out bench-mup]
@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from analysis.errors import NotFittable  # noqa: E402
 from analysis.hparams import vertex  # noqa: E402
 from models.data import DataSpec, prepare_data  # noqa: E402
-from models.mup import coord_check, width_slopes  # noqa: E402
+from models.coord_check import coord_check, width_slopes  # noqa: E402
 from models.shape import ModelShape  # noqa: E402
 from models.train import TrainConfig, batch_at, train  # noqa: E402
 

@@ -19,7 +19,6 @@ import dataclasses
 
 from analysis.adaptive import Candidate, Runs, per_token_model, propose
 from analysis.law_forms import law_form
-from orchestrator.design_adaptive import candidates
 from orchestrator.queue import FINISHED, TrialQueue
 from orchestrator.trial import TrialSpec
 
@@ -34,10 +33,11 @@ def candidate(spec: TrialSpec) -> Candidate:
 
 
 class AdaptiveQueue(TrialQueue):
-    def __init__(self, plan, todo, store):
+    def __init__(self, plan, todo, store, pool):
+        """pool: every candidate trial (design_adaptive.candidates of the plan's sweep)."""
         super().__init__(todo)
         self.sweep, self.options, self.store = plan.sweep, plan.sweep.design.options, store
-        self.pool = {t.trial_id: t for t in candidates(plan.sweep)}
+        self.pool = {t.trial_id: t for t in pool}
         self.seed_ids = {t.trial_id for t in plan.trials}
         self.known.update((t.trial_id, t) for t in plan.trials)
         self.history, self.stop, self.message = [], "", ""

@@ -226,7 +226,7 @@ def make_queue(plan, todo, store):
         return TrialQueue(todo)
     from orchestrator.adaptive_queue import AdaptiveQueue
 
-    return AdaptiveQueue(plan, todo, store)
+    return AdaptiveQueue(plan, todo, store, candidates(plan.sweep))
 
 
 def adaptive_searcher(spec_path_or_sweep, results_dir: str):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.mup import coord_check, width_slopes
+from models.coord_check import coord_check, width_slopes
 from models.shape import ModelShape
 from models.train import TrainConfig, batch_at, train
 
