@@ -100,7 +100,7 @@ def make_plan(sweep) -> Plan:
 
 def cooldown_flops(branch: TrialSpec) -> float:
     """What a branch itself trains: its tokens past the branch point."""
-    return float(branch.train.total_tokens - branch.branch_tokens) * branch.shape.flops_per_token()
+    return branch.own_flops
 
 
 def branch_start_steps(steps: int, cooldown_fraction: float) -> int:

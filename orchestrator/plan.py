@@ -95,7 +95,7 @@ class Plan:
         s = self.sweep
         seconds = scaled_trial_seconds(s.flops_per_second, s.overhead_seconds_per_trial, s.resources, trial)
         # a branch trains only its cooldown: its trunk already spent branch_tokens' FLOPs
-        trunk_share = trial.branch_tokens * trial.shape.flops_per_token()
+        trunk_share = trial.flops - trial.own_flops
         return seconds - trunk_share / trial.flops * (seconds - s.overhead_seconds_per_trial)
 
     @property

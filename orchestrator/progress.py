@@ -52,10 +52,12 @@ def progress_line(*, done: int, running: int, pending: int, failed: int, flops_d
 
 class Tally:
     """What the live line counts, fed trial by trial: state per trial id and the FLOPs its
-    last result reported (a finished trial counts its planned FLOPs). No Ray needed."""
+    last result reported (a finished trial counts its planned FLOPs). A branch counts only its
+    cooldown (TrialSpec.own_flops): its trunk's share is the trunk's. No Ray needed."""
 
     def __init__(self, trials, done_before: set[str], start: float | None = None):
-        self.planned = {t.trial_id: t.flops for t in trials}
+        self.planned = {t.trial_id: t.own_flops for t in trials}
+        self.inherited = {t.trial_id: t.flops - t.own_flops for t in trials}  # a branch's trunk share
         self.done_before = set(done_before) & set(self.planned)
         self.flops_now: dict[str, float] = {}
         self.state: dict[str, str] = {}
@@ -65,7 +67,7 @@ class Tally:
         self.state[tid] = "running"
 
     def reported(self, tid: str, flops: float) -> None:
-        self.flops_now[tid] = float(flops)
+        self.flops_now[tid] = max(0.0, float(flops) - self.inherited.get(tid, 0.0))
 
     def finished(self, tid: str) -> None:
         self.state[tid] = "done"
@@ -139,6 +141,7 @@ def status_text(results_dir: str, trials=None) -> str:
         if row["trial_id"] not in last or row["step"] >= last[row["trial_id"]]["step"]:
             last[row["trial_id"]] = row
     ids = [t.trial_id for t in trials] or sorted(last)
+    inherited = {t.trial_id: t.flops - t.own_flops for t in trials}
     lines, counts = [], {"done": 0, "diverged": 0, "failed": 0, "running": 0, "pending": 0}
     flops_done = 0.0
     for tid in ids:
@@ -150,14 +153,14 @@ def status_text(results_dir: str, trials=None) -> str:
         else:
             state = "running"  # or stopped mid-way by a crash: `scaling run` resumes it
         counts[state if state in counts else "failed"] += 1
-        flops_done += row["flops"] if row else 0.0
+        flops_done += max(0.0, row["flops"] - inherited.get(tid, 0.0)) if row else 0.0
         if row is None:
             lines.append(f"  {tid}  {state:8s}")
         else:
             lines.append(f"  {tid}  {state:8s} {row['n_layer']}x{row['d_model']} "
                          f"params {row['params']:,} tokens {row['tokens']:,} "
                          f"val_loss {row['val_loss']:.4f}")
-    flops_total = sum(t.flops for t in trials)
+    flops_total = sum(t.own_flops for t in trials)  # a branch's trunk share is the trunk's
     sweep = trials[0].sweep if trials else "?"
     head = (f"study {sweep} at {store.uri}: {len(ids)} trials | "
             + ", ".join(f"{v} {k}" for k, v in counts.items())

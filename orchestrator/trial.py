@@ -76,6 +76,12 @@ class TrialSpec:
         """Exact training FLOPs: tokens x Chinchilla App. F flops_per_token."""
         return float(self.train.total_tokens) * self.shape.flops_per_token()
 
+    @property
+    def own_flops(self) -> float:
+        """What this trial itself trains: a branch's cooldown past its trunk's branch point (the
+        trunk spent the rest; its rows' `flops` still count the whole path), else all of flops."""
+        return float(self.train.total_tokens - self.branch_tokens) * self.shape.flops_per_token()
+
     @functools.cached_property  # hashed once: a 1,000-trial run asked 23,000 times
     def trial_id(self) -> str:
         identity = {

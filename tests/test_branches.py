@@ -260,3 +260,22 @@ def test_embedded_branches_spec_is_the_example_and_asks_the_demo_question():
         assert getattr(plan.sweep, field) == getattr(grid.sweep, field)
     assert plan.sweep.held_out_budgets_flops and any(t.group == "held_out" for t in plan.trials)
     assert plan.total_flops < 0.65 * make_plan(grid.sweep).total_flops
+
+
+def test_progress_counts_a_trunks_share_once(tmp_path):
+    from analysis.schema import TRUNK
+    from orchestrator.plan import make_plan
+    from orchestrator.progress import Tally
+
+    plan = make_plan(_sweep(tmp_path, "branches"))
+    branch = next(t for t in plan.trials if t.group != TRUNK)
+    assert branch.own_flops == pytest.approx(branch.flops - branch.branch_tokens * branch.shape.flops_per_token())
+    tally = Tally(plan.trials, set(), start=0.0)
+    tally.started(branch.trial_id)
+    tally.reported(branch.trial_id, branch.flops - branch.own_flops / 2)  # halfway through its cooldown
+    assert tally.flops_now[branch.trial_id] == pytest.approx(branch.own_flops / 2)
+    for t in plan.trials:
+        tally.finished(t.trial_id)
+    # what the study spends (trunks + cooldowns), not the grid-equivalent sum of whole paths
+    assert f"{plan.total_flops:.2e}/{plan.total_flops:.2e} FLOPs (100%)" in tally.line(now=1.0)
+    assert plan.total_flops < sum(t.flops for t in plan.trials)
