@@ -26,7 +26,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from orchestrator.plan import FLOPS_TOLERANCE, MIN_SIZES, Plan, make_hparam_trial, make_trial, select_sizes
+from orchestrator.plan import FLOPS_TOLERANCE, MIN_SIZES, Plan, infeasible, make_hparam_trial, make_trial, select_sizes
 from orchestrator.queue import TrialQueue
 from orchestrator.validate import SpecError, choice, fail, mapping, number, sequence, whole_number
 
@@ -105,13 +105,8 @@ def laws() -> tuple[str, ...]:
 
 
 def feasible(sweep, budget: float, shape) -> bool:
-    """Whether `shape` spends `budget` in whole steps (train.min_steps, within plan's 2%)."""
-    recipe = sweep.train
-    steps = recipe.steps(budget, shape)
-    if recipe.too_few_steps(steps):
-        return False
-    spent = steps * recipe.config.batch_tokens * shape.flops_per_token()
-    return abs(spent / budget - 1) <= FLOPS_TOLERANCE
+    """Whether `shape` spends `budget` in whole steps (plan.infeasible's rule)."""
+    return not infeasible(budget, shape, sweep)
 
 
 def bracket(sweep, budget: float) -> list:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from analysis.schema import BRANCH, HELD_OUT, TRUNK
 from models.shape import ModelShape
-from orchestrator.plan import (FLOPS_TOLERANCE, MIN_SIZES, Dropped, Plan, make_hparam_trial, select_sizes,
+from orchestrator.plan import (FLOPS_TOLERANCE, MIN_SIZES, Dropped, Plan, infeasible, make_hparam_trial, select_sizes,
                                trial_lr)
 from orchestrator.queue import TrialQueue
 from orchestrator.trial import TrialSpec
@@ -124,7 +124,7 @@ def _points_per_size(sweep, options: BranchesOptions) -> tuple[dict, list]:
         for budget in budgets:
             if budget > max(bracket) or (options.points == "bracket" and budget not in bracket):
                 continue
-            reason = _infeasible(sweep, budget, shape)
+            reason = infeasible(budget, shape, sweep)
             if reason and budget in bracket:
                 dropped.append(Dropped(budget, shape, reason))
             elif not reason:
@@ -134,19 +134,6 @@ def _points_per_size(sweep, options: BranchesOptions) -> tuple[dict, list]:
         points[shape] = sorted(chosen + extras, key=lambda p: p.steps)
         dropped += extra_dropped
     return points, dropped
-
-
-def _infeasible(sweep, budget: float, shape: ModelShape) -> str:
-    """plan.py's rule: at least train.min_steps whole steps, FLOPs within 2% of the budget."""
-    recipe, label = sweep.train, sweep.model.label(shape)
-    steps = recipe.steps(budget, shape)
-    short = recipe.too_few_steps(steps)
-    if short:
-        return f"{label}: {short}"
-    ratio = steps * recipe.config.batch_tokens * shape.flops_per_token() / budget
-    if abs(ratio - 1) > FLOPS_TOLERANCE:
-        return f"{label}: whole steps give {ratio:.3f}x the budget, off by more than {FLOPS_TOLERANCE:.0%}"
-    return ""
 
 
 def _extra_points(sweep, options: BranchesOptions, shape: ModelShape, chosen: list[_Point]) -> tuple[list, list]:

@@ -184,7 +184,7 @@ def plan_grid(sweep: Sweep) -> Plan:
                               sweep.prior.params)
         kept = []
         for shape in chosen:
-            reason = _infeasible(budget, shape, sweep)
+            reason = infeasible(budget, shape, sweep)
             if reason:
                 dropped.append(Dropped(budget, shape, reason))
             else:
@@ -293,8 +293,9 @@ def _params(shape: ModelShape, convention: str) -> int:
     return shape.param_counts()[convention]
 
 
-def _infeasible(budget: float, shape: ModelShape, sweep: Sweep) -> str:
-    """Why this size cannot spend this budget in whole steps, or ""."""
+def infeasible(budget: float, shape: ModelShape, sweep: Sweep) -> str:
+    """Why this size cannot spend this budget in whole steps (train.min_steps, FLOPs within
+    FLOPS_TOLERANCE of the budget), or "". Every design places trials by this rule."""
     recipe, label = sweep.train, sweep.model.label(shape)
     steps = recipe.steps(budget, shape)
     short = recipe.too_few_steps(steps)
