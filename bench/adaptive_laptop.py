@@ -7,7 +7,8 @@
 Both studies train real models on the same corpus, dial and recipe (examples/demo.yaml); the
 adaptive one seeks N* at the demo's held-out budget, 4.2e12 FLOPs. Both answers are judged on
 the same runs: the demo's held-out trials (group held_out), which the adaptive study never
-trained, are appended to its rows, so `analysis.fit` back-tests it exactly as it back-tests the
+trained, are appended to its rows, so `scaling_orchestrator.analysis.fit` back-tests it exactly as it
+back-tests the
 demo. Prints, for each study: the FLOPs its fitted trials spent, its wall time (first trial
 start to last trial end, from _trials/<id>.json: the adaptive one includes its refits), the
 back-test error of loss and N* at 4.2e12 per method, and N*'s 95% interval at the budget.
@@ -25,9 +26,9 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from analysis import fit  # noqa: E402
-from analysis.load import load_table  # noqa: E402
-from analysis.schema import HELD_OUT  # noqa: E402
+from scaling_orchestrator.analysis import fit  # noqa: E402
+from scaling_orchestrator.analysis.data.load import load_table  # noqa: E402
+from scaling_orchestrator.analysis.data.schema import HELD_OUT  # noqa: E402
 
 TARGET = 4.2e12
 
@@ -66,16 +67,20 @@ def with_held_out(adaptive: pa.Table, grid: pa.Table) -> pa.Table:
 def describe(name: str, table: pa.Table, seconds: float, n_bootstrap: int) -> dict:
     result = fit(table, n_bootstrap=n_bootstrap, target_flops=[TARGET]).to_dict()
     bt = result["backtest"]
-    print(f"{name}: FLOPs spent {spent(table):.3g} (fitted trials), wall {seconds:,.0f} s, "
-          f"{len(set(final_rows(table).column('trial_id').to_pylist())) - bt['n_held_out_runs']} trials")
+    print(
+        f"{name}: FLOPs spent {spent(table):.3g} (fitted trials), wall {seconds:,.0f} s, "
+        f"{len(set(final_rows(table).column('trial_id').to_pylist())) - bt['n_held_out_runs']} trials"
+    )
     for method, check in bt["methods"].items():
         loss, params = check["loss"], check["params"]
         print(f"  {name} back-test at {TARGET:g}, {method}: loss {_err(loss)}, N* {_err(params)}")
     for row in result["compute_optimal"]:
         if row["flops"] == TARGET and row.get("ci95", {}).get("params"):
             lo, hi = row["ci95"]["params"]
-            print(f"  {name} N*({TARGET:g}) {row['method']}: {row['params']:.3g} [{lo:.3g}, {hi:.3g}], "
-                  f"hi/lo {hi / lo:.2f}")
+            print(
+                f"  {name} N*({TARGET:g}) {row['method']}: {row['params']:.3g} [{lo:.3g}, {hi:.3g}], "
+                f"hi/lo {hi / lo:.2f}"
+            )
     return result
 
 
@@ -92,8 +97,9 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=1000)
     args = ap.parse_args()
     grid, adaptive = load_table(args.grid), load_table(args.adaptive)
-    held = set(grid.filter(pc.equal(pc.fill_null(grid.column("group"), ""), HELD_OUT))
-               .column("trial_id").to_pylist())
+    held = set(
+        grid.filter(pc.equal(pc.fill_null(grid.column("group"), ""), HELD_OUT)).column("trial_id").to_pylist()
+    )
     g_wall, a_wall = wall(args.grid, held), wall(args.adaptive, set())
     describe("grid", grid, g_wall, args.bootstrap)
     describe("adaptive", with_held_out(adaptive, grid), a_wall, args.bootstrap)

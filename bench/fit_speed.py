@@ -32,11 +32,11 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from scipy.optimize import minimize
 
-from analysis.bootstrap import bootstrap_parametric
-from analysis.law_forms import law_form
-from analysis.load import load_points
-from analysis.parametric import CHINCHILLA_GRID, fit_parametric
-from analysis.schema import SCHEMA, SCHEMA_VERSION
+from scaling_orchestrator.analysis.data.load import load_points
+from scaling_orchestrator.analysis.data.schema import SCHEMA, SCHEMA_VERSION
+from scaling_orchestrator.analysis.laws.bootstrap import bootstrap_parametric
+from scaling_orchestrator.analysis.laws.parametric import CHINCHILLA_GRID, fit_parametric
+from scaling_orchestrator.analysis.laws.registry import law_form
 
 EPOCH_CSV = (Path(__file__).resolve().parents[2] / "shared" / "reference-data"
              / "epoch_chinchilla_besiroglu2024" / "svg_extracted_data.csv")
@@ -126,10 +126,10 @@ def simulated_results(trials: int, folder: str) -> None:
     writes them (bench/scale.py's spec)."""
     from scale import spec
 
-    from orchestrator.plan import make_plan
-    from orchestrator.simulate import simulate_train
-    from orchestrator.spec import parse_sweep
-    from orchestrator.store import Store, measurement_row
+    from scaling_orchestrator.orchestrator.backends.simulate import simulate_train
+    from scaling_orchestrator.orchestrator.plan.build import make_plan
+    from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep
+    from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
 
     plan = make_plan(parse_sweep(spec(trials, folder), "scale.yaml"))
     store = Store(folder)
@@ -143,10 +143,10 @@ def simulated_results(trials: int, folder: str) -> None:
 
 
 def cli_fit_seconds(folder: str, *extra: str) -> tuple[float, float]:
-    """(wall, CPU) seconds of `python -m orchestrator fit FOLDER` in a fresh process."""
+    """(wall, CPU) seconds of `python -m scaling_orchestrator fit FOLDER` in a fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "orchestrator", "fit", folder, *extra], check=True,
+    subprocess.run([sys.executable, "-m", "scaling_orchestrator", "fit", folder, *extra], check=True,
                    stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1],
                    env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -2,7 +2,8 @@
 
     python bench/law_forms.py [--skip-speed] [--skip-tables] [--held-out-fraction 0.1]
 
-1. Speed: every form (analysis.law_forms.FORMS) fits 400 synthetic points drawn from its own
+1. Speed: every form (scaling_orchestrator.analysis.laws.registry.FORMS) fits 400 synthetic points drawn from
+its own
    law with 1% noise, full start grid; prints `<form> fit 400 points: X s` (goal <= 10 s on 2
    cores) and how close the fit came to the truth.
 2. Extrapolation: on each reference table (the shared reference-data folder, sections of its
@@ -23,15 +24,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow.csv as pa_csv
 
-from analysis.law_forms import FORMS
+from scaling_orchestrator.analysis.laws.registry import FORMS
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
 TRUTH = {
     "chinchilla": dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658),
     "kaplan": dict(alpha_N=0.076, alpha_D=0.095, N_c=8.8e13, D_c=5.4e13),
     "farseer": dict(s=20.0, q=-0.2, S=0.48, B=-0.5, b=0.05, Q=8.79, A=-0.1, a=0.05, E=-0.78),
-    "data_constrained": dict(E=1.8691, A=520.83, B=1487.72, alpha=0.35266, beta=0.35266,
-                             R_D_star=15.387756, R_N_star=5.309743),
+    "data_constrained": dict(
+        E=1.8691, A=520.83, B=1487.72, alpha=0.35266, beta=0.35266, R_D_star=15.387756, R_N_star=5.309743
+    ),
 }
 
 
@@ -54,8 +56,10 @@ def speed() -> None:
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         print(f"{name} fit 400 points: {wall:.2f} s  ({cpu:.2f} s CPU, goal <= 10 s)")
         got = law.params()
-        print("  fitted vs truth: " + ", ".join(
-            f"{k} {got[k]:.4g}/{TRUTH[name][k]:.4g}" for k in form.constants))
+        print(
+            "  fitted vs truth: "
+            + ", ".join(f"{k} {got[k]:.4g}/{TRUTH[name][k]:.4g}" for k in form.constants)
+        )
 
 
 def _read(path: Path):
@@ -68,9 +72,8 @@ def reference_tables() -> dict:
     epoch = _read(REFERENCE / "epoch_chinchilla_besiroglu2024" / "svg_extracted_data.csv")
     if epoch is not None:
         N, C, L = (epoch[c].to_numpy() for c in ("Model Size", "Training FLOP", "loss"))
-        keep = L < np.sort(L)[-5]            # Epoch drops the 5 highest losses: 240 points
-        tables["epoch_chinchilla"] = dict(N=N[keep], D=C[keep] / (6 * N[keep]), L=L[keep],
-                                          C=C[keep])
+        keep = L < np.sort(L)[-5]  # Epoch drops the 5 highest losses: 240 points
+        tables["epoch_chinchilla"] = dict(N=N[keep], D=C[keep] / (6 * N[keep]), L=L[keep], C=C[keep])
     ladder = _read(REFERENCE / "olmo_ladder_bhagia2024" / "ladder_final_points.csv")
     if ladder is not None:
         N, D = ladder["n_params_nonembed"].to_numpy(), ladder["tokens"].to_numpy()
@@ -78,16 +81,16 @@ def reference_tables() -> dict:
     blations = _read(REFERENCE / "datablations_muennighoff2023" / "datablations_contour_losses.csv")
     if blations is not None:
         N, D = blations["num_params"].to_numpy(), blations["token_num"].to_numpy()
-        tables["datablations_c4"] = dict(N=N, D=D, L=blations["openLM_loss"].to_numpy(),
-                                         C=6 * N * D, U=D / blations["epochs"].to_numpy())
+        tables["datablations_c4"] = dict(
+            N=N, D=D, L=blations["openLM_loss"].to_numpy(), C=6 * N * D, U=D / blations["epochs"].to_numpy()
+        )
     gadre = _read(REFERENCE / "gadre2024_overtraining" / "overtrain_downstreams.csv")
     if gadre is not None:
         names = np.array(gadre["dataset_name"].to_pylist())
         for dataset in sorted(set(names)):
             m = names == dataset
             N, D = gadre["N"].to_numpy()[m].astype(float), gadre["D"].to_numpy()[m].astype(float)
-            tables[f"gadre_{dataset}"] = dict(N=N, D=D, L=gadre["loss_c4_val"].to_numpy()[m],
-                                              C=6 * N * D)
+            tables[f"gadre_{dataset}"] = dict(N=N, D=D, L=gadre["loss_c4_val"].to_numpy()[m], C=6 * N * D)
     return tables
 
 
@@ -98,11 +101,11 @@ def held_out_errors(form, table: dict, fraction: float) -> tuple[int, int, float
     cut = np.sort(C)[-max(1, int(np.ceil(fraction * len(C))))]
     held, fit_rows = C >= cut, C < cut
     U = table.get("U")
-    law = form.fit(table["N"][fit_rows], table["D"][fit_rows], table["L"][fit_rows],
-                   None if U is None else U[fit_rows])
+    law = form.fit(
+        table["N"][fit_rows], table["D"][fit_rows], table["L"][fit_rows], None if U is None else U[fit_rows]
+    )
     with np.errstate(all="ignore"):
-        predicted = law.predict(table["N"][held], table["D"][held],
-                                None if U is None else U[held])
+        predicted = law.predict(table["N"][held], table["D"][held], None if U is None else U[held])
     observed = table["L"][held]
     rel = float(np.mean(np.abs(predicted - observed) / observed))
     total = np.sum((observed - observed.mean()) ** 2)
@@ -123,8 +126,7 @@ def extrapolation(fraction: float) -> None:
                 continue
             n_fit, n_held, rel, r2 = held_out_errors(form, table, fraction)
             scores[form_name] = rel
-            print(f"{name:<22}{n_fit:>5}{n_held:>6}  {form_name:<18}{100 * rel:>14.2f}%"
-                  f"{r2:>9.3f}")
+            print(f"{name:<22}{n_fit:>5}{n_held:>6}  {form_name:<18}{100 * rel:>14.2f}%{r2:>9.3f}")
         winner = min(scores, key=scores.get)
         print(f"winner on {name}: {winner} (mean |rel err| {100 * scores[winner]:.2f}%)")
 

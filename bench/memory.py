@@ -1,4 +1,5 @@
-"""The memory model (models/memory.py) against the measured peak of models.train's loop.
+"""The memory model (models/memory.py) against the measured peak of
+scaling_orchestrator.models.training.loop's loop.
 
     python bench/memory.py [--shapes all|quick]
 
@@ -26,11 +27,19 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models.memory import estimate_memory  # noqa: E402
-from models.shape import ModelShape  # noqa: E402
+from scaling_orchestrator.models.memory import estimate_memory  # noqa: E402
+from scaling_orchestrator.models.shape import ModelShape  # noqa: E402
 
-BASELINE = {"n_layer": 1, "d_model": 16, "n_head": 1, "vocab_size": 64, "seq_len": 16,
-            "rows": 1, "micro_rows": 1, "dtype": "float32"}
+BASELINE = {
+    "n_layer": 1,
+    "d_model": 16,
+    "n_head": 1,
+    "vocab_size": 64,
+    "seq_len": 16,
+    "rows": 1,
+    "micro_rows": 1,
+    "dtype": "float32",
+}
 # (n_layer, d_model, n_head, vocab, seq_len, tied, rows per step, rows per micro-batch, dtype)
 SHAPES = [
     (4, 256, 4, 8192, 256, True, 8, 8, "float32"),  # logits-bound
@@ -47,8 +56,13 @@ QUICK = [0, 3, 4]  # bf16 matmuls are slow on a CPU without AVX-512 BF16: the bf
 def measure(case: dict) -> int:
     """Peak bytes of the training loop for `case`, in a fresh process (module doc)."""
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(case)],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--child", json.dumps(case)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"])
 
 
@@ -66,18 +80,29 @@ def child(case: dict) -> None:
     import numpy as np
     import torch
 
-    from models.data import TokenData
-    from models.train import TrainConfig, train
+    from scaling_orchestrator.models.data.tokens import TokenData
+    from scaling_orchestrator.models.training.loop import TrainConfig, train
 
     torch.set_num_threads(1)
     shape = shape_of(case)
     rng = np.random.default_rng(0)
-    data = TokenData(train=rng.integers(0, shape.vocab_size, 200_000).astype(np.uint16),
-                     val=rng.integers(0, shape.vocab_size, 20_000).astype(np.uint16),
-                     vocab_size=shape.vocab_size, bytes_per_token=1.0, fingerprint="bench-memory")
+    data = TokenData(
+        train=rng.integers(0, shape.vocab_size, 200_000).astype(np.uint16),
+        val=rng.integers(0, shape.vocab_size, 20_000).astype(np.uint16),
+        vocab_size=shape.vocab_size,
+        bytes_per_token=1.0,
+        fingerprint="bench-memory",
+    )
     batch, micro = case["rows"] * shape.seq_len, case["micro_rows"] * shape.seq_len
-    config = TrainConfig(total_tokens=2 * batch, batch_tokens=batch, micro_batch_tokens=micro,
-                         eval_tokens=micro, threads=1, device=case["device"], dtype=case["dtype"])
+    config = TrainConfig(
+        total_tokens=2 * batch,
+        batch_tokens=batch,
+        micro_batch_tokens=micro,
+        eval_tokens=micro,
+        threads=1,
+        device=case["device"],
+        dtype=case["dtype"],
+    )
     train(shape, config, data)
     if case["device"] == "cuda":
         peak = torch.cuda.max_memory_allocated()
@@ -87,15 +112,25 @@ def child(case: dict) -> None:
 
 
 def shape_of(case: dict) -> ModelShape:
-    return ModelShape(n_layer=case["n_layer"], d_model=case["d_model"], n_head=case["n_head"],
-                      vocab_size=case["vocab_size"], seq_len=case["seq_len"],
-                      tied_embeddings=case.get("tied", True))
+    return ModelShape(
+        n_layer=case["n_layer"],
+        d_model=case["d_model"],
+        n_head=case["n_head"],
+        vocab_size=case["vocab_size"],
+        seq_len=case["seq_len"],
+        tied_embeddings=case.get("tied", True),
+    )
 
 
 def estimate(case: dict) -> int:
     shape = shape_of(case)
-    return estimate_memory(shape, case["micro_rows"] * shape.seq_len, case["dtype"],
-                           accumulating=case["rows"] > case["micro_rows"], device=case["device"]).total_bytes
+    return estimate_memory(
+        shape,
+        case["micro_rows"] * shape.seq_len,
+        case["dtype"],
+        accumulating=case["rows"] > case["micro_rows"],
+        device=case["device"],
+    ).total_bytes
 
 
 def main() -> None:
@@ -111,17 +146,37 @@ def main() -> None:
     rows = SHAPES if args.shapes == "all" else [SHAPES[i] for i in QUICK]
     worst = 0.0
     baseline = None if device == "cuda" else measure({**BASELINE, "device": "cpu"})
-    print(f"device {device}; peak = " + ("torch.cuda.max_memory_allocated" if baseline is None else
-                                         f"peak RSS - baseline ({baseline / 1e6:.0f} MB)"), flush=True)
+    print(
+        f"device {device}; peak = "
+        + (
+            "torch.cuda.max_memory_allocated"
+            if baseline is None
+            else f"peak RSS - baseline ({baseline / 1e6:.0f} MB)"
+        ),
+        flush=True,
+    )
     for n_layer, d_model, n_head, vocab, seq, tied, rows_, micro, dtype in rows:
-        case = dict(n_layer=n_layer, d_model=d_model, n_head=n_head, vocab_size=vocab, seq_len=seq, tied=tied,
-                    rows=rows_, micro_rows=micro, dtype=dtype, device=device)
+        case = dict(
+            n_layer=n_layer,
+            d_model=d_model,
+            n_head=n_head,
+            vocab_size=vocab,
+            seq_len=seq,
+            tied=tied,
+            rows=rows_,
+            micro_rows=micro,
+            dtype=dtype,
+            device=device,
+        )
         est, got = estimate(case), measured_peak(case, baseline)
         error = est / got - 1
         worst = max(worst, abs(error))
-        print(f"{n_layer}L x {d_model}d x {n_head}h V{vocab} s{seq} {'tied' if tied else 'untied'} "
-              f"{micro}/{rows_} rows {dtype}: estimate {est / 1e6:.1f} MB, measured {got / 1e6:.1f} MB, "
-              f"error {error:+.1%}", flush=True)
+        print(
+            f"{n_layer}L x {d_model}d x {n_head}h V{vocab} s{seq} {'tied' if tied else 'untied'} "
+            f"{micro}/{rows_} rows {dtype}: estimate {est / 1e6:.1f} MB, measured {got / 1e6:.1f} MB, "
+            f"error {error:+.1%}",
+            flush=True,
+        )
     print(f"worst error {worst:.1%}")
 
 

@@ -2,7 +2,8 @@
 
     python bench/overhead.py [--trials 8] [--tokens 98304]
 
-Bare: models.train called directly, one trial after another, torch threads = all cores (what
+Bare: scaling_orchestrator.models.training.loop called directly, one trial after another, torch threads = all
+cores (what
 one would do by hand). Orchestrated: run_plan on a local Ray (in-process trials, 1 CPU and 1
 torch thread each, as many at once as there are cores), rows and checkpoints written to the
 store. Prints both walls, the per-trial overhead and the ratio, twice: "cold" starts Ray
@@ -21,37 +22,47 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models.data import DataSpec, prepare_data  # noqa: E402
-from models.shape import ModelShape  # noqa: E402
-from models.train import TrainConfig, train  # noqa: E402
-from orchestrator.plan import Plan  # noqa: E402
-from orchestrator.run import run_plan  # noqa: E402
-from orchestrator.spec import parse_sweep  # noqa: E402
-from orchestrator.store import Store  # noqa: E402
-from orchestrator.trial import Resources, TrialSpec  # noqa: E402
-from orchestrator.tuner import start_local_ray  # noqa: E402
+from scaling_orchestrator.models.data.tokens import DataSpec, prepare_data  # noqa: E402
+from scaling_orchestrator.models.shape import ModelShape  # noqa: E402
+from scaling_orchestrator.models.training.loop import TrainConfig, train  # noqa: E402
+from scaling_orchestrator.orchestrator.execution.run import run_plan  # noqa: E402
+from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray  # noqa: E402
+from scaling_orchestrator.orchestrator.plan.build import Plan  # noqa: E402
+from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep  # noqa: E402
+from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec  # noqa: E402
+from scaling_orchestrator.orchestrator.store.results import Store  # noqa: E402
 
 
 def demo_trials(n: int, tokens: int, sweep: str) -> list[TrialSpec]:
     """n trials over 4 widths (d_model 32..128, 2 layers, byte-level pydoc, seq 128)."""
     widths = [32, 64, 96, 128]
-    return [TrialSpec(
-        sweep=sweep, kind="scaling",
-        shape=ModelShape(n_layer=2, d_model=widths[i % 4], n_head=2, vocab_size=256, seq_len=128),
-        data=DataSpec(corpus="pydoc", tokenizer="byte"),
-        train=TrainConfig(total_tokens=tokens, batch_tokens=2048, eval_tokens=8192, seed=i),
-        budget_flops=1e12, resources=Resources(num_workers=0, cpus_per_worker=1))
-        for i in range(n)]
+    return [
+        TrialSpec(
+            sweep=sweep,
+            kind="scaling",
+            shape=ModelShape(n_layer=2, d_model=widths[i % 4], n_head=2, vocab_size=256, seq_len=128),
+            data=DataSpec(corpus="pydoc", tokenizer="byte"),
+            train=TrainConfig(total_tokens=tokens, batch_tokens=2048, eval_tokens=8192, seed=i),
+            budget_flops=1e12,
+            resources=Resources(num_workers=0, cpus_per_worker=1),
+        )
+        for i in range(n)
+    ]
 
 
 def demo_plan(trials: list[TrialSpec]) -> Plan:
     """A Plan of the fixed-token trials above (an IsoFLOP plan would give each size its own
     tokens); run_plan reads only the trials and the sweep's run settings: max_failures 2 and
     concurrency sized from the cluster (None), as a spec without max_concurrent_trials."""
-    sweep = parse_sweep({"name": trials[0].sweep, "budgets_flops": [1e12], "sizes_per_budget": 3,
-                         "model": {"depth": {"min": 1, "max": 4}, "aspect_ratio": 32,
-                                   "head_dim": 16, "seq_len": 128},
-                         "train": {"batch_tokens": 2048}})
+    sweep = parse_sweep(
+        {
+            "name": trials[0].sweep,
+            "budgets_flops": [1e12],
+            "sizes_per_budget": 3,
+            "model": {"depth": {"min": 1, "max": 4}, "aspect_ratio": 32, "head_dim": 16, "seq_len": 128},
+            "train": {"batch_tokens": 2048},
+        }
+    )
     return Plan(dataclasses.replace(sweep, max_failures=2, max_concurrent_trials=None), tuple(trials))
 
 
@@ -77,8 +88,9 @@ def orchestrated(trials: list[TrialSpec], warm: bool) -> tuple[float, float]:
         if warm:
             ray.shutdown()
         table = Store(results).read_table()
-        train_seconds = sum(w for w, final in zip(table["wall_seconds"].to_pylist(),
-                                                  table["final"].to_pylist()) if final)
+        train_seconds = sum(
+            w for w, final in zip(table["wall_seconds"].to_pylist(), table["final"].to_pylist()) if final
+        )
     assert len(summary.completed) == len(trials), summary
     return wall, train_seconds
 
@@ -91,18 +103,22 @@ def main() -> None:
     prepare_data(DataSpec(corpus="pydoc", tokenizer="byte"))  # token cache built once for all
     bare_wall = bare(demo_trials(args.trials, args.tokens, "bench-bare"))
     print(f"{args.trials} trials x {args.tokens} tokens, {os.cpu_count()} cores")
-    print(f"bare, sequential, {os.cpu_count()} threads : {bare_wall:7.1f} s "
-          f"({bare_wall / args.trials:.1f} s per trial)")
+    print(
+        f"bare, sequential, {os.cpu_count()} threads : {bare_wall:7.1f} s "
+        f"({bare_wall / args.trials:.1f} s per trial)"
+    )
     for label, warm in (("cold", False), ("warm", True)):
         # a new sweep name per variant: new trial ids, so nothing is skipped
-        wall, train_seconds = orchestrated(
-            demo_trials(args.trials, args.tokens, f"bench-{label}"), warm)
-        # Ray's own cost: slot-seconds held minus seconds spent in models.train (the idle tail
+        wall, train_seconds = orchestrated(demo_trials(args.trials, args.tokens, f"bench-{label}"), warm)
+        # Ray's own cost: slot-seconds held minus seconds spent in scaling_orchestrator.models.training.loop
+        # (the idle tail
         # of the last trial counts as overhead, so this is an upper bound)
         slots = os.cpu_count() or 1
-        print(f"run_plan ({label} Ray)              : {wall:7.1f} s  ratio {wall / bare_wall:.2f}; "
-              f"per trial {(wall - bare_wall) / args.trials:+.2f} s vs bare, "
-              f"{(wall * slots - train_seconds) / args.trials:.2f} s of slot time outside training")
+        print(
+            f"run_plan ({label} Ray)              : {wall:7.1f} s  ratio {wall / bare_wall:.2f}; "
+            f"per trial {(wall - bare_wall) / args.trials:+.2f} s vs bare, "
+            f"{(wall * slots - train_seconds) / args.trials:.2f} s of slot time outside training"
+        )
 
 
 if __name__ == "__main__":

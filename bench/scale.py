@@ -41,7 +41,6 @@ import json
 import os
 import pstats
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,8 +75,8 @@ def paced_trainable(flops_per_second: float):
     Defined here, it travels to the trial processes by value (cloudpickle of __main__)."""
 
     def trainable(config: dict) -> None:
-        import orchestrator.simulate as simulate
-        from orchestrator import worker
+        import scaling_orchestrator.orchestrator.backends.simulate as simulate
+        from scaling_orchestrator.orchestrator.execution import worker
 
         if not hasattr(simulate, "unpaced_train"):
             simulate.unpaced_train = simulate.simulate_train
@@ -103,9 +102,9 @@ def child(args) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    import orchestrator.run as run
-    from orchestrator.plan import make_plan
-    from orchestrator.spec import parse_sweep
+    import scaling_orchestrator.orchestrator.execution.run as run
+    from scaling_orchestrator.orchestrator.plan.build import make_plan
+    from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep
 
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
     plan = make_plan(parse_sweep(spec(args.trials, args.results), "scale"))
@@ -131,18 +130,25 @@ def child(args) -> None:
 
 def utilisation(results: str, slots: int) -> dict:
     """Busy GPU-slot seconds over available ones, from each trial's started/finished metadata."""
-    from orchestrator.store import Store
+    from scaling_orchestrator.orchestrator.store.results import Store
 
     store = Store(results)
     spans = []
     for spec_ in store.read_plan():
         meta = store.read_meta(spec_.trial_id)
         if meta.get("started") and meta.get("finished"):
-            spans.append((meta["started"], meta["finished"], spec_.resources.resources_per_worker.get("GPU", 1)))
+            gpus = spec_.resources.resources_per_worker.get("GPU", 1)
+            spans.append((meta["started"], meta["finished"], gpus))
     first, last = min(s for s, _, _ in spans), max(f for _, f, _ in spans)
     busy = sum((f - s) * gpus for s, f, gpus in spans)
-    return {"utilisation": busy / (slots * (last - first)), "busy": busy, "available": slots * (last - first),
-            "trials": len(spans), "window": last - first, "first_wave_start": _wave_start(spans, slots)}
+    return {
+        "utilisation": busy / (slots * (last - first)),
+        "busy": busy,
+        "available": slots * (last - first),
+        "trials": len(spans),
+        "window": last - first,
+        "first_wave_start": _wave_start(spans, slots),
+    }
 
 
 def _wave_start(spans, slots: int) -> float:
@@ -162,7 +168,9 @@ def available_mb() -> float:
 
 def timed(argv: list[str]) -> float:
     start = time.time()
-    done = subprocess.run([sys.executable, "-m", "orchestrator", *argv], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "scaling_orchestrator", *argv], cwd=ROOT, capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise RuntimeError(f"scaling {' '.join(argv)}: {done.stderr.strip()[-500:]}")
     return time.time() - start
@@ -170,7 +178,7 @@ def timed(argv: list[str]) -> float:
 
 def done_ids_seconds(results: str) -> float:
     """One store.done_trial_ids() over the results folder: it reads every row file."""
-    from orchestrator.store import Store
+    from scaling_orchestrator.orchestrator.store.results import Store
 
     start = time.time()
     Store(results).done_trial_ids()
@@ -178,9 +186,21 @@ def done_ids_seconds(results: str) -> float:
 
 
 def run_child(args, trials: int, results: str) -> dict:
-    argv = [sys.executable, __file__, "--child", "--trials", str(trials), "--results", results,
-            "--nodes", str(args.nodes), "--gpus-per-node", str(args.gpus_per_node),
-            "--longest-seconds", str(args.longest_seconds)]
+    argv = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--trials",
+        str(trials),
+        "--results",
+        results,
+        "--nodes",
+        str(args.nodes),
+        "--gpus-per-node",
+        str(args.gpus_per_node),
+        "--longest-seconds",
+        str(args.longest_seconds),
+    ]
     done = subprocess.run(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the {trials}-trial run failed (exit {done.returncode})")
@@ -191,13 +211,19 @@ def profile_lines(path: str, top: int = 12) -> list[str]:
     """The driver's costliest functions by cumulative time, orchestrator's own first."""
     stats = pstats.Stats(path)
     rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][3])
-    ours = [(f"{os.path.relpath(fn, ROOT)}:{line} {name}", ct, nc) for (fn, line, name), (_, nc, _, ct, _) in rows
-            if fn.startswith(os.path.join(ROOT, "orchestrator"))]
+    ours = [
+        (f"{os.path.relpath(fn, ROOT)}:{line} {name}", ct, nc)
+        for (fn, line, name), (_, nc, _, ct, _) in rows
+        if fn.startswith(os.path.join(ROOT, "orchestrator"))
+    ]
     return [f"  {ct:7.1f} s cumulative, {nc:6d} calls  {where}" for where, ct, nc in ours[:top]]
 
 
 TUNE_COSTS = {  # (file suffix, functions) -> what the closing line calls it
-    ("tune/logger/logger.py", ("on_trial_result", "on_trial_complete")): "auto loggers (CSV, JSON, TensorBoard)",
+    (
+        "tune/logger/logger.py",
+        ("on_trial_result", "on_trial_complete"),
+    ): "auto loggers (CSV, JSON, TensorBoard)",
     ("tune/execution/tune_controller.py", ("checkpoint",)): "experiment-state checkpoints",
     ("tune/analysis/experiment_analysis.py", ("__init__",)): "ExperimentAnalysis at the end of Tuner.fit",
     ("ray/_private/worker.py", ("wait",)): "waiting for results (idle)",
@@ -208,15 +234,20 @@ def tune_costs(path: str) -> str:
     """Where Ray Tune's own driver time went, from the profile: '123.0 s auto loggers, ...'."""
     stats, parts = pstats.Stats(path).stats, []
     for (suffix, names), label in TUNE_COSTS.items():
-        seconds = sum(ct for (fn, _, name), (_, _, _, ct, _) in stats.items() if fn.endswith(suffix) and name in names)
+        seconds = sum(
+            ct for (fn, _, name), (_, _, _, ct, _) in stats.items() if fn.endswith(suffix) and name in names
+        )
         parts.append(f"{seconds:.1f} s {label}")
     return ", ".join(parts)
 
 
 def profile_calls(path: str, function: str) -> int:
     """How many times the profiled driver called orchestrator's `function`."""
-    return sum(nc for (fn, _, name), (_, nc, _, _, _) in pstats.Stats(path).stats.items()
-               if name == function and fn.startswith(os.path.join(ROOT, "orchestrator")))
+    return sum(
+        nc
+        for (fn, _, name), (_, nc, _, _, _) in pstats.Stats(path).stats.items()
+        if name == function and fn.startswith(os.path.join(ROOT, "orchestrator"))
+    )
 
 
 def main() -> None:
@@ -234,36 +265,56 @@ def main() -> None:
     slots = args.nodes * args.gpus_per_node
     need_mb, have_mb = slots * TRIAL_PROCESS_MB + (args.nodes + 1) * NODE_MB, available_mb()
     if need_mb > 0.8 * have_mb:
-        sys.exit(f"bench/scale.py: {slots} concurrent trials need about {need_mb / 1024:.0f} GB; this machine has "
-                 f"{have_mb / 1024:.0f} GB available: lower --nodes (each node holds {args.gpus_per_node} trials)")
+        sys.exit(
+            f"bench/scale.py: {slots} concurrent trials need about {need_mb / 1024:.0f} GB; this machine has "
+            f"{have_mb / 1024:.0f} GB available: lower --nodes (each node holds {args.gpus_per_node} trials)"
+        )
     base = args.results or tempfile.mkdtemp(prefix="scale-")
     runs = {n: run_child(args, n, os.path.join(base, f"trials-{n}")) for n in (args.small, args.trials)}
     big = os.path.join(base, f"trials-{args.trials}")
     u = utilisation(big, slots)
-    seconds = {"status": timed(["status", big]), "fit": timed(["fit", big, "--json", os.path.join(base, "fit.json")]),
-               "fit0": timed(["fit", big, "--bootstrap", "0", "--json", os.path.join(base, "fit-no-bootstrap.json")]),
-               "done_ids": done_ids_seconds(big)}
+    seconds = {
+        "status": timed(["status", big]),
+        "fit": timed(["fit", big, "--json", os.path.join(base, "fit.json")]),
+        "fit0": timed(
+            ["fit", big, "--bootstrap", "0", "--json", os.path.join(base, "fit-no-bootstrap.json")]
+        ),
+        "done_ids": done_ids_seconds(big),
+    }
     report(args, base, runs, u, seconds)
 
 
 def report(args, base: str, runs: dict, u: dict, seconds: dict) -> None:
     slots, big = args.nodes * args.gpus_per_node, os.path.join(base, f"trials-{args.trials}")
-    print(f"cluster: {args.nodes} nodes x {args.gpus_per_node} GPUs = {slots} slots; {args.trials} simulated "
-          f"trials, the largest holding its slot {args.longest_seconds:g} s; results in {base}")
-    print(f"utilisation {u['utilisation']:.2f} ({u['busy']:.0f} busy of {u['available']:.0f} GPU-slot-seconds, "
-          f"{u['trials']} trials in {u['window']:.0f} s; the first {slots} trials all started within "
-          f"{u['first_wave_start']:.1f} s)")
-    print(f"driver peak memory: {args.small} trials {runs[args.small]['peak_rss_mb']:.0f} MB, "
-          f"{args.trials} trials {runs[args.trials]['peak_rss_mb']:.0f} MB")
-    print(f"run_plan wall: {args.small} trials {runs[args.small]['wall_seconds']:.0f} s, "
-          f"{args.trials} trials {runs[args.trials]['wall_seconds']:.0f} s "
-          f"({runs[args.trials]['completed']} completed, {runs[args.trials]['failed']} failed)")
+    print(
+        f"cluster: {args.nodes} nodes x {args.gpus_per_node} GPUs = {slots} slots; {args.trials} simulated "
+        f"trials, the largest holding its slot {args.longest_seconds:g} s; results in {base}"
+    )
+    print(
+        f"utilisation {u['utilisation']:.2f} ({u['busy']:.0f} busy of {u['available']:.0f} GPU-slot-seconds, "
+        f"{u['trials']} trials in {u['window']:.0f} s; the first {slots} trials all started within "
+        f"{u['first_wave_start']:.1f} s)"
+    )
+    print(
+        f"driver peak memory: {args.small} trials {runs[args.small]['peak_rss_mb']:.0f} MB, "
+        f"{args.trials} trials {runs[args.trials]['peak_rss_mb']:.0f} MB"
+    )
+    print(
+        f"run_plan wall: {args.small} trials {runs[args.small]['wall_seconds']:.0f} s, "
+        f"{args.trials} trials {runs[args.trials]['wall_seconds']:.0f} s "
+        f"({runs[args.trials]['completed']} completed, {runs[args.trials]['failed']} failed)"
+    )
     print(f"scaling status: {seconds['status']:.1f} s")
-    print(f"scaling fit: {seconds['fit']:.1f} s (default bootstrap); {seconds['fit0']:.1f} s with --bootstrap 0")
+    print(
+        f"scaling fit: {seconds['fit']:.1f} s (default bootstrap); {seconds['fit0']:.1f} s with --bootstrap 0"
+    )
     calls = profile_calls(os.path.join(big, "_driver.prof"), "done_trial_ids")
-    print(f"store.done_trial_ids: {calls} calls in the {args.trials}-trial run_plan, {seconds['done_ids']:.2f} s a call "
-          f"on the finished folder: a re-run with every trial done reads it {calls} times, about "
-          f"{calls * seconds['done_ids']:.0f} s before Tune starts")
+    print(
+        f"store.done_trial_ids: {calls} calls in the {args.trials}-trial "
+        f"run_plan, {seconds['done_ids']:.2f} s a call "
+        f"on the finished folder: a re-run with every trial done reads it {calls} times, about "
+        f"{calls * seconds['done_ids']:.0f} s before Tune starts"
+    )
     print(f"Tune in the {args.trials}-trial driver: {tune_costs(os.path.join(big, '_driver.prof'))}")
     print(f"driver profile, {args.trials} trials (orchestrator functions):")
     print("\n".join(profile_lines(os.path.join(big, "_driver.prof"))))

@@ -29,7 +29,7 @@ def reference_data() -> Path:
 @pytest.fixture(scope="session")
 def pydoc_bytes(token_cache_dir):
     """The stdlib help topics as byte tokens (vocab 256): ~417k train, ~49k val tokens."""
-    from models.data import DataSpec, prepare_data
+    from scaling_orchestrator.models.data.tokens import DataSpec, prepare_data
 
     return prepare_data(DataSpec(corpus="pydoc", tokenizer="byte", cache_dir=str(token_cache_dir)))
 
@@ -37,6 +37,8 @@ def pydoc_bytes(token_cache_dir):
 @pytest.fixture(scope="session")
 def pydoc_bpe(token_cache_dir):
     """The stdlib help topics with a 512-token byte-level BPE (~192k train tokens)."""
-    from models.data import DataSpec, prepare_data
+    from scaling_orchestrator.models.data.tokens import DataSpec, prepare_data
 
-    return prepare_data(DataSpec(corpus="pydoc", tokenizer="bpe", vocab_size=512, cache_dir=str(token_cache_dir)))
+    return prepare_data(
+        DataSpec(corpus="pydoc", tokenizer="bpe", vocab_size=512, cache_dir=str(token_cache_dir))
+    )

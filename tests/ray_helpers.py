@@ -9,11 +9,11 @@ import os
 
 import pyarrow.dataset as ds
 
-from analysis.schema import check_table
-from orchestrator.plan import Plan
-from orchestrator.resources import DRIVER_RESOURCE
-from orchestrator.spec import parse_sweep
-from orchestrator.tuner import QUIET
+from scaling_orchestrator.analysis.data.schema import check_table
+from scaling_orchestrator.orchestrator.execution.resources import DRIVER_RESOURCE
+from scaling_orchestrator.orchestrator.execution.tuner import QUIET
+from scaling_orchestrator.orchestrator.plan.build import Plan
+from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,10 +12,16 @@ import math
 import numpy as np
 import pytest
 
-from analysis.adaptive import (STOP_BUDGET, STOP_TOLERANCE, Candidate, Runs, edges,
-                               propose)
-from analysis.adaptive_ensemble import Ensemble
-from analysis.parametric import optimal_6nd
+from scaling_orchestrator.analysis.design.ensemble import Ensemble
+from scaling_orchestrator.analysis.design.select import (
+    STOP_BUDGET,
+    STOP_TOLERANCE,
+    Candidate,
+    Runs,
+    edges,
+    propose,
+)
+from scaling_orchestrator.analysis.laws.parametric import optimal_6nd
 
 TRUTH = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
 BUDGETS = np.geomspace(1e17, 1e20, 6)

@@ -2,7 +2,8 @@
 on simulated trials (examples/adaptive.yaml's law).
 
 - spec errors: one line each (milliseconds);
-- the queue driven by hand, trials drawn by orchestrator.simulate with 3 running at once, no
+- the queue driven by hand, trials drawn by scaling_orchestrator.orchestrator.backends.simulate with 3 running
+at once, no
   Ray (slow: each refit is a fit plus a 50-resample bootstrap, about 2 s; ~40 s in all);
 - `scaling next` on a results folder of the seed round, and `scaling plan` on its spec (~10 s);
 - the study through run_plan on a local Ray, and through a user's own tune.Tuner with
@@ -16,13 +17,13 @@ import json
 import pytest
 import yaml
 
-from orchestrator.cli import main
-from orchestrator.design_adaptive import make_queue
-from orchestrator.plan import make_plan
-from orchestrator.queue import FINISHED
-from orchestrator.simulate import simulate_train
-from orchestrator.spec import SpecError, load_sweep, parse_sweep
-from orchestrator.store import Store, measurement_row
+from scaling_orchestrator.cli.study import main
+from scaling_orchestrator.orchestrator.backends.simulate import simulate_train
+from scaling_orchestrator.orchestrator.designs.adaptive import make_queue
+from scaling_orchestrator.orchestrator.designs.queue import FINISHED
+from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.spec.sweep import SpecError, load_sweep, parse_sweep
+from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
 
 EXAMPLE = "examples/adaptive.yaml"
 
@@ -60,15 +61,20 @@ def drive(queue, store, slots: int = 3, limit: int = 200) -> list:
     raise AssertionError(f"no FINISHED after {limit} steps")
 
 
-@pytest.mark.parametrize("change, error", [
-    ({"target_flops": 1e20}, "design.target_flops: 1e+20 must be a FLOP count above the largest"),
-    ({"study_budget_flops": 1e19}, "design.study_budget_flops: 1e+19 must be at least round 1's"),
-    ({"tolerance": 1.0}, "design.tolerance: 1 must be a factor > 1"),
-    ({"law": "data_constrained"}, "design.law: 'data_constrained' must be one of chinchilla"),
-    ({"tolerence": 1.2}, "design.tolerence: unknown key; did you mean 'tolerance'?"),
-    ({"trials": [{"budget_flops": 1e18, "n_layer": 5, "d_model": 999}]},
-     "design.trials[0]: no shape of 5 layers x 999 in the model section"),
-])
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"target_flops": 1e20}, "design.target_flops: 1e+20 must be a FLOP count above the largest"),
+        ({"study_budget_flops": 1e19}, "design.study_budget_flops: 1e+19 must be at least round 1's"),
+        ({"tolerance": 1.0}, "design.tolerance: 1 must be a factor > 1"),
+        ({"law": "data_constrained"}, "design.law: 'data_constrained' must be one of chinchilla"),
+        ({"tolerence": 1.2}, "design.tolerence: unknown key; did you mean 'tolerance'?"),
+        (
+            {"trials": [{"budget_flops": 1e18, "n_layer": 5, "d_model": 999}]},
+            "design.trials[0]: no shape of 5 layers x 999 in the model section",
+        ),
+    ],
+)
 def test_design_errors_are_one_line(change, error):
     with pytest.raises(SpecError) as info:
         make_plan(sweep_of(**change))
@@ -102,7 +108,7 @@ def test_queue_runs_a_study_to_its_stop_proposing_while_trials_run(tmp_path):
     assert state["spent_flops"] <= 1.2e20 and len(started) > 9
     later = [t for t in started if t.round > 1]
     assert later and all(t.reason.startswith(f"round {t.round}: ") for t in later)
-    assert any(r["n_running"] > 0 for r in state["rounds"])     # not lock-step rounds
+    assert any(r["n_running"] > 0 for r in state["rounds"])  # not lock-step rounds
     assert {t["trial_id"] for t in state["trials"]} == {t.trial_id for t in later}
     rows = store.read_table()
     assert set(rows["round"].to_pylist()) == {t.round for t in started}
@@ -115,8 +121,23 @@ def test_next_writes_a_spec_that_plans_the_chosen_trials(tmp_path, capsys):
     for spec in plan.trials:
         run_trial(spec, store)
     out = tmp_path / "next.yaml"
-    assert main(["next", str(tmp_path / "res"), "--target-flops", "1e21", "--budget-flops",
-                 "2e19", "--bootstrap", "50", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "next",
+                str(tmp_path / "res"),
+                "--target-flops",
+                "1e21",
+                "--budget-flops",
+                "2e19",
+                "--bootstrap",
+                "50",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "scaling next: N*(1e21)" in printed and f"wrote {out}" in printed
     nxt = make_plan(load_sweep(out))
@@ -125,8 +146,7 @@ def test_next_writes_a_spec_that_plans_the_chosen_trials(tmp_path, capsys):
     assert all(t.round == 2 and t.reason.startswith("round 2: ") for t in nxt.trials)
     seen = {(t.shape.n_layer, t.shape.d_model, t.budget_flops) for t in plan.trials}
     assert not seen & {(t.shape.n_layer, t.shape.d_model, t.budget_flops) for t in nxt.trials}
-    assert main(["next", str(tmp_path / "res"), "--target-flops", "1e19",
-                 "--budget-flops", "2e19"]) == 2
+    assert main(["next", str(tmp_path / "res"), "--target-flops", "1e19", "--budget-flops", "2e19"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--target-flops 1e19: must exceed the largest budget" in err[0]
 
@@ -144,8 +164,8 @@ def adaptive_spec(tmp_path) -> str:
 def test_adaptive_study_through_run_plan(tmp_path, capsys):
     import ray
 
-    from orchestrator.run import run_plan
-    from orchestrator.tuner import start_local_ray
+    from scaling_orchestrator.orchestrator.execution.run import run_plan
+    from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
 
     plan = make_plan(load_sweep(adaptive_spec(tmp_path)))
     store = Store(str(tmp_path / "res"))
@@ -173,18 +193,20 @@ def test_adaptive_searcher_in_a_users_tuner(tmp_path):
     import ray
     from ray import tune
 
-    from orchestrator.design_adaptive import adaptive_searcher
-    from orchestrator.tuner import start_local_ray
-    from orchestrator.worker import with_trial_resources
+    from scaling_orchestrator.orchestrator.designs.adaptive import adaptive_searcher
+    from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
+    from scaling_orchestrator.orchestrator.execution.worker import with_trial_resources
 
     spec_path = adaptive_spec(tmp_path)
     searcher = adaptive_searcher(spec_path, str(tmp_path / "mine"))
     one = make_plan(load_sweep(spec_path)).trials[0]
     start_local_ray(num_cpus=2, address="local")
     try:
-        tuner = tune.Tuner(with_trial_resources(one), tune_config=tune.TuneConfig(
-            search_alg=searcher, num_samples=-1, max_concurrent_trials=2),
-            run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), verbose=0))
+        tuner = tune.Tuner(
+            with_trial_resources(one),
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, max_concurrent_trials=2),
+            run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), verbose=0),
+        )
         results = tuner.fit()
     finally:
         ray.shutdown()

@@ -10,28 +10,35 @@ import os
 import pytest
 import yaml
 
-from models.train_config import Measurement
-from orchestrator.store import Store, measurement_row
+from scaling_orchestrator.models.training.config import Measurement
+from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
 
 
 def test_lazy_api_names_resolve_without_ray():
     import subprocess
     import sys
 
-    code = ("import sys, orchestrator as o; o.load_sweep, o.make_plan, o.TrialSpec, o.asha_for; "
-            "print('ray' in sys.modules)")
+    code = (
+        "import sys, scaling_orchestrator.orchestrator as o; "
+        "o.load_sweep, o.make_plan, o.TrialSpec, o.asha_for; "
+        "print('ray' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
 
 
 def api_trial(tmp_path):
-    from orchestrator import load_sweep, make_plan
+    from scaling_orchestrator.orchestrator import load_sweep, make_plan
 
-    spec = {"name": "api", "budgets_flops": [1.2e10], "sizes_per_budget": 3,
-            "model": {"depth": {"min": 1, "max": 3}, "aspect_ratio": 16, "head_dim": 16, "seq_len": 64},
-            "data": {"corpus": "pydoc", "tokenizer": "byte"},
-            "train": {"batch_tokens": 512, "evals_per_trial": 4, "eval_tokens": 1024},
-            "resources": {"num_workers": 0, "cpus_per_worker": 1}}
+    spec = {
+        "name": "api",
+        "budgets_flops": [1.2e10],
+        "sizes_per_budget": 3,
+        "model": {"depth": {"min": 1, "max": 3}, "aspect_ratio": 16, "head_dim": 16, "seq_len": 64},
+        "data": {"corpus": "pydoc", "tokenizer": "byte"},
+        "train": {"batch_tokens": 512, "evals_per_trial": 4, "eval_tokens": 1024},
+        "resources": {"num_workers": 0, "cpus_per_worker": 1},
+    }
     path = tmp_path / "api.yaml"
     path.write_text(yaml.safe_dump(spec))
     return make_plan(load_sweep(str(path))).trials[0]
@@ -41,15 +48,30 @@ def write_evaluations(store: Store, spec, count: int) -> None:
     every = spec.train.eval_every_steps
     for k in range(1, count + 1):
         step = k * every
-        store.write_row(measurement_row(spec, Measurement(
-            step=step, tokens=step * spec.train.batch_tokens, flops=1.0, flops_6n=1.0, train_loss=5.0,
-            val_loss=5.0, val_bpb=7.0, lr_now=1e-3, wall_seconds=1.0, tokens_per_second=1.0,
-            final=step == spec.train.total_steps, status="ok")))
+        store.write_row(
+            measurement_row(
+                spec,
+                Measurement(
+                    step=step,
+                    tokens=step * spec.train.batch_tokens,
+                    flops=1.0,
+                    flops_6n=1.0,
+                    train_loss=5.0,
+                    val_loss=5.0,
+                    val_bpb=7.0,
+                    lr_now=1e-3,
+                    wall_seconds=1.0,
+                    tokens_per_second=1.0,
+                    final=step == spec.train.total_steps,
+                    status="ok",
+                ),
+            )
+        )
 
 
 # -- no Ray cluster --------------------------------------------------------------------------------
 def test_asha_for_counts_in_the_trials_own_tokens(tmp_path):
-    from orchestrator import asha_for
+    from scaling_orchestrator.orchestrator import asha_for
 
     trial = api_trial(tmp_path)
     asha = asha_for(trial)
@@ -61,8 +83,8 @@ def test_asha_for_counts_in_the_trials_own_tokens(tmp_path):
 
 
 def test_a_relative_results_dir_is_read_from_the_drivers_directory(tmp_path, monkeypatch):
-    from orchestrator import worker
-    from orchestrator.tune_config import results_dir_for
+    from scaling_orchestrator.orchestrator.execution import worker
+    from scaling_orchestrator.orchestrator.execution.tune_config import results_dir_for
 
     trial = api_trial(tmp_path)
     monkeypatch.setattr(worker, "trainable", lambda config: config["results_dir"])
@@ -83,16 +105,18 @@ def test_a_relative_results_dir_is_read_from_the_drivers_directory(tmp_path, mon
 def test_sampled_numpy_values_train_the_trial_a_plain_value_names(tmp_path):
     import numpy as np
 
-    from orchestrator.tune_config import apply_overrides
+    from scaling_orchestrator.orchestrator.execution.tune_config import apply_overrides
 
     trial = api_trial(tmp_path)
-    sampled = apply_overrides(trial, {"seed": np.int64(3), "lr": np.float64(2e-3)})  # tune.randint, loguniform
+    sampled = apply_overrides(
+        trial, {"seed": np.int64(3), "lr": np.float64(2e-3)}
+    )  # tune.randint, loguniform
     assert sampled.trial_id == apply_overrides(trial, {"seed": 3, "lr": 2e-3}).trial_id != trial.trial_id
     assert type(sampled.train.seed) is int and type(sampled.train.lr) is float
 
 
 def test_a_stop_the_scheduler_recorded_makes_the_last_row_a_finished_point(tmp_path):
-    from orchestrator.stops import record_stop, stopped
+    from scaling_orchestrator.orchestrator.execution.stops import record_stop, stopped
 
     trial = api_trial(tmp_path)
     store = Store(str(tmp_path / "r"))
@@ -108,8 +132,8 @@ def test_a_stop_the_scheduler_recorded_makes_the_last_row_a_finished_point(tmp_p
 
 
 def test_an_unrecorded_stop_at_the_first_report_is_named_in_one_line(tmp_path, capsys):
-    from orchestrator.stops import stopped
-    from orchestrator.tune_config import apply_overrides
+    from scaling_orchestrator.orchestrator.execution.stops import stopped
+    from scaling_orchestrator.orchestrator.execution.tune_config import apply_overrides
 
     first = api_trial(tmp_path)
     second = apply_overrides(first, {"lr": 1e-2})
@@ -120,8 +144,9 @@ def test_an_unrecorded_stop_at_the_first_report_is_named_in_one_line(tmp_path, c
     tokens = first.train.eval_every_steps * 512
     assert meta["status"] == "stopped" and meta["error"].startswith(
         f"trial {first.trial_id} was stopped at its first evaluation ({tokens:,} of "
-        f"{first.train.total_tokens:,} tokens) before any other trial had reported")
-    assert "orchestrator.asha_for(spec)" in meta["error"]
+        f"{first.train.total_tokens:,} tokens) before any other trial had reported"
+    )
+    assert "scaling_orchestrator.orchestrator.asha_for(spec)" in meta["error"]
     assert capsys.readouterr().err == f"scaling: error: {meta['error']}\n"
     assert not store.read_trial(first.trial_id)[-1]["final"]  # not a finished point: resumable
     # a peer had reported: ASHA may have compared them, so no claim; a later stop neither
@@ -139,14 +164,20 @@ def test_an_unrecorded_stop_at_the_first_report_is_named_in_one_line(tmp_path, c
 def users_tuner(trial, scheduler, lrs, results: str, storage, concurrency: int, reuse_actors=False):
     from ray import tune
 
-    from orchestrator import with_trial_resources
+    from scaling_orchestrator.orchestrator import with_trial_resources
 
     return tune.Tuner(
         with_trial_resources(trial),
         param_space={"trial": trial.to_dict(), "results_dir": results, "lr": tune.grid_search(lrs)},
-        tune_config=tune.TuneConfig(metric="val_loss", mode="min", scheduler=scheduler,
-                                    max_concurrent_trials=concurrency, reuse_actors=reuse_actors),
-        run_config=tune.RunConfig(storage_path=str(storage), verbose=0))
+        tune_config=tune.TuneConfig(
+            metric="val_loss",
+            mode="min",
+            scheduler=scheduler,
+            max_concurrent_trials=concurrency,
+            reuse_actors=reuse_actors,
+        ),
+        run_config=tune.RunConfig(storage_path=str(storage), verbose=0),
+    )
 
 
 @pytest.mark.ray
@@ -155,8 +186,8 @@ def test_trainable_in_a_users_own_tuner(tmp_path, monkeypatch):
     import ray
     from ray.tune.schedulers import ASHAScheduler
 
-    from orchestrator import asha_for
-    from orchestrator.tuner import start_local_ray
+    from scaling_orchestrator.orchestrator import asha_for
+    from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
 
     trial = api_trial(tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -167,8 +198,15 @@ def test_trainable_in_a_users_own_tuner(tmp_path, monkeypatch):
         # Ray's default max_t=100, read in tokens: every trial stops at its first report. Actors
         # reused: Tune then waits for the first trial's thread (2 s) to write what it saw, where
         # a fresh actor per trial may end it first (its stderr line comes first either way)
-        plain = users_tuner(trial, ASHAScheduler(time_attr="tokens"), [2e-3, 5e-3], "plain",
-                            tmp_path / "tune", 1, reuse_actors=True).fit()
+        plain = users_tuner(
+            trial,
+            ASHAScheduler(time_attr="tokens"),
+            [2e-3, 5e-3],
+            "plain",
+            tmp_path / "tune",
+            1,
+            reuse_actors=True,
+        ).fit()
     finally:
         ray.shutdown()
     assert not grid.errors and len(grid) == 4 and not plain.errors

@@ -12,25 +12,36 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from analysis.shape_study import plot_shape_study, shape_studies
-from orchestrator.plan import make_plan
-from orchestrator.spec import SpecError, parse_sweep
+from scaling_orchestrator.analysis.report.shape_study import plot_shape_study, shape_studies
+from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.spec.sweep import SpecError, parse_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def spec(**model) -> dict:
     """A small valid spec on the pydoc corpus with model section `model`."""
-    return {"name": "axes", "budgets_flops": [2e11, 5e11, 1.25e12], "sizes_per_budget": 3,
-            "model": model or {"depth": {"min": 1, "max": 8}, "aspect_ratio": 16, "head_dim": 16, "seq_len": 128},
-            "data": {"corpus": "pydoc", "tokenizer": "byte"}, "train": {"batch_tokens": 2048}}
+    return {
+        "name": "axes",
+        "budgets_flops": [2e11, 5e11, 1.25e12],
+        "sizes_per_budget": 3,
+        "model": model or {"depth": {"min": 1, "max": 8}, "aspect_ratio": 16, "head_dim": 16, "seq_len": 128},
+        "data": {"corpus": "pydoc", "tokenizer": "byte"},
+        "train": {"batch_tokens": 2048},
+    }
 
 
 def shape_spec(**design) -> dict:
     raw = spec(depth={"min": 1, "max": 4}, aspect_ratio=16, head_dim=8, seq_len=64)
     raw.update(budgets_flops=[4e11], train={"batch_tokens": 2048, "eval_tokens": 4096})
-    raw["design"] = {"kind": "shape", "params": 1e5, "aspect_ratios": [4, 8, 16, 32, 64],
-                     "contexts": [32, 64, 128, 256], "params_tolerance": 0.15, **design}
+    raw["design"] = {
+        "kind": "shape",
+        "params": 1e5,
+        "aspect_ratios": [4, 8, 16, 32, 64],
+        "contexts": [32, 64, 128, 256],
+        "params_tolerance": 0.15,
+        **design,
+    }
     return raw
 
 
@@ -55,8 +66,9 @@ def test_depth_and_width_dial_keeps_its_labels_and_names_other_contexts():
 
 
 def test_mup_section_puts_its_base_on_every_size():
-    model = parse_sweep(spec(depth={"min": 2, "max": 6}, aspect_ratio=16, head_dim=16,
-                             parametrization="mup")).model
+    model = parse_sweep(
+        spec(depth={"min": 2, "max": 6}, aspect_ratio=16, head_dim=16, parametrization="mup")
+    ).model
     assert {s.parametrization for s in model.shapes} == {"mup"}
     assert {s.base_d_model for s in model.shapes} == {32}  # the narrowest size's width by default
     assert [s.width_multiplier for s in model.shapes] == [1, 1.5, 2, 2.5, 3]
@@ -64,40 +76,89 @@ def test_mup_section_puts_its_base_on_every_size():
 
 
 def test_mup_changes_trial_ids_standard_keeps_them():
-    std, mup = (make_plan(parse_sweep(spec(depth={"min": 1, "max": 8}, aspect_ratio=16, head_dim=16, **extra)))
-                for extra in ({}, {"parametrization": "mup", "base_d_model": 16}))
+    std, mup = (
+        make_plan(parse_sweep(spec(depth={"min": 1, "max": 8}, aspect_ratio=16, head_dim=16, **extra)))
+        for extra in ({}, {"parametrization": "mup", "base_d_model": 16})
+    )
     assert [t.shape.n_layer for t in std.trials] == [t.shape.n_layer for t in mup.trials]
     assert not {t.trial_id for t in std.trials} & {t.trial_id for t in mup.trials}
-    assert "parametrization" not in json.dumps(std.trials[0].to_dict()["shape"]) or \
-        std.trials[0].to_dict()["shape"]["parametrization"] == "standard"
+    assert (
+        "parametrization" not in json.dumps(std.trials[0].to_dict()["shape"])
+        or std.trials[0].to_dict()["shape"]["parametrization"] == "standard"
+    )
 
 
 BAD = [
-    ("width not a multiple of head_dim", spec(width={"min": 40, "max": 128}, n_layer=2, head_dim=16),
-     "model.width.min: 40 must be a multiple of model.head_dim (16)"),
-    ("fixed width not a multiple", spec(depth={"min": 1, "max": 4}, d_model=100, head_dim=32),
-     "model.d_model: 100 must be a multiple of model.head_dim (32)"),
+    (
+        "width not a multiple of head_dim",
+        spec(width={"min": 40, "max": 128}, n_layer=2, head_dim=16),
+        "model.width.min: 40 must be a multiple of model.head_dim (16)",
+    ),
+    (
+        "fixed width not a multiple",
+        spec(depth={"min": 1, "max": 4}, d_model=100, head_dim=32),
+        "model.d_model: 100 must be a multiple of model.head_dim (32)",
+    ),
     ("width dial without depth", spec(width={"min": 32, "max": 64}, head_dim=16), "model.n_layer: missing"),
-    ("aspect and width", spec(depth={"min": 1, "max": 4}, d_model=64, aspect_ratio=16), "model.aspect_ratio: give"),
-    ("base wider than the model", spec(depth={"min": 2, "max": 6}, aspect_ratio=16, head_dim=16,
-                                       parametrization="mup", base_d_model=64),
-     "model.base_d_model: 64 must be at most the narrowest size's d_model (d2: 32)"),
-    ("base head larger", spec(depth={"min": 2, "max": 6}, aspect_ratio=16, head_dim=16, parametrization="mup",
-                              base_head_dim=32), "model.base_head_dim: 32 must be at most every size's head_dim"),
-    ("base under standard", spec(depth={"min": 2, "max": 6}, base_d_model=32),
-     "model.base_d_model: 32 must be absent unless model.parametrization is mup"),
-    ("unknown parametrization", spec(depth={"min": 2, "max": 6}, parametrization="ntk"),
-     "model.parametrization: 'ntk' must be one of standard, mup"),
-    ("shape head not a divisor", {**spec(), "model": {"shapes": [{"n_layer": 2, "d_model": 64, "n_head": 3}]}},
-     "model.shapes[0].n_head: 3 must be a divisor of d_model (64)"),
-    ("context past the eval slice",
-     {**shape_spec(contexts=[64, 8192]), "train": {"batch_tokens": 8192, "eval_tokens": 4096}},
-     "design.contexts[1]: 8192 must be at most train.eval_tokens (4096)"),
-    ("context not dividing the batch", shape_spec(contexts=[64, 96]),
-     "design.contexts[1]: 96 must be a divisor of train.batch_tokens (2048)"),
-    ("unreachable aspect", shape_spec(aspect_ratios=[4, 1000]), "design.aspect_ratios[1]: 1000 must be reachable"),
-    ("aspects giving one shape", shape_spec(aspect_ratios=[86, 90]), "design.aspect_ratios[1]: 90 must be a shape"),
-    ("params with two budgets", {**shape_spec(), "budgets_flops": [4e11, 8e11]}, "design.params: 100000 must be"),
+    (
+        "aspect and width",
+        spec(depth={"min": 1, "max": 4}, d_model=64, aspect_ratio=16),
+        "model.aspect_ratio: give",
+    ),
+    (
+        "base wider than the model",
+        spec(
+            depth={"min": 2, "max": 6}, aspect_ratio=16, head_dim=16, parametrization="mup", base_d_model=64
+        ),
+        "model.base_d_model: 64 must be at most the narrowest size's d_model (d2: 32)",
+    ),
+    (
+        "base head larger",
+        spec(
+            depth={"min": 2, "max": 6}, aspect_ratio=16, head_dim=16, parametrization="mup", base_head_dim=32
+        ),
+        "model.base_head_dim: 32 must be at most every size's head_dim",
+    ),
+    (
+        "base under standard",
+        spec(depth={"min": 2, "max": 6}, base_d_model=32),
+        "model.base_d_model: 32 must be absent unless model.parametrization is mup",
+    ),
+    (
+        "unknown parametrization",
+        spec(depth={"min": 2, "max": 6}, parametrization="ntk"),
+        "model.parametrization: 'ntk' must be one of standard, mup",
+    ),
+    (
+        "shape head not a divisor",
+        {**spec(), "model": {"shapes": [{"n_layer": 2, "d_model": 64, "n_head": 3}]}},
+        "model.shapes[0].n_head: 3 must be a divisor of d_model (64)",
+    ),
+    (
+        "context past the eval slice",
+        {**shape_spec(contexts=[64, 8192]), "train": {"batch_tokens": 8192, "eval_tokens": 4096}},
+        "design.contexts[1]: 8192 must be at most train.eval_tokens (4096)",
+    ),
+    (
+        "context not dividing the batch",
+        shape_spec(contexts=[64, 96]),
+        "design.contexts[1]: 96 must be a divisor of train.batch_tokens (2048)",
+    ),
+    (
+        "unreachable aspect",
+        shape_spec(aspect_ratios=[4, 1000]),
+        "design.aspect_ratios[1]: 1000 must be reachable",
+    ),
+    (
+        "aspects giving one shape",
+        shape_spec(aspect_ratios=[86, 90]),
+        "design.aspect_ratios[1]: 90 must be a shape",
+    ),
+    (
+        "params with two budgets",
+        {**shape_spec(), "budgets_flops": [4e11, 8e11]},
+        "design.params: 100000 must be",
+    ),
     ("missing aspects", shape_spec(aspect_ratios=None), "design.aspect_ratios: missing"),
 ]
 
@@ -118,7 +179,9 @@ def test_context_limit_is_the_val_split_of_a_small_corpus(tmp_path):
     (tmp_path / "tiny.txt").write_text("\n\n".join(f"paragraph {i}: " + "words " * 8 for i in range(40)))
     raw = shape_spec(contexts=[32, 64, 256])
     raw["data"] = {"corpus": str(tmp_path / "tiny.txt"), "tokenizer": "byte", "val_fraction": 0.05}
-    with pytest.raises(SpecError, match=r"design.contexts\[2\]: 256 must be at most \d+: the corpus's val split"):
+    with pytest.raises(
+        SpecError, match=r"design.contexts\[2\]: 256 must be at most \d+: the corpus's val split"
+    ):
         make_plan(parse_sweep(raw))
 
 
@@ -158,17 +221,36 @@ def test_example_shape_study_plans():
 
 def _rows(losses: dict) -> pa.Table:
     """Final rows of a planned shape study: {(n_layer, d_model, seq_len): loss}."""
-    rows = [{"kind": "shape", "n_layer": a, "d_model": b, "seq_len": t, "non_embedding_params": 12 * a * b * b,
-             "val_loss": loss, "budget_flops": 4e11, "tokens": 1e5, "final": True, "status": "ok"}
-            for (a, b, t), loss in losses.items()]
+    rows = [
+        {
+            "kind": "shape",
+            "n_layer": a,
+            "d_model": b,
+            "seq_len": t,
+            "non_embedding_params": 12 * a * b * b,
+            "val_loss": loss,
+            "budget_flops": 4e11,
+            "tokens": 1e5,
+            "final": True,
+            "status": "ok",
+        }
+        for (a, b, t), loss in losses.items()
+    ]
     rows.append({**rows[0], "final": False, "val_loss": 9.0})  # an earlier evaluation: not read
     rows.append({**rows[0], "kind": "scaling", "val_loss": 1.0})  # another study's row: not read
     return pa.Table.from_pylist(rows)
 
 
 def test_shape_study_reads_spreads_and_plots(tmp_path):
-    losses = {(8, 32, 64): 4.40, (4, 48, 64): 4.20, (2, 64, 64): 4.25, (1, 96, 64): 4.62,
-              (4, 48, 32): 4.30, (4, 48, 128): 4.15, (4, 48, 256): 4.10}
+    losses = {
+        (8, 32, 64): 4.40,
+        (4, 48, 64): 4.20,
+        (2, 64, 64): 4.25,
+        (1, 96, 64): 4.62,
+        (4, 48, 32): 4.30,
+        (4, 48, 128): 4.15,
+        (4, 48, 256): 4.10,
+    }
     (study,) = shape_studies(_rows(losses))
     assert [p.aspect_ratio for p in study.aspect] == [4, 12, 32, 96]
     assert [p.seq_len for p in study.context] == [32, 64, 128, 256]
@@ -183,7 +265,7 @@ def test_shape_study_reads_spreads_and_plots(tmp_path):
 def test_shape_study_command_prints_and_writes(tmp_path, capsys):
     import pyarrow.parquet as pq
 
-    from analysis.shape_study import main
+    from scaling_orchestrator.analysis.report.shape_study import main
 
     losses = {(8, 32, 64): 4.40, (4, 48, 64): 4.20, (1, 96, 64): 4.62, (4, 48, 128): 4.15}
     pq.write_table(_rows(losses), tmp_path / "rows.parquet")
@@ -196,7 +278,7 @@ def test_shape_study_command_prints_and_writes(tmp_path, capsys):
 def test_scaling_fit_and_report_read_a_shape_study(tmp_path, capsys):
     import pyarrow.parquet as pq
 
-    from orchestrator.cli import main
+    from scaling_orchestrator.cli.study import main
 
     losses = {(8, 32, 64): 4.40, (4, 48, 64): 4.20, (1, 96, 64): 4.62, (4, 48, 128): 4.15}
     rows = _rows(losses)

@@ -8,17 +8,17 @@ import re
 import numpy as np
 import pyarrow as pa
 import pytest
-
-from analysis import fit
-from analysis.backtest import BY_GROUP, BY_LARGEST, run_backtest
-from analysis.errors import NotFittable
-from analysis.load import load_points
-from analysis.parametric import PARAM_NAMES, fit_parametric
-from analysis.report import build_blocks
-from analysis.report_render import to_markdown
-from analysis.schema import ADDED_IN, HELD_OUT, rows_to_table
 from test_isoflop import chinchilla_grid
 from test_report import result_row
+
+from scaling_orchestrator.analysis import fit
+from scaling_orchestrator.analysis.data.load import load_points
+from scaling_orchestrator.analysis.data.schema import ADDED_IN, HELD_OUT, rows_to_table
+from scaling_orchestrator.analysis.errors import NotFittable
+from scaling_orchestrator.analysis.judge.backtest import BY_GROUP, BY_LARGEST, run_backtest
+from scaling_orchestrator.analysis.laws.parametric import PARAM_NAMES, fit_parametric
+from scaling_orchestrator.analysis.report.render import to_markdown
+from scaling_orchestrator.analysis.report.write import build_blocks
 
 FITTED = (1e17, 3e17, 1e18)
 HELD = (3e18, 1e19)

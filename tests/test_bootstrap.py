@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow.csv as pa_csv
 import pytest
 
-from analysis.bootstrap import bootstrap_form, bootstrap_parametric, run_weights
-from analysis.law_forms import law_form
-from analysis.parametric import ParametricFit, fit_parametric, optimal_6nd
+from scaling_orchestrator.analysis.laws.bootstrap import bootstrap_form, bootstrap_parametric, run_weights
+from scaling_orchestrator.analysis.laws.parametric import ParametricFit, fit_parametric, optimal_6nd
+from scaling_orchestrator.analysis.laws.registry import law_form
 
 EPOCH_CSV = (Path(__file__).resolve().parents[2] / "shared" / "reference-data"
              / "epoch_chinchilla_besiroglu2024" / "svg_extracted_data.csv")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from models.checkpoint import CHECKPOINT_FILE
-from models.shape import ModelShape
-from models.train import TrainConfig, lr_at, train
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.checkpoint import CHECKPOINT_FILE
+from scaling_orchestrator.models.training.loop import TrainConfig, lr_at, train
 
 TINY = ModelShape(n_layer=2, d_model=64, n_head=2, vocab_size=256, seq_len=64)
 BATCH = 1024
@@ -90,7 +90,9 @@ def test_branch_from_trunk_checkpoint_matches_the_branch_schedule_from_scratch(p
         assert got.val_loss == pytest.approx(want.val_loss, rel=1e-5)
         assert got.train_loss == pytest.approx(want.train_loss, rel=1e-5)
     # The branch's own checkpoint resumes as itself (start_from is ignored then).
-    again = train(TINY, branch, pydoc_bytes, resume_from=str(tmp_path / "branch"), start_from=str(tmp_path / "x"))
+    again = train(
+        TINY, branch, pydoc_bytes, resume_from=str(tmp_path / "branch"), start_from=str(tmp_path / "x")
+    )
     assert again == end
 
 
@@ -98,11 +100,19 @@ def test_branch_refuses_a_trunk_of_another_recipe_or_past_its_end(pydoc_bytes, t
     trunk = _config(total_tokens=8 * BATCH, schedule="constant")
     train(TINY, trunk, pydoc_bytes, checkpoint_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"start_from=.*TrainConfig.lr=0.001 but the checkpoint has 0.003"):
-        train(TINY, _config(total_tokens=12 * BATCH, schedule="wsd", lr=1e-3), pydoc_bytes,
-              start_from=str(tmp_path))
+        train(
+            TINY,
+            _config(total_tokens=12 * BATCH, schedule="wsd", lr=1e-3),
+            pydoc_bytes,
+            start_from=str(tmp_path),
+        )
     with pytest.raises(ValueError, match="TrainConfig.warmup_tokens=0 but the checkpoint has 4096"):
-        train(TINY, _config(total_tokens=12 * BATCH, schedule="wsd", warmup_tokens=0), pydoc_bytes,
-              start_from=str(tmp_path))
+        train(
+            TINY,
+            _config(total_tokens=12 * BATCH, schedule="wsd", warmup_tokens=0),
+            pydoc_bytes,
+            start_from=str(tmp_path),
+        )
     with pytest.raises(ValueError, match="the checkpoint is at step 8, not before this run's last step 8"):
         train(TINY, _config(total_tokens=8 * BATCH, schedule="wsd"), pydoc_bytes, start_from=str(tmp_path))
     # A resume stays strict: the schedule is not a field a run may change on resume.
@@ -115,7 +125,7 @@ DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.yaml"
 
 
 def _sweep(tmp_path, design: str):
-    from orchestrator.spec import load_sweep
+    from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
 
     spec = tmp_path / "branches.yaml"
     spec.write_text(DEMO.read_text() + f"\ndesign: {design}\n")
@@ -123,22 +133,24 @@ def _sweep(tmp_path, design: str):
 
 
 def test_design_options_are_checked_with_the_field_named(tmp_path):
-    from orchestrator.design_branches import BranchesOptions
-    from orchestrator.spec import SpecError
+    from scaling_orchestrator.orchestrator.designs.branches import BranchesOptions
+    from scaling_orchestrator.orchestrator.spec.sweep import SpecError
 
     assert _sweep(tmp_path, "branches").design.options == BranchesOptions()
-    for design, message in (("{kind: branches, cooldown_fraction: 1.5}", "design.cooldown_fraction: 1.5 must be in"),
-                            ("{kind: branches, decay_shape: cosine}", "design.decay_shape: 'cosine' must be one of"),
-                            ("{kind: branches, tokens_per_param: [20, -1]}", r"design.tokens_per_param\[1\]: -1"),
-                            ("{kind: branches, cooldown: 0.2}", "design.cooldown: unknown key")):
+    for design, message in (
+        ("{kind: branches, cooldown_fraction: 1.5}", "design.cooldown_fraction: 1.5 must be in"),
+        ("{kind: branches, decay_shape: cosine}", "design.decay_shape: 'cosine' must be one of"),
+        ("{kind: branches, tokens_per_param: [20, -1]}", r"design.tokens_per_param\[1\]: -1"),
+        ("{kind: branches, cooldown: 0.2}", "design.cooldown: unknown key"),
+    ):
         with pytest.raises(SpecError, match=message):
             _sweep(tmp_path, design)
 
 
 def test_branch_plan_lands_on_every_budget_from_one_trunk_per_size(tmp_path):
-    from analysis.schema import BRANCH, HELD_OUT, TRUNK
-    from models.checkpoint import BRANCH_FIELDS
-    from orchestrator.plan import make_plan
+    from scaling_orchestrator.analysis.data.schema import BRANCH, HELD_OUT, TRUNK
+    from scaling_orchestrator.models.training.checkpoint import BRANCH_FIELDS
+    from scaling_orchestrator.orchestrator.plan.build import make_plan
 
     sweep = _sweep(tmp_path, "branches")
     plan = make_plan(sweep)
@@ -146,8 +158,9 @@ def test_branch_plan_lands_on_every_budget_from_one_trunk_per_size(tmp_path):
     trunks = {t.trial_id: t for t in plan.trials if t.group == TRUNK}
     branches = [t for t in plan.trials if t.group != TRUNK]
     # The default `points: bracket` branches at exactly the grid's (budget, size) points.
-    assert sorted((b.budget_flops, b.shape.n_layer) for b in branches) == \
-        sorted((g.budget_flops, g.shape.n_layer) for g in grid.trials)
+    assert sorted((b.budget_flops, b.shape.n_layer) for b in branches) == sorted(
+        (g.budget_flops, g.shape.n_layer) for g in grid.trials
+    )
     assert len(trunks) == len({b.shape for b in branches}) and plan.trials[0].group == TRUNK
     for b in branches:
         trunk = trunks[b.parent_trial_id]
@@ -162,19 +175,23 @@ def test_branch_plan_lands_on_every_budget_from_one_trunk_per_size(tmp_path):
         start = b.branch_tokens // b.train.batch_tokens
         assert [lr_at(s, b.train) for s in range(start)] == [lr_at(s, trunk.train) for s in range(start)]
     for trunk in trunks.values():
-        assert trunk.train.schedule == "constant" and trunk.train.total_tokens == max(trunk.train.eval_at_tokens)
+        assert trunk.train.schedule == "constant" and trunk.train.total_tokens == max(
+            trunk.train.eval_at_tokens
+        )
     # FLOPs: the study spends trunks + cooldowns; the same points from scratch cost the grid's.
     cooldowns = sum((b.train.total_tokens - b.branch_tokens) * b.shape.flops_per_token() for b in branches)
     assert plan.total_flops == pytest.approx(sum(t.flops for t in trunks.values()) + cooldowns)
     data = json.loads(plan.to_json())
     assert data["grid_equivalent_flops"] == pytest.approx(grid.total_flops)
-    assert data["total_flops"] == pytest.approx(plan.total_flops) and plan.total_flops < 0.65 * grid.total_flops
+    assert (
+        data["total_flops"] == pytest.approx(plan.total_flops) and plan.total_flops < 0.65 * grid.total_flops
+    )
     assert "the same points as independent runs" in plan.render()
     assert [t.trial_id for t in make_plan(sweep).trials] == [t.trial_id for t in plan.trials]  # stable ids
 
 
 def test_extra_branch_points_and_points_below(tmp_path):
-    from orchestrator.plan import make_plan
+    from scaling_orchestrator.orchestrator.plan.build import make_plan
 
     bracket = make_plan(_sweep(tmp_path, "branches"))
     plan = make_plan(_sweep(tmp_path, "{kind: branches, points: below, tokens_per_param: [5, 80]}"))
@@ -194,9 +211,9 @@ def test_extra_branch_points_and_points_below(tmp_path):
 
 # -- the queue ------------------------------------------------------------------------------------
 def _queue_study(tmp_path):
-    from orchestrator.design_branches import make_queue
-    from orchestrator.plan import make_plan
-    from orchestrator.store import Store
+    from scaling_orchestrator.orchestrator.designs.branches import make_queue
+    from scaling_orchestrator.orchestrator.plan.build import make_plan
+    from scaling_orchestrator.orchestrator.store.results import Store
 
     plan = make_plan(_sweep(tmp_path, "branches"))
     store = Store(str(tmp_path / "results"))
@@ -206,7 +223,7 @@ def _queue_study(tmp_path):
 
 
 def test_queue_runs_trunks_first_and_each_branch_once_its_checkpoint_is_kept(tmp_path):
-    from orchestrator.queue import FINISHED
+    from scaling_orchestrator.orchestrator.designs.queue import FINISHED
 
     plan, store, make_queue = _queue_study(tmp_path)
     queue = make_queue(plan, list(plan.trials), store)
@@ -222,7 +239,9 @@ def test_queue_runs_trunks_first_and_each_branch_once_its_checkpoint_is_kept(tmp
     waiting = [t for t in plan.trials if t.parent_trial_id == taken[0].trial_id and t != branch]
     for t in waiting:
         assert store.read_trial(t.trial_id)[-1]["status"] == "failed"
-        assert store.read_meta(t.trial_id)["error"].startswith(f"trunk {taken[0].trial_id} diverged at step 40")
+        assert store.read_meta(t.trial_id)["error"].startswith(
+            f"trunk {taken[0].trial_id} diverged at step 40"
+        )
     for trunk in taken[1:]:
         queue.on_complete(trunk, None, store, True)  # failed for good: every branch of it fails
     for spec in [branch, *taken]:
@@ -231,11 +250,13 @@ def test_queue_runs_trunks_first_and_each_branch_once_its_checkpoint_is_kept(tmp
 
 
 def test_requeue_skips_final_trunks_and_brings_waiting_branches_of_a_rerun_trunk(tmp_path):
-    from orchestrator.store import measurement_row
+    from scaling_orchestrator.orchestrator.store.results import measurement_row
 
     plan, store, make_queue = _queue_study(tmp_path)
     trunk = next(t for t in plan.trials if t.group == "trunk")
-    mine = sorted((t for t in plan.trials if t.parent_trial_id == trunk.trial_id), key=lambda t: t.branch_tokens)
+    mine = sorted(
+        (t for t in plan.trials if t.parent_trial_id == trunk.trial_id), key=lambda t: t.branch_tokens
+    )
     # A re-run after a lost node hands the queue the trunk alone: its not-final branches join it.
     queue = make_queue(plan, [trunk], store)
     assert {t.trial_id for t in queue.planned()} == {trunk.trial_id, *(t.trial_id for t in mine)}
@@ -245,12 +266,14 @@ def test_requeue_skips_final_trunks_and_brings_waiting_branches_of_a_rerun_trunk
     store.write_row(last)
     queue = make_queue(plan, mine, store)
     assert queue.take(store) == mine[0]
-    assert all(store.read_meta(t.trial_id)["error"].endswith(f"at {t.branch_tokens} tokens") for t in mine[1:])
+    assert all(
+        store.read_meta(t.trial_id)["error"].endswith(f"at {t.branch_tokens} tokens") for t in mine[1:]
+    )
 
 
 def test_embedded_branches_spec_is_the_example_and_asks_the_demo_question():
-    from orchestrator import demo
-    from orchestrator.plan import make_plan
+    from scaling_orchestrator.cli import demo
+    from scaling_orchestrator.orchestrator.plan.build import make_plan
 
     example = Path(__file__).resolve().parents[1] / "examples" / "branches.yaml"
     assert demo.demo_spec_path("branches").read_text() == example.read_text()
@@ -263,13 +286,15 @@ def test_embedded_branches_spec_is_the_example_and_asks_the_demo_question():
 
 
 def test_progress_counts_a_trunks_share_once(tmp_path):
-    from analysis.schema import TRUNK
-    from orchestrator.plan import make_plan
-    from orchestrator.progress import Tally
+    from scaling_orchestrator.analysis.data.schema import TRUNK
+    from scaling_orchestrator.orchestrator.plan.build import make_plan
+    from scaling_orchestrator.orchestrator.store.status import Tally
 
     plan = make_plan(_sweep(tmp_path, "branches"))
     branch = next(t for t in plan.trials if t.group != TRUNK)
-    assert branch.own_flops == pytest.approx(branch.flops - branch.branch_tokens * branch.shape.flops_per_token())
+    assert branch.own_flops == pytest.approx(
+        branch.flops - branch.branch_tokens * branch.shape.flops_per_token()
+    )
     tally = Tally(plan.trials, set(), start=0.0)
     tally.started(branch.trial_id)
     tally.reported(branch.trial_id, branch.flops - branch.own_flops / 2)  # halfway through its cooldown

@@ -24,14 +24,14 @@ import time
 from pathlib import Path
 
 import pytest
-
-from analysis.load import load_points
-from orchestrator.plan import make_plan
-from orchestrator.run import run_plan
-from orchestrator.spec import load_sweep
-from orchestrator.store import Store
-from orchestrator.tuner import start_local_ray
 from ray_helpers import rows_by_trial
+
+from scaling_orchestrator.analysis.data.load import load_points
+from scaling_orchestrator.orchestrator.execution.run import run_plan
+from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
+from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
+from scaling_orchestrator.orchestrator.store.results import Store
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -70,8 +70,14 @@ def planned_pairs(plan) -> set[tuple[str, int]]:
     (a branch's is its branch point), at each of a trunk's branch points, and at the last step."""
     out = set()
     for t in plan.trials:
-        first, every, total = t.branch_tokens // t.train.batch_tokens, t.train.eval_every_steps, t.train.total_steps
-        steps = {s for s in range(every, total + 1, every) if s > first} | set(t.train.eval_at_steps) | {total}
+        first, every, total = (
+            t.branch_tokens // t.train.batch_tokens,
+            t.train.eval_every_steps,
+            t.train.total_steps,
+        )
+        steps = (
+            {s for s in range(every, total + 1, every) if s > first} | set(t.train.eval_at_steps) | {total}
+        )
         out |= {(t.trial_id, s) for s in steps}
     return out
 
@@ -91,8 +97,13 @@ def check_rows(results: Path, plan) -> dict[str, list[dict]]:
 
 
 def scaling(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "scaling_orchestrator", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_driver_killed_while_branches_run_rerun_finishes_without_redoing_work(tmp_path):
@@ -119,13 +130,18 @@ def test_driver_killed_while_branches_run_rerun_finishes_without_redoing_work(tm
     c = scaling(*command)
     out, err = c.communicate(timeout=300)
     print(f"\n[fault] first driver ran {killed - started:.0f} s, the rerun {time.time() - killed:.0f} s")
-    print(f"[fault] driver SIGKILL with {len(done & branches)} branches and {len(done - branches)} trunks "
-          f"final of {len(plan.trials)}; rerun exit {c.returncode}: {out.strip().splitlines()[-1:]}")
+    print(
+        f"[fault] driver SIGKILL with {len(done & branches)} branches and {len(done - branches)} trunks "
+        f"final of {len(plan.trials)}; rerun exit {c.returncode}: {out.strip().splitlines()[-1:]}"
+    )
     assert done & branches and len(done) < len(plan.trials) == 9
     assert c.returncode == 0, err[-2000:]
     check_rows(results, plan)
-    untouched = [tid for tid, (mtime, rows) in kept.items()
-                 if os.stat(store.trial_file(tid)).st_mtime_ns == mtime and store.read_trial(tid) == rows]
+    untouched = [
+        tid
+        for tid, (mtime, rows) in kept.items()
+        if os.stat(store.trial_file(tid)).st_mtime_ns == mtime and store.read_trial(tid) == rows
+    ]
     assert sorted(untouched) == sorted(kept)  # nothing final was trained again
     assert not (results / "_lock").exists()
 
@@ -180,8 +196,9 @@ def test_trunk_killed_between_two_branch_points_loses_and_repeats_nothing(clean_
     first."""
     plan, clean_results, _ = clean_study
     trunk = max((t for t in plan.trials if t.group == "trunk"), key=lambda t: t.train.total_steps)
-    plan = dataclasses.replace(plan, trials=tuple(t for t in plan.trials if trunk.trial_id in
-                                                  (t.trial_id, t.parent_trial_id)))
+    plan = dataclasses.replace(
+        plan, trials=tuple(t for t in plan.trials if trunk.trial_id in (t.trial_id, t.parent_trial_id))
+    )
     second = sorted(trunk.train.eval_at_steps)[1]
     store = Store(str(tmp_path / "results"))
     for t in plan.trials:  # fail_at_step reaches every trial; a marker makes it fire for this trunk only
@@ -196,5 +213,7 @@ def test_trunk_killed_between_two_branch_points_loses_and_repeats_nothing(clean_
     for tid, trial in rows.items():
         assert [r["step"] for r in trial] == [r["step"] for r in clean[tid]]
         assert [r["val_loss"] for r in trial] == pytest.approx([r["val_loss"] for r in clean[tid]], rel=1e-6)
-    print(f"\n[fault] trunk {trunk.trial_id} killed at step {second} of {trunk.train.total_steps}: "
-          f"{len(summary.completed)} of {len(plan.trials)} trials ok, rows as the clean study's")
+    print(
+        f"\n[fault] trunk {trunk.trial_id} killed at step {second} of {trunk.train.total_steps}: "
+        f"{len(summary.completed)} of {len(plan.trials)} trials ok, rows as the clean study's"
+    )

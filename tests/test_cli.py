@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.plan import make_plan
-from orchestrator.spec import load_sweep
-from orchestrator.cli import main
-from orchestrator.progress import Failure
+from scaling_orchestrator.cli.study import main
+from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
+from scaling_orchestrator.orchestrator.store.status import Failure
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "examples" / "demo.yaml")
@@ -66,20 +66,29 @@ def test_missing_spec_and_bad_usage(tmp_path, capsys):
 
 
 class FakeRun(types.ModuleType):
-    """Stands in for orchestrator.run (Ray) and orchestrator.progress; records the calls."""
+    """Stands in for scaling_orchestrator.orchestrator.execution.run (Ray) and
+    scaling_orchestrator.orchestrator.store.status; records the calls."""
 
     def __init__(self, failed=()):
-        super().__init__("orchestrator.run")
+        super().__init__("scaling_orchestrator.orchestrator.execution.run")
         self.calls = []
         self.failed = list(failed)
 
     def run_plan(self, plan, results_dir, **kwargs):
         self.calls.append((plan, results_dir, kwargs))
         ids = [t.trial_id for t in plan.trials]
-        failures = [Failure(t, "ValueError: DataSpec.corpus='x.txt': must be ...",
-                            f"{results_dir}/_trials/{t}.log") for t in self.failed]
-        return types.SimpleNamespace(completed=ids[len(self.failed):], skipped=[], diverged=[],
-                                     failed=self.failed, failures=failures, results_dir=results_dir)
+        failures = [
+            Failure(t, "ValueError: DataSpec.corpus='x.txt': must be ...", f"{results_dir}/_trials/{t}.log")
+            for t in self.failed
+        ]
+        return types.SimpleNamespace(
+            completed=ids[len(self.failed) :],
+            skipped=[],
+            diverged=[],
+            failed=self.failed,
+            failures=failures,
+            results_dir=results_dir,
+        )
 
     def status_text(self, results_dir, trials=None):
         self.calls.append((trials, results_dir, {}))
@@ -89,7 +98,7 @@ class FakeRun(types.ModuleType):
 @pytest.mark.parametrize("failed,code", [((), 0), (("abc",), 1)])
 def test_run_delegates_and_exit_code(monkeypatch, capsys, tmp_path, failed, code):
     fake = FakeRun(failed)
-    monkeypatch.setitem(sys.modules, "orchestrator.run", fake)
+    monkeypatch.setitem(sys.modules, "scaling_orchestrator.orchestrator.execution.run", fake)
     results = str(tmp_path / "r")
     assert main(["run", DEMO, "--results", results, "--max-concurrent", "3", "--address", "auto"]) == code
     plan, results_dir, kwargs = fake.calls[0]
@@ -104,7 +113,7 @@ def test_run_delegates_and_exit_code(monkeypatch, capsys, tmp_path, failed, code
 
 def test_run_defaults_come_from_the_spec(monkeypatch, capsys):
     fake = FakeRun()
-    monkeypatch.setitem(sys.modules, "orchestrator.run", fake)
+    monkeypatch.setitem(sys.modules, "scaling_orchestrator.orchestrator.execution.run", fake)
     assert main(["run", DEMO, "--no-progress"]) == 0
     plan, results_dir, kwargs = fake.calls[0]
     assert results_dir == "results/demo" and not kwargs["progress"]
@@ -114,7 +123,7 @@ def test_run_defaults_come_from_the_spec(monkeypatch, capsys):
 
 def test_status_delegates(monkeypatch, capsys):
     fake = FakeRun()
-    monkeypatch.setitem(sys.modules, "orchestrator.progress", fake)
+    monkeypatch.setitem(sys.modules, "scaling_orchestrator.orchestrator.store.status", fake)
     assert main(["status", "some/dir", "--spec", DEMO]) == 0
     assert capsys.readouterr().out.strip() == f"status of some/dir: {N_DEMO} planned"
     assert main(["status", "some/dir"]) == 0
@@ -122,37 +131,45 @@ def test_status_delegates(monkeypatch, capsys):
 
 
 def test_demo_delegates(monkeypatch):
-    fake = types.ModuleType("orchestrator.demo")
+    fake = types.ModuleType("scaling_orchestrator.cli.demo")
     fake.main = lambda args: 7 if args.results == "x" else 0
-    monkeypatch.setitem(sys.modules, "orchestrator.demo", fake)
+    monkeypatch.setitem(sys.modules, "scaling_orchestrator.cli.demo", fake)
     assert main(["demo", "--results", "x"]) == 7
 
 
 def test_fit_and_report_delegate_to_analysis(monkeypatch):
-    fake = types.ModuleType("analysis.cli")
+    fake = types.ModuleType("scaling_orchestrator.cli.analysis")
 
     def add(name):
         def add_parser(subparsers):
             p = subparsers.add_parser(name)
             p.add_argument("source")
             return p
+
         return add_parser
 
     fake.add_fit_parser, fake.add_report_parser = add("fit"), add("report")
     fake.run_fit = lambda args: 11 if args.source == "t.parquet" else 0
     fake.run_report = lambda args: 12
-    monkeypatch.setitem(sys.modules, "analysis.cli", fake)
+    monkeypatch.setitem(sys.modules, "scaling_orchestrator.cli.analysis", fake)
     assert main(["fit", "t.parquet"]) == 11
     assert main(["report", "t.parquet"]) == 12
 
 
 def test_python_dash_m_plan_without_ray():
-    out = subprocess.run([sys.executable, "-m", "orchestrator", "plan", "examples/demo.yaml"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "scaling_orchestrator", "plan", "examples/demo.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert f"{len(make_plan(load_sweep(DEMO)).trials)} trials" in out.stdout
-    code = ("import sys; from orchestrator.cli import main; main(['plan', 'examples/demo.yaml']); "
-            "print('RAY', 'ray' in sys.modules)")
+    code = (
+        "import sys; from scaling_orchestrator.cli.study import main; main(['plan', 'examples/demo.yaml']); "
+        "print('RAY', 'ray' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().endswith("RAY False"), out.stderr
 
@@ -162,17 +179,20 @@ def test_fit_imports_neither_torch_nor_ray(tmp_path):
     import numpy as np
 
     budget = np.repeat(np.logspace(17, 19, 3), 7)
-    params = 0.09 * budget ** 0.5 * np.tile(np.logspace(-1, 1, 7), 3)
+    params = 0.09 * budget**0.5 * np.tile(np.logspace(-1, 1, 7), 3)
     tokens = budget / (6 * params)
-    loss = 1.69 + 406.4 / params ** 0.34 + 410.7 / tokens ** 0.28
+    loss = 1.69 + 406.4 / params**0.34 + 410.7 / tokens**0.28
     src = tmp_path / "runs.csv"
-    src.write_text("params,tokens,flops,val_loss,budget_flops\n" + "".join(
-        f"{n},{d},{6 * n * d},{l},{c}\n" for n, d, l, c in zip(params, tokens, loss, budget)))
-    code = ("import sys; from orchestrator.cli import main; "
-            f"rc = main(['fit', {str(src)!r}, '--bootstrap', '0']); "
-            "print('RC', rc, 'TORCH', 'torch' in sys.modules, 'RAY', 'ray' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+    src.write_text(
+        "params,tokens,flops,val_loss,budget_flops\n"
+        + "".join(f"{n},{d},{6 * n * d},{l},{c}\n" for n, d, l, c in zip(params, tokens, loss, budget))
+    )
+    code = (
+        "import sys; from scaling_orchestrator.cli.study import main; "
+        f"rc = main(['fit', {str(src)!r}, '--bootstrap', '0']); "
+        "print('RC', rc, 'TORCH', 'torch' in sys.modules, 'RAY', 'ray' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.stdout.strip().endswith("RC 0 TORCH False RAY False"), out.stderr
 
 
@@ -180,35 +200,44 @@ HPARAMS = str(ROOT / "examples" / "hparam-search.yaml")
 
 
 class FakeSearch(types.ModuleType):
-    """Stands in for orchestrator.search; shares a call log with a FakeRun to check the order."""
+    """Stands in for scaling_orchestrator.orchestrator.execution.search; shares a call log with a FakeRun to
+    check the order."""
 
     def __init__(self, log, failed=()):
-        super().__init__("orchestrator.search")
+        super().__init__("scaling_orchestrator.orchestrator.execution.search")
         self.log, self.failed = log, list(failed)
 
     def run_search(self, plan, results_dir, **kwargs):
         self.log.append(("search", plan.sweep.name, len(plan.hparam_trials), results_dir, kwargs))
-        text = "\n".join(["hparam search: summary",
-                          *(f"  failed: {t}: TypeError: x (log: l)" for t in self.failed)])
+        text = "\n".join(
+            ["hparam search: summary", *(f"  failed: {t}: TypeError: x (log: l)" for t in self.failed)]
+        )
         return type("Summary", (), {"failed": self.failed, "__str__": lambda s: text})()
 
 
-@pytest.mark.parametrize("only,expected", [(None, ["search", "grid"]), ("hparams", ["search"]),
-                                           ("scaling", ["grid"])])
+@pytest.mark.parametrize(
+    "only,expected", [(None, ["search", "grid"]), ("hparams", ["search"]), ("scaling", ["grid"])]
+)
 def test_run_searches_first_then_the_grid(monkeypatch, capsys, only, expected):
     log = []
     grid = FakeRun()
-    grid.run_plan = lambda plan, results_dir, **kw: (log.append(("grid", len(plan.trials), results_dir, kw)),
-                                                     FakeRun.run_plan(grid, plan, results_dir, **kw))[1]
-    monkeypatch.setitem(sys.modules, "orchestrator.run", grid)
-    monkeypatch.setitem(sys.modules, "orchestrator.search", FakeSearch(log))
+    grid.run_plan = lambda plan, results_dir, **kw: (
+        log.append(("grid", len(plan.trials), results_dir, kw)),
+        FakeRun.run_plan(grid, plan, results_dir, **kw),
+    )[1]
+    monkeypatch.setitem(sys.modules, "scaling_orchestrator.orchestrator.execution.run", grid)
+    monkeypatch.setitem(sys.modules, "scaling_orchestrator.orchestrator.execution.search", FakeSearch(log))
     argv = ["run", HPARAMS, "--max-concurrent", "1"] + (["--only", only] if only else [])
     assert main(argv) == 0
     assert [call[0] for call in log] == expected
     if "search" in expected:
         sizes = len(make_plan(load_sweep(HPARAMS)).hparam_trials)
-        assert log[0][1:] == ("hparam-search", sizes, "results/hparam-search",
-                              {"address": None, "progress": True, "max_concurrent_trials": 1})
+        assert log[0][1:] == (
+            "hparam-search",
+            sizes,
+            "results/hparam-search",
+            {"address": None, "progress": True, "max_concurrent_trials": 1},
+        )
         assert "hparam search: summary" in capsys.readouterr().out
 
 
@@ -216,7 +245,9 @@ def test_run_only_needs_that_part_and_a_failed_search_exits_1(monkeypatch, capsy
     assert main(["run", DEMO, "--only", "hparams"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--only hparams:" in err and "has no hparams section" in err
-    monkeypatch.setitem(sys.modules, "orchestrator.search", FakeSearch([], failed=["abc"]))
+    monkeypatch.setitem(
+        sys.modules, "scaling_orchestrator.orchestrator.execution.search", FakeSearch([], failed=["abc"])
+    )
     assert main(["run", HPARAMS, "--only", "hparams"]) == 1
     assert "  failed: abc: TypeError: x (log: l)" in capsys.readouterr().out
 

@@ -12,16 +12,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from models import corpus as corpus_module
-from models.corpus import load_documents, pydoc_documents
-from models.data import DOC_SEPARATOR, DataSpec, prepare_data, split_documents
-from models.tokenizer import train_bpe
+from scaling_orchestrator.models.data import corpus as corpus_module
+from scaling_orchestrator.models.data.corpus import load_documents, pydoc_documents
+from scaling_orchestrator.models.data.tokenizer import train_bpe
+from scaling_orchestrator.models.data.tokens import DOC_SEPARATOR, DataSpec, prepare_data, split_documents
 
 
 def _write_texts(folder: Path, n: int = 12) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        (folder / f"doc{i:02d}.txt").write_text(f"Document {i}. " + "the quick brown fox jumps over the lazy dog " * (i + 3))
+        (folder / f"doc{i:02d}.txt").write_text(
+            f"Document {i}. " + "the quick brown fox jumps over the lazy dog " * (i + 3)
+        )
     return folder
 
 
@@ -124,15 +126,18 @@ def test_pretokenized_bin(tmp_path):
     assert prepare_data(DataSpec(corpus=str(big), vocab_size=70_001)).train.dtype == np.uint32
 
 
-@pytest.mark.parametrize("fields, named", [
-    (dict(corpus=""), "DataSpec.corpus=''"),
-    (dict(corpus="/nonexistent/corpus.txt"), "DataSpec.corpus='/nonexistent/corpus.txt'"),
-    (dict(corpus="data.csv"), "DataSpec.corpus='data.csv'"),
-    (dict(tokenizer="wordpiece"), "DataSpec.tokenizer='wordpiece'"),
-    (dict(val_fraction=0.0), "DataSpec.val_fraction=0.0"),
-    (dict(val_fraction=0.5), "DataSpec.val_fraction=0.5: must be in"),
-    (dict(vocab_size=0), "DataSpec.vocab_size=0"),
-])
+@pytest.mark.parametrize(
+    "fields, named",
+    [
+        (dict(corpus=""), "DataSpec.corpus=''"),
+        (dict(corpus="/nonexistent/corpus.txt"), "DataSpec.corpus='/nonexistent/corpus.txt'"),
+        (dict(corpus="data.csv"), "DataSpec.corpus='data.csv'"),
+        (dict(tokenizer="wordpiece"), "DataSpec.tokenizer='wordpiece'"),
+        (dict(val_fraction=0.0), "DataSpec.val_fraction=0.0"),
+        (dict(val_fraction=0.5), "DataSpec.val_fraction=0.5: must be in"),
+        (dict(vocab_size=0), "DataSpec.vocab_size=0"),
+    ],
+)
 def test_bad_specs_name_the_field(fields, named):
     with pytest.raises(ValueError, match=named.replace(".", r"\.")):
         prepare_data(DataSpec(**{"tokenizer": "byte", **fields}))

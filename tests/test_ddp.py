@@ -22,11 +22,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from models.checkpoint import CHECKPOINT_FILE
-from models.data import DataSpec, prepare_data
-from models.shape import ModelShape
-from models.train import TrainConfig, batch_at, train
-from models.train_config import rows_per_rank
+from scaling_orchestrator.models.data.tokens import DataSpec, prepare_data
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.checkpoint import CHECKPOINT_FILE
+from scaling_orchestrator.models.training.config import rows_per_rank
+from scaling_orchestrator.models.training.loop import TrainConfig, batch_at, train
 
 TINY = ModelShape(n_layer=2, d_model=64, n_head=2, vocab_size=256, seq_len=64)
 CONFIG = TrainConfig(total_tokens=12 * 1024, batch_tokens=1024, micro_batch_tokens=256,
@@ -69,7 +69,9 @@ def _rank_main(rank: int, root: str, cache_dir: str) -> None:
     train(TINY, CONFIG, data, on_eval=record("from_one"), resume_from=f"{root}/one")
     train(TINY, dataclasses.replace(CONFIG, lr=1e4, warmup_fraction=0.0), data, on_eval=record("diverged"))
     try:
-        train(TINY, dataclasses.replace(CONFIG, total_tokens=1920, batch_tokens=192, micro_batch_tokens=0), data)
+        train(
+            TINY, dataclasses.replace(CONFIG, total_tokens=1920, batch_tokens=192, micro_batch_tokens=0), data
+        )
     except ValueError as exc:
         out["bad_batch"] = str(exc)
     dist.destroy_process_group()
@@ -112,7 +114,8 @@ def test_two_ranks_train_the_one_process_run(runs):
             assert (a.lr_now, a.status, a.final) == (b.lr_now, b.status, b.final)
     # Both ranks report the same all-reduced losses.
     assert [(m.train_loss, m.val_loss) for m, _ in ranks[0]["full"]] == [
-        (m.train_loss, m.val_loss) for m, _ in ranks[1]["full"]]
+        (m.train_loss, m.val_loss) for m, _ in ranks[1]["full"]
+    ]
 
 
 def test_tokens_and_flops_are_global_counts(runs):
@@ -156,8 +159,11 @@ def test_all_ranks_stop_together_on_divergence(runs):
 
 
 def test_uneven_split_is_refused():
-    with pytest.raises(ValueError, match=r"TrainConfig.batch_tokens=1000: must be a multiple of world_size \* "
-                                         r"seq_len = 2 \* 64 = 128"):
+    with pytest.raises(
+        ValueError,
+        match=r"TrainConfig.batch_tokens=1000: must be a multiple of world_size \* "
+        r"seq_len = 2 \* 64 = 128",
+    ):
         rows_per_rank(1000, 64, 2)
     assert rows_per_rank(8192, 128, 4) == 16
 
@@ -165,7 +171,9 @@ def test_uneven_split_is_refused():
 def test_two_ranks_refuse_a_batch_they_cannot_split(runs):
     _, ranks, _ = runs
     for record in ranks:  # 192 tokens = 3 rows of 64: no equal share for 2 ranks
-        assert record["bad_batch"].startswith("TrainConfig.batch_tokens=192: must be a multiple of world_size")
+        assert record["bad_batch"].startswith(
+            "TrainConfig.batch_tokens=192: must be a multiple of world_size"
+        )
 
 
 def test_rank_shares_tile_the_one_process_batch(pydoc_bytes):
@@ -184,33 +192,48 @@ def test_torch_trainer_with_two_workers_matches_the_in_process_trial(tmp_path, m
     with the in-process trial's losses. About 60 s here, most of it Ray Train start-up."""
     import pyarrow.dataset as ds
     import ray
-
-    from analysis.schema import check_table
-    from orchestrator.run import run_plan
-    from orchestrator.store import Store
-    from orchestrator.trial import Resources, TrialSpec
-    from orchestrator.tuner import start_local_ray
     from ray_helpers import plan_of
 
+    from scaling_orchestrator.analysis.data.schema import check_table
+    from scaling_orchestrator.orchestrator.execution.run import run_plan
+    from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
+    from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
+    from scaling_orchestrator.orchestrator.store.results import Store
 
     def trial(num_workers: int) -> TrialSpec:
         return TrialSpec(
-            sweep="ddp", kind="scaling", shape=ModelShape(n_layer=1, d_model=32, n_head=2, vocab_size=256, seq_len=32),
+            sweep="ddp",
+            kind="scaling",
+            shape=ModelShape(n_layer=1, d_model=32, n_head=2, vocab_size=256, seq_len=32),
             data=DataSpec(corpus="pydoc", tokenizer="byte"),
-            train=TrainConfig(total_tokens=4096, batch_tokens=512, eval_every_tokens=1024, eval_tokens=1024, lr=1e-3),
-            budget_flops=1e9, resources=Resources(num_workers=num_workers, cpus_per_worker=1))
+            train=TrainConfig(
+                total_tokens=4096, batch_tokens=512, eval_every_tokens=1024, eval_tokens=1024, lr=1e-3
+            ),
+            budget_flops=1e9,
+            resources=Resources(num_workers=num_workers, cpus_per_worker=1),
+        )
 
     # Resources change speed, not results, and are not part of the trial id: two results folders.
     single, parallel = trial(0), trial(2)
     start_local_ray(num_cpus=3)  # logical CPUs: 2 workers + the 0.01-CPU driver must fit
     try:
-        for spec, folder, extra in ((single, tmp_path / "one", {}), (parallel, tmp_path / "two", {"fail_at_step": 4})):
-            summary = run_plan(plan_of([spec], max_failures=1), str(folder), progress=False, extra_config=extra)
+        for spec, folder, extra in (
+            (single, tmp_path / "one", {}),
+            (parallel, tmp_path / "two", {"fail_at_step": 4}),
+        ):
+            summary = run_plan(
+                plan_of([spec], max_failures=1), str(folder), progress=False, extra_config=extra
+            )
             assert summary.completed == [spec.trial_id], summary
     finally:
         ray.shutdown()
-    one, two = (sorted(check_table(ds.dataset(str(tmp_path / name), format="parquet").to_table()).to_pylist(),
-                       key=lambda r: r["step"]) for name in ("one", "two"))
+    one, two = (
+        sorted(
+            check_table(ds.dataset(str(tmp_path / name), format="parquet").to_table()).to_pylist(),
+            key=lambda r: r["step"],
+        )
+        for name in ("one", "two")
+    )
     assert [r["step"] for r in two] == [r["step"] for r in one] == [2, 4, 6, 8]  # no duplicate rows
     for a, b in zip(two, one):
         assert (a["tokens"], a["flops"]) == (b["tokens"], b["flops"])

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis.schema import check_table
-from orchestrator import demo
+from scaling_orchestrator.analysis.data.schema import check_table
+from scaling_orchestrator.cli import demo
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from orchestrator.lock import node_processes
-from orchestrator.store import Store
+from scaling_orchestrator.orchestrator.store.lock import node_processes
+from scaling_orchestrator.orchestrator.store.results import Store
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -49,7 +49,7 @@ N_TRIALS = 6
 
 
 def scaling(*args: str, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "scaling_orchestrator", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -69,8 +69,8 @@ def wait_for(predicate, what: str, driver: subprocess.Popen, timeout_seconds: fl
 def planned_pairs(spec: Path) -> set[tuple[str, int]]:
     """(trial_id, step) of every evaluation the plan's trials make: every eval_every_steps and
     at the last step (79 steps every 19 -> 19, 38, 57, 76, 79)."""
-    from orchestrator.plan import make_plan
-    from orchestrator.spec import load_sweep
+    from scaling_orchestrator.orchestrator.plan.build import make_plan
+    from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
 
     out = set()
     for t in make_plan(load_sweep(str(spec))).trials:

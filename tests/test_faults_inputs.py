@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from models.data import DataSpec
-from models.shape import ModelShape
-from models.train_config import Measurement, TrainConfig
-from orchestrator.cli import main
-from orchestrator.store import Store, measurement_row
-from orchestrator.trial import TrialSpec
+from scaling_orchestrator.cli.study import main
+from scaling_orchestrator.models.data.tokens import DataSpec
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.config import Measurement, TrainConfig
+from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
+from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,11 @@ BAD_SPECS = [
     ("budget zero", edit("budgets_flops", [0, 6e9]), "budgets_flops[0]: 0 must be a positive"),
     ("budget not a number", edit("budgets_flops", ["lots"]), "budgets_flops[0]: 'lots'"),
     ("budgets not a list", edit("budgets_flops", 6e9), "budgets_flops: 6e+09 must be a non-empty list"),
-    ("budget too small for the smallest model", edit("budgets_flops", [1e8, 6e9]), "budgets_flops[0]: 1e+08 must be >="),
+    (
+        "budget too small for the smallest model",
+        edit("budgets_flops", [1e8, 6e9]),
+        "budgets_flops[0]: 1e+08 must be >=",
+    ),
     ("unknown key", edit("budget_flops", [6e9]), "budget_flops: unknown key; did you mean 'budgets_flops'?"),
     ("unknown nested key", edit("train.batch_token", 512), "train.batch_token: unknown key"),
     ("wrong type: bool", edit("train.compile", "yes"), "train.compile: 'yes' must be true or false"),
@@ -104,10 +108,14 @@ def test_fifteen_kinds_of_bad_spec_through_the_cli():
 @pytest.mark.slow
 def test_gpus_beyond_the_cluster_exit_2_before_tune(tmp_path):
     spec, results = tmp_path / "gpu.yaml", tmp_path / "results"
-    spec.write_text(edit("resources", {"num_workers": 1, "cpus_per_worker": 1,
-                                       "gpus_per_worker": 4}))
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(spec), "--results",
-                           str(results)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    spec.write_text(edit("resources", {"num_workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 4}))
+    done = subprocess.run(
+        [sys.executable, "-m", "scaling_orchestrator", "run", str(spec), "--results", str(results)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     lines = done.stderr.splitlines()
     print(f"\n[bad spec] 4 GPUs per worker on this machine: exit {done.returncode}, {lines}")
     assert done.returncode == 2 and len(lines) == 1
@@ -118,11 +126,14 @@ def test_gpus_beyond_the_cluster_exit_2_before_tune(tmp_path):
 
 # -- bad results folders ------------------------------------------------------------------------
 def trial(sweep: str, d_model: int) -> TrialSpec:
-    return TrialSpec(sweep=sweep, kind="scaling",
-                     shape=ModelShape(n_layer=1, d_model=d_model, n_head=2, vocab_size=256,
-                                      seq_len=32),
-                     data=DataSpec(corpus="pydoc", tokenizer="byte"),
-                     train=TrainConfig(total_tokens=4096, batch_tokens=512), budget_flops=1e9)
+    return TrialSpec(
+        sweep=sweep,
+        kind="scaling",
+        shape=ModelShape(n_layer=1, d_model=d_model, n_head=2, vocab_size=256, seq_len=32),
+        data=DataSpec(corpus="pydoc", tokenizer="byte"),
+        train=TrainConfig(total_tokens=4096, batch_tokens=512),
+        budget_flops=1e9,
+    )
 
 
 def write_sweep(folder: Path, sweep: str, widths=(16, 32, 64)) -> list[TrialSpec]:
@@ -131,18 +142,32 @@ def write_sweep(folder: Path, sweep: str, widths=(16, 32, 64)) -> list[TrialSpec
     for t, loss in zip(trials, (4.0, 3.6, 3.8, 3.7), strict=False):
         for step in (4, 8):
             tokens = step * 512
-            m = Measurement(step=step, tokens=tokens, flops=tokens * 1e5, flops_6n=tokens * 9e4,
-                            train_loss=loss, val_loss=loss, val_bpb=loss / 0.69, lr_now=1e-3,
-                            wall_seconds=1.0, tokens_per_second=4e3, final=step == 8,
-                            status="ok")
+            m = Measurement(
+                step=step,
+                tokens=tokens,
+                flops=tokens * 1e5,
+                flops_6n=tokens * 9e4,
+                train_loss=loss,
+                val_loss=loss,
+                val_bpb=loss / 0.69,
+                lr_now=1e-3,
+                wall_seconds=1.0,
+                tokens_per_second=4e3,
+                final=step == 8,
+                status="ok",
+            )
             store.write_row(measurement_row(t, m))
     return trials
 
 
 def fit(source: Path, *flags: str):
-    return subprocess.run([sys.executable, "-m", "orchestrator", "fit", str(source),
-                           "--bootstrap", "0", *flags], cwd=ROOT, capture_output=True, text=True,
-                          timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "scaling_orchestrator", "fit", str(source), "--bootstrap", "0", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def truncate(path: str) -> None:
@@ -169,8 +194,10 @@ def test_fit_skip_corrupt_warns_once_and_fits_the_rest(tmp_path):
     truncate(path)
     done = fit(tmp_path, "--skip-corrupt")
     lines = done.stderr.splitlines()
-    print(f"\n[bad results] truncated parquet, --skip-corrupt: exit {done.returncode}, {lines}, "
-          f"stdout head {done.stdout.splitlines()[:1]}")
+    print(
+        f"\n[bad results] truncated parquet, --skip-corrupt: exit {done.returncode}, {lines}, "
+        f"stdout head {done.stdout.splitlines()[:1]}"
+    )
     assert done.returncode == 0 and len(lines) == 1
     assert lines[0].startswith("scaling fit: warning: ") and os.path.basename(path) in lines[0]
     assert lines[0].endswith("; skipped")
@@ -178,23 +205,26 @@ def test_fit_skip_corrupt_warns_once_and_fits_the_rest(tmp_path):
 
 
 def test_fit_newer_schema_version_is_a_one_line_error(tmp_path):
-    from analysis.schema import SCHEMA_VERSION
+    from scaling_orchestrator.analysis.data.schema import SCHEMA_VERSION
 
     trials = write_sweep(tmp_path, "a")
-    import pyarrow.parquet as pq
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
     path = Store(str(tmp_path)).trial_file(trials[0].trial_id)
     table = pq.read_table(path)
     newer = pc.add(table["schema_version"], 1).cast(table.schema.field("schema_version").type)
-    pq.write_table(table.set_column(table.schema.get_field_index("schema_version"),
-                                    "schema_version", newer), path)
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("schema_version"), "schema_version", newer), path
+    )
     done = fit(tmp_path)
     lines = done.stderr.splitlines()
     print(f"\n[bad results] schema_version {SCHEMA_VERSION + 1} file: exit {done.returncode}, {lines}")
     assert done.returncode == 2 and len(lines) == 1
-    assert (f"schema_version {SCHEMA_VERSION + 1} is newer than this reader's {SCHEMA_VERSION}" in lines[0]
-            and done.stdout == "")
+    assert (
+        f"schema_version {SCHEMA_VERSION + 1} is newer than this reader's {SCHEMA_VERSION}" in lines[0]
+        and done.stdout == ""
+    )
 
 
 def test_fit_two_sweeps_in_one_folder_are_refused_unless_one_is_named(tmp_path):
@@ -204,16 +234,24 @@ def test_fit_two_sweeps_in_one_folder_are_refused_unless_one_is_named(tmp_path):
     done = fit(tmp_path)
     lines = done.stderr.splitlines()
     print(f"\n[bad results] sweeps alpha + beta in one folder: exit {done.returncode}, {lines}")
-    assert done.returncode == 2 and done.stdout == "" and lines == [
-        f"scaling fit: error: {tmp_path} holds rows of sweeps ['alpha', 'beta']; "
-        "pass --sweep NAME to fit one"]
+    assert (
+        done.returncode == 2
+        and done.stdout == ""
+        and lines
+        == [
+            f"scaling fit: error: {tmp_path} holds rows of sweeps ['alpha', 'beta']; "
+            "pass --sweep NAME to fit one"
+        ]
+    )
     for name, runs in (("alpha", 3), ("beta", 4)):
         done = fit(tmp_path, "--sweep", name)
-        print(f"[bad results] --sweep {name}: exit {done.returncode}, stderr "
-              f"{done.stderr.splitlines()}, stdout head {done.stdout.splitlines()[:1]}")
+        print(
+            f"[bad results] --sweep {name}: exit {done.returncode}, stderr "
+            f"{done.stderr.splitlines()}, stdout head {done.stdout.splitlines()[:1]}"
+        )
         assert done.returncode == 0 and done.stderr == ""
         assert f": {runs} points, {runs} runs," in done.stdout.splitlines()[0]
     done = fit(tmp_path, "--sweep", "gamma")
     assert done.returncode == 2 and done.stderr.splitlines() == [
-        f"scaling fit: error: --sweep 'gamma': no such sweep in {tmp_path}; "
-        "its sweeps are ['alpha', 'beta']"]
+        f"scaling fit: error: --sweep 'gamma': no such sweep in {tmp_path}; its sweeps are ['alpha', 'beta']"
+    ]

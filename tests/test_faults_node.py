@@ -16,15 +16,15 @@ import time
 
 import pyarrow.dataset as ds
 import pytest
-
-from analysis.schema import check_table
-from models.data import DataSpec
-from models.shape import ModelShape
-from models.train import TrainConfig
-from orchestrator.run import run_plan
-from orchestrator.store import Store
-from orchestrator.trial import Resources, TrialSpec
 from ray_helpers import plan_of, two_node_cluster
+
+from scaling_orchestrator.analysis.data.schema import check_table
+from scaling_orchestrator.models.data.tokens import DataSpec
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.loop import TrainConfig
+from scaling_orchestrator.orchestrator.execution.run import run_plan
+from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
+from scaling_orchestrator.orchestrator.store.results import Store
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -112,7 +112,7 @@ def test_sweep_survives_losing_a_node(cluster, tmp_path):
 def test_cluster_losses_are_told_from_errors_in_the_trial_code():
     from ray.exceptions import ActorUnavailableError, NodeDiedError
 
-    from orchestrator.run import lost_to_the_cluster
+    from scaling_orchestrator.orchestrator.execution.run import lost_to_the_cluster
 
     assert lost_to_the_cluster(ActorUnavailableError("connection reset", None))
     assert lost_to_the_cluster(NodeDiedError("node gone"))

@@ -15,18 +15,18 @@ import socket
 
 import pyarrow.dataset as ds
 import pytest
-
-from analysis.load import load_points
-from models.data import DataSpec, prepare_data
-from models.shape import ModelShape
-from models.train import TrainConfig, train
-from orchestrator.cli import main
-from orchestrator.progress import status_text
-from orchestrator.run import run_plan
-from orchestrator.store import Store
-from orchestrator.trial import Resources, TrialSpec
-from orchestrator.tuner import start_local_ray
 from ray_helpers import plan_of, rows_by_trial
+
+from scaling_orchestrator.analysis.data.load import load_points
+from scaling_orchestrator.cli.study import main
+from scaling_orchestrator.models.data.tokens import DataSpec, prepare_data
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.loop import TrainConfig, train
+from scaling_orchestrator.orchestrator.execution.run import run_plan
+from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
+from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
+from scaling_orchestrator.orchestrator.store.results import Store
+from scaling_orchestrator.orchestrator.store.status import status_text
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -140,7 +140,8 @@ def test_an_error_a_retry_would_repeat_runs_once_and_is_reported(local_ray, tmp_
 
 
 def test_a_corpus_missing_where_the_study_runs_is_refused_before_tune(tmp_path):
-    # The driver checks every trial's paths before Tune starts (orchestrator.paths.check_on_driver):
+    # The driver checks every trial's paths before Tune starts
+    # (scaling_orchestrator.orchestrator.spec.paths.check_on_driver):
     # one line naming this node and the path, and nothing written. No Ray is started.
     corpus = DataSpec(corpus=str(tmp_path / "no-such.txt"), tokenizer="byte")
     missing_group = dataclasses.replace(tiny(42, workers=1), data=corpus)
@@ -149,7 +150,9 @@ def test_a_corpus_missing_where_the_study_runs_is_refused_before_tune(tmp_path):
         run_plan(plan_of([tiny(40), missing_group], max_failures=2), str(results), progress=False)
     message = str(info.value)
     print(f"\n[fault] a corpus missing on the driver: {message}")
-    assert message.startswith(f"node {socket.gethostname()} (driver): data.corpus: '{tmp_path / 'no-such.txt'}'")
+    assert message.startswith(
+        f"node {socket.gethostname()} (driver): data.corpus: '{tmp_path / 'no-such.txt'}'"
+    )
     assert "\n" not in message and Store(str(results)).done_trial_ids() == set()
 
 
@@ -160,9 +163,13 @@ def test_divergence_is_recorded_excluded_and_reported(local_ray, tmp_path):
     summary = run_plan(plan_of([*healthy, blown]), str(results), progress=False)
     rows = rows_by_trial(results)
     last = rows[blown.trial_id][-1]
-    report("divergence (lr 1e4)", 4 * len(healthy) + 1, sum(len(r) for r in rows.values()),
-           duplicates(results), f"diverged {summary.diverged}, its last row {last['step']}/"
-           f"{last['status']}/final={last['final']}")
+    report(
+        "divergence (lr 1e4)",
+        4 * len(healthy) + 1,
+        sum(len(r) for r in rows.values()),
+        duplicates(results),
+        f"diverged {summary.diverged}, its last row {last['step']}/{last['status']}/final={last['final']}",
+    )
     assert summary.diverged == [blown.trial_id]
     assert sorted(summary.completed) == sorted(t.trial_id for t in healthy)
     assert last["final"] and last["status"] == "diverged" and last["step"] < 8

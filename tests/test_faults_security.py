@@ -15,10 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
-from models.shape import ModelShape
-from models.train_config import TrainConfig
-from orchestrator.lock import node_processes, local_ray_processes, reap_leftover_ray
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from scaling_orchestrator.models.training.config import TrainConfig
+from scaling_orchestrator.orchestrator.store.lock import (
+    local_ray_processes,
+    node_processes,
+    reap_leftover_ray,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # a call that turns bytes into objects by running pickle's opcodes
@@ -38,7 +42,7 @@ def test_results_are_never_unpickled():
 
 
 def test_every_torch_load_is_weights_only():
-    calls = [(path, m.group(0)) for path in sorted((ROOT / "models").rglob("*.py"))
+    calls = [(path, m.group(0)) for path in sorted((ROOT / "scaling_orchestrator" / "models").rglob("*.py"))
              for m in re.finditer(r"torch\.load\([^)]*\)", path.read_text())]
     print(f"\n[security] torch.load calls in models/: {[c for _, c in calls]}")
     assert calls and all("weights_only=True" in call for _, call in calls)

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.gpt import GPT
-from models.shape import ModelShape
+from scaling_orchestrator.models.gpt import GPT
+from scaling_orchestrator.models.shape import ModelShape
 
 SHAPE = ModelShape(n_layer=2, d_model=32, n_head=4, vocab_size=64, seq_len=16)
 
@@ -60,7 +60,9 @@ def test_gpt2_init_scales_residual_projections():
 def test_tied_and_untied_heads():
     tied = GPT(SHAPE)
     assert tied.lm_head.weight is tied.token_embedding.weight
-    untied = GPT(ModelShape(n_layer=2, d_model=32, n_head=4, vocab_size=64, seq_len=16, tied_embeddings=False))
+    untied = GPT(
+        ModelShape(n_layer=2, d_model=32, n_head=4, vocab_size=64, seq_len=16, tied_embeddings=False)
+    )
     assert untied.lm_head.weight is not untied.token_embedding.weight
     assert untied.num_params() - tied.num_params() == 64 * 32
 
@@ -75,8 +77,9 @@ MUP = dict(parametrization="mup", base_d_model=32)
 
 def test_mup_at_its_base_width_is_the_standard_model():
     # m = 1: same draws, same attention, same logits, and the same optimizer groups' lrs
-    standard, base = (ModelShape(n_layer=2, d_model=32, n_head=4, vocab_size=64, seq_len=16, **extra)
-                      for extra in ({}, MUP))
+    standard, base = (
+        ModelShape(n_layer=2, d_model=32, n_head=4, vocab_size=64, seq_len=16, **extra) for extra in ({}, MUP)
+    )
     torch.manual_seed(0)
     a = GPT(standard)
     torch.manual_seed(0)
@@ -86,13 +89,22 @@ def test_mup_at_its_base_width_is_the_standard_model():
 
 
 def test_mup_scales_hidden_init_attention_and_logits_by_the_width_multiplier():
-    shape = ModelShape(n_layer=2, d_model=256, n_head=2, vocab_size=64, seq_len=16, base_d_model=32,
-                       base_head_dim=16, parametrization="mup")  # m = 8; heads of 128 on a base of 16
+    shape = ModelShape(
+        n_layer=2,
+        d_model=256,
+        n_head=2,
+        vocab_size=64,
+        seq_len=16,
+        base_d_model=32,
+        base_head_dim=16,
+        parametrization="mup",
+    )  # m = 8; heads of 128 on a base of 16
     torch.manual_seed(0)
     model = GPT(shape)
     assert model.blocks[0].mlp.fc.weight.std().item() == pytest.approx(0.02 / math.sqrt(8), rel=0.02)
-    assert model.blocks[0].attn.proj.weight.std().item() == pytest.approx(0.02 / math.sqrt(4) / math.sqrt(8),
-                                                                          rel=0.03)
+    assert model.blocks[0].attn.proj.weight.std().item() == pytest.approx(
+        0.02 / math.sqrt(4) / math.sqrt(8), rel=0.03
+    )
     assert model.token_embedding.weight.std().item() == pytest.approx(0.02, rel=0.02)  # input: unchanged
     attn = model.blocks[0].attn
     x = torch.randn(1, 16, 256)
@@ -102,13 +114,16 @@ def test_mup_scales_hidden_init_attention_and_logits_by_the_width_multiplier():
     y = (F.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(1, 16, 256)
     torch.testing.assert_close(attn(x), attn.proj(y), atol=1e-5, rtol=1e-5)
     idx = torch.randint(0, 64, (1, 16))
-    hidden = model.ln_final(model.blocks[1](model.blocks[0](model.token_embedding(idx)
-                                                            + model.position_embedding(torch.arange(16)))))
+    hidden = model.ln_final(
+        model.blocks[1](
+            model.blocks[0](model.token_embedding(idx) + model.position_embedding(torch.arange(16)))
+        )
+    )
     torch.testing.assert_close(model(idx)[0], model.lm_head(hidden) / 8)
 
 
 def test_mup_optimizer_divides_hidden_lrs_and_keeps_the_schedule_one_number():
-    from models.mup import MuAdamW, make_optimizer
+    from scaling_orchestrator.models.mup import MuAdamW, make_optimizer
 
     shape = ModelShape(n_layer=1, d_model=128, n_head=4, vocab_size=64, seq_len=8, **MUP)  # m = 4
     model = GPT(shape)

@@ -15,13 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
-
-from analysis import fit
-from analysis.fit_warnings import gap, warnings_for
-from analysis.headline import Headline, choose_method, headline, verdict
-from analysis.schema import HELD_OUT, rows_to_table
 from test_isoflop import chinchilla_grid, make_points
 from test_report import result_row
+
+from scaling_orchestrator.analysis import fit
+from scaling_orchestrator.analysis.data.schema import HELD_OUT, rows_to_table
+from scaling_orchestrator.analysis.judge.headline import Headline, choose_method, headline, verdict
+from scaling_orchestrator.analysis.judge.warnings import gap, warnings_for
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH_CSV = (ROOT.parent / "shared" / "reference-data" / "epoch_chinchilla_besiroglu2024"
@@ -190,7 +190,7 @@ def _write_degenerate(path: Path) -> Path:
 def test_degenerate_small_study_warns_and_keeps_stderr_clean(tmp_path):
     src = _write_degenerate(tmp_path / "small.csv")
     out = tmp_path / "fit.json"
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "fit", str(src), "--bootstrap",
+    done = subprocess.run([sys.executable, "-m", "scaling_orchestrator", "fit", str(src), "--bootstrap",
                            "100", "--json", str(out)], capture_output=True, text=True,
                           cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr

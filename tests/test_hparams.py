@@ -9,14 +9,14 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
-from analysis import fit
-from analysis.cli import add_fit_parser, add_report_parser
-from analysis.errors import NotFittable
-from analysis.hparams import NO_ROWS, fit_hparams, load_lr_law, split_kinds
-from analysis.load import load_points
-from analysis.schema import rows_to_table
 from test_report import result_row, results_dir
+
+from scaling_orchestrator.analysis import fit
+from scaling_orchestrator.analysis.data.load import load_points
+from scaling_orchestrator.analysis.data.schema import rows_to_table
+from scaling_orchestrator.analysis.errors import NotFittable
+from scaling_orchestrator.analysis.methods.hparam_search import NO_ROWS, fit_hparams, load_lr_law, split_kinds
+from scaling_orchestrator.cli.analysis import add_fit_parser, add_report_parser
 
 SIZES = (1e6, 3e6, 1e7, 3e7, 1e8)
 LR_COEF, LR_EXP = 0.1, -0.33           # lr*(N) = 0.1 N^-0.33: 1.05e-3 at 1e6, 2.29e-4 at 1e8
@@ -244,7 +244,7 @@ def test_trials_stopped_early_are_excluded_and_counted():
     # losses must not enter the per-size parabolas, and the law is unchanged by them.
     import pyarrow as pa
 
-    from analysis.hparams import hparam_sizes
+    from scaling_orchestrator.analysis.methods.hparam_search import hparam_sizes
 
     rows = []
     for n in (1e6, 4e6, 1.6e7):

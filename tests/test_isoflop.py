@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.errors import NotFittable
-from analysis.isoflop import fit_budget, fit_isoflop
-from analysis.load import Points
+from scaling_orchestrator.analysis.data.load import Points
+from scaling_orchestrator.analysis.errors import NotFittable
+from scaling_orchestrator.analysis.methods.isoflop import fit_budget, fit_isoflop
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
 

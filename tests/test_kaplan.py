@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from analysis.errors import NotFittable
-from analysis.kaplan import fit_frontier, fit_kaplan, fit_single
 from test_isoflop import chinchilla_grid, make_points
+
+from scaling_orchestrator.analysis.errors import NotFittable
+from scaling_orchestrator.analysis.methods.single_variable import fit_frontier, fit_kaplan, fit_single
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
 

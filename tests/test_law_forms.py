@@ -4,12 +4,18 @@ allocation, the run bootstrap through fit_law, and what a table cannot identify.
 import numpy as np
 import pytest
 
-from analysis.errors import Unfit
-from analysis.forms.base import FittedLaw, Form
-from analysis.forms.engine import Objective
-from analysis.forms.optimum import search_optimum
-from analysis.law_forms import FORMS, ParametricResult, fit_law, law_form, law_from_dict
-from analysis.parametric import CHINCHILLA_GRID, fit_parametric
+from scaling_orchestrator.analysis.errors import Unfit
+from scaling_orchestrator.analysis.laws.engine import Objective
+from scaling_orchestrator.analysis.laws.forms.base import FittedLaw, Form
+from scaling_orchestrator.analysis.laws.optimum import search_optimum
+from scaling_orchestrator.analysis.laws.parametric import CHINCHILLA_GRID, fit_parametric
+from scaling_orchestrator.analysis.laws.registry import (
+    FORMS,
+    ParametricResult,
+    fit_law,
+    law_form,
+    law_from_dict,
+)
 
 TRUTH = {
     "chinchilla": dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658),

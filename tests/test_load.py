@@ -10,8 +10,14 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.load import MixedSweepsWarning, load_points, load_table, snap_budgets, table_sweeps
-from analysis.schema import COLUMNS, SchemaError, rows_to_table
+from scaling_orchestrator.analysis.data.load import (
+    MixedSweepsWarning,
+    load_points,
+    load_table,
+    snap_budgets,
+    table_sweeps,
+)
+from scaling_orchestrator.analysis.data.schema import COLUMNS, SchemaError, rows_to_table
 
 EPOCH_CSV = (Path(__file__).resolve().parents[2] / "shared" / "reference-data"
              / "epoch_chinchilla_besiroglu2024" / "svg_extracted_data.csv")

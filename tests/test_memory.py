@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from models.memory import estimate_memory, layer_activation_bytes, matmul_weight_count
-from models.shape import ModelShape
+from scaling_orchestrator.models.memory import estimate_memory, layer_activation_bytes, matmul_weight_count
+from scaling_orchestrator.models.shape import ModelShape
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 2 x 64, 2 heads, d_ff 256, vocab 512, seq 32: P = 512*64 + 32*64 + 2*(4*64*64 + 4*64 + 2*64*256 + 256 + 64

@@ -7,18 +7,17 @@ Costs about 20 s of TorchTrainer start-up per trial on 2 cores (both run at once
 
 from __future__ import annotations
 
-
 import pyarrow.dataset as ds
 import pytest
-
-from analysis.schema import check_table
-from models.data import DataSpec
-from models.shape import ModelShape
-from models.train import TrainConfig
-from orchestrator.run import run_plan
-from orchestrator.store import Store
-from orchestrator.trial import Resources, TrialSpec
 from ray_helpers import plan_of, two_node_cluster
+
+from scaling_orchestrator.analysis.data.schema import check_table
+from scaling_orchestrator.models.data.tokens import DataSpec
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.loop import TrainConfig
+from scaling_orchestrator.orchestrator.execution.run import run_plan
+from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
+from scaling_orchestrator.orchestrator.store.results import Store
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

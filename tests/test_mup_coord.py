@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.coord_check import coord_check, width_slopes
-from models.shape import ModelShape
-from models.train import TrainConfig, batch_at, train
+from scaling_orchestrator.models.coord_check import coord_check, width_slopes
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.loop import TrainConfig, batch_at, train
 
 WIDTHS = (32, 64, 128, 256)  # 8x, heads of 16
 STEPS = 4
@@ -18,7 +18,9 @@ LR = 3e-3
 
 def _shapes(parametrization: str) -> list[ModelShape]:
     extra = {"parametrization": "mup", "base_d_model": WIDTHS[0]} if parametrization == "mup" else {}
-    return [ModelShape(n_layer=2, d_model=w, n_head=w // 16, vocab_size=256, seq_len=32, **extra) for w in WIDTHS]
+    return [
+        ModelShape(n_layer=2, d_model=w, n_head=w // 16, vocab_size=256, seq_len=32, **extra) for w in WIDTHS
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -55,19 +57,31 @@ def test_coord_check_mup_flat_standard_grows(coords):
 
 
 def test_coord_check_at_the_base_width_is_identical(coords):
-    at_base = {p: [(r["t"], r["layer"], r["mean_abs"]) for r in rows if r["d_model"] == WIDTHS[0]]
-               for p, rows in coords.items()}
+    at_base = {
+        p: [(r["t"], r["layer"], r["mean_abs"]) for r in rows if r["d_model"] == WIDTHS[0]]
+        for p, rows in coords.items()
+    }
     assert [r[:2] for r in at_base["mup"]] == [r[:2] for r in at_base["standard"]]
     assert [r[2] for r in at_base["mup"]] == pytest.approx([r[2] for r in at_base["standard"]], rel=1e-5)
 
 
 def test_training_loop_uses_the_mup_multipliers_and_resumes(pydoc_bytes, tmp_path):
-    shape = ModelShape(n_layer=2, d_model=64, n_head=4, vocab_size=256, seq_len=32, parametrization="mup",
-                       base_d_model=16)
-    config = TrainConfig(total_tokens=16 * 512, batch_tokens=512, eval_every_tokens=8 * 512, eval_tokens=1024,
-                         threads=1, device="cpu", lr=1e-2)
+    shape = ModelShape(
+        n_layer=2, d_model=64, n_head=4, vocab_size=256, seq_len=32, parametrization="mup", base_d_model=16
+    )
+    config = TrainConfig(
+        total_tokens=16 * 512,
+        batch_tokens=512,
+        eval_every_tokens=8 * 512,
+        eval_tokens=1024,
+        threads=1,
+        device="cpu",
+        lr=1e-2,
+    )
     straight = []
-    train(shape, config, pydoc_bytes, on_eval=lambda m, ckpt: straight.append(m), checkpoint_dir=str(tmp_path))
+    train(
+        shape, config, pydoc_bytes, on_eval=lambda m, ckpt: straight.append(m), checkpoint_dir=str(tmp_path)
+    )
     assert straight[-1].status == "ok" and straight[-1].val_loss < straight[0].val_loss < 5.5
     resumed = []
 
@@ -80,5 +94,7 @@ def test_training_loop_uses_the_mup_multipliers_and_resumes(pydoc_bytes, tmp_pat
 
     with pytest.raises(Stop):
         train(shape, config, pydoc_bytes, on_eval=stop_at_8, checkpoint_dir=str(tmp_path / "b"))
-    train(shape, config, pydoc_bytes, on_eval=lambda m, ckpt: resumed.append(m), resume_from=str(tmp_path / "b"))
+    train(
+        shape, config, pydoc_bytes, on_eval=lambda m, ckpt: resumed.append(m), resume_from=str(tmp_path / "b")
+    )
     assert resumed[-1].val_loss == straight[-1].val_loss  # the multipliers travel in the checkpoint

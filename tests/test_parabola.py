@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.parabola import window_parabola
+from scaling_orchestrator.analysis.methods.parabola import window_parabola
 
 
 def test_window_holds_the_values_nearest_the_minimum():

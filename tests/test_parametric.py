@@ -7,8 +7,14 @@ import numpy as np
 import pyarrow.csv as pa_csv
 import pytest
 
-from analysis.parametric import (CHINCHILLA_GRID, LogLaw, ParametricFit, batched_lbfgs,
-                                 fit_parametric, optimal_6nd)
+from scaling_orchestrator.analysis.laws.parametric import (
+    CHINCHILLA_GRID,
+    LogLaw,
+    ParametricFit,
+    batched_lbfgs,
+    fit_parametric,
+    optimal_6nd,
+)
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
 EPOCH_CSV = REFERENCE / "epoch_chinchilla_besiroglu2024" / "svg_extracted_data.csv"

@@ -11,15 +11,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from models.data import DataSpec
-from models.shape import ModelShape
-from models.train_config import TrainConfig
-from orchestrator.cli import main
-from orchestrator.paths import (NodePathError, check_on_driver, check_on_worker, cluster_paths, corpus_file,
-                                plan_notes, storage_file)
-from orchestrator.plan import make_plan
-from orchestrator.spec import SpecError, parse_sweep
-from orchestrator.trial import Resources, TrialSpec
+from scaling_orchestrator.cli.study import main
+from scaling_orchestrator.models.data.tokens import DataSpec
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.config import TrainConfig
+from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.spec.paths import (
+    NodePathError,
+    check_on_driver,
+    check_on_worker,
+    cluster_paths,
+    corpus_file,
+    plan_notes,
+    storage_file,
+)
+from scaling_orchestrator.orchestrator.spec.sweep import SpecError, parse_sweep
+from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
 
 HOST = socket.gethostname()
 GPU = {"num_workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 1}
@@ -77,7 +84,9 @@ def test_a_local_spec_still_fails_fast(tmp_path):
         f"file.parquet:column or file.bin (no such file or folder); a path on a cluster is checked there "
         f"when its trials run off this machine (resources.gpus_per_worker > 0, num_workers >= 1 or "
         f"resources_per_worker)")
-    with pytest.raises(SpecError, match=r"data.corpus: 'no/such/corpus.txt' must be .*no such file or folder\)$"):
+    with pytest.raises(
+        SpecError, match=r"data.corpus: 'no/such/corpus.txt' must be .*no such file or folder\)$"
+    ):
         parse_sweep(spec({"corpus": "no/such/corpus.txt"}, GPU), "s.yaml")  # relative: a typo anywhere
 
 
@@ -95,15 +104,20 @@ def test_the_driver_refuses_a_missing_corpus_naming_its_node(tmp_path):
     missing = tmp_path / "mnt" / "cluster_storage" / "data" / "corpus.txt"
     with pytest.raises(ValueError) as err:
         check_on_driver([trial(str(missing))], str(tmp_path / "results"))
-    assert str(err.value) == (f"node {HOST} (driver): data.corpus: '{missing}' must be sotu, pydoc, a .txt/.md "
-                              f"file or folder, file.parquet:column or file.bin (no such file or folder)")
+    assert str(err.value) == (
+        f"node {HOST} (driver): data.corpus: '{missing}' must be sotu, pydoc, a .txt/.md "
+        f"file or folder, file.parquet:column or file.bin (no such file or folder)"
+    )
     check_on_driver([trial(str(missing), simulate={"law": "chinchilla"})], str(tmp_path / "results"))
 
 
 def test_the_driver_refuses_folders_it_cannot_write(tmp_path):
     (tmp_path / "taken").write_text("a file where a folder should be")
-    with pytest.raises(ValueError, match=rf"^node {HOST} \(driver\): data.cache_dir: '{tmp_path}/taken/cache' "
-                                         rf"must be a folder this node can write \('{tmp_path}/taken' is a file\)$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^node {HOST} \(driver\): data.cache_dir: '{tmp_path}/taken/cache' "
+        rf"must be a folder this node can write \('{tmp_path}/taken' is a file\)$",
+    ):
         check_on_driver([trial("pydoc", cache_dir=str(tmp_path / "taken" / "cache"))], str(tmp_path / "r"))
     with pytest.raises(ValueError, match=rf"^node {HOST} \(driver\): storage: '{tmp_path}/taken/r' must be"):
         check_on_driver([trial("pydoc", cache_dir=str(tmp_path / "cache"))], str(tmp_path / "taken" / "r"))
@@ -115,8 +129,10 @@ def test_a_worker_refuses_a_corpus_not_mounted_on_its_node(tmp_path):
     missing = tmp_path / "mnt" / "cluster_storage" / "data" / "rows.parquet"
     with pytest.raises(NodePathError) as err:
         check_on_worker(trial(f"{missing}:text"), str(tmp_path / "results"))
-    assert str(err.value) == (f"node {HOST} (worker): data.corpus: '{missing}' must be on every node "
-                              f"('{tmp_path / 'mnt'}' does not exist here: mount the shared storage)")
+    assert str(err.value) == (
+        f"node {HOST} (worker): data.corpus: '{missing}' must be on every node "
+        f"('{tmp_path / 'mnt'}' does not exist here: mount the shared storage)"
+    )
     assert not isinstance(err.value, ValueError)  # retried by Tune: another node may hold the mount
 
 
@@ -124,9 +140,11 @@ def test_a_worker_refuses_storage_the_driver_does_not_share(tmp_path):
     results = tmp_path / "results"
     with pytest.raises(NodePathError) as err:
         check_on_worker(trial("pydoc"), str(results), driver_host="head-node")
-    assert str(err.value) == (f"node {HOST} (worker): storage: '{results}' must be the driver's folder, shared by "
-                              f"every node (no _plan.json from the driver on head-node here: mount the shared "
-                              f"storage)")
+    assert str(err.value) == (
+        f"node {HOST} (worker): storage: '{results}' must be the driver's folder, shared by "
+        f"every node (no _plan.json from the driver on head-node here: mount the shared "
+        f"storage)"
+    )
     results.mkdir()
     (results / "_plan.json").write_text("[]")  # what run_plan writes before Tune starts
     check_on_worker(trial("pydoc"), str(results), driver_host="head-node")
@@ -137,8 +155,9 @@ def test_a_worker_refuses_storage_the_driver_does_not_share(tmp_path):
 def test_scaling_plan_of_a_cluster_spec_on_this_machine(tmp_path, capsys):
     mount = tmp_path / "mnt" / "cluster_storage"
     path = tmp_path / "gpu.yaml"
-    path.write_text(yaml.safe_dump(spec({"corpus": f"{mount}/data/rows.parquet:text"}, GPU,
-                                        storage=f"{mount}/results/p")))
+    path.write_text(
+        yaml.safe_dump(spec({"corpus": f"{mount}/data/rows.parquet:text"}, GPU, storage=f"{mount}/results/p"))
+    )
     assert main(["plan", str(path)]) == 0
     out = capsys.readouterr().out
     assert f"note: not on this machine ({HOST}): data.corpus '{mount}/data/rows.parquet', storage " in out
@@ -149,8 +168,11 @@ def test_the_shipped_gpu_example_plans_here():
     example = Path(__file__).resolve().parents[1] / "examples" / "gpu-cluster.yaml"
     if Path("/mnt/cluster_storage").exists():
         pytest.skip("this machine mounts /mnt/cluster_storage: the example's paths are checked here")
-    from orchestrator.spec import load_sweep
+    from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
 
     sweep = load_sweep(example)
     assert [f for f, _ in cluster_paths(sweep.data, sweep.resources, sweep.storage)] == [
-        "data.corpus", "data.cache_dir", "storage"]
+        "data.corpus",
+        "data.cache_dir",
+        "storage",
+    ]

@@ -4,30 +4,58 @@ import dataclasses
 
 import pytest
 
-from models.data import DataSpec
-from models.memory import estimate_memory
-from models.shape import ModelShape
-from models.train_config import TrainConfig
-from orchestrator.placement import (GB, MEMORY_MARGIN, cluster_cost, declared_gpus, device_micro_batch_tokens,
-                                    place_trials, scaled_trial_seconds, trial_memory)
-from orchestrator.resources import max_concurrent
-from orchestrator.spec import parse_sweep
-from orchestrator.spec_resources import parse_resources, resources_for
-from orchestrator.trial import Resources, TrialSpec
-from orchestrator.validate import SpecError
+from scaling_orchestrator.models.data.tokens import DataSpec
+from scaling_orchestrator.models.memory import estimate_memory
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.config import TrainConfig
+from scaling_orchestrator.orchestrator.execution.resources import max_concurrent
+from scaling_orchestrator.orchestrator.plan.placement import (
+    GB,
+    MEMORY_MARGIN,
+    cluster_cost,
+    declared_gpus,
+    device_micro_batch_tokens,
+    place_trials,
+    scaled_trial_seconds,
+    trial_memory,
+)
+from scaling_orchestrator.orchestrator.spec.resources import parse_resources, resources_for
+from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep
+from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
+from scaling_orchestrator.orchestrator.spec.validate import SpecError
 
 # The GPU example's dial: d_model = 64 * depth, heads of 64, vocab 32768, seq 1024, bf16.
-GPU_SHAPES = {depth: ModelShape.from_depth(depth, vocab_size=32768, seq_len=1024, aspect_ratio=64, head_dim=64)
-              for depth in (4, 18, 24)}
-GPU_RULES = {"num_workers": 2, "cpus_per_worker": 4, "gpus_per_worker": 1, "memory_per_worker_gb": 24,
-             "by_size": [{"min_params": 3e8, "num_workers": 4}, {"min_params": 7e8, "memory_per_worker_gb": 80}]}
+GPU_SHAPES = {
+    depth: ModelShape.from_depth(depth, vocab_size=32768, seq_len=1024, aspect_ratio=64, head_dim=64)
+    for depth in (4, 18, 24)
+}
+GPU_RULES = {
+    "num_workers": 2,
+    "cpus_per_worker": 4,
+    "gpus_per_worker": 1,
+    "memory_per_worker_gb": 24,
+    "by_size": [{"min_params": 3e8, "num_workers": 4}, {"min_params": 7e8, "memory_per_worker_gb": 80}],
+}
 
 
 def _trial(depth: int, micro_batch_tokens: int = 65536, resources: Resources = Resources()) -> TrialSpec:
-    config = TrainConfig(total_tokens=524288 * 10, batch_tokens=524288, micro_batch_tokens=micro_batch_tokens,
-                         dtype="bfloat16", device="cuda")
-    return TrialSpec(sweep="gpu", kind="scaling", shape=GPU_SHAPES[depth], data=DataSpec(), train=config,
-                     budget_flops=1e18, resources=resources, size_label=f"d{depth}")
+    config = TrainConfig(
+        total_tokens=524288 * 10,
+        batch_tokens=524288,
+        micro_batch_tokens=micro_batch_tokens,
+        dtype="bfloat16",
+        device="cuda",
+    )
+    return TrialSpec(
+        sweep="gpu",
+        kind="scaling",
+        shape=GPU_SHAPES[depth],
+        data=DataSpec(),
+        train=config,
+        budget_flops=1e18,
+        resources=resources,
+        size_label=f"d{depth}",
+    )
 
 
 def _place(trials, raw=GPU_RULES):
@@ -44,26 +72,40 @@ def test_rules_cascade_by_total_params():
 
 
 def test_custom_resources_merge_key_by_key():
-    rules = parse_resources({"num_workers": 1, "resources_per_worker": {"efa": 1},
-                             "by_size": [{"min_params": 1e8, "resources_per_worker": {"big_gpu": 1}}]})
+    rules = parse_resources(
+        {
+            "num_workers": 1,
+            "resources_per_worker": {"efa": 1},
+            "by_size": [{"min_params": 1e8, "resources_per_worker": {"big_gpu": 1}}],
+        }
+    )
     assert resources_for(rules, GPU_SHAPES[4]).resources_per_worker == {"efa": 1}
     assert resources_for(rules, GPU_SHAPES[24]).resources_per_worker == {"efa": 1, "big_gpu": 1}
     assert rules.base.resources_per_worker == {"efa": 1}  # the base is left as it was
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"by_size": [{"num_workers": 2}]}, "resources.by_size[0].min_params: missing"),
-    ({"by_size": [{"min_params": 1e9, "num_workers": 2}, {"min_params": 1e8, "num_workers": 4}]},
-     "resources.by_size[1].min_params: 1e+08 must be larger than the rule before it"),
-    ({"by_size": [{"min_params": 1e9}]}, "resources.by_size[0]: no field to change"),
-    ({"by_size": [{"min_params": 1e9, "gpus": 1}]}, "resources.by_size[0].gpus: unknown key"),
-    ({"by_size": [{"min_params": 1e9, "gpus_per_worker": 1}]},
-     "resources.by_size[0].gpus_per_worker: 1 must be 0 when num_workers is 0"),
-    ({"by_size": {"min_params": 1e9}}, "resources.by_size: {'min_params': 1000000000.0} must be a list"),
-    ({"memory_per_worker_gb": -1}, "resources.memory_per_worker_gb: -1 must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"by_size": [{"num_workers": 2}]}, "resources.by_size[0].min_params: missing"),
+        (
+            {"by_size": [{"min_params": 1e9, "num_workers": 2}, {"min_params": 1e8, "num_workers": 4}]},
+            "resources.by_size[1].min_params: 1e+08 must be larger than the rule before it",
+        ),
+        ({"by_size": [{"min_params": 1e9}]}, "resources.by_size[0]: no field to change"),
+        ({"by_size": [{"min_params": 1e9, "gpus": 1}]}, "resources.by_size[0].gpus: unknown key"),
+        (
+            {"by_size": [{"min_params": 1e9, "gpus_per_worker": 1}]},
+            "resources.by_size[0].gpus_per_worker: 1 must be 0 when num_workers is 0",
+        ),
+        ({"by_size": {"min_params": 1e9}}, "resources.by_size: {'min_params': 1000000000.0} must be a list"),
+        ({"memory_per_worker_gb": -1}, "resources.memory_per_worker_gb: -1 must be a number >= 0"),
+    ],
+)
 def test_bad_rules_are_one_line_naming_the_field(raw, message):
-    with pytest.raises(SpecError, match="^" + message.replace("[", r"\[").replace("(", r"\(").replace("+", r"\+")):
+    with pytest.raises(
+        SpecError, match="^" + message.replace("[", r"\[").replace("(", r"\(").replace("+", r"\+")
+    ):
         parse_resources(raw)
 
 
@@ -74,23 +116,36 @@ def test_micro_batch_shrinks_to_fit_and_keeps_batch_tokens():
         micro_rows = trial.train.micro_batch_tokens // 1024
         assert trial.resources.num_workers == workers and rows % micro_rows == 0
         assert trial.train.batch_tokens == 524288 and trial.train.total_tokens == 524288 * 10
-        fits = [estimate_memory(trial.shape, n * 1024, "bfloat16", accumulating=True, world_size=workers).total_bytes
-                <= (1 - MEMORY_MARGIN) * memory_gb * GB for n in (micro_rows, 2 * micro_rows)]
+        fits = [
+            estimate_memory(
+                trial.shape, n * 1024, "bfloat16", accumulating=True, world_size=workers
+            ).total_bytes
+            <= (1 - MEMORY_MARGIN) * memory_gb * GB
+            for n in (micro_rows, 2 * micro_rows)
+        ]
         assert fits == [True, False]  # the largest that fits
-        assert trial_memory(trial) == {"memory_bytes": estimate_memory(
-            trial.shape, micro_rows * 1024, "bfloat16", accumulating=True, world_size=workers).total_bytes,
-            "micro_batch_tokens": micro_rows * 1024}
+        assert trial_memory(trial) == {
+            "memory_bytes": estimate_memory(
+                trial.shape, micro_rows * 1024, "bfloat16", accumulating=True, world_size=workers
+            ).total_bytes,
+            "micro_batch_tokens": micro_rows * 1024,
+        }
     # d4 on 24 GB: 64 sequences' logits alone are 64 x 1024 x 32768 x 14 B = 30 GB
     assert [t.train.micro_batch_tokens // 1024 for t in placed] == [32, 16]
-    assert notes == ["resources.by_size[1]: d24 take 4 workers x 1 GPU, 4 CPU each",
-                     "micro-batches cut to fit each worker's memory less 10%, in sequences per forward (gradients "
-                     "accumulate to the same batch_tokens): d4 32 of 256 (24 GB); d24 16 of 128 (80 GB)"]
+    assert notes == [
+        "resources.by_size[1]: d24 take 4 workers x 1 GPU, 4 CPU each",
+        "micro-batches cut to fit each worker's memory less 10%, in sequences per forward (gradients "
+        "accumulate to the same batch_tokens): d4 32 of 256 (24 GB); d24 16 of 128 (80 GB)",
+    ]
 
 
 def test_a_size_that_cannot_fit_one_sequence_is_refused_by_name():
     raw = {"num_workers": 1, "gpus_per_worker": 1, "memory_per_worker_gb": 12}
-    with pytest.raises(SpecError, match=r"^resources.memory_per_worker_gb: 12 GB cannot hold size d24 \(732M params\) "
-                                        r"training one sequence of 1024 tokens: it needs [\d,]+ bytes"):
+    with pytest.raises(
+        SpecError,
+        match=r"^resources.memory_per_worker_gb: 12 GB cannot hold size d24 \(732M params\) "
+        r"training one sequence of 1024 tokens: it needs [\d,]+ bytes",
+    ):
         _place([_trial(24)], raw)
 
 
@@ -101,18 +156,30 @@ def test_undeclared_memory_leaves_the_spec_micro_batch():
 
 
 def test_a_worker_fits_the_micro_batch_to_its_own_device():
-    trial = _trial(24, resources=Resources(num_workers=2, cpus_per_worker=4, gpus_per_worker=1))  # none declared
-    assert device_micro_batch_tokens(trial, 24 * 10**9) == 2 * 1024  # an A10G: 2 of 256 sequences (module doc)
+    trial = _trial(
+        24, resources=Resources(num_workers=2, cpus_per_worker=4, gpus_per_worker=1)
+    )  # none declared
+    assert (
+        device_micro_batch_tokens(trial, 24 * 10**9) == 2 * 1024
+    )  # an A10G: 2 of 256 sequences (module doc)
     assert device_micro_batch_tokens(trial, 141 * 10**9) == 32 * 1024  # an H200: 75 GB at 32, 134 GB at 64
     with pytest.raises(SpecError, match="cannot hold size d24"):
         device_micro_batch_tokens(trial, 16 * 10**9)
 
 
 def test_the_spec_resources_apply_without_rules():
-    sweep = parse_sweep({"name": "s", "budgets_flops": [1e12], "sizes_per_budget": 3,
-                         "model": {"depth": {"min": 1, "max": 4}, "seq_len": 64},
-                         "data": {"corpus": "pydoc", "tokenizer": "byte"}, "train": {"batch_tokens": 1024},
-                         "resources": {"num_workers": 2, "gpus_per_worker": 1}, "max_concurrent_trials": 8})
+    sweep = parse_sweep(
+        {
+            "name": "s",
+            "budgets_flops": [1e12],
+            "sizes_per_budget": 3,
+            "model": {"depth": {"min": 1, "max": 4}, "seq_len": 64},
+            "data": {"corpus": "pydoc", "tokenizer": "byte"},
+            "train": {"batch_tokens": 1024},
+            "resources": {"num_workers": 2, "gpus_per_worker": 1},
+            "max_concurrent_trials": 8,
+        }
+    )
     placed, notes = place_trials(sweep, [_trial(4)])
     assert placed[0].resources == sweep.resources and notes == []
     assert declared_gpus(sweep) == 16  # 8 trials at a time x 2 GPUs

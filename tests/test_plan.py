@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from models.shape import ModelShape
-from orchestrator.plan import HELD_OUT, make_plan, makespan, select_sizes
-from orchestrator.spec import SpecError, load_sweep, parse_sweep
-from orchestrator.trial import TrialSpec
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.orchestrator.plan.build import HELD_OUT, make_plan, makespan, select_sizes
+from scaling_orchestrator.orchestrator.spec.sweep import SpecError, load_sweep, parse_sweep
+from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,9 @@ def test_every_trial_is_whole_steps_within_two_percent(plan):
         assert abs(t.flops / t.budget_flops - 1) <= 0.02
         # steps = round(C / (flops_per_token * batch_tokens)): the nearest whole step count
         assert t.train.total_steps == round(t.budget_flops / (t.shape.flops_per_token() * batch))
-        assert t.train.eval_every_tokens % batch == 0 and 0 < t.train.eval_every_tokens <= t.train.total_tokens
+        assert (
+            t.train.eval_every_tokens % batch == 0 and 0 < t.train.eval_every_tokens <= t.train.total_tokens
+        )
 
 
 def test_worked_trial(plan):
@@ -77,7 +79,9 @@ def test_sizes_bracket_the_prior(plan):
 
 def test_select_sizes_spans_a_quarter_to_four_times():
     # A fine ladder (d_model in steps of 16): picks land near N* x 4^{-1, -.5, 0, .5, 1}.
-    shapes = [ModelShape(n_layer=4, d_model=16 * k, n_head=1, vocab_size=256, seq_len=64) for k in range(1, 80)]
+    shapes = [
+        ModelShape(n_layer=4, d_model=16 * k, n_head=1, vocab_size=256, seq_len=64) for k in range(1, 80)
+    ]
     n_star = 2e6
     chosen = select_sizes(shapes, n_star, 5, 4.0)
     params = [s.param_counts()["total"] for s in chosen]
@@ -164,8 +168,10 @@ def test_demo_example_plans_interior_brackets():
 def test_select_sizes_on_a_coarse_dial_takes_a_run_centred_on_n_star():
     # Depth dial at aspect 16 (params 22k, 62k, 140k, 274k, 482k, ...): only 3 inside 41k/4..41k*4,
     # so the 4 consecutive sizes whose mean log params is nearest log N* (no hole in the bracket).
-    shapes = [ModelShape.from_depth(d, vocab_size=1024, seq_len=128, aspect_ratio=16, head_dim=16)
-              for d in range(1, 9)]
+    shapes = [
+        ModelShape.from_depth(d, vocab_size=1024, seq_len=128, aspect_ratio=16, head_dim=16)
+        for d in range(1, 9)
+    ]
     assert [s.n_layer for s in select_sizes(shapes, 41e3, 4, 4.0)] == [1, 2, 3, 4]
     # 122k sits between the 2nd and 3rd of [1..4] (mean log 85k) rather than [2..5] (184k)
     assert [s.n_layer for s in select_sizes(shapes, 122e3, 4, 4.0)] == [1, 2, 3, 4]
@@ -189,8 +195,11 @@ def test_every_trial_carries_its_size_label(plan):
     assert {(t.shape.n_layer, t.size_label) for t in plan.trials} == {(d, f"d{d}") for d in range(1, 7)}
     row = json.loads(plan.to_json())["trials"][-1]
     assert (row["size_label"], row["group"], row["held_out"]) == ("d6", HELD_OUT, True)
-    shapes = [{"n_layer": 1, "d_model": 32, "n_head": 2}, {"n_layer": 2, "d_model": 64, "n_head": 4},
-              {"n_layer": 3, "d_model": 96, "n_head": 4}]
+    shapes = [
+        {"n_layer": 1, "d_model": 32, "n_head": 2},
+        {"n_layer": 2, "d_model": 64, "n_head": 4},
+        {"n_layer": 3, "d_model": 96, "n_head": 4},
+    ]
     explicit = make_plan(parse_sweep(spec(model={"shapes": shapes}, sizes_per_budget=3)))
     assert [t.size_label for t in explicit.trials[:3]] == ["L1xD32", "L2xD64", "L3xD96"]
 
@@ -199,7 +208,9 @@ def test_dropped_reason_is_the_spec_min_steps_rule():
     # Recipe.too_few_steps words both: the planner's drop here and the spec's refusal of a budget.
     plan = make_plan(parse_sweep(spec(budgets_flops=[1e11, 5e11, 1.25e12])))
     assert plan.dropped[0].reason == "d4: 21 steps of 2048 tokens < train.min_steps 25"
-    with pytest.raises(SpecError, match=r"the smallest model \(d1\) gets 20 steps of 2048 tokens < train.min_steps 25"):
+    with pytest.raises(
+        SpecError, match=r"the smallest model \(d1\) gets 20 steps of 2048 tokens < train.min_steps 25"
+    ):
         parse_sweep(spec(budgets_flops=[1e10, 1e12]))
 
 

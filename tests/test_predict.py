@@ -11,15 +11,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
-
-from analysis import fit
-from analysis.cli import add_fit_parser, add_predict_parser
-from analysis.headline import degenerate
-from analysis.law_choice import held_out_slice
-from analysis.points import final_rows
-from analysis.predict import predict_table
 from test_fit import points_table
 from test_isoflop import chinchilla_grid
+
+from scaling_orchestrator.analysis import fit
+from scaling_orchestrator.analysis.data.points import final_rows
+from scaling_orchestrator.analysis.judge.headline import degenerate
+from scaling_orchestrator.analysis.laws.choice import held_out_slice
+from scaling_orchestrator.analysis.predict import predict_table
+from scaling_orchestrator.cli.analysis import add_fit_parser, add_predict_parser
 
 LLAMA3 = (Path(__file__).resolve().parents[2] / "shared" / "reference-data"
           / "llama3_isoflops_czech" / "isoflops_points.csv")

@@ -8,7 +8,7 @@ with the provider swapped and each node type's resources declared (there is no i
 read them from), sized for a 2-core machine: head {CPU: 2, driver: 1}, worker.gpu {CPU: 1, GPU: 1},
 min_workers 0 as in cluster.yaml, max_workers 2 of its 4. A local folder stands in for the EFS
 mount: data/, cache/ and results/ under it, as under /mnt/cluster_storage. A study of 3 tiny
-trials that each reserve one GPU goes in with `ray job submit -- python -m orchestrator run`.
+trials that each reserve one GPU goes in with `ray job submit -- python -m scaling_orchestrator run`.
 They train in the Tune trial's own process (num_workers 0, the GPU asked for through
 resources_per_worker, CPU torch): one process per trial where a Train worker group would start
 three, which on 2 cores is the difference between about a minute and several
@@ -39,7 +39,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.store import Store
+from scaling_orchestrator.orchestrator.store.results import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -61,19 +61,47 @@ def fake_cluster_config(gcs_address: str) -> dict:
     config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
     types = config["available_node_types"]
     head = types.pop(config["head_node_type"])
-    workers = {name: {"min_workers": t.get("min_workers", 0), "max_workers": min(t["max_workers"], GPU_NODES_MAX),
-                      "resources": {"CPU": 1, "GPU": 1, **t.get("resources", {})}, "node_config": {}}
-               for name, t in types.items()}
+    workers = {
+        name: {
+            "min_workers": t.get("min_workers", 0),
+            "max_workers": min(t["max_workers"], GPU_NODES_MAX),
+            "resources": {"CPU": 1, "GPU": 1, **t.get("resources", {})},
+            "node_config": {},
+        }
+        for name, t in types.items()
+    }
     return {
-        "cluster_name": config["cluster_name"], "max_workers": min(config["max_workers"], GPU_NODES_MAX),
-        "upscaling_speed": config["upscaling_speed"], "idle_timeout_minutes": config["idle_timeout_minutes"],
-        "provider": {"type": "fake_multinode", "gcs_address": gcs_address, "use_node_id_as_ip": True,
-                     "disable_node_updaters": True, "disable_launch_config_check": True},
-        "available_node_types": {HEAD_TYPE: {"resources": {"CPU": 2, **head["resources"]}, "node_config": {},
-                                             "max_workers": 0}, **workers},
-        "head_node_type": HEAD_TYPE, "auth": {}, "docker": {}, "file_mounts": {}, "cluster_synced_files": [],
-        **{key: [] for key in ("initialization_commands", "setup_commands", "head_setup_commands",
-                               "worker_setup_commands", "head_start_ray_commands", "worker_start_ray_commands")},
+        "cluster_name": config["cluster_name"],
+        "max_workers": min(config["max_workers"], GPU_NODES_MAX),
+        "upscaling_speed": config["upscaling_speed"],
+        "idle_timeout_minutes": config["idle_timeout_minutes"],
+        "provider": {
+            "type": "fake_multinode",
+            "gcs_address": gcs_address,
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+        },
+        "available_node_types": {
+            HEAD_TYPE: {"resources": {"CPU": 2, **head["resources"]}, "node_config": {}, "max_workers": 0},
+            **workers,
+        },
+        "head_node_type": HEAD_TYPE,
+        "auth": {},
+        "docker": {},
+        "file_mounts": {},
+        "cluster_synced_files": [],
+        **{
+            key: []
+            for key in (
+                "initialization_commands",
+                "setup_commands",
+                "head_setup_commands",
+                "worker_setup_commands",
+                "head_start_ray_commands",
+                "worker_start_ray_commands",
+            )
+        },
     }
 
 
@@ -83,13 +111,21 @@ def study(shared: Path) -> dict:
 
     (shared / "data").mkdir(parents=True)
     (shared / "data" / "topics.txt").write_text("\n\n".join(topics[k] for k in sorted(topics)[:40]))
-    return {"name": "ray-up", "budgets_flops": [6e9], "sizes_per_budget": 3,
-            "model": {"depth": {"min": 1, "max": 3}, "aspect_ratio": 16, "head_dim": 16, "seq_len": 32},
-            "data": {"corpus": str(shared / "data" / "topics.txt"), "tokenizer": "byte",
-                     "cache_dir": str(shared / "cache")},
-            "train": {"batch_tokens": 256, "eval_tokens": 256, "evals_per_trial": 2, "device": "cpu"},
-            "resources": {"num_workers": 0, "cpus_per_worker": 1, "resources_per_worker": {"GPU": 1}},
-            "max_failures": 0, "storage": str(shared / "results" / "ray-up")}
+    return {
+        "name": "ray-up",
+        "budgets_flops": [6e9],
+        "sizes_per_budget": 3,
+        "model": {"depth": {"min": 1, "max": 3}, "aspect_ratio": 16, "head_dim": 16, "seq_len": 32},
+        "data": {
+            "corpus": str(shared / "data" / "topics.txt"),
+            "tokenizer": "byte",
+            "cache_dir": str(shared / "cache"),
+        },
+        "train": {"batch_tokens": 256, "eval_tokens": 256, "evals_per_trial": 2, "device": "cpu"},
+        "resources": {"num_workers": 0, "cpus_per_worker": 1, "resources_per_worker": {"GPU": 1}},
+        "max_failures": 0,
+        "storage": str(shared / "results" / "ray-up"),
+    }
 
 
 def processes() -> dict[int, tuple[int, str]]:
@@ -99,7 +135,9 @@ def processes() -> dict[int, tuple[int, str]]:
         if not entry.isdigit():
             continue
         try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmdline = (
+                Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            )
             parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):  # it ended while being read
             continue
@@ -147,7 +185,9 @@ class FakeCluster:
         """The monitor's own account of what it launched (its :event_summary: lines)."""
         log = self.temp / "session_latest" / "logs" / "monitor.log"
         text = log.read_text(errors="replace") if log.exists() else ""
-        return [line.split(":event_summary:", 1)[1] for line in text.splitlines() if ":event_summary:" in line]
+        return [
+            line.split(":event_summary:", 1)[1] for line in text.splitlines() if ":event_summary:" in line
+        ]
 
     def down(self) -> tuple[int, dict[int, str]]:
         """(processes ended, processes still running) after ending this cluster's processes."""
@@ -170,17 +210,35 @@ def fake_cluster():
     # the driver reads what the autoscaler may launch (orchestrator/autoscaling.py).
     config = temp / "ray_bootstrap_config.yaml"
     config.write_text(yaml.safe_dump(fake_cluster_config(gcs)))
-    env = {**os.environ, "HOME": str(temp), "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}  # auth on, as cluster.yaml
+    env = {
+        **os.environ,
+        "HOME": str(temp),
+        "RAY_FAKE_CLUSTER": "1",
+        "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+    }  # auth on, as cluster.yaml
     env.pop("RAY_ADDRESS", None)
     # every node imports this checkout, as cluster.yaml's `pip install -e ~/scaling-orchestrator`
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    start = ["ray", "start", "--head", f"--port={gcs_port}", f"--autoscaling-config={config}",
-             f"--temp-dir={temp}", "--num-cpus=2", "--resources", json.dumps({"driver": 1}),
-             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-             f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-             f"--dashboard-agent-grpc-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
-             f"--metrics-export-port={free_port()}"]
+    start = [
+        "ray",
+        "start",
+        "--head",
+        f"--port={gcs_port}",
+        f"--autoscaling-config={config}",
+        f"--temp-dir={temp}",
+        "--num-cpus=2",
+        "--resources",
+        json.dumps({"driver": 1}),
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+    ]
     cluster = FakeCluster(temp, env, f"http://127.0.0.1:{dashboard_port}", gcs)
     try:
         started = subprocess.run(start, env=env, capture_output=True, text=True, timeout=120)
@@ -195,10 +253,14 @@ def fake_cluster():
 
 def cluster_nodes(cluster: FakeCluster) -> list[dict]:
     """ray.nodes() of the cluster, from a separate driver (this process keeps no Ray state)."""
-    code = ("import json, ray; ray.init(address=%r, logging_level='ERROR'); "
-            "print(json.dumps([{k: n[k] for k in ('NodeID', 'Alive', 'Resources')} for n in ray.nodes()]))"
-            % cluster.gcs)
-    out = subprocess.run([sys.executable, "-c", code], env=cluster.env, capture_output=True, text=True, timeout=60)
+    code = (
+        "import json, ray; ray.init(address=%r, logging_level='ERROR'); "
+        "print(json.dumps([{k: n[k] for k in ('NodeID', 'Alive', 'Resources')} for n in ray.nodes()]))"
+        % cluster.gcs
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=cluster.env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -210,9 +272,26 @@ def test_the_autoscaler_launches_gpu_nodes_for_a_submitted_study(fake_cluster):
     spec_file.write_text(yaml.safe_dump(spec))
     before = [n for n in cluster_nodes(cluster) if n["Alive"]]
     assert [n["Resources"].get("GPU", 0) for n in before] == [0]  # the head alone, no GPU: min_workers 0
-    job = subprocess.run(["ray", "job", "submit", "--address", cluster.dashboard, "--",
-                          sys.executable, "-m", "orchestrator", "run", str(spec_file), "--no-progress"],
-                         env=cluster.env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+    job = subprocess.run(
+        [
+            "ray",
+            "job",
+            "submit",
+            "--address",
+            cluster.dashboard,
+            "--",
+            sys.executable,
+            "-m",
+            "scaling_orchestrator",
+            "run",
+            str(spec_file),
+            "--no-progress",
+        ],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT_S,
+    )
     log = job.stdout + job.stderr
     if "Failed to create runtime env for job" in log:  # the job server, not the study: Ray's own set-up
         pytest.skip(f"ray job submit could not set up the job's runtime env: {log[-300:]}")
@@ -236,8 +315,10 @@ def test_the_autoscaler_launches_gpu_nodes_for_a_submitted_study(fake_cluster):
 
     ended, left = cluster.down()
     assert ended > 0 and not left, left  # gcs_server, raylets, monitor, dashboard, workers: all gone
-    print(excerpt(log, nodes, launches, metas, len(rows)) + f"\ntear-down: {ended} processes ended, "
-          f"{len(left)} left; {time.time() - t0:.0f} s from submit to tear-down")
+    print(
+        excerpt(log, nodes, launches, metas, len(rows)) + f"\ntear-down: {ended} processes ended, "
+        f"{len(left)} left; {time.time() - t0:.0f} s from submit to tear-down"
+    )
 
 
 def excerpt(log: str, nodes: list[dict], launches: list[str], metas: list[dict], rows: int) -> str:
@@ -245,8 +326,12 @@ def excerpt(log: str, nodes: list[dict], launches: list[str], metas: list[dict],
     where each trial ran."""
     lines = [line for line in log.splitlines() if line.startswith("scaling:") or "succeeded" in line]
     lines += [f"autoscaler: {line.strip()}" for line in launches]
-    lines += [f"node ...{n['NodeID'][-5:]} alive={n['Alive']} "
-              f"{ {k: v for k, v in n['Resources'].items() if k in ('CPU', 'GPU', 'driver')} }" for n in nodes]
-    lines += [f"trial {m['trial_id']} ran on node ...{m['node_id'][-5:]} (attempts {m['attempts']})"
-              for m in metas]
+    lines += [
+        f"node ...{n['NodeID'][-5:]} alive={n['Alive']} "
+        f"{ {k: v for k, v in n['Resources'].items() if k in ('CPU', 'GPU', 'driver')} }"
+        for n in nodes
+    ]
+    lines += [
+        f"trial {m['trial_id']} ran on node ...{m['node_id'][-5:]} (attempts {m['attempts']})" for m in metas
+    ]
     return "\n".join(lines + [f"rows on the shared folder: {rows}"])

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.plan import make_plan
-from orchestrator.spec import load_sweep
-from orchestrator.store import Store
+from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
+from scaling_orchestrator.orchestrator.store.results import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.cli import add_report_parser
-from analysis.schema import rows_to_table
+from scaling_orchestrator.analysis.data.schema import rows_to_table
+from scaling_orchestrator.cli.analysis import add_report_parser
 
 LAW = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)   # Hoffmann et al. Eq. 10
 DIVERGED_ID = "deadbeef00000001"
@@ -99,10 +99,11 @@ def test_html_is_self_contained(report):
 
 
 def test_failed_backtest_is_said_plainly():
-    from analysis import fit
-    from analysis.report import build_blocks
-    from analysis.report_render import to_markdown
     from test_isoflop import chinchilla_grid
+
+    from scaling_orchestrator.analysis import fit
+    from scaling_orchestrator.analysis.report.render import to_markdown
+    from scaling_orchestrator.analysis.report.write import build_blocks
 
     # The largest budget's runs are 10% worse than the law the smaller ones pin: every loss
     # forecast misses by 1/1.1 - 1 = -9.1%, and the report must say so up front.

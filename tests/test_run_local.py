@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-
-from models.data import DataSpec
-from models.shape import ModelShape
-from models.train import TrainConfig
-from orchestrator.progress import status_text
-from orchestrator.run import run_plan
-from orchestrator.store import Store
-from orchestrator.trial import Resources, TrialSpec
-from orchestrator.tuner import start_local_ray
 from ray_helpers import plan_of, rows_by_trial
+
+from scaling_orchestrator.models.data.tokens import DataSpec
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.loop import TrainConfig
+from scaling_orchestrator.orchestrator.execution.run import run_plan
+from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
+from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
+from scaling_orchestrator.orchestrator.store.results import Store
+from scaling_orchestrator.orchestrator.store.status import status_text
 
 pytestmark = pytest.mark.ray
 

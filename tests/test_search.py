@@ -1,4 +1,5 @@
-"""orchestrator.search: Tune primitives from the spec, stopped trials finalized, and real searches
+"""scaling_orchestrator.orchestrator.execution.search: Tune primitives from the spec, stopped trials
+finalized, and real searches
 on a local Ray (ASHA that stops trials early, a seeded re-run that trains nothing twice, Optuna).
 
 Tiny trials: 1 x 32 GPT on byte-level pydoc, 16 steps of 256 tokens (4,096 tokens), evaluated
@@ -13,23 +14,39 @@ import copy
 import numpy as np
 import pytest
 
-from orchestrator.plan import make_plan
-from orchestrator.spec import parse_sweep
-from orchestrator.store import Store, measurement_row
+from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep
+from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
 
 GRACE, FULL = 1024, 4096
 
 
 def tiny(results, **hparams) -> dict:
-    search = {"sizes": [1], "space": {"lr": {"loguniform": [1e-4, 3e-2]}}, "search": "random",
-              "num_samples": 8, "tokens_per_trial": FULL,
-              "scheduler": {"type": "asha", "grace_period_tokens": GRACE, "reduction_factor": 2}}
+    search = {
+        "sizes": [1],
+        "space": {"lr": {"loguniform": [1e-4, 3e-2]}},
+        "search": "random",
+        "num_samples": 8,
+        "tokens_per_trial": FULL,
+        "scheduler": {"type": "asha", "grace_period_tokens": GRACE, "reduction_factor": 2},
+    }
     search.update(hparams)
-    return {"name": "hp", "storage": str(results), "max_concurrent_trials": 1,
-            "model": {"depth": {"min": 1, "max": 2}, "aspect_ratio": 32, "head_dim": 16, "seq_len": 32},
-            "data": {"corpus": "pydoc", "tokenizer": "byte"},
-            "train": {"batch_tokens": 256, "eval_tokens": 1024, "evals_per_trial": 4, "min_steps": 4, "threads": 1},
-            "resources": {"num_workers": 0, "cpus_per_worker": 1}, "hparams": search}
+    return {
+        "name": "hp",
+        "storage": str(results),
+        "max_concurrent_trials": 1,
+        "model": {"depth": {"min": 1, "max": 2}, "aspect_ratio": 32, "head_dim": 16, "seq_len": 32},
+        "data": {"corpus": "pydoc", "tokenizer": "byte"},
+        "train": {
+            "batch_tokens": 256,
+            "eval_tokens": 1024,
+            "evals_per_trial": 4,
+            "min_steps": 4,
+            "threads": 1,
+        },
+        "resources": {"num_workers": 0, "cpus_per_worker": 1},
+        "hparams": search,
+    }
 
 
 def rows_by_trial(results) -> dict[str, list[dict]]:
@@ -43,23 +60,33 @@ def rows_by_trial(results) -> dict[str, list[dict]]:
 def test_tune_space_maps_the_spec_primitives(tmp_path):
     from ray.tune.search.sample import Categorical, Float, Integer
 
-    from orchestrator.search import tune_space
+    from scaling_orchestrator.orchestrator.execution.search import tune_space
 
-    space = {"lr": {"loguniform": [1e-4, 1e-2]}, "seed": {"randint": [0, 3]},
-             "warmup_fraction": {"uniform": [0, 0.1]}, "batch_tokens": {"choice": [256, 512]},
-             "weight_decay": {"grid": [0.0, 0.1]}}
+    space = {
+        "lr": {"loguniform": [1e-4, 1e-2]},
+        "seed": {"randint": [0, 3]},
+        "warmup_fraction": {"uniform": [0, 0.1]},
+        "batch_tokens": {"choice": [256, 512]},
+        "weight_decay": {"grid": [0.0, 0.1]},
+    }
     out = tune_space(parse_sweep(tiny(tmp_path, space=space, scheduler="fifo")).hparams)
     assert isinstance(out["lr"], Float) and (out["lr"].lower, out["lr"].upper) == (1e-4, 1e-2)
-    assert isinstance(out["seed"], Integer) and (out["seed"].lower, out["seed"].upper) == (0, 4)  # hi inclusive
+    assert isinstance(out["seed"], Integer) and (out["seed"].lower, out["seed"].upper) == (
+        0,
+        4,
+    )  # hi inclusive
     assert isinstance(out["batch_tokens"], Categorical) and out["weight_decay"] == {"grid_search": [0.0, 0.1]}
-    grid = tune_space(parse_sweep(tiny(tmp_path, search="grid", num_samples=1,
-                                       space={"lr": {"choice": [1e-3, 3e-3]}})).hparams)
+    grid = tune_space(
+        parse_sweep(
+            tiny(tmp_path, search="grid", num_samples=1, space={"lr": {"choice": [1e-3, 3e-3]}})
+        ).hparams
+    )
     assert grid == {"lr": {"grid_search": [1e-3, 3e-3]}}
 
 
 def test_resolve_casts_sampled_values_so_ids_match_the_worker(tmp_path):
-    from orchestrator.search import resolve
-    from orchestrator.tune_config import apply_overrides
+    from scaling_orchestrator.orchestrator.execution.search import resolve
+    from scaling_orchestrator.orchestrator.execution.tune_config import apply_overrides
 
     base = make_plan(parse_sweep(tiny(tmp_path))).hparam_trials[0]
     config, spec = resolve({"trial": base.to_dict(), "lr": np.float64(2e-3), "batch_tokens": np.int64(512)})
@@ -70,14 +97,26 @@ def test_resolve_casts_sampled_values_so_ids_match_the_worker(tmp_path):
 
 
 def test_finalize_stopped_marks_the_last_row_final(tmp_path):
-    from models.train import Measurement
-    from orchestrator.stops import finalize_stopped
+    from scaling_orchestrator.models.training.loop import Measurement
+    from scaling_orchestrator.orchestrator.execution.stops import finalize_stopped
 
     spec = make_plan(parse_sweep(tiny(tmp_path))).hparam_trials[0]
     store = Store(str(tmp_path / "r"))
     for step in (4, 8):
-        m = Measurement(step=step, tokens=256 * step, flops=1.0, flops_6n=1.0, train_loss=5.0, val_loss=5.0,
-                        val_bpb=7.0, lr_now=1e-3, wall_seconds=1.0, tokens_per_second=1.0, final=False, status="ok")
+        m = Measurement(
+            step=step,
+            tokens=256 * step,
+            flops=1.0,
+            flops_6n=1.0,
+            train_loss=5.0,
+            val_loss=5.0,
+            val_bpb=7.0,
+            lr_now=1e-3,
+            wall_seconds=1.0,
+            tokens_per_second=1.0,
+            final=False,
+            status="ok",
+        )
         store.write_row(measurement_row(spec, m))
     store.update_meta(spec.trial_id, status="error", error="SystemExit: 0", stopped_early=True)
     finalize_stopped(store, spec)
@@ -95,7 +134,7 @@ def test_finalize_stopped_marks_the_last_row_final(tmp_path):
 def local_ray():
     import ray
 
-    from orchestrator.tuner import start_local_ray
+    from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
 
     start_local_ray(num_cpus=2, address="local")  # a fresh instance, never a running cluster
     yield
@@ -104,7 +143,7 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def asha(local_ray, tmp_path_factory):
-    from orchestrator.search import run_search
+    from scaling_orchestrator.orchestrator.execution.search import run_search
 
     results = tmp_path_factory.mktemp("asha")
     sweep = parse_sweep(tiny(results))
@@ -138,10 +177,14 @@ def test_asha_stops_trials_early_and_lands_every_row(asha):
     store = Store(str(results))
     full_flops = FULL * make_plan(sweep).hparam_trials[0].shape.flops_per_token()
     assert size.label == "d1" and size.n_trials == 8 == len(rows) and not size.failed and not size.skipped
-    assert size.stopped_early and size.completed and set(size.completed) | set(size.stopped_early) == set(rows)
+    assert (
+        size.stopped_early and size.completed and set(size.completed) | set(size.stopped_early) == set(rows)
+    )
     for tid, trial_rows in rows.items():
         assert [r["final"] for r in trial_rows] == [False] * (len(trial_rows) - 1) + [True]
-        assert {(r["kind"], r["status"], r["budget_flops"]) for r in trial_rows} == {("hparam", "ok", full_flops)}
+        assert {(r["kind"], r["status"], r["budget_flops"]) for r in trial_rows} == {
+            ("hparam", "ok", full_flops)
+        }
         assert 1e-4 <= trial_rows[0]["lr"] <= 3e-2
         tokens = [r["tokens"] for r in trial_rows]
         meta = store.read_meta(tid)
@@ -163,7 +206,7 @@ def test_asha_stops_trials_early_and_lands_every_row(asha):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_rerun_replays_the_same_configs_and_trains_nothing(asha):
-    from orchestrator.search import run_search
+    from scaling_orchestrator.orchestrator.execution.search import run_search
 
     sweep, results, first = asha
     before = {p.name: p.stat().st_mtime_ns for p in results.glob("*.parquet")}
@@ -177,7 +220,7 @@ def test_rerun_replays_the_same_configs_and_trains_nothing(asha):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_more_samples_later_train_only_the_new_configs(local_ray, tmp_path):
-    from orchestrator.search import run_search
+    from scaling_orchestrator.orchestrator.execution.search import run_search
 
     spec = tiny(tmp_path, num_samples=2, scheduler="fifo")
     first = run_search(make_plan(parse_sweep(spec)), str(tmp_path), progress=False).sizes[0]
@@ -192,10 +235,15 @@ def test_more_samples_later_train_only_the_new_configs(local_ray, tmp_path):
 @pytest.mark.ray  # about 5 s on a running local Ray
 def test_optuna_search_smoke(local_ray, tmp_path):
     pytest.importorskip("optuna")
-    from orchestrator.search import run_search
+    from scaling_orchestrator.orchestrator.execution.search import run_search
 
-    spec = tiny(tmp_path, search="optuna", num_samples=3, scheduler="fifo",
-                space={"lr": {"loguniform": [1e-3, 3e-2]}, "batch_tokens": {"choice": [256, 512]}})
+    spec = tiny(
+        tmp_path,
+        search="optuna",
+        num_samples=3,
+        scheduler="fifo",
+        space={"lr": {"loguniform": [1e-3, 3e-2]}, "batch_tokens": {"choice": [256, 512]}},
+    )
     (size,) = run_search(make_plan(parse_sweep(spec)), str(tmp_path), progress=False).sizes
     rows = rows_by_trial(tmp_path)
     assert len(size.completed) == 3 == len(rows) and not size.failed

@@ -2,21 +2,23 @@
 training FLOPs (Chinchilla Appendix F, checked by hand and against Table A4)."""
 
 import csv
+import dataclasses
 import math
 import re
-import dataclasses
 
 import pytest
 import torch
 
-from models.gpt import GPT
-from models.shape import ModelShape, chinchilla_table_a4_ratio
+from scaling_orchestrator.models.gpt import GPT
+from scaling_orchestrator.models.shape import ModelShape, chinchilla_table_a4_ratio
 
 SHAPES = [
     ModelShape(n_layer=1, d_model=8, n_head=1, vocab_size=11, seq_len=3),
     ModelShape(n_layer=2, d_model=64, n_head=4, d_ff=96, vocab_size=256, seq_len=32, tied_embeddings=False),
     ModelShape(n_layer=3, d_model=48, n_head=6, vocab_size=1000, seq_len=17),
-    ModelShape(n_layer=4, d_model=128, n_head=8, d_ff=200, vocab_size=2048, seq_len=128, tied_embeddings=False),
+    ModelShape(
+        n_layer=4, d_model=128, n_head=8, d_ff=200, vocab_size=2048, seq_len=128, tied_embeddings=False
+    ),
     ModelShape.from_depth(3, vocab_size=512, seq_len=64),
 ]
 
@@ -74,8 +76,14 @@ def test_chinchilla_table_a4_ratios(reference_data):
     for row in rows:
         d_model, n_head = int(row["d_model"]), int(row["num_heads"])
         assert d_model // n_head == int(row["kq_size"])
-        shape = ModelShape(n_layer=int(row["num_layers"]), d_model=d_model, n_head=n_head,
-                           d_ff=int(row["ffw_size"]), vocab_size=32_000, seq_len=2_048)
+        shape = ModelShape(
+            n_layer=int(row["num_layers"]),
+            d_model=d_model,
+            n_head=n_head,
+            d_ff=int(row["ffw_size"]),
+            vocab_size=32_000,
+            seq_len=2_048,
+        )
         ratio = chinchilla_table_a4_ratio(shape)
         assert abs(round(ratio, 2) - float(row["flop_ratio_ours_over_6ND"])) <= 0.005, (row, ratio)
         # The default count keeps embeddings and logits, so it is larger than the table's.
@@ -96,14 +104,17 @@ def test_round_trips_through_plain_dict():
     assert ModelShape(**dataclasses.asdict(shape)) == shape
 
 
-@pytest.mark.parametrize("fields, named", [
-    (dict(n_layer=2, d_model=66, n_head=4), "d_model=66"),
-    (dict(n_layer=0, d_model=64, n_head=4), "n_layer=0"),
-    (dict(n_layer=2, d_model=64, n_head=-4), "n_head=-4"),
-    (dict(n_layer=2, d_model=64, n_head=4, d_ff=-1), "d_ff=-1"),
-    (dict(n_layer=2, d_model=64, n_head=4, vocab_size=0), "vocab_size=0"),
-    (dict(n_layer=2, d_model=64, n_head=4, seq_len=2.5), "seq_len=2.5"),
-])
+@pytest.mark.parametrize(
+    "fields, named",
+    [
+        (dict(n_layer=2, d_model=66, n_head=4), "d_model=66"),
+        (dict(n_layer=0, d_model=64, n_head=4), "n_layer=0"),
+        (dict(n_layer=2, d_model=64, n_head=-4), "n_head=-4"),
+        (dict(n_layer=2, d_model=64, n_head=4, d_ff=-1), "d_ff=-1"),
+        (dict(n_layer=2, d_model=64, n_head=4, vocab_size=0), "vocab_size=0"),
+        (dict(n_layer=2, d_model=64, n_head=4, seq_len=2.5), "seq_len=2.5"),
+    ],
+)
 def test_bad_shapes_name_the_field(fields, named):
     with pytest.raises(ValueError, match=named):
         ModelShape(**fields)
@@ -114,8 +125,17 @@ AXES = [
     ModelShape(n_layer=12, d_model=32, n_head=4, vocab_size=300, seq_len=64),  # aspect 2.7
     ModelShape(n_layer=1, d_model=256, n_head=8, vocab_size=300, seq_len=64),  # aspect 256
     ModelShape(n_layer=2, d_model=64, n_head=4, vocab_size=300, seq_len=1024),  # long context
-    ModelShape(n_layer=3, d_model=96, n_head=2, vocab_size=300, seq_len=48, tied_embeddings=False,
-               parametrization="mup", base_d_model=32, base_head_dim=16),
+    ModelShape(
+        n_layer=3,
+        d_model=96,
+        n_head=2,
+        vocab_size=300,
+        seq_len=48,
+        tied_embeddings=False,
+        parametrization="mup",
+        base_d_model=32,
+        base_head_dim=16,
+    ),
 ]
 
 
@@ -141,8 +161,10 @@ def test_attention_term_grows_with_context_and_is_the_only_part_that_does():
     long = short.with_context(1024)
     # 3 * 4 * (4 * 1024 * 256 + 3 * 8 * 1024) = 12,877,824 a token at 1024; 4x less at 256
     assert long.attention_flops_per_token() == 12_877_824 == 4 * short.attention_flops_per_token()
-    assert (long.flops_per_token() - long.attention_flops_per_token()
-            == short.flops_per_token() - short.attention_flops_per_token())
+    assert (
+        long.flops_per_token() - long.attention_flops_per_token()
+        == short.flops_per_token() - short.attention_flops_per_token()
+    )
     assert long.param_counts()["non_embedding"] == short.param_counts()["non_embedding"]
     assert long.param_counts()["embedding"] - short.param_counts()["embedding"] == 768 * 256  # position table
 
@@ -158,22 +180,29 @@ def test_kaplan_count_with_its_context_term():
 
 
 def test_aspect_ratio_and_mup_multipliers():
-    shape = ModelShape(n_layer=2, d_model=512, n_head=8, parametrization="mup", base_d_model=64, base_head_dim=8)
+    shape = ModelShape(
+        n_layer=2, d_model=512, n_head=8, parametrization="mup", base_d_model=64, base_head_dim=8
+    )
     assert shape.aspect_ratio == 256 and shape.width_multiplier == 8 and shape.output_multiplier == 0.125
     assert shape.attention_scale == pytest.approx(math.sqrt(8) / 64)  # 1/d_head scaling past the base head
     standard = ModelShape(n_layer=2, d_model=512, n_head=8)
     assert standard.attention_scale == pytest.approx(1 / 8) and standard.width_multiplier == 1
     by_heads = ModelShape(n_layer=2, d_model=512, n_head=32, parametrization="mup", base_d_model=64)
-    assert by_heads.base_head_dim == 16 and by_heads.attention_scale == pytest.approx(1 / 4)  # heads unchanged
+    assert by_heads.base_head_dim == 16 and by_heads.attention_scale == pytest.approx(
+        1 / 4
+    )  # heads unchanged
 
 
-@pytest.mark.parametrize("fields, named", [
-    (dict(parametrization="ntk"), "parametrization='ntk'"),
-    (dict(parametrization="mup", base_d_model=128), "base_d_model=128: must be in 1..d_model=64"),
-    (dict(parametrization="mup"), "base_d_model=0"),
-    (dict(parametrization="mup", base_d_model=32, base_head_dim=32), "base_head_dim=32"),
-    (dict(base_d_model=32), "base_d_model=32: must be 0 under parametrization 'standard'"),
-])
+@pytest.mark.parametrize(
+    "fields, named",
+    [
+        (dict(parametrization="ntk"), "parametrization='ntk'"),
+        (dict(parametrization="mup", base_d_model=128), "base_d_model=128: must be in 1..d_model=64"),
+        (dict(parametrization="mup"), "base_d_model=0"),
+        (dict(parametrization="mup", base_d_model=32, base_head_dim=32), "base_head_dim=32"),
+        (dict(base_d_model=32), "base_d_model=32: must be 0 under parametrization 'standard'"),
+    ],
+)
 def test_bad_parametrization_names_the_field(fields, named):
     with pytest.raises(ValueError, match=re.escape(named)):
         ModelShape(n_layer=2, d_model=64, n_head=4, **fields)

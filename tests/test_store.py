@@ -12,16 +12,16 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from analysis.schema import COLUMNS, check_table
-from models.data import DataSpec
-from models.shape import ModelShape
-from models.train_config import Measurement, TrainConfig
-from orchestrator.lock import StudyLock, StudyLockedError
-from orchestrator.progress import Tally, progress_line, status_text
-from orchestrator.resources import driver_resources, max_concurrent
-from orchestrator.store import Store, measurement_row
-from orchestrator.trial import Resources, TrialSpec
-from orchestrator.tune_config import apply_overrides
+from scaling_orchestrator.analysis.data.schema import COLUMNS, check_table
+from scaling_orchestrator.models.data.tokens import DataSpec
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.config import Measurement, TrainConfig
+from scaling_orchestrator.orchestrator.execution.resources import driver_resources, max_concurrent
+from scaling_orchestrator.orchestrator.execution.tune_config import apply_overrides
+from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
+from scaling_orchestrator.orchestrator.store.lock import StudyLock, StudyLockedError
+from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
+from scaling_orchestrator.orchestrator.store.status import Tally, progress_line, status_text
 
 
 def spec(seed: int = 0, **resources) -> TrialSpec:
@@ -189,7 +189,7 @@ def test_version_1_files_stay_readable_with_the_new_columns_filled(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from analysis.schema import ADDED_IN, SCHEMA_VERSION
+    from scaling_orchestrator.analysis.data.schema import ADDED_IN, SCHEMA_VERSION
 
     store = Store(str(tmp_path))
     old_spec = spec(seed=0)
@@ -210,8 +210,8 @@ def test_version_1_files_stay_readable_with_the_new_columns_filled(tmp_path):
 
 
 def test_a_failed_trial_is_one_line_with_its_reason_and_log(tmp_path):
-    from orchestrator.progress import failure_of
-    from orchestrator.run import RunSummary
+    from scaling_orchestrator.orchestrator.execution.run import RunSummary
+    from scaling_orchestrator.orchestrator.store.status import failure_of
 
     store, s = Store(str(tmp_path)), spec()
     store.write_plan([s])
@@ -230,7 +230,7 @@ def test_a_failed_trial_is_one_line_with_its_reason_and_log(tmp_path):
 def test_live_progress_counts_a_trial_that_reported_failed_as_failed():
     from types import SimpleNamespace
 
-    from orchestrator.progress import make_live_progress
+    from scaling_orchestrator.orchestrator.store.status import make_live_progress
 
     a, b = spec(0), spec(1)
     lines = []

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from models.checkpoint import CHECKPOINT_FILE
-from models.shape import ModelShape
-from models.train import TrainConfig, batch_at, eval_windows, lr_at, train
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.checkpoint import CHECKPOINT_FILE
+from scaling_orchestrator.models.training.loop import TrainConfig, batch_at, eval_windows, lr_at, train
 
 TINY = ModelShape(n_layer=2, d_model=64, n_head=2, vocab_size=256, seq_len=64)
 
@@ -57,12 +57,18 @@ def test_resume_is_bitwise_identical(pydoc_bytes, tmp_path):
           checkpoint_dir=str(tmp_path))
     assert [m.step for m in resumed] == [16, 20, 24]
     for before, after in zip(uninterrupted[3:], resumed):
-        assert (after.train_loss, after.val_loss, after.lr_now) == (before.train_loss, before.val_loss, before.lr_now)
+        assert (after.train_loss, after.val_loss, after.lr_now) == (
+            before.train_loss,
+            before.val_loss,
+            before.lr_now,
+        )
     assert resumed[-1].wall_seconds > resumed[0].wall_seconds
     # Resuming from the final checkpoint trains nothing and reports the final measurement again.
     again = []
-    assert train(TINY, config, pydoc_bytes, on_eval=lambda m, ckpt: again.append(m),
-                 resume_from=str(tmp_path)) == resumed[-1]
+    assert (
+        train(TINY, config, pydoc_bytes, on_eval=lambda m, ckpt: again.append(m), resume_from=str(tmp_path))
+        == resumed[-1]
+    )
     assert again == [resumed[-1]]
 
 
@@ -83,7 +89,9 @@ def test_gradient_accumulation_matches_one_big_batch(pydoc_bytes):
 
 def test_huge_learning_rate_diverges(pydoc_bytes):
     reports = []
-    final = train(TINY, _config(lr=1e4, warmup_fraction=0.0), pydoc_bytes, on_eval=lambda m, c: reports.append((m, c)))
+    final = train(
+        TINY, _config(lr=1e4, warmup_fraction=0.0), pydoc_bytes, on_eval=lambda m, c: reports.append((m, c))
+    )
     assert final.status == "diverged" and final.final
     assert math.isnan(final.val_loss) and not math.isfinite(final.train_loss)
     assert final.step < 24 and final.tokens == final.step * 1024
@@ -93,7 +101,7 @@ def test_huge_learning_rate_diverges(pydoc_bytes):
 def test_nan_held_out_loss_is_reported_once_as_diverged(pydoc_bytes, tmp_path, monkeypatch):
     # Steps stay finite but the 2nd evaluation (step 8) gives a NaN val loss: that step is
     # reported once, as the final "diverged" row, never first as an "ok" row with a NaN loss.
-    import models.train as loop
+    import scaling_orchestrator.models.training.loop as loop
 
     evaluate, calls = loop._evaluate, []
 
@@ -103,8 +111,13 @@ def test_nan_held_out_loss_is_reported_once_as_diverged(pydoc_bytes, tmp_path, m
 
     monkeypatch.setattr(loop, "_evaluate", nan_on_second)
     reports = []
-    final = train(TINY, _config(), pydoc_bytes, on_eval=lambda m, c: reports.append((m, c)),
-                  checkpoint_dir=str(tmp_path / "ckpt"))
+    final = train(
+        TINY,
+        _config(),
+        pydoc_bytes,
+        on_eval=lambda m, c: reports.append((m, c)),
+        checkpoint_dir=str(tmp_path / "ckpt"),
+    )
     assert [(m.step, m.status, m.final) for m, _ in reports] == [(4, "ok", False), (8, "diverged", True)]
     assert math.isfinite(reports[0][0].val_loss) and reports[0][1] is not None
     assert reports[-1] == (final, None) and math.isnan(final.val_loss) and math.isfinite(final.train_loss)
@@ -125,7 +138,7 @@ def test_wall_and_throughput_accounting_on_a_fake_clock(pydoc_bytes, monkeypatch
     # (tokens_per_second = 4 x 1,024 / 8 = 512) and 11 s of wall, which accumulates.
     import types
 
-    import models.train as loop
+    import scaling_orchestrator.models.training.loop as loop
 
     now = [0.0]
     monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
@@ -134,6 +147,7 @@ def test_wall_and_throughput_accounting_on_a_fake_clock(pydoc_bytes, monkeypatch
         def timed(*args):
             now[0] += seconds
             return fn(*args)
+
         return timed
 
     monkeypatch.setattr(loop, "_optimizer_step", taking(2.0, loop._optimizer_step))
@@ -141,7 +155,8 @@ def test_wall_and_throughput_accounting_on_a_fake_clock(pydoc_bytes, monkeypatch
     reports = []
     train(TINY, _config(), pydoc_bytes, on_eval=lambda m, c: reports.append(m))
     assert [(m.step, m.wall_seconds, m.tokens_per_second) for m in reports] == [
-        (4 * k, 11.0 * k, 512.0) for k in range(1, 7)]
+        (4 * k, 11.0 * k, 512.0) for k in range(1, 7)
+    ]
     # A NaN loss on the 3rd step (see below): wall counts the failed step too (3 x 2 s),
     # throughput only the two finished ones (2,048 tokens / 4 s, not / 6 s = 341).
     diverged = train(TINY, _config(lr=1e4, warmup_fraction=0.0), pydoc_bytes)
@@ -169,13 +184,16 @@ def test_batches_are_a_function_of_seed_and_step(pydoc_bytes):
     assert torch.equal(windows[1, :], torch.from_numpy(pydoc_bytes.val[64:129].astype("int64")))
 
 
-@pytest.mark.parametrize("fields, named", [
-    (dict(total_tokens=1000, batch_tokens=300), "TrainConfig.total_tokens=1000"),
-    (dict(micro_batch_tokens=300), "TrainConfig.micro_batch_tokens=300"),
-    (dict(schedule="linear"), "TrainConfig.schedule='linear'"),
-    (dict(lr=-1.0), "TrainConfig.lr=-1.0"),
-    (dict(device="tpu"), "TrainConfig.device='tpu'"),
-])
+@pytest.mark.parametrize(
+    "fields, named",
+    [
+        (dict(total_tokens=1000, batch_tokens=300), "TrainConfig.total_tokens=1000"),
+        (dict(micro_batch_tokens=300), "TrainConfig.micro_batch_tokens=300"),
+        (dict(schedule="linear"), "TrainConfig.schedule='linear'"),
+        (dict(lr=-1.0), "TrainConfig.lr=-1.0"),
+        (dict(device="tpu"), "TrainConfig.device='tpu'"),
+    ],
+)
 def test_bad_configs_name_the_field(fields, named):
     with pytest.raises(ValueError, match=named.replace(".", r"\.")):
         _config(**fields)

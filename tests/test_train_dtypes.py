@@ -5,20 +5,29 @@ import math
 import pytest
 import torch
 
-from models.checkpoint import CHECKPOINT_FILE
-from models.shape import ModelShape
-from models.train import TrainConfig, train
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.checkpoint import CHECKPOINT_FILE
+from scaling_orchestrator.models.training.loop import TrainConfig, train
 
 TINY = ModelShape(n_layer=2, d_model=64, n_head=2, vocab_size=256, seq_len=64)
 SMALLEST = ModelShape(n_layer=1, d_model=32, n_head=2, vocab_size=256, seq_len=32)
 
 
-def _losses(shape: ModelShape, data, checkpoint_dir: str | None = None, **fields) -> list[tuple[float, float]]:
+def _losses(
+    shape: ModelShape, data, checkpoint_dir: str | None = None, **fields
+) -> list[tuple[float, float]]:
     """(train, val) loss at each of 4 evaluations over 8 steps of 16 sequences, 2 micro-batches each."""
     batch = 16 * shape.seq_len
-    config = TrainConfig(total_tokens=8 * batch, batch_tokens=batch, micro_batch_tokens=batch // 2,
-                         eval_every_tokens=2 * batch, eval_tokens=4 * shape.seq_len, threads=1, device="cpu",
-                         **fields)
+    config = TrainConfig(
+        total_tokens=8 * batch,
+        batch_tokens=batch,
+        micro_batch_tokens=batch // 2,
+        eval_every_tokens=2 * batch,
+        eval_tokens=4 * shape.seq_len,
+        threads=1,
+        device="cpu",
+        **fields,
+    )
     seen = []
     train(shape, config, data, on_eval=lambda m, ckpt: seen.append(m), checkpoint_dir=checkpoint_dir)
     return [(m.train_loss, m.val_loss) for m in seen]

@@ -1,7 +1,0 @@
-"""Parametric law forms L(N, D[, U]), one module per form.
-
-Each module defines one subclass of `analysis.forms.base.Form`; defining it registers it, and
-`analysis.law_forms` imports every module of this package, so a new form is one new class in
-one new file here and nothing else changes. `engine` (the robust objective and the batched
-multi-start fit) and `optimum` (compute-optimal allocation by search) serve every form.
-"""

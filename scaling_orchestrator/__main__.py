@@ -1,0 +1,3 @@
+from scaling_orchestrator.cli.study import main
+
+raise SystemExit(main())

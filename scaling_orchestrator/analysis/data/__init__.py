@@ -1,0 +1,1 @@
+"""Tables in: the row schema (versioned), any Parquet/Arrow/CSV/DataFrame -> fit-ready Points."""

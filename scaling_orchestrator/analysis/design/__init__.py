@@ -1,0 +1,2 @@
+"""Choosing the next runs: an ensemble of fits and the interval shrink per FLOP each candidate
+buys (adaptive studies and `scaling select` over a pool)."""

@@ -1,0 +1,145 @@
+"""Compute-optimal recommendations (N*, D*, L*) per target budget and method.
+
+- parametric: argmin over N of L(N, C / fpt(N)) with fpt read off the table (6N under 6ND,
+  the exact per-token count otherwise); ci95 from the run bootstrap's rows at that C.
+- isoflop / envelope: N* = k C^a, D* = k' C^b; loss = E + A C^-alpha fitted to that method's
+  own minima (parabola vertices / envelope); ci95 for N*, D* from the within-budget run
+  bootstrap (isoflop only), loss interval not estimated (null).
+A method that cannot run gives one row per target saying why, so a reader can tell "not
+possible on this data" from "not attempted". Default targets: 3x, 10x and 100x the largest
+budget studied.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scaling_orchestrator.analysis.errors import NotFittable
+from scaling_orchestrator.analysis.methods.single_variable import Frontier, fit_frontier
+
+METHODS = ("parametric", "isoflop", "envelope")
+# Default targets, as multiples of the largest budget studied: 4.2e12 -> 1.26e13, 4.2e13, 4.2e14.
+TARGET_MULTIPLES = (3, 10, 100)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """(N*, D*, L*) at `flops` by one method; reason says why not when it cannot say."""
+
+    flops: float
+    method: str
+    params: float | None = None
+    tokens: float | None = None
+    loss: float | None = None
+    ci95: dict = field(default_factory=dict)   # "params" / "tokens" / "loss" -> [lo, hi] | None
+    reason: str = ""
+
+    @property
+    def fittable(self) -> bool:
+        return not self.reason
+
+    def to_dict(self) -> dict:
+        if self.reason:
+            return {"flops": self.flops, "method": self.method, "fittable": False,
+                    "reason": self.reason}
+        return {"flops": self.flops, "method": self.method, "params": self.params,
+                "tokens": self.tokens, "loss": self.loss,
+                "ci95": {k: self.ci95.get(k) for k in ("params", "tokens", "loss")}}
+
+
+def check_targets(target_flops) -> tuple[float, ...]:
+    targets = tuple(float(c) for c in target_flops)
+    bad = [c for c in targets if not (math.isfinite(c) and c > 0)]
+    if bad:
+        raise ValueError(f"target_flops: {bad[0]!r} is not a finite positive FLOP count")
+    return targets
+
+
+def default_targets(budgets) -> tuple[float, ...]:
+    """TARGET_MULTIPLES of the largest budget: the next study (3x), one decade (10x) and two
+    (100x). `scaling fit`, `scaling report` and `scaling demo` all default to these."""
+    return tuple(float(m * max(budgets)) for m in TARGET_MULTIPLES)
+
+
+def band_grid(budgets, targets, n: int = 12) -> list[float]:
+    """Log-spaced FLOP values from the smallest budget to the largest target, for plots."""
+    lo, hi = math.log10(min(budgets)), math.log10(max(max(targets), max(budgets)))
+    return [float(10 ** x) for x in np.linspace(lo, hi, n)]
+
+
+def parametric_rows(par, targets, fpt, *, band: bool = False) -> list[Recommendation]:
+    """Targets take the bootstrap's intervals (in the table's FLOP convention); the plot band
+    (band=True) reads Chinchilla Eq. 4 under 6ND on every bootstrap row, vectorised."""
+    if not par.fittable:
+        return []
+    reason = par.form.no_optimum(par.law)
+    if reason:
+        return [Recommendation(C, "parametric", reason=reason) for C in targets]
+    kept = None if par.samples is None else par.form.finite_samples(par.samples)
+    rows = []
+    for C in targets:
+        n, d, loss = (float(np.asarray(v).ravel()[0]) for v in par.law.compute_optimal(C, fpt))
+        ci = {}
+        if par.samples is not None:
+            ci = par.form.band(par.samples, C) if band else par.form.optimal_interval(kept, C, fpt)
+        rows.append(Recommendation(C, "parametric", n, d, loss,
+                                   {"params": ci.get("params_ci"), "tokens": ci.get("tokens_ci"),
+                                    "loss": ci.get("loss_ci")}))
+    return rows
+
+
+def loss_frontier(method: str, fit) -> Frontier | None:
+    """L*(C) = E + A C^-alpha through the method's own minima; None when it cannot be fitted."""
+    return frontier_or_reason(method, fit)[0]
+
+
+def frontier_or_reason(method: str, fit) -> tuple[Frontier | None, str]:
+    """(the loss frontier, "") or (None, why not): isoflop through its budgets' vertices,
+    envelope through its interior envelope points."""
+    if not fit.fittable:
+        return None, fit.reason
+    if method == "isoflop":
+        minima = [(o.flops, o.loss_opt) for o in fit.budgets if o.fittable]
+    else:
+        minima = list(zip(fit.grid_flops[fit.used], fit.loss[fit.used]))
+    try:
+        return fit_frontier(*map(np.array, zip(*minima))), ""
+    except (NotFittable, ValueError) as exc:
+        return None, f"its loss frontier: {exc}"
+
+
+def law_rows(method: str, fit, frontier: Frontier | None, targets) -> list[Recommendation]:
+    """N*, D* from the method's power laws, L* from its loss frontier."""
+    if not fit.fittable:
+        return []
+    samples = getattr(fit, "samples", None)
+    rows = []
+    for C in targets:
+        ci = {"params": None, "tokens": None, "loss": None}
+        if samples is not None and len(samples) >= 10:
+            ci["params"] = list(np.percentile(samples[:, 2] * C ** samples[:, 0], [2.5, 97.5]))
+            ci["tokens"] = list(np.percentile(samples[:, 3] * C ** samples[:, 1], [2.5, 97.5]))
+        rows.append(Recommendation(C, method, float(fit.params_opt(C)), float(fit.tokens_opt(C)),
+                                   None if frontier is None else float(frontier.predict(C)), ci))
+    return rows
+
+
+def recommend(sections: dict, frontiers: dict, targets, fpt) -> tuple[Recommendation, ...]:
+    """Every method's rows at the targets: sections and frontiers map method -> fit."""
+    rows = parametric_rows(sections["parametric"], targets, fpt)
+    for method in ("isoflop", "envelope"):
+        rows += law_rows(method, sections[method], frontiers.get(method), targets)
+    for method in METHODS:   # a method that cannot run says why, once per target
+        if not sections[method].fittable:
+            rows += [Recommendation(C, method, reason=sections[method].reason) for C in targets]
+    return tuple(rows)
+
+
+def frontier_grid(sections: dict, frontiers: dict, grid, fpt) -> dict:
+    """method -> rows on the plot grid (the parametric band from every bootstrap row)."""
+    return {"parametric": tuple(parametric_rows(sections["parametric"], grid, fpt, band=True)),
+            **{m: tuple(law_rows(m, sections[m], frontiers.get(m), grid))
+               for m in ("isoflop", "envelope")}}

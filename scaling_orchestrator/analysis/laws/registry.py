@@ -1,0 +1,139 @@
+"""The parametric law forms a fit can use, behind one seam.
+
+A form (analysis/forms/, one class per file) says how to fit L(N, D[, U]) to points and how to
+bootstrap it; the fitted law answers params() (its constants as a dict), predict(N, D[, U])
+(loss, nats/token) and compute_optimal(C, flops_per_token) -> (N*, D*, L*). Everything
+downstream (back-test, recommendations, report) talks to the law through those three and to
+the form through the `LawForm` interface (scaling_orchestrator.analysis.laws.forms.base.Form): name, formula,
+citation,
+constants, required_columns, fit, bootstrap, exponents, no_optimum, exponent_ci,
+optimal_interval, band, finite_samples.
+
+Adding a form is ONE new class in ONE new file under analysis/forms/: this module imports
+every module there, and defining a Form subclass registers it in FORMS. Today:
+  chinchilla        E + A/N^alpha + B/D^beta               Hoffmann et al. 2022 (the default)
+  data_constrained  Chinchilla in effective N', D'         Muennighoff et al. 2023 (needs U)
+  farseer           exp(s N^q + S) + exp(B N^b + Q) D^-beta(N)   Li et al. 2025
+  kaplan            [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D  Kaplan et al. 2020
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+import scaling_orchestrator.analysis.laws.forms
+from scaling_orchestrator.analysis.errors import NotFittable, Unfit
+from scaling_orchestrator.analysis.laws.forms.base import FittedLaw, Form
+from scaling_orchestrator.analysis.laws.parametric import ParametricFit
+
+for _module in pkgutil.iter_modules(scaling_orchestrator.analysis.laws.forms.__path__):
+    importlib.import_module(f"scaling_orchestrator.analysis.laws.forms.{_module.name}")
+
+LawForm = Form
+DEFAULT_FORM = "chinchilla"
+FORMS: dict[str, Form] = {
+    name: Form.registry[name] for name in sorted(Form.registry, key=lambda n: (n != DEFAULT_FORM, n))
+}
+
+
+class Law(Protocol):
+    """What a fitted parametric law answers."""
+
+    def params(self) -> dict: ...
+
+    def predict(self, N, D, U=None) -> np.ndarray: ...
+
+    def compute_optimal(self, C, flops_per_token: Callable | None = None): ...
+
+
+def law_form(name: str) -> Form:
+    if name not in FORMS:
+        raise ValueError(f"law={name!r}: allowed forms: {', '.join(map(repr, FORMS))}")
+    return FORMS[name]
+
+
+def law_from_dict(fitted: dict) -> Law:
+    """The law a `scaling fit --json` "parametric" section describes (ParametricResult.to_dict:
+    "law" names the form, chinchilla when absent; the form's constants by name), ready to
+    predict and compute_optimal. JSON writes inf as null: a null constant that the form allows
+    to be infinite (R_D*, R_N*) reads back as inf."""
+    form = law_form(fitted.get("law") or DEFAULT_FORM)
+    missing = [k for k in form.constants if k not in fitted]
+    if missing:
+        raise ValueError(f"parametric: {', '.join(missing)} missing for the {form.name} law")
+    values = {
+        k: (
+            np.inf
+            if fitted[k] is None and k in form.may_be_infinite
+            else float("nan")
+            if fitted[k] is None
+            else float(fitted[k])
+        )
+        for k in form.constants
+    }
+    meta = dict(
+        objective=float(fitted.get("objective") or 0.0),
+        n_points=int(fitted.get("n_points") or 0),
+        converged=bool(fitted.get("converged", True)),
+    )
+    if form.name == DEFAULT_FORM:
+        return ParametricFit(**values, **meta)
+    return FittedLaw(form, values, **meta)
+
+
+@dataclass(frozen=True)
+class ParametricResult:
+    """The fitted law, its 95% intervals (bootstrap over runs) and the bootstrap rows."""
+
+    law: Law
+    form: Form
+    ci95: dict = field(default_factory=dict)  # constant or exponent -> [lo, hi]
+    samples: np.ndarray | None = None  # bootstrap rows, the form's constants
+    fittable: ClassVar[bool] = True
+
+    @property
+    def a(self) -> float | None:
+        return self.form.exponents(self.law)[0]
+
+    @property
+    def b(self) -> float | None:
+        return self.form.exponents(self.law)[1]
+
+    def to_dict(self) -> dict:
+        """The law's constants, a, b, ci95 and "samples": every finite bootstrap row (the
+        form's constants in order), what `scaling predict` takes its intervals from."""
+        samples = [] if self.samples is None else self.form.finite_samples(self.samples).tolist()
+        return {
+            "fittable": True,
+            "law": self.form.name,
+            **self.law.params(),
+            "a": self.a,
+            "b": self.b,
+            "ci95": {k: list(v) for k, v in self.ci95.items()},
+            "samples": samples,
+        }
+
+
+def fit_law(
+    form: Form, N, D, L, runs, *, n_bootstrap: int, seed: int, flops_per_token, U=None
+) -> ParametricResult | Unfit:
+    """Fit the form to final points and, when n_bootstrap > 0, bootstrap it over runs.
+    U: unique tokens per point, for forms whose required_columns name "unique_tokens"."""
+    try:
+        law = form.fit(N, D, L, U)
+    except (NotFittable, ValueError) as exc:
+        return Unfit.from_error(exc)
+    if n_bootstrap <= 0:
+        return ParametricResult(law, form)
+    boot = form.bootstrap(
+        N, D, L, runs, U, n_resamples=n_bootstrap, seed=seed, fit=law, flops_per_token=flops_per_token
+    )
+    ci95 = {k: list(v) for k, v in boot["ci95"].items()}
+    ci95.update(form.exponent_ci(boot.get("samples")))
+    return ParametricResult(law, form, ci95, boot["samples"])

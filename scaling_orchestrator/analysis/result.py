@@ -1,0 +1,222 @@
+"""FitResult: every method's fit on one table, typed, with the questions a user asks of it.
+
+`scaling_orchestrator.analysis.fit(source)` returns one. Its pieces are the methods' own result objects (an
+Unfit in
+the slot of a method that could not run); `to_dict()` is the `scaling fit --json` structure
+(DESIGN.md), `predict(N, D)` the parametric law, `compute_optimal(C)` the recommendations at
+any budget, `write_report(out_dir)` report.md / report.html / PNGs / fit.json.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from scaling_orchestrator.analysis.data.points import Points
+from scaling_orchestrator.analysis.errors import Unfit
+from scaling_orchestrator.analysis.judge.backtest import Backtest
+from scaling_orchestrator.analysis.judge.headline import Headline
+from scaling_orchestrator.analysis.judge.recommend import METHODS, Recommendation, check_targets, recommend
+from scaling_orchestrator.analysis.laws.choice import LawChoice
+from scaling_orchestrator.analysis.laws.registry import ParametricResult
+from scaling_orchestrator.analysis.methods.envelope import EnvelopeFit
+from scaling_orchestrator.analysis.methods.hparam_laws import HparamFit, HparamLaw
+from scaling_orchestrator.analysis.methods.isoflop import IsoflopFit
+from scaling_orchestrator.analysis.methods.single_variable import KaplanFit
+from scaling_orchestrator.analysis.predict import predict_loss
+
+EXPONENT_NAMES = ("a", "b")
+
+
+def to_plain(x):
+    """numpy -> Python, non-finite floats -> None (strict JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {str(k): to_plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [to_plain(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    return x
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """What was fitted: counts, budgets, and what was left out and why."""
+
+    source: str
+    n_rows: int
+    n_final_points: int
+    n_runs: int
+    budgets: tuple[float, ...]
+    excluded: dict  # reason -> rows dropped
+    excluded_trials: dict  # status ("diverged", "failed") -> trial ids
+    training_curves: bool
+    n_hparam_trials: int = 0
+    derived: tuple[str, ...] = ()  # columns computed, e.g. "params = flops / (6 tokens)"
+    backends: tuple[str, ...] = ()  # the rows' backend values: ("simulate",) = drawn from a law
+
+    @property
+    def n_budgets(self) -> int:
+        return len(self.budgets)
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "n_rows": self.n_rows,
+            "n_final_points": self.n_final_points,
+            "n_runs": self.n_runs,
+            "n_budgets": self.n_budgets,
+            "budgets": list(self.budgets),
+            "excluded": dict(self.excluded),
+            "excluded_trials": dict(self.excluded_trials),
+            "training_curves": self.training_curves,
+            "n_hparam_trials": self.n_hparam_trials,
+            "derived": list(self.derived),
+            "backends": list(self.backends),
+        }
+
+
+@dataclass(frozen=True)
+class ExponentComparison:
+    """One exponent (a of N* ~ C^a, or b of D* ~ C^b) across the methods that ran."""
+
+    methods: dict  # method -> (value, [lo, hi] or None)
+    intervals_overlap: bool | None  # None: fewer than two intervals to compare
+
+    @property
+    def flag(self) -> bool:
+        return self.intervals_overlap is False
+
+    def to_dict(self) -> dict:
+        return {
+            "methods": {m: {"value": v, "ci95": ci} for m, (v, ci) in self.methods.items()},
+            "intervals_overlap": self.intervals_overlap,
+            "flag": self.flag,
+        }
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    a: ExponentComparison
+    b: ExponentComparison
+
+    @property
+    def flag(self) -> bool:
+        return self.a.flag or self.b.flag
+
+    def to_dict(self) -> dict:
+        return {"a": self.a.to_dict(), "b": self.b.to_dict(), "flag": self.flag}
+
+
+def compare_exponents(sections: dict) -> Disagreement:
+    """a and b side by side per method; flag when the available 95% intervals share no point.
+    sections: method -> a fit with fittable, a, b and ci95 (or an Unfit)."""
+    compared = []
+    for name in EXPONENT_NAMES:
+        rows = {m: (getattr(s, name), s.ci95.get(name)) for m, s in sections.items() if s.fittable}
+        intervals = [ci for _, ci in rows.values() if ci is not None]
+        overlap = (
+            max(lo for lo, _ in intervals) <= min(hi for _, hi in intervals) if len(intervals) >= 2 else None
+        )
+        compared.append(ExponentComparison(rows, overlap))
+    return Disagreement(*compared)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Every method on one table. A method that could not run holds an Unfit (its reason)."""
+
+    data: DataSummary
+    parametric: ParametricResult | Unfit
+    isoflop: IsoflopFit | Unfit
+    envelope: EnvelopeFit | Unfit
+    kaplan: KaplanFit
+    backtest: Backtest | Unfit
+    hparams: HparamFit
+    recommendations: tuple[Recommendation, ...]  # per target_flops and method
+    frontier_grid: dict  # method -> Recommendations on a plot grid
+    disagreement: Disagreement
+    target_flops: tuple[float, ...]
+    points: Points | None = None  # the final points and curves fitted
+    flops_per_token: Callable | None = None  # read off the table; None: 6N
+    loss_frontiers: dict = field(default_factory=dict)  # isoflop/envelope -> L*(C) or None
+    n_bootstrap: int = 0  # resamples asked for (the intervals' basis)
+    headline: tuple[Headline, ...] = ()  # one recommendation per target (headline.py)
+    warnings: tuple[str, ...] = ()  # sentences a reader needs (fit_warnings.py)
+    law: LawChoice | None = None  # the parametric form and how it was chosen
+
+    @property
+    def lr_law(self) -> HparamLaw:
+        return self.hparams.lr
+
+    @property
+    def batch_law(self) -> HparamLaw:
+        return self.hparams.batch
+
+    @property
+    def sections(self) -> dict:
+        """method -> its fit (or Unfit), in METHODS order."""
+        return {m: getattr(self, m) for m in METHODS}
+
+    def predict(self, N, D, U=None, *, interval: bool = False):
+        """Loss (nats/token) of the parametric law at N parameters and D tokens (U unique
+        tokens, for a law that needs them); interval=True: (loss, lo, hi), the bootstrap's
+        95% (lo, hi None without one). `scaling predict` computes the same from fit.json."""
+        par = self.parametric
+        if not par.fittable:
+            raise ValueError(f"parametric: not fittable ({par.reason}); predict needs the parametric law")
+        samples = None if par.samples is None else par.form.finite_samples(par.samples)
+        return predict_loss(par.law, par.form, samples, N, D, U, interval=interval)
+
+    def compute_optimal(self, C, method: str | None = None):
+        """Recommendations at C FLOPs (a number or a sequence), every method's rows as in
+        to_dict()["compute_optimal"]; with method, that method's (one Recommendation when C
+        is a single number)."""
+        if method is not None and method not in METHODS:
+            raise ValueError(f"method={method!r}: allowed {', '.join(METHODS)}")
+        targets = check_targets(np.atleast_1d(np.asarray(C, dtype=float)))
+        rows = recommend(self.sections, self.loss_frontiers, targets, self.flops_per_token)
+        if method is None:
+            return rows
+        picked = tuple(r for r in rows if r.method == method)
+        return picked[0] if np.ndim(C) == 0 else picked
+
+    def to_dict(self) -> dict:
+        """The `scaling fit --json` structure: strict-JSON plain values (NaN -> null)."""
+        out = {
+            "data": self.data.to_dict(),
+            **{m: s.to_dict() for m, s in self.sections.items()},
+            "kaplan": self.kaplan.to_dict(),
+            "backtest": self.backtest.to_dict(),
+            "compute_optimal": [r.to_dict() for r in self.recommendations],
+            "frontier_grid": {m: [r.to_dict() for r in rows] for m, rows in self.frontier_grid.items()},
+            "disagreement": self.disagreement.to_dict(),
+            **self.hparams.to_dict(),
+            "headline": [h.to_dict() for h in self.headline],
+            "warnings": list(self.warnings),
+        }
+        if self.law is not None:
+            out["law"] = self.law.to_dict()
+        return to_plain(out)
+
+    def summary(self) -> str:
+        """The text `scaling fit` prints."""
+        from scaling_orchestrator.analysis.report.summary import format_summary
+
+        return format_summary(self)
+
+    def write_report(self, out_dir) -> dict[str, Path]:
+        """report.md, report.html, the PNGs and fit.json into out_dir; name -> path."""
+        from scaling_orchestrator.analysis.report.write import (
+            write_report,  # matplotlib: only when a report is wanted
+        )
+
+        return write_report(self, out_dir)

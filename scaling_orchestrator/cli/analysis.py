@@ -1,0 +1,429 @@
+"""`scaling fit`, `scaling report` and `scaling predict`: argparse over `scaling_orchestrator.analysis.fit`
+and
+`scaling_orchestrator.analysis.predict`, mounted by the main CLI.
+
+Bad input (a missing file or column, an unreadable table, a bad flag value) prints one line
+on stderr naming the problem and returns 2; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+from scaling_orchestrator.analysis.data.load import MixedSweepsWarning, SkippedFileWarning, load_table
+from scaling_orchestrator.analysis.errors import NotFittable
+from scaling_orchestrator.analysis.judge.forecast import DEFAULT_PARAMS_THRESHOLD
+from scaling_orchestrator.analysis.laws.registry import FORMS
+from scaling_orchestrator.analysis.pipeline import fit
+from scaling_orchestrator.analysis.report.shape_study import is_shape_study, shape_studies, write_shape_report
+
+EXIT_BAD_INPUT = 2
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a fraction > 0 (0.25 = 25%)")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite FLOP count > 0")
+    return value
+
+
+def _add_source_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="results dir, or a Parquet / Arrow / CSV file of runs")
+    p.add_argument("--params", default="params", help="parameter-count column (default: params)")
+    p.add_argument("--tokens", default="tokens", help="training-tokens column (default: tokens)")
+    p.add_argument("--flops", default="flops", help="training-FLOPs column (default: flops)")
+    p.add_argument("--loss", default="val_loss", help="loss column, nats/token (default: val_loss)")
+    p.add_argument("--run", default="trial_id", help="run id column (default: trial_id)")
+    p.add_argument(
+        "--budget", default="budget_flops", help="IsoFLOP budget column; snapped from FLOPs when absent"
+    )
+    p.add_argument("--param-convention", choices=("total", "non_embedding"), default="total")
+    p.add_argument("--flops-convention", choices=("exact", "6n"), default="exact")
+    p.add_argument(
+        "--target-flops",
+        type=_positive_float,
+        nargs="+",
+        default=[],
+        metavar="C",
+        help="budgets to recommend (N*, D*, L*) for; default: 3x, 10x and 100x the largest budget",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples of runs for the intervals (0: none)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--law",
+        default="chinchilla",
+        metavar="NAME|auto",
+        help=f"parametric law form, one of {', '.join(FORMS)}, or auto: the form "
+        "that best predicts the largest-compute runs from the others "
+        "(default: chinchilla, E + A/N^alpha + B/D^beta)",
+    )
+    p.add_argument(
+        "--unique-tokens",
+        metavar="COL",
+        help="unique-tokens column U (tokens / epochs), for data_constrained",
+    )
+    p.add_argument(
+        "--sweep",
+        metavar="NAME",
+        help="use only the rows of this sweep (needed when the source holds several)",
+    )
+    p.add_argument(
+        "--params-threshold",
+        type=_fraction,
+        default=DEFAULT_PARAMS_THRESHOLD,
+        metavar="F",
+        help=f"back-test: largest relative N* miss that passes (default {DEFAULT_PARAMS_THRESHOLD})",
+    )
+    p.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="skip unreadable Parquet files in a results dir (warns naming each)",
+    )
+
+
+def add_fit_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("fit", help="fit scaling laws and recommend (N*, D*) per budget")
+    _add_source_flags(p)
+    p.add_argument("--json", metavar="OUT", help="write the full result as JSON here")
+    p.set_defaults(func=run_fit)
+    return p
+
+
+def add_report_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("report", help="report.md, report.html and PNG plots")
+    _add_source_flags(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
+    p.set_defaults(func=run_report)
+    return p
+
+
+def fit_args(args, table=None):
+    """scaling_orchestrator.analysis.fit on the parsed flags; table: the source as _read_source read it (None:
+    fit
+    reads it). A skipped corrupt file is one warning line on stderr; any other warning
+    (numpy's, scipy's) is shown as Python shows it."""
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap {args.bootstrap}: allowed 0 or more resamples")
+    with _warnings_reported(args):
+        return fit(
+            args.source,
+            params=args.params,
+            tokens=args.tokens,
+            flops=args.flops,
+            loss=args.loss,
+            run=args.run,
+            budget=args.budget,
+            param_convention=args.param_convention,
+            flops_convention=args.flops_convention,
+            sweep=args.sweep,
+            n_bootstrap=args.bootstrap,
+            target_flops=args.target_flops,
+            law=args.law,
+            seed=args.seed,
+            on_corrupt=_on_corrupt(args),
+            params_threshold=args.params_threshold,
+            unique_tokens=args.unique_tokens,
+            table=table,
+        )
+
+
+def _on_corrupt(args) -> str:
+    return "skip" if args.skip_corrupt else "raise"
+
+
+@contextmanager
+def _warnings_reported(args):
+    """Warnings raised inside, shown once it returns (an error instead is the one line said):
+    a skipped corrupt file as one line on stderr, `scaling fit: warning: ...`; any other as
+    Python shows it."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", SkippedFileWarning)
+        yield
+    for w in seen:
+        if issubclass(w.category, SkippedFileWarning):
+            print(f"scaling {getattr(args, 'command', 'fit')}: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def _guard(fn, args, command: str) -> int:
+    try:
+        return fn(args)
+    except (ValueError, NotFittable, OSError, KeyError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"scaling {command}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def run_fit(args) -> int:
+    return _guard(_run_fit, args, "fit")
+
+
+def _read_source(args):
+    """(table, shape studies or None): a source file or folder read once, for the check whether
+    it is a shape study (every row kind "shape", no --sweep) and then for the fit itself (a
+    1000-trial results folder takes 1.4 s to read). (None, None) for a source that does not
+    exist: the fit says so. Rows of several sweeps are refused or cut to --sweep by the fit."""
+    if not isinstance(args.source, str) or not Path(args.source).exists():
+        return None, None
+    with _warnings_reported(args), warnings.catch_warnings():
+        warnings.simplefilter("ignore", MixedSweepsWarning)
+        table = load_table(args.source, on_corrupt=_on_corrupt(args))
+    if args.sweep or not is_shape_study(table):
+        return table, None
+    return table, shape_studies(table)
+
+
+def _run_fit(args) -> int:
+    table, studies = _read_source(args)
+    if studies is not None:  # no IsoFLOP points: the spread across shapes is the answer
+        for study in studies:
+            print(study.summary())
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps([s.to_dict() for s in studies], indent=2) + "\n")
+            print(f"wrote {args.json}")
+        return 0
+    result = fit_args(args, table)
+    print(result.summary())
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def run_report(args) -> int:
+    return _guard(_run_report, args, "report")
+
+
+def _run_report(args) -> int:
+    table, studies = _read_source(args)
+    if studies is not None:
+        paths = write_shape_report(studies, args.out)
+        for study in studies:
+            print(study.summary())
+        print(f"wrote {paths['markdown']} and {paths['html']} (1 plot)")
+        return 0
+    result = fit_args(args, table)
+    paths = result.write_report(args.out)
+    print(result.summary())
+    n_plots = len([p for p in paths.values() if p.suffix == ".png"])
+    print(f"wrote {paths['markdown']} and {paths['html']} ({n_plots} plots)")
+    return 0
+
+
+def add_predict_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("predict", help="the loss a fitted law predicts at given points")
+    p.add_argument("fit_json", metavar="FIT_JSON", help="a `scaling fit --json` file (fit.json)")
+    p.add_argument("points", metavar="POINTS", help="CSV or Parquet table of points")
+    p.add_argument("--params", default="params", help="parameter-count column (default: params)")
+    p.add_argument("--tokens", default="tokens", help="training-tokens column (default: tokens)")
+    p.add_argument(
+        "--flops",
+        default="flops",
+        help="training-FLOPs column; with tokens but no params N = C/(6D), with "
+        "params but no tokens D = C/(6N) (default: flops)",
+    )
+    p.add_argument(
+        "--unique-tokens",
+        metavar="COL",
+        help="unique-tokens column, for a data_constrained fit (default: unique_tokens)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT",
+        help="the points with predicted_loss (and _lo/_hi): .csv or .parquet",
+    )
+    p.set_defaults(func=run_predict)
+    return p
+
+
+def run_predict(args) -> int:
+    return _guard(_run_predict, args, "predict")
+
+
+def _run_predict(args) -> int:
+    from scaling_orchestrator.analysis.predict import predict_table, write_table
+
+    try:
+        fitted = json.loads(Path(args.fit_json).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{args.fit_json}: not a fit JSON ({exc})") from None
+    table = predict_table(
+        fitted,
+        args.points,
+        params=args.params,
+        tokens=args.tokens,
+        flops=args.flops,
+        unique_tokens=args.unique_tokens,
+    )
+    write_table(table, args.out)
+    bounds = " with its 95% interval" if "predicted_loss_lo" in table.column_names else ""
+    print(f"wrote {args.out}: predicted_loss{bounds} for {table.num_rows} points")
+    return 0
+
+
+def add_select_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "select",
+        help="choose runs from an existing pool adaptively and fit them",
+        description="Adaptive selection over a table of finished runs: a run's loss is read "
+        "only once it is chosen; rounds add the runs that narrow N*(C)'s 95% "
+        "interval most per FLOP until it is within x/÷ tolerance or the budget "
+        "is spent. OUT is a `scaling fit --json` of the chosen runs plus "
+        '"selection" (each row\'s round and reason).',
+    )
+    p.add_argument("pool", metavar="POOL", help="Parquet / Arrow / CSV table of runs")
+    p.add_argument("--params", required=True, metavar="COL", help="parameter-count column")
+    p.add_argument(
+        "--tokens",
+        default="tokens",
+        metavar="COL",
+        help="training-tokens column (default: tokens; with --flops and no such column, D = C / (6 N))",
+    )
+    p.add_argument("--loss", required=True, metavar="COL", help="final-loss column, nats/token")
+    p.add_argument("--flops", metavar="COL", help="training-FLOPs column, each run's cost (default: 6 N D)")
+    p.add_argument(
+        "--budget-fraction",
+        type=_fraction,
+        required=True,
+        metavar="F",
+        help="share of the pool's total FLOPs the selection may spend (0.1)",
+    )
+    p.add_argument(
+        "--target-flops",
+        type=_positive_float,
+        required=True,
+        metavar="C",
+        help="the budget whose N* the selection pins down; above every pool run",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1.25,
+        metavar="X",
+        help="stop when N*'s 95%% interval is within x/÷ X (hi/lo <= X^2); default 1.25",
+    )
+    p.add_argument(
+        "--law", default="chinchilla", choices=tuple(n for n, f in FORMS.items() if not f.required_columns)
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=4,
+        metavar="K",
+        help="runs added per round, at least (and a quarter of those chosen)",
+    )
+    p.add_argument(
+        "--cost-exponent",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="rank runs by uncertainty removed / cost^X: 1 per FLOP (default), "
+        "below 1 leans toward larger runs",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=200,
+        metavar="N",
+        help="bootstrap resamples, per round and for the final fit (default 200)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", required=True, metavar="OUT", help="write the fit and selection")
+    p.set_defaults(func=run_select)
+    return p
+
+
+def run_select(args) -> int:
+    return _guard(_run_select, args, "select")
+
+
+def _run_select(args) -> int:
+    from scaling_orchestrator.analysis.design.pool import chosen_table, read_pool, select_pool, selection_dict
+
+    for flag, value, ok, allowed in (
+        ("--budget-fraction", args.budget_fraction, args.budget_fraction <= 1, "at most 1"),
+        ("--tolerance", args.tolerance, args.tolerance > 1, "> 1"),
+        ("--batch", args.batch, args.batch >= 1, ">= 1"),
+        ("--bootstrap", args.bootstrap, args.bootstrap >= 2, ">= 2"),
+        ("--cost-exponent", args.cost_exponent, 0 <= args.cost_exponent <= 1, "in [0, 1]"),
+    ):
+        if not ok:
+            raise ValueError(f"{flag} {value:g}: must be {allowed}")
+    pool, table_rows = read_pool(
+        args.pool, params=args.params, tokens=args.tokens, loss=args.loss, flops=args.flops
+    )
+
+    def say(round_, proposal):
+        a = proposal.answer
+        print(
+            f"round {round_}: {a.n_points} runs, N* {a.params:.3g} "
+            f"[{a.params_ci[0]:.3g}, {a.params_ci[1]:.3g}], +{len(proposal.choices)} runs"
+        )
+
+    selection = select_pool(
+        pool,
+        target_flops=args.target_flops,
+        budget_flops=args.budget_fraction * pool.total_flops,
+        tolerance=args.tolerance,
+        batch=args.batch,
+        law=args.law,
+        n_bootstrap=args.bootstrap,
+        seed=args.seed,
+        cost_exponent=args.cost_exponent,
+        on_round=say,
+    )
+    result = fit(
+        chosen_table(pool, selection),
+        loss="loss",
+        run="run",
+        target_flops=[args.target_flops],
+        law=args.law,
+        n_bootstrap=args.bootstrap,
+        seed=args.seed,
+    )
+    out = result.to_dict()
+    out["selection"] = selection_dict(
+        pool,
+        selection,
+        table_rows,
+        source=str(args.pool),
+        target_flops=args.target_flops,
+        tolerance=args.tolerance,
+        budget_fraction=args.budget_fraction,
+    )
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
+    print(f"{selection.message}")
+    print(
+        f"chose {len(selection.rows)} of {len(pool)} runs, {selection.spent_flops:.3g} of "
+        f"{selection.budget_flops:.3g} FLOPs; wrote {args.json}"
+    )
+    return 0

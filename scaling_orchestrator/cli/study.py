@@ -1,0 +1,299 @@
+"""`scaling`: plan, run, status, fit, report, demo.
+
+Each subcommand imports what it needs when it runs, so `scaling plan` loads neither Ray nor the
+analysis stack. Expected failures (a bad spec, a missing file, a bad table) print one line,
+`scaling: error: ...`, on stderr and exit 2; a run with failed trials exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "plan": "print the trials of a sweep spec and their cost; nothing runs",
+    "run": "run the trials of a sweep spec not yet done: its "
+    "hparams search, then its grid (re-running resumes)",
+    "status": "what a results directory holds: done, running, failed",
+    "fit": "fit scaling laws to a results dir or any Parquet/Arrow/CSV table",
+    "report": "write report.md, report.html and plots for a results dir or table",
+    "predict": "the loss a fitted law predicts at the points of a CSV/Parquet table",
+    "select": "choose runs from a finished pool adaptively (loss read once chosen) and fit them",
+    "next": "from finished results, the trials to run next (as a spec) to pin down N* at a target",
+    "demo": "the whole loop on the shipped corpus: local Ray, CPU, minutes",
+}
+ANALYSIS_COMMANDS = ("fit", "report", "predict", "select")
+
+
+class CliError(Exception):
+    """An expected failure: the message is the whole story, no traceback."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(_command(argv))
+        args = parser.parse_args(argv)
+        return HANDLERS[args.command](args)
+    except SystemExit as e:  # argparse: --help, or a usage error it already printed
+        return e.code if isinstance(e.code, int) else 2
+    except (CliError, ValueError, OSError) as e:  # SpecError is a ValueError
+        print(f"scaling: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; fit/report/predict come from scaling_orchestrator.cli.analysis only when they are the
+    command."""
+    parser = argparse.ArgumentParser(prog="scaling", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("plan", help=COMMANDS["plan"], description=COMMANDS["plan"])
+    p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON instead of a table")
+
+    p = sub.add_parser("run", help=COMMANDS["run"], description=COMMANDS["run"])
+    p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML)")
+    p.add_argument("--results", metavar="DIR", help="results directory (default: the spec's storage)")
+    p.add_argument(
+        "--address", metavar="ADDR", help="Ray cluster address (default: start or find a local one)"
+    )
+    p.add_argument(
+        "--max-concurrent",
+        metavar="N",
+        type=_positive_int,
+        help="trials at a time (default: the spec's, else sized from the cluster)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--only",
+        choices=("hparams", "scaling"),
+        help="run only the spec's hparams search, or only its scaling grid (default: both, search first)",
+    )
+
+    p = sub.add_parser("status", help=COMMANDS["status"], description=COMMANDS["status"])
+    p.add_argument("results", metavar="DIR", help="results directory")
+    p.add_argument("--spec", metavar="SPEC", help="sweep spec, to list the trials not started too")
+
+    for name in ANALYSIS_COMMANDS:
+        if name == command:
+            getattr(_analysis_cli(), f"add_{name}_parser")(sub)
+        else:  # listed in --help; the real parser is built when it is the command
+            sub.add_parser(name, help=COMMANDS[name], add_help=False)
+
+    p = sub.add_parser("next", help=COMMANDS["next"], description=COMMANDS["next"])
+    p.add_argument("results", metavar="RESULTS", help="results directory of a study")
+    p.add_argument(
+        "--target-flops",
+        type=_positive_float,
+        required=True,
+        metavar="C",
+        help="the budget whose N* the next trials pin down; above every budget run",
+    )
+    p.add_argument(
+        "--budget-flops",
+        type=_positive_float,
+        required=True,
+        metavar="B",
+        help="FLOPs the next trials may spend",
+    )
+    p.add_argument("--out", metavar="PLAN.yaml", help="write the spec here (default: stdout)")
+    p.add_argument(
+        "--tolerance",
+        type=_factor,
+        default=1.25,
+        metavar="X",
+        help="N*'s 95%% interval within x/÷ X ends the study (default 1.25)",
+    )
+    p.add_argument("--law", default="chinchilla", help="law form (default chinchilla)")
+    p.add_argument(
+        "--bootstrap",
+        type=_positive_int,
+        default=200,
+        metavar="N",
+        help="bootstrap resamples of the fit (default 200)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("demo", help=COMMANDS["demo"], description=COMMANDS["demo"])
+    p.add_argument(
+        "--results", metavar="DIR", help="results directory (default: results/demo, or results/demo-branches)"
+    )
+    p.add_argument(
+        "--design",
+        choices=("grid", "branches"),
+        default="grid",
+        help="grid: a run from scratch per point (examples/demo.yaml); branches: constant-LR "
+        "trunks with cooldown branches (examples/branches.yaml)",
+    )
+    return parser
+
+
+def cmd_plan(args) -> int:
+    plan = _load_plan(args.spec)
+    print(plan.to_json() if args.json else plan.render())
+    return 0
+
+
+def cmd_run(args) -> int:
+    plan = _load_plan(args.spec)
+    sweep, only = plan.sweep, getattr(args, "only", None)
+    results = args.results or sweep.storage
+    if only == "hparams" and sweep.hparams is None:
+        raise CliError(f"--only hparams: {args.spec} has no hparams section")
+    if only == "scaling" and not plan.trials:
+        raise CliError(f"--only scaling: {args.spec} has no budgets_flops, so no scaling grid")
+    failed = _run_search(plan, results, args) if sweep.hparams and only != "scaling" else 0
+    if plan.trials and only != "hparams":
+        failed += _run_grid(plan, results, args)
+    return 1 if failed else 0
+
+
+def _run_search(plan, results: str, args) -> int:
+    """The hparam search, before the grid: a grid whose lr comes from its fit needs it first."""
+    from scaling_orchestrator.orchestrator.execution.search import (
+        run_search,  # Ray is imported here, not for `scaling plan`
+    )
+
+    sweep = plan.sweep
+    print(
+        f"scaling: hparam search of {sweep.name}, {sweep.hparams.trials_per_size} trials at each of "
+        f"{len(plan.hparam_trials)} sizes -> {results}",
+        flush=True,
+    )
+    summary = run_search(
+        plan,
+        results,
+        address=args.address,
+        progress=not args.no_progress,
+        max_concurrent_trials=args.max_concurrent,
+    )
+    print(summary)  # its last lines: each failed trial's reason and log
+    return len(summary.failed)
+
+
+def _run_grid(plan, results: str, args) -> int:
+    from scaling_orchestrator.orchestrator.execution.run import (
+        run_plan,  # Ray is imported here, not for `scaling plan`
+    )
+
+    print(f"scaling: {len(plan.trials)} trials of {plan.sweep.name} -> {results}", flush=True)
+    summary = run_plan(
+        plan,
+        results,
+        address=args.address,
+        max_concurrent_trials=args.max_concurrent,
+        progress=not args.no_progress,
+    )
+    print(
+        f"scaling: {len(summary.completed)} completed, {len(summary.skipped)} already done, "
+        f"{len(summary.diverged)} diverged, {len(summary.failed)} failed -> {summary.results_dir}"
+    )
+    for failure in summary.failures:  # failed: <trial_id>: <reason> (log: <path>)
+        print(f"  {failure}")
+    return len(summary.failed)
+
+
+def cmd_status(args) -> int:
+    trials = list(_load_plan(args.spec).trials) if args.spec else None
+    from scaling_orchestrator.orchestrator.store.status import status_text
+
+    print(status_text(args.results, trials))
+    return 0
+
+
+def cmd_fit(args) -> int:
+    return _analysis_cli().run_fit(args)
+
+
+def cmd_report(args) -> int:
+    return _analysis_cli().run_report(args)
+
+
+def cmd_predict(args) -> int:
+    return _analysis_cli().run_predict(args)
+
+
+def cmd_select(args) -> int:
+    return _analysis_cli().run_select(args)
+
+
+def cmd_next(args) -> int:
+    return importlib.import_module("scaling_orchestrator.orchestrator.designs.next_trials").run_next(args)
+
+
+def cmd_demo(args) -> int:
+    return importlib.import_module("scaling_orchestrator.cli.demo").main(args)
+
+
+HANDLERS = {
+    "plan": cmd_plan,
+    "run": cmd_run,
+    "status": cmd_status,
+    "fit": cmd_fit,
+    "report": cmd_report,
+    "predict": cmd_predict,
+    "select": cmd_select,
+    "next": cmd_next,
+    "demo": cmd_demo,
+}
+
+
+def _load_plan(spec_path: str):
+    from scaling_orchestrator.orchestrator.plan.build import make_plan
+    from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
+
+    return make_plan(load_sweep(spec_path))
+
+
+def _analysis_cli():
+    try:
+        return importlib.import_module("scaling_orchestrator.cli.analysis")
+    except ImportError as e:
+        raise CliError(
+            f"fit, report and predict need scaling_orchestrator.cli.analysis, which does not import here: {e}"
+        ) from None
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand: the first argument that is not an option (the parser has no top-level options
+    that take a value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite FLOP count > 0")
+    return value
+
+
+def _factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a factor > 1 (1.25: within x/÷1.25)")
+    return value
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    return " ".join(text.split())

@@ -1,0 +1,1 @@
+"""What trains a trial besides the built-in torch loop: the simulate backend."""

@@ -1,0 +1,1 @@
+"""How a study places its trials and when each may start: grid, branches, adaptive, shape."""

@@ -1,0 +1,308 @@
+"""`scaling next RESULTS --target-flops C --budget-flops B [--out plan.yaml]`: from finished
+results, the trials to run next, as a spec `scaling run` accepts (for a study run round by round).
+
+The candidates are built from what RESULTS holds: its recipe (the trials in _plan.json: data,
+training recipe, resources, simulate), its sizes (every shape in _plan.json and in the rows)
+and its budgets plus the next two steps up its ladder below C (budgets 1e18, 3e18, 1e19 ->
+3e19 and 1e20); at each budget, the sizes within a factor CANDIDATE_SPAN of the present fit's
+N* that spend it in whole steps. scaling_orchestrator.analysis.design.select.propose then picks, within B
+FLOPs, what
+narrows N*(C)'s 95% interval most per FLOP (and re-centres edge minima first).
+
+The spec names the study (same name and storage, so the rows join the others) and lists the
+trials under design: {kind: adaptive, trials: [...]} with their round and reason. A recipe whose
+learning rate followed a law (train.lr: {from_fit}) is written with the template trial's lr:
+put the law back in the spec before running it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+import yaml
+
+from scaling_orchestrator.analysis.data.schema import TRUNK
+from scaling_orchestrator.analysis.design.select import Candidate, Runs, flops_label, per_token_model, propose
+from scaling_orchestrator.analysis.laws.registry import law_form
+from scaling_orchestrator.models.training.config import TrainConfig
+from scaling_orchestrator.orchestrator.store.results import Store
+
+CANDIDATE_SPAN = 8.0  # the grid's span 4 plus one bracket step (orchestrator/design_adaptive.py)
+MIN_STEPS = 25  # train.min_steps' default: whole-step rounding within 2%
+FLOPS_TOLERANCE = 0.02
+LADDER_STEPS = 2  # budgets added above the largest run, each one ladder step up
+
+
+def ladder(budgets, target_flops: float) -> list[float]:
+    """The next LADDER_STEPS budgets up the study's geometric ladder, below the target: budgets
+    1e18, 3e18, 1e19 step by sqrt(10) on average -> 3.16e19, 1e20."""
+    logs = np.log(np.asarray(sorted(budgets), float))
+    if len(logs) < 2:
+        return []
+    step = float(np.mean(np.diff(logs)))
+    up = [float(np.exp(logs[-1] + k * step)) for k in range(1, LADDER_STEPS + 1)]
+    return [b for b in up if b < target_flops]
+
+
+def finished_rows(store: Store) -> list[dict]:
+    table = store.read_table()
+    return [
+        r
+        for r in table.to_pylist()
+        if r["final"]
+        and r["status"] == "ok"
+        and r["kind"] == "scaling"
+        and r["group"] != TRUNK
+        and r["val_loss"] > 0
+    ]
+
+
+def study_shapes(template, plan, rows) -> list:
+    """Every size the study knows: its plan's shapes and those its rows name."""
+    shapes = {t.shape for t in plan if t.kind == "scaling"}
+    shapes |= {
+        dataclasses.replace(
+            template.shape, n_layer=r["n_layer"], d_model=r["d_model"], n_head=r["n_head"], d_ff=r["d_ff"]
+        )
+        for r in rows
+    }
+    return sorted(shapes, key=lambda s: s.param_counts()["total"])
+
+
+def trial_at(template, shape, budget: float):
+    """The template trial moved to (shape, budget): whole steps nearest the budget, or None when
+    that is under MIN_STEPS steps or off the budget by more than 2%."""
+    batch = template.train.batch_tokens
+    steps = round(budget / (shape.flops_per_token() * batch))
+    spent = steps * batch * shape.flops_per_token()
+    if steps < MIN_STEPS or abs(spent / budget - 1) > FLOPS_TOLERANCE:
+        return None
+    config = dataclasses.replace(
+        template.train, total_tokens=steps * batch, eval_every_tokens=0, eval_at_tokens=()
+    )
+    return dataclasses.replace(
+        template,
+        shape=shape,
+        train=config,
+        budget_flops=float(budget),
+        group="",
+        parent_trial_id="",
+        branch_tokens=0,
+        size_label="",
+    )
+
+
+def candidates(template, shapes, budgets, law, done: set) -> list:
+    """Trials not yet run at each budget, within CANDIDATE_SPAN of the fit's N* there."""
+    out = []
+    for budget in budgets:
+        n_star = law.compute_optimal(float(budget))[0]
+        for shape in shapes:
+            n = shape.param_counts()["total"]
+            if (shape.n_layer, shape.d_model, budget) in done or not (
+                n_star / CANDIDATE_SPAN <= n <= n_star * CANDIDATE_SPAN
+            ):
+                continue
+            spec = trial_at(template, shape, budget)
+            if spec is not None:
+                out.append(spec)
+    return out
+
+
+def next_round(
+    results: str,
+    *,
+    target_flops: float,
+    budget_flops: float,
+    tolerance: float = 1.25,
+    law: str = "chinchilla",
+    bootstrap: int = 200,
+    seed: int = 0,
+):
+    """(proposal, {trial_id: TrialSpec} of the candidates, the template trial, sweep name)."""
+    store = Store(results, create=False)
+    plan = [t for t in store.read_plan() if t.kind == "scaling"]
+    rows = finished_rows(store)
+    if not plan or not rows:
+        raise ValueError(
+            f"{results}: no finished scaling runs with their plan (_plan.json); "
+            "`scaling next` continues a study that `scaling run` wrote"
+        )
+    budgets = sorted({float(r["budget_flops"]) for r in rows} | {t.budget_flops for t in plan})
+    if not target_flops > budgets[-1]:
+        raise ValueError(
+            f"--target-flops {flops_label(target_flops)}: must exceed the largest "
+            f"budget in {results} ({flops_label(budgets[-1])})"
+        )
+    template = plan[0]
+    runs = Runs.of(
+        [r["params"] for r in rows],
+        [r["tokens"] for r in rows],
+        [r["val_loss"] for r in rows],
+        [r["budget_flops"] for r in rows],
+        [r["trial_id"] for r in rows],
+    )
+    fitted = law_form(law).fit(runs.params, runs.tokens, runs.loss)
+    done = {(r["n_layer"], r["d_model"], float(r["budget_flops"])) for r in rows}
+    pool = candidates(
+        template, study_shapes(template, plan, rows), budgets + ladder(budgets, target_flops), fitted, done
+    )
+    if not pool:
+        raise ValueError(f"{results}: no size spends any budget in whole steps near the fit's N*")
+    by_id = {t.trial_id: t for t in pool}
+    cands = [
+        Candidate(
+            float(t.shape.param_counts()["total"]),
+            float(t.train.total_tokens),
+            t.flops,
+            t.budget_flops,
+            key=t.trial_id,
+        )
+        for t in pool
+    ]
+    proposal = propose(
+        runs,
+        cands,
+        target_flops=target_flops,
+        budget_flops=budget_flops,
+        tolerance=tolerance,
+        round=max(int(r.get("round") or 1) for r in rows) + 1,
+        law=law,
+        n_bootstrap=bootstrap,
+        seed=seed,
+        flops_per_token=per_token_model(*zip(*[(c.params, c.tokens, c.cost_flops) for c in cands])),
+    )
+    return proposal, by_id, template, rows[0]["sweep"]
+
+
+def spec_of(
+    proposal,
+    by_id: dict,
+    template,
+    name: str,
+    results: str,
+    *,
+    target_flops: float,
+    budget_flops: float,
+    tolerance: float,
+    law: str,
+) -> dict:
+    """The spec `scaling run` accepts for the chosen trials (module doc)."""
+    chosen = [by_id[c.candidate.key] for c in proposal.choices]
+    shapes = sorted(
+        {t.shape for t in by_id.values()} | {t.shape for t in chosen}, key=lambda s: s.param_counts()["total"]
+    )
+    shape0 = template.shape
+    model = {
+        "seq_len": shape0.seq_len,
+        "shapes": [
+            {
+                "n_layer": s.n_layer,
+                "d_model": s.d_model,
+                "n_head": s.n_head,
+                "d_ff": s.d_ff,
+                "tied_embeddings": s.tied_embeddings,
+            }
+            for s in shapes
+        ],
+    }
+    if shape0.parametrization != "standard":
+        model.update(
+            parametrization=shape0.parametrization,
+            base_d_model=shape0.base_d_model,
+            base_head_dim=shape0.base_head_dim,
+        )
+    defaults = TrainConfig(total_tokens=template.train.batch_tokens, batch_tokens=template.train.batch_tokens)
+    skip = ("total_tokens", "seed", "eval_every_tokens", "eval_at_tokens")
+    train = {
+        f.name: getattr(template.train, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in skip and getattr(template.train, f.name) != getattr(defaults, f.name)
+    }
+    train["batch_tokens"] = template.train.batch_tokens
+    spec = {
+        "name": name,
+        "storage": results,
+        "budgets_flops": sorted({t.budget_flops for t in chosen}),
+        "sizes_per_budget": 3,
+        "seeds": sorted({t.train.seed for t in chosen}),
+        "model": model,
+        "data": dataclasses.asdict(template.data),
+        "train": train,
+        "resources": dataclasses.asdict(template.resources),
+        "design": {
+            "kind": "adaptive",
+            "target_flops": target_flops,
+            "study_budget_flops": budget_flops,
+            "tolerance": tolerance,
+            "law": law,
+            "trials": [
+                {
+                    "budget_flops": t.budget_flops,
+                    "n_layer": t.shape.n_layer,
+                    "d_model": t.shape.d_model,
+                    "seed": t.train.seed,
+                    "round": c.round,
+                    "reason": c.reason,
+                }
+                for t, c in zip(chosen, proposal.choices)
+            ],
+        },
+    }
+    if template.simulate:
+        spec["simulate"] = template.simulate
+    return spec
+
+
+def run_next(args) -> int:
+    """The `scaling next` command: the choice and its reasons on stdout, the spec to --out (or
+    stdout); nothing is written when the stop rule already holds."""
+    proposal, by_id, template, name = next_round(
+        args.results,
+        target_flops=args.target_flops,
+        budget_flops=args.budget_flops,
+        tolerance=args.tolerance,
+        law=args.law,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+    )
+    out = sys.stderr if args.out is None else sys.stdout
+    print(f"scaling next: {proposal.message}", file=out)
+    for note in proposal.notes:
+        print(f"  note: {note}", file=out)
+    if proposal.stop:
+        return 0
+    for c in proposal.choices:
+        t = by_id[c.candidate.key]
+        print(
+            f"  {t.shape.n_layer}L x {t.shape.d_model}d at {flops_label(t.budget_flops)} FLOPs: {c.reason}",
+            file=out,
+        )
+    text = yaml.safe_dump(
+        spec_of(
+            proposal,
+            by_id,
+            template,
+            name,
+            args.results,
+            target_flops=args.target_flops,
+            budget_flops=args.budget_flops,
+            tolerance=args.tolerance,
+            law=args.law,
+        ),
+        sort_keys=False,
+    )
+    header = (
+        f"# The next {len(proposal.choices)} trials of {name} "
+        f"({flops_label(proposal.cost_flops)} FLOPs), chosen by `scaling next` from "
+        f"{args.results}.\n# Run them with `scaling run` on this file; then ask again.\n"
+    )
+    if args.out is None:
+        print(header + text, end="")
+    else:
+        with open(args.out, "w") as f:
+            f.write(header + text)
+        print(f"wrote {args.out}: {len(proposal.choices)} trials", file=out)
+    return 0

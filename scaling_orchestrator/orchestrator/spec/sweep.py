@@ -1,0 +1,381 @@
+"""The sweep spec: a YAML file -> a frozen, fully validated `Sweep`, before any compute is spent.
+
+Every mistake is a `SpecError` of one line naming the dotted field, the value and what is
+allowed ("budgets_flops[1]: -5 must be a positive number"); the checks are orchestrator/validate.py's.
+Relative paths (data.corpus, prior.from_fit, storage) are relative to the current directory.
+examples/demo.yaml comments every section. Sections [defaults]:
+
+  name, budgets_flops, model   required (budgets_flops, the IsoFLOP budgets, not for a search alone)
+  held_out_budgets_flops  each > max(budgets_flops); ordinary trials (kind "scaling", group
+                          "held_out"): the back-test fits without them and predicts them; the
+                          headline fit then uses every run, these included [[]]
+  sizes_per_budget [5], seeds [[0]]   >= 3 sizes (a parabola); one trial per budget x size x seed
+  model                   depth: {min, max} of the size dial, or shapes: [...]; seq_len (spec_model.py)
+  prior                   tokens_per_param [20] | coefficient + exponent (N* = k C^a) | from_fit
+                          (`scaling fit --json` output); span [4]: sizes cover N*/span..N*·span;
+                          params: total [Chinchilla] | non_embedding (Kaplan)
+  data, train, resources  scaling_orchestrator.models.data.tokens.DataSpec, Recipe (batch_tokens required),
+  trial.Resources;
+                          the corpus is checked here as every trial would
+                          (scaling_orchestrator.models.data.tokens.check_data),
+                          or, a cluster's path, where the study runs (orchestrator/paths.py)
+  hparams, train.lr: {from_fit}   a search at a few sizes; lr*(N) of a fit (spec_hparams.py)
+  max_concurrent_trials [runner decides], max_failures [2], storage [results/<name>; NFS, s3://, gs://]
+  throughput              flops_per_second per trial, overhead_seconds_per_trial: estimates only
+  design [grid]           grid | {kind: branches | adaptive | shape, ...} (orchestrator/design.py)
+  simulate                {law, params, noise, seed}: losses drawn from a law, a rehearsal (simulate.py)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from scaling_orchestrator.analysis.methods.hparam_laws import LrLaw
+from scaling_orchestrator.models.data.tokens import DataSpec
+from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.models.training.config import (
+    DEVICES,
+    DTYPES,
+    EVALS_PER_RUN,
+    SCHEDULES,
+    TrainConfig,
+    eval_interval_tokens,
+)
+from scaling_orchestrator.orchestrator.spec.design import Design, parse_design
+from scaling_orchestrator.orchestrator.spec.hparams import HparamSpec, fit_prior, parse_hparams, split_lr_law
+from scaling_orchestrator.orchestrator.spec.model import ModelSpec, parse_model
+from scaling_orchestrator.orchestrator.spec.paths import check_spec_data
+from scaling_orchestrator.orchestrator.spec.resources import ResourceRules, parse_resources
+from scaling_orchestrator.orchestrator.spec.trial import Resources
+from scaling_orchestrator.orchestrator.spec.validate import (
+    SpecError,
+    build,
+    choice,
+    dataclass_fields,
+    fail,
+    mapping,
+    number,
+    sequence,
+    whole_number,
+)
+
+__all__ = ["ModelSpec", "Prior", "Recipe", "SpecError", "Sweep", "load_sweep", "parse_sweep"]
+
+# Defaults for time estimates. CPU, per CPU of a trial: the demo measured 4.5e10 FLOP/s for each
+# one-CPU trial with two running at once on a 2-core machine (16 trials, 3.52e13 FLOPs, 414 s:
+# 3.52e13 / 414 s / 2 = 4.3e10 with overhead). With 2 s overhead a trial the estimate is
+# (3.52e13 / 4.5e10 + 16 x 2 s) / 2 = 407 s against 414 s; the earlier 1.5e11 (a bare step on 2
+# threads) gave 2.4x too little time. GPU: 40% MFU of an H100 SXM's 989e12 dense bf16 FLOP/s =
+# 3.96e14 per GPU. Overhead: a Tune function trial costs ~1.5 s, one with a TorchTrainer worker
+# group ~20 s.
+CPU_FLOPS_PER_SECOND = 4.5e10
+GPU_FLOPS_PER_SECOND = 0.4 * 989e12
+TOP_KEYS = (
+    "name",
+    "budgets_flops",
+    "held_out_budgets_flops",
+    "sizes_per_budget",
+    "seeds",
+    "model",
+    "prior",
+    "data",
+    "train",
+    "resources",
+    "max_concurrent_trials",
+    "max_failures",
+    "storage",
+    "throughput",
+    "hparams",
+    "design",
+    "simulate",
+)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """N*(C) = coefficient * C^exponent, N counted as `params` ("total" or "non_embedding")."""
+
+    coefficient: float
+    exponent: float
+    span: float = 4.0
+    params: str = "total"
+    source: str = "tokens_per_param=20"
+
+    def optimal_params(self, budget_flops: float) -> float:
+        return self.coefficient * float(budget_flops) ** self.exponent
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training recipe shared by all trials; the planner sets total_tokens, seed, eval cadence."""
+
+    config: TrainConfig  # total_tokens = one step here, a placeholder
+    evals_per_trial: int = EVALS_PER_RUN  # used when config.eval_every_tokens is 0
+    min_steps: int = 25  # whole-step rounding stays within 2% of a budget from 25 steps: 0.5/25
+    lr_law: LrLaw | None = None  # from train.lr: {from_fit}: lr = law(N)
+    lr_params: str = "total"  # the law's N: total or non_embedding params
+
+    def steps(self, budget_flops: float, shape: ModelShape) -> int:
+        """Whole optimizer steps nearest a budget: round(C / (flops_per_token * batch_tokens));
+        1.25e12 FLOPs at 2L x 32d x 2h (vocab 1024, seq 128) in 2048-token steps -> 948."""
+        return round(budget_flops / (shape.flops_per_token() * self.config.batch_tokens))
+
+    def too_few_steps(self, steps: int, batch_tokens: int = 0) -> str:
+        """Why `steps` optimizer steps of batch_tokens (0: the recipe's) are too few, or "" when
+        they reach train.min_steps: the one minimum-steps rule of the spec, planner and search."""
+        if steps >= self.min_steps:
+            return ""
+        tokens = batch_tokens or self.config.batch_tokens
+        return f"{steps} steps of {tokens} tokens < train.min_steps {self.min_steps}"
+
+    def eval_every_tokens(self, total_tokens: int, grain_tokens: int) -> int:
+        """The evaluation interval of a trial of total_tokens, in whole grains
+        (scaling_orchestrator.models.training.config)."""
+        return eval_interval_tokens(
+            total_tokens, grain_tokens, self.config.eval_every_tokens, self.evals_per_trial
+        )
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    budgets_flops: tuple[float, ...]  # ascending
+    held_out_budgets_flops: tuple[float, ...]
+    sizes_per_budget: int
+    model: ModelSpec
+    prior: Prior
+    data: DataSpec
+    train: Recipe
+    seeds: tuple[int, ...]
+    resources: Resources
+    max_concurrent_trials: int | None
+    max_failures: int
+    storage: str
+    flops_per_second: float  # per trial, for time estimates only
+    overhead_seconds_per_trial: float
+    source: str = "<dict>"
+    hparams: HparamSpec | None = None  # None without a search
+    design: Design = Design()  # how trials are placed (orchestrator/design.py): grid by default
+    simulate: dict | None = None
+    resource_rules: ResourceRules = ResourceRules()  # resources by size (spec_resources.py); base = resources
+
+
+def load_sweep(path: str | os.PathLike) -> Sweep:
+    source = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise SpecError(f"{source}: cannot read the spec ({e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{source}: not valid YAML{line}: {getattr(e, 'problem', None) or e}") from None
+    return parse_sweep(raw, source)
+
+
+def parse_sweep(raw, source: str = "<dict>") -> Sweep:
+    try:
+        return _parse(raw, source)
+    except ValueError as e:  # SpecError, or a constructor's own check (ModelShape, TrainConfig)
+        raise SpecError(f"{source}: {e}") from None
+
+
+def _parse(raw, source: str) -> Sweep:
+    if raw is None:
+        raise SpecError("the spec is empty; expected a mapping with name, budgets_flops and model")
+    mapping(raw, "spec", TOP_KEYS)
+    for key in ("name", "model") + (() if "hparams" in raw else ("budgets_flops",)):
+        if key not in raw:  # a spec that is only a search needs no budgets
+            raise SpecError(f"{key}: missing; name, budgets_flops (or hparams) and model are required")
+    name = raw["name"]
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        fail("name", name, "a string of letters, digits, '_', '.', '-'")
+    budgets = _budgets(raw.get("budgets_flops", []), "budgets_flops", allow_empty="budgets_flops" not in raw)
+    held_out = _budgets(raw.get("held_out_budgets_flops", []), "held_out_budgets_flops")
+    if held_out and held_out[0] <= max(budgets, default=math.inf):
+        fail(
+            "held_out_budgets_flops",
+            list(held_out),
+            f"larger than every budgets_flops (max {budgets[-1]:g})"
+            if budgets
+            else "empty when there are no budgets_flops (nothing to extrapolate from)",
+        )
+    sizes = whole_number(raw.get("sizes_per_budget", 5), "sizes_per_budget", minimum=3)
+    data = build(DataSpec, dataclass_fields(raw.get("data", {}), "data", DataSpec), "data")
+    model = parse_model(raw["model"], data.effective_vocab_size)
+    if sizes > len(model.shapes) and budgets:
+        fail("sizes_per_budget", sizes, f"at most the {len(model.shapes)} sizes the model section gives")
+    train = _recipe(raw.get("train", {}), model)
+    rules = parse_resources(raw.get("resources", {}))
+    resources = rules.base
+    _check_smallest_model(budgets, model, train)
+    # What every trial's prepare_data would refuse, from a listing of the corpus (no text read),
+    # unless the corpus is the cluster's: then the driver and workers check it (orchestrator/paths.py).
+    check_spec_data(data, model.seq_len, resources)
+    seeds, mct = _seeds(raw.get("seeds", [0])), raw.get("max_concurrent_trials")
+    return Sweep(
+        name=name,
+        budgets_flops=budgets,
+        held_out_budgets_flops=held_out,
+        sizes_per_budget=sizes,
+        model=model,
+        prior=_prior(raw.get("prior", {})),
+        data=data,
+        train=train,
+        seeds=seeds,
+        resources=resources,
+        max_concurrent_trials=None if mct is None else whole_number(mct, "max_concurrent_trials", minimum=1),
+        max_failures=whole_number(raw.get("max_failures", 2), "max_failures", minimum=0),
+        storage=_storage(raw.get("storage", f"results/{name}")),
+        **_throughput(raw.get("throughput", {}), resources),
+        source=source,
+        hparams=parse_hparams(raw["hparams"], model, train) if "hparams" in raw else None,
+        design=parse_design(raw.get("design"), raw),
+        simulate=_simulate(raw.get("simulate")),
+        resource_rules=rules,
+    )
+
+
+def _simulate(raw) -> dict | None:
+    """The simulate section, checked by the backend that uses it (imported only when given)."""
+    if raw is None:
+        return None
+    from scaling_orchestrator.orchestrator.backends.simulate import parse_simulate
+
+    return parse_simulate(raw)
+
+
+def _budgets(value, path: str, *, allow_empty: bool = True) -> tuple[float, ...]:
+    items = sequence(value, path, "positive numbers of FLOPs (e.g. 1e12)", allow_empty=allow_empty)
+    out = [number(v, f"{path}[{i}]", "a positive number", lambda x: x > 0) for i, v in enumerate(items)]
+    return tuple(sorted(out)) if len(set(out)) == len(out) else fail(path, items, "without repeats")
+
+
+def _seeds(value) -> tuple[int, ...]:
+    items = sequence(value, "seeds", "whole numbers", allow_empty=False)
+    seeds = tuple(whole_number(v, f"seeds[{i}]") for i, v in enumerate(items))
+    return seeds if len(set(seeds)) == len(seeds) else fail("seeds", list(seeds), "without repeats")
+
+
+def _storage(value) -> str:
+    scheme = re.match(r"([a-z0-9+]+)://", value) if isinstance(value, str) else None
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or (scheme and scheme.group(1) not in ("s3", "gs", "file"))
+    ):
+        fail("storage", value, "a directory or NFS path, or an s3://, gs:// or file:// URI")
+    return value
+
+
+def _prior(raw) -> Prior:
+    mapping(raw, "prior", ("tokens_per_param", "coefficient", "exponent", "from_fit", "span", "params"))
+    span = number(raw.get("span", 4), "prior.span", "a number > 1", lambda x: x > 1)
+    params = choice(raw.get("params", "total"), "prior.params", ("total", "non_embedding"))
+    given = [k for k in ("tokens_per_param", "coefficient", "from_fit") if k in raw]
+    if len(given) > 1 or ("exponent" in raw and "coefficient" not in raw):
+        fail(
+            "prior",
+            {k: raw[k] for k in raw if k not in ("span", "params")},
+            "one of tokens_per_param, coefficient (+ exponent: N* = coefficient C^exponent), from_fit",
+        )
+    if "coefficient" in raw:
+        k = number(raw["coefficient"], "prior.coefficient", "a positive number", lambda x: x > 0)
+        a = number(raw.get("exponent", 0.5), "prior.exponent", "in (0, 1)", lambda x: 0 < x < 1)
+        return Prior(k, a, span, params, f"N* = {k:.3g} C^{a:.3g}")
+    if "from_fit" in raw:
+        path = raw["from_fit"]
+        k, a, method = fit_prior(path if isinstance(path, str) else fail("prior.from_fit", path, "a path"))
+        return Prior(k, a, span, params, f"{method} fit in {path}: N* = {k:.3g} C^{a:.3g}")
+    # Chinchilla: C = 6 N D and D = r N give N* = sqrt(C / (6 r)); r = 20 -> sqrt(C / 120), so
+    # 1e12 FLOPs -> 91k params (Hoffmann et al. 2022, Table 3: 20 tokens per parameter).
+    r = number(
+        raw.get("tokens_per_param", 20), "prior.tokens_per_param", "a positive number", lambda x: x > 0
+    )
+    return Prior((6.0 * r) ** -0.5, 0.5, span, params, f"tokens_per_param={r:g}: N* = sqrt(C/{6 * r:g})")
+
+
+def _recipe(raw, model: ModelSpec) -> Recipe:
+    law, raw = split_lr_law(raw, model)  # train.lr: {from_fit: PATH} or {from_search: PATH} (mup)
+    seq_len = model.seq_len
+    kw = dataclass_fields(
+        raw,
+        "train",
+        TrainConfig,
+        skip=("total_tokens", "seed"),
+        extra={"evals_per_trial": EVALS_PER_RUN, "min_steps": 25},
+    )
+    if "batch_tokens" not in kw:
+        raise SpecError(f"train.batch_tokens: missing; a positive multiple of model.seq_len ({seq_len})")
+    if "eval_every_tokens" in kw and "evals_per_trial" in kw:
+        fail("train.eval_every_tokens", kw["eval_every_tokens"], "absent when evals_per_trial is given")
+    batch, micro = kw["batch_tokens"], kw.get("micro_batch_tokens", 0)
+    if batch <= 0 or batch % seq_len:
+        fail("train.batch_tokens", batch, f"a positive multiple of model.seq_len ({seq_len})")
+    if micro and (micro % seq_len or batch % micro):
+        fail(
+            "train.micro_batch_tokens",
+            micro,
+            f"0 or a multiple of model.seq_len ({seq_len}) dividing batch_tokens ({batch})",
+        )
+    get = lambda name: kw.get(name, getattr(TrainConfig, name, 1))  # noqa: E731 (default: TrainConfig's)
+    for name, choices in (("schedule", SCHEDULES), ("dtype", DTYPES), ("device", DEVICES)):
+        choice(get(name), f"train.{name}", choices)
+    # (field, ok, allowed); negative numbers were refused by dataclass_fields
+    for name, ok, allowed in (
+        ("lr", lambda x: x > 0, "> 0"),
+        ("warmup_fraction", lambda x: x < 1, "in [0, 1)"),
+        ("min_lr_ratio", lambda x: x <= 1, "in [0, 1]"),
+        ("decay_fraction", lambda x: 0 < x <= 1, "in (0, 1]"),
+        ("beta1", lambda x: x < 1, "in [0, 1)"),
+        ("beta2", lambda x: x < 1, "in [0, 1)"),
+        ("eval_tokens", lambda x: x >= seq_len, f">= model.seq_len ({seq_len}): whole sequences"),
+        ("evals_per_trial", lambda x: x >= 1, ">= 1"),
+        ("min_steps", lambda x: x >= 1, ">= 1"),
+    ):
+        if not ok(get(name)):
+            fail(f"train.{name}", get(name), allowed)
+    extra = {k: kw.pop(k) for k in ("evals_per_trial", "min_steps") if k in kw}
+    extra.update(zip(("lr_law", "lr_params"), law))
+    return Recipe(TrainConfig(total_tokens=batch, **kw), **extra)
+
+
+def _throughput(raw, resources: Resources) -> dict:
+    mapping(raw, "throughput", ("flops_per_second", "overhead_seconds_per_trial"))
+    gpus = resources.gpus_per_trial
+    rate = GPU_FLOPS_PER_SECOND * gpus if gpus else CPU_FLOPS_PER_SECOND * resources.cpus_per_trial
+    rate = number(
+        raw.get("flops_per_second", rate),
+        "throughput.flops_per_second",
+        "a positive number (FLOP/s per trial)",
+        lambda x: x > 0,
+    )
+    overhead = number(
+        raw.get("overhead_seconds_per_trial", 20.0 if resources.num_workers else 2.0),
+        "throughput.overhead_seconds_per_trial",
+        "a number >= 0",
+        lambda x: x >= 0,
+    )
+    return {"flops_per_second": rate, "overhead_seconds_per_trial": overhead}
+
+
+def _check_smallest_model(budgets, model: ModelSpec, train: Recipe) -> None:
+    """The smallest budget must give the cheapest candidate train.min_steps (the planner drops
+    any other size short of them, budget by budget): d1 at 2048 tokens a step needs 1.23e10."""
+    if not budgets:  # only a search
+        return
+    cheapest = min(model.shapes, key=lambda s: s.flops_per_token())
+    short = train.too_few_steps(train.steps(budgets[0], cheapest))
+    if short:
+        need = cheapest.flops_per_token() * train.config.batch_tokens * train.min_steps
+        fail(
+            "budgets_flops[0]",
+            budgets[0],
+            f">= {need:.3g}: the smallest model ({model.label(cheapest)}) gets {short}",
+        )

@@ -1,0 +1,170 @@
+"""Progress of a study: a live line while it runs (a Tune callback), a report from the store.
+
+Ray Tune's own trial table is turned off (verbose=0): it prints every config key of every
+trial, a nested TrialSpec makes that unreadable. The live view counts trials and weighs
+progress by FLOPs, since trials of one IsoFLOP budget differ 10x in size: ETA = remaining
+FLOPs / FLOPs per second so far in this run (e.g. 3e12 of 8e12 done in 60 s -> 5e12 / 5e10/s
+= 100 s left).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from scaling_orchestrator.orchestrator.fmt import duration
+from scaling_orchestrator.orchestrator.store.results import Store
+
+NO_REASON = "stopped before its last step"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A trial that failed for good in a run: why (one line) and where its log is."""
+
+    trial_id: str
+    reason: str
+    log: str
+
+    def __str__(self) -> str:
+        return f"failed: {self.trial_id}: {self.reason} (log: {self.log})"
+
+
+def failure_of(store: Store, trial_id: str) -> Failure:
+    """What the store says about a failed trial: its metadata's one-line error, its log file."""
+    return Failure(trial_id, store.read_meta(trial_id).get("error") or NO_REASON,
+                   store.log_file(trial_id))
+
+
+def progress_line(*, done: int, running: int, pending: int, failed: int, flops_done: float,
+                  flops_total: float, elapsed_seconds: float, flops_this_run: float) -> str:
+    pct = 100.0 * flops_done / flops_total if flops_total else 100.0
+    line = (f"[scaling] {done} done, {running} running, {pending} pending, {failed} failed | "
+            f"{flops_done:.2e}/{flops_total:.2e} FLOPs ({pct:.0f}%) | "
+            f"{duration(elapsed_seconds)} elapsed")
+    if flops_this_run > 0 and flops_done < flops_total:
+        rate = flops_this_run / max(elapsed_seconds, 1e-9)
+        line += f", ETA {duration((flops_total - flops_done) / rate)}"
+    return line
+
+
+class Tally:
+    """What the live line counts, fed trial by trial: state per trial id and the FLOPs its
+    last result reported (a finished trial counts its planned FLOPs). A branch counts only its
+    cooldown (TrialSpec.own_flops): its trunk's share is the trunk's. No Ray needed."""
+
+    def __init__(self, trials, done_before: set[str], start: float | None = None):
+        self.planned = {t.trial_id: t.own_flops for t in trials}
+        self.inherited = {t.trial_id: t.flops - t.own_flops for t in trials}  # a branch's trunk share
+        self.done_before = set(done_before) & set(self.planned)
+        self.flops_now: dict[str, float] = {}
+        self.state: dict[str, str] = {}
+        self.start = time.time() if start is None else start
+
+    def started(self, tid: str) -> None:
+        self.state[tid] = "running"
+
+    def reported(self, tid: str, flops: float) -> None:
+        self.flops_now[tid] = max(0.0, float(flops) - self.inherited.get(tid, 0.0))
+
+    def finished(self, tid: str) -> None:
+        self.state[tid] = "done"
+        self.flops_now[tid] = self.planned.get(tid, 0.0)
+
+    def failed(self, tid: str) -> None:
+        self.state[tid] = "failed"
+
+    def line(self, now: float | None = None) -> str:
+        states = list(self.state.values())
+        done = len(self.done_before) + states.count("done")
+        running, failed = states.count("running"), states.count("failed")
+        this_run = sum(self.flops_now.values())
+        return progress_line(
+            done=done, running=running, failed=failed,
+            pending=len(self.planned) - done - running - failed,
+            flops_done=sum(self.planned[t] for t in self.done_before) + this_run,
+            flops_total=sum(self.planned.values()),
+            elapsed_seconds=(time.time() if now is None else now) - self.start,
+            flops_this_run=this_run)
+
+
+def make_live_progress(trials, done_before: set[str], stream=None, every_seconds: float = 5.0):
+    """A ray.tune.Callback printing the Tally's line at most every `every_seconds` (and at the
+    end). Built by a factory so importing this module needs no Ray (`scaling status`)."""
+    from ray import tune
+
+    tally, out = Tally(trials, done_before), stream or sys.stderr
+
+    def tid(trial) -> str:
+        return trial.config["trial"]["trial_id"]
+
+    class LiveProgress(tune.Callback):
+        last_print = 0.0
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            tally.started(tid(trial))
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            tally.reported(tid(trial), result.get("flops", 0.0))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            if (trial.last_result or {}).get("status") == "failed":  # an error it will repeat:
+                tally.failed(tid(trial))  # recorded and returned, not raised (worker.trainable)
+            else:
+                tally.finished(tid(trial))
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            tally.failed(tid(trial))
+
+        def on_step_end(self, iteration, trials, **info):
+            if time.time() - self.last_print >= every_seconds:
+                self.last_print = time.time()
+                print(tally.line(), file=out, flush=True)
+
+        def on_experiment_end(self, trials, **info):
+            print(tally.line(), file=out, flush=True)
+
+    return LiveProgress()
+
+
+def status_text(results_dir: str, trials=None) -> str:
+    """`scaling status DIR`: what the store says, no Ray needed. trials defaults to _plan.json."""
+    if "://" not in results_dir and not os.path.isdir(results_dir):
+        raise FileNotFoundError(f"results folder {results_dir!r}: not found (nothing has run there)")
+    store = Store(results_dir)
+    trials = list(trials) if trials is not None else store.read_plan()
+    table = store.read_table()
+    last: dict[str, dict] = {}
+    for row in table.to_pylist():  # rows of one trial are sorted by step within its file
+        if row["trial_id"] not in last or row["step"] >= last[row["trial_id"]]["step"]:
+            last[row["trial_id"]] = row
+    ids = [t.trial_id for t in trials] or sorted(last)
+    inherited = {t.trial_id: t.flops - t.own_flops for t in trials}
+    lines, counts = [], {"done": 0, "diverged": 0, "failed": 0, "running": 0, "pending": 0}
+    flops_done = 0.0
+    for tid in ids:
+        row = last.get(tid)
+        if row is None:
+            state = "pending"
+        elif row["final"]:
+            state = {"ok": "done"}.get(row["status"], row["status"])
+        else:
+            state = "running"  # or stopped mid-way by a crash: `scaling run` resumes it
+        counts[state if state in counts else "failed"] += 1
+        flops_done += max(0.0, row["flops"] - inherited.get(tid, 0.0)) if row else 0.0
+        if row is None:
+            lines.append(f"  {tid}  {state:8s}")
+        else:
+            lines.append(f"  {tid}  {state:8s} {row['n_layer']}x{row['d_model']} "
+                         f"params {row['params']:,} tokens {row['tokens']:,} "
+                         f"val_loss {row['val_loss']:.4f}")
+    flops_total = sum(t.own_flops for t in trials)  # a branch's trunk share is the trunk's
+    sweep = trials[0].sweep if trials else "?"
+    head = (f"study {sweep} at {store.uri}: {len(ids)} trials | "
+            + ", ".join(f"{v} {k}" for k, v in counts.items())
+            + (f" | {flops_done:.2e}/{flops_total:.2e} FLOPs" if flops_total else ""))
+    failed = [t for t in ids if t in last and last[t]["status"] == "failed" and last[t]["final"]]
+    tail = [str(failure_of(store, t)) for t in failed]
+    return "\n".join([head, *lines, *tail])
