@@ -20,7 +20,8 @@ any run; the study spends trunks + cooldowns (Plan.total_flops), while the same 
 independent runs would cost `grid_equivalent_flops`. Held-out budgets' branches are group
 "held_out" (with their parent), the rest "branch"; trunks are "trunk" and never fit points.
 An extra point above the largest fitting budget would enter the back-test's fit from beyond
-the held-out budget, so it is dropped when there are held-out budgets.
+the held-out budget, so it is dropped when there are held-out budgets. The options
+(cooldown_fraction, decay_shape, points, tokens_per_param) are spec/design.py's BranchesOptions.
 """
 
 from __future__ import annotations
