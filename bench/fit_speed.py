@@ -126,8 +126,8 @@ def simulated_results(trials: int, folder: str) -> None:
     writes them (bench/scale.py's spec)."""
     from scale import spec
 
+    from scaling_orchestrator.orchestrator import make_plan
     from scaling_orchestrator.orchestrator.backends.simulate import simulate_train
-    from scaling_orchestrator.orchestrator.plan.build import make_plan
     from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep
     from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
 

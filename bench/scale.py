@@ -103,7 +103,7 @@ def child(args) -> None:
     from ray.cluster_utils import Cluster
 
     import scaling_orchestrator.orchestrator.execution.run as run
-    from scaling_orchestrator.orchestrator.plan.build import make_plan
+    from scaling_orchestrator.orchestrator import make_plan
     from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep
 
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)

@@ -19,9 +19,9 @@ import yaml
 
 from scaling_orchestrator.cli.study import main
 from scaling_orchestrator.orchestrator.backends.simulate import simulate_train
+from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.designs.adaptive import make_queue
 from scaling_orchestrator.orchestrator.designs.queue import FINISHED
-from scaling_orchestrator.orchestrator.plan.build import make_plan
 from scaling_orchestrator.orchestrator.spec.sweep import SpecError, load_sweep, parse_sweep
 from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
 
@@ -193,7 +193,7 @@ def test_adaptive_searcher_in_a_users_tuner(tmp_path):
     import ray
     from ray import tune
 
-    from scaling_orchestrator.orchestrator.designs.adaptive import adaptive_searcher
+    from scaling_orchestrator.orchestrator.execution.searcher import adaptive_searcher
     from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
     from scaling_orchestrator.orchestrator.execution.worker import with_trial_resources
 

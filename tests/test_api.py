@@ -15,16 +15,41 @@ from scaling_orchestrator.orchestrator.store.results import Store, measurement_r
 
 
 def test_lazy_api_names_resolve_without_ray():
+    """Every name but adaptive_searcher (a Ray Searcher) resolves without loading Ray; the
+    types users get back are among them."""
     import subprocess
     import sys
 
     code = (
-        "import sys, scaling_orchestrator.orchestrator as o; "
-        "o.load_sweep, o.make_plan, o.TrialSpec, o.asha_for; "
+        "import sys, scaling_orchestrator.orchestrator as o\n"
+        "assert 'ray' not in sys.modules and 'scaling_orchestrator.orchestrator.spec' not in sys.modules\n"
+        "[getattr(o, n) for n in o.__all__ if n != 'adaptive_searcher']\n"
         "print('ray' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+def test_the_api_gives_back_typed_results(tmp_path):
+    import pyarrow as pa
+
+    import scaling_orchestrator.orchestrator as api
+    from scaling_orchestrator.orchestrator.execution.run import RunSummary
+    from scaling_orchestrator.orchestrator.plan.build import Plan
+    from scaling_orchestrator.orchestrator.spec.sweep import Sweep
+    from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
+
+    assert {"Sweep", "Plan", "RunSummary", "TrialSpec", "load_sweep", "make_plan", "run_plan", "run_search",
+            "read_results"} <= set(api.__all__)
+    assert (api.Sweep, api.Plan, api.RunSummary, api.TrialSpec) == (Sweep, Plan, RunSummary, TrialSpec)
+    trial = api_trial(tmp_path)
+    store = Store(str(tmp_path / "r"))
+    write_evaluations(store, trial, 2)
+    table = api.read_results(str(tmp_path / "r"))
+    assert isinstance(table, pa.Table) and table.num_rows == 2
+    assert table.column("trial_id").to_pylist() == [trial.trial_id] * 2
+    with pytest.raises(FileNotFoundError, match="not found"):
+        api.read_results(str(tmp_path / "nothing"))
 
 
 def api_trial(tmp_path):

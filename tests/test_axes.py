@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from scaling_orchestrator.analysis.report.shape_study import plot_shape_study, shape_studies
-from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.spec.sweep import SpecError, parse_sweep
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -133,7 +133,7 @@ def _sweep(tmp_path, design: str):
 
 
 def test_design_options_are_checked_with_the_field_named(tmp_path):
-    from scaling_orchestrator.orchestrator.designs.branches import BranchesOptions
+    from scaling_orchestrator.orchestrator.spec.design import BranchesOptions
     from scaling_orchestrator.orchestrator.spec.sweep import SpecError
 
     assert _sweep(tmp_path, "branches").design.options == BranchesOptions()
@@ -150,7 +150,7 @@ def test_design_options_are_checked_with_the_field_named(tmp_path):
 def test_branch_plan_lands_on_every_budget_from_one_trunk_per_size(tmp_path):
     from scaling_orchestrator.analysis.data.schema import BRANCH, HELD_OUT, TRUNK
     from scaling_orchestrator.models.training.checkpoint import BRANCH_FIELDS
-    from scaling_orchestrator.orchestrator.plan.build import make_plan
+    from scaling_orchestrator.orchestrator.designs import make_plan
 
     sweep = _sweep(tmp_path, "branches")
     plan = make_plan(sweep)
@@ -191,7 +191,7 @@ def test_branch_plan_lands_on_every_budget_from_one_trunk_per_size(tmp_path):
 
 
 def test_extra_branch_points_and_points_below(tmp_path):
-    from scaling_orchestrator.orchestrator.plan.build import make_plan
+    from scaling_orchestrator.orchestrator.designs import make_plan
 
     bracket = make_plan(_sweep(tmp_path, "branches"))
     plan = make_plan(_sweep(tmp_path, "{kind: branches, points: below, tokens_per_param: [5, 80]}"))
@@ -211,8 +211,8 @@ def test_extra_branch_points_and_points_below(tmp_path):
 
 # -- the queue ------------------------------------------------------------------------------------
 def _queue_study(tmp_path):
+    from scaling_orchestrator.orchestrator.designs import make_plan
     from scaling_orchestrator.orchestrator.designs.branches import make_queue
-    from scaling_orchestrator.orchestrator.plan.build import make_plan
     from scaling_orchestrator.orchestrator.store.results import Store
 
     plan = make_plan(_sweep(tmp_path, "branches"))
@@ -273,7 +273,7 @@ def test_requeue_skips_final_trunks_and_brings_waiting_branches_of_a_rerun_trunk
 
 def test_embedded_branches_spec_is_the_example_and_asks_the_demo_question():
     from scaling_orchestrator.cli import demo
-    from scaling_orchestrator.orchestrator.plan.build import make_plan
+    from scaling_orchestrator.orchestrator.designs import make_plan
 
     example = Path(__file__).resolve().parents[1] / "examples" / "branches.yaml"
     assert demo.demo_spec_path("branches").read_text() == example.read_text()
@@ -287,7 +287,7 @@ def test_embedded_branches_spec_is_the_example_and_asks_the_demo_question():
 
 def test_progress_counts_a_trunks_share_once(tmp_path):
     from scaling_orchestrator.analysis.data.schema import TRUNK
-    from scaling_orchestrator.orchestrator.plan.build import make_plan
+    from scaling_orchestrator.orchestrator.designs import make_plan
     from scaling_orchestrator.orchestrator.store.status import Tally
 
     plan = make_plan(_sweep(tmp_path, "branches"))

@@ -27,9 +27,9 @@ import pytest
 from ray_helpers import rows_by_trial
 
 from scaling_orchestrator.analysis.data.load import load_points
+from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.execution.run import run_plan
 from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
-from scaling_orchestrator.orchestrator.plan.build import make_plan
 from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
 from scaling_orchestrator.orchestrator.store.results import Store
 

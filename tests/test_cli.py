@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from scaling_orchestrator.cli import study
 from scaling_orchestrator.cli.study import main
-from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
 from scaling_orchestrator.orchestrator.store.status import Failure
 
@@ -66,8 +67,8 @@ def test_missing_spec_and_bad_usage(tmp_path, capsys):
 
 
 class FakeRun(types.ModuleType):
-    """Stands in for scaling_orchestrator.orchestrator.execution.run (Ray) and
-    scaling_orchestrator.orchestrator.store.status; records the calls."""
+    """Stands in for scaling_orchestrator.orchestrator.execution.run (Ray) and for the CLI's
+    status_text; records the calls."""
 
     def __init__(self, failed=()):
         super().__init__("scaling_orchestrator.orchestrator.execution.run")
@@ -123,7 +124,7 @@ def test_run_defaults_come_from_the_spec(monkeypatch, capsys):
 
 def test_status_delegates(monkeypatch, capsys):
     fake = FakeRun()
-    monkeypatch.setitem(sys.modules, "scaling_orchestrator.orchestrator.store.status", fake)
+    monkeypatch.setattr(study, "status_text", fake.status_text)
     assert main(["status", "some/dir", "--spec", DEMO]) == 0
     assert capsys.readouterr().out.strip() == f"status of some/dir: {N_DEMO} planned"
     assert main(["status", "some/dir"]) == 0
@@ -131,9 +132,7 @@ def test_status_delegates(monkeypatch, capsys):
 
 
 def test_demo_delegates(monkeypatch):
-    fake = types.ModuleType("scaling_orchestrator.cli.demo")
-    fake.main = lambda args: 7 if args.results == "x" else 0
-    monkeypatch.setitem(sys.modules, "scaling_orchestrator.cli.demo", fake)
+    monkeypatch.setattr(study.demo, "main", lambda args: 7 if args.results == "x" else 0)
     assert main(["demo", "--results", "x"]) == 7
 
 
@@ -151,7 +150,7 @@ def test_fit_and_report_delegate_to_analysis(monkeypatch):
     fake.add_fit_parser, fake.add_report_parser = add("fit"), add("report")
     fake.run_fit = lambda args: 11 if args.source == "t.parquet" else 0
     fake.run_report = lambda args: 12
-    monkeypatch.setitem(sys.modules, "scaling_orchestrator.cli.analysis", fake)
+    monkeypatch.setattr(study, "analysis_cli", fake)
     assert main(["fit", "t.parquet"]) == 11
     assert main(["report", "t.parquet"]) == 12
 

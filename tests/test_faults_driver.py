@@ -69,7 +69,7 @@ def wait_for(predicate, what: str, driver: subprocess.Popen, timeout_seconds: fl
 def planned_pairs(spec: Path) -> set[tuple[str, int]]:
     """(trial_id, step) of every evaluation the plan's trials make: every eval_every_steps and
     at the last step (79 steps every 19 -> 19, 38, 57, 76, 79)."""
-    from scaling_orchestrator.orchestrator.plan.build import make_plan
+    from scaling_orchestrator.orchestrator.designs import make_plan
     from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
 
     out = set()

@@ -49,3 +49,163 @@ def test_importing_package_modules_loads_no_forbidden_module(package):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "", f"importing {package}/ loaded {out.stdout.strip()}"
+
+
+# -- the orchestrator's layers ---------------------------------------------------------------------
+# Each subpackage imports only from those before it (DESIGN.md); the package's own __init__ (the
+# lazy API) sits above them, and the CLI above that.
+PACKAGE = ROOT / "scaling_orchestrator"
+ORCHESTRATOR = PACKAGE / "orchestrator"
+LAYERS = ("fmt", "spec", "plan", "store", "designs", "backends", "execution", "__init__", "cli")
+LAZY_ROOTS = {"ray", "torch", "matplotlib", "optuna"}  # heavy or optional: imported where used
+LAZY_MODULES = ("scaling_orchestrator.models.training.loop",)  # imports torch
+MAX_MODULES, MAX_LINES = 12, 2000
+
+
+def layer_of(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    if rel.parts[0] == "cli":
+        return "cli"
+    inner = rel.relative_to("orchestrator")
+    return inner.parts[0] if len(inner.parts) > 1 else inner.stem
+
+
+def imported_modules(node) -> list[str]:
+    """Every module an import statement may load: `from a.b import c` may load a.b.c."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+        return [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    return []
+
+
+def layer_of_module(name: str) -> str | None:
+    """The layer of an orchestrator or cli module name, None for anything else."""
+    parts = name.split(".")
+    if parts[:2] == ["scaling_orchestrator", "cli"]:
+        return "cli"
+    if parts[:2] != ["scaling_orchestrator", "orchestrator"]:
+        return None
+    if len(parts) == 2:
+        return "__init__"
+    return parts[2] if parts[2] in LAYERS else "__init__"  # a name the lazy API exports
+
+
+def our_modules(*, cli: bool = True) -> list[Path]:
+    paths = sorted(ORCHESTRATOR.rglob("*.py"))
+    return paths + (sorted((PACKAGE / "cli").glob("*.py")) if cli else [])
+
+
+def test_every_orchestrator_subpackage_has_a_layer():
+    found = {p.name if p.is_dir() else p.stem for p in ORCHESTRATOR.iterdir() if p.name != "__pycache__"}
+    assert found <= set(LAYERS), f"place {sorted(found - set(LAYERS))} in LAYERS (tests/test_layering.py)"
+
+
+def test_orchestrator_layers_import_only_downward():
+    upward = []
+    for path in our_modules():
+        own = LAYERS.index(layer_of(path))
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):  # nested imports too
+            for name in imported_modules(node):
+                target = layer_of_module(name)
+                if target is not None and LAYERS.index(target) > own:
+                    upward.append(f"{path.relative_to(ROOT)}:{node.lineno} ({layer_of(path)}) imports {name}")
+    assert not upward, "imports up the layers " + " < ".join(LAYERS) + ":\n" + "\n".join(upward)
+
+
+def test_no_module_is_loaded_by_name_outside_the_lazy_api():
+    """importlib.import_module / __import__ hide an import from the layer check above."""
+    found = []
+    for path in our_modules():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            func = node.func if isinstance(node, ast.Call) else None
+            name = getattr(func, "attr", None) or getattr(func, "id", None)
+            if name in ("import_module", "__import__") and path != ORCHESTRATOR / "__init__.py":
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, f"a module imported by name: {found}"
+
+
+def test_ray_is_imported_only_under_orchestrator_execution():
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "ray" in imported_roots(path) and ORCHESTRATOR / "execution" not in path.parents
+    ]
+    assert not offenders, f"only orchestrator/execution/ imports ray: {offenders}"
+
+
+def test_importing_the_orchestrator_and_cli_loads_no_ray():
+    """Only running trials loads Ray: every module imports without it (searcher.py subclasses
+    Ray's Searcher, so it is the one that cannot)."""
+    modules = [
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in our_modules()
+        if p.name not in ("__main__.py", "searcher.py")
+    ]
+    code = (
+        "import sys, importlib\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print(','.join(r for r in ('ray', 'torch') if r in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "", f"importing the orchestrator and cli loaded {out.stdout.strip()}"
+
+
+def function_level_imports(path: Path):
+    """Each import statement inside a function or class body."""
+    tree = ast.parse(path.read_text(), str(path))
+    for scope in ast.walk(tree):
+        if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for node in ast.walk(scope):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    yield node
+
+
+def comment(line: str) -> str:
+    text = line.split("#", 1)[1].strip() if "#" in line else ""
+    return "" if text.startswith("noqa") else text
+
+
+def has_reason(lines: list[str], node) -> bool:
+    """A comment on the import, or on the line above the run of imports it belongs to."""
+    first = node.lineno - 1
+    while first > 0 and lines[first - 1].strip().startswith(("import ", "from ")):
+        first -= 1
+    return any(comment(line) for line in lines[max(first - 1, 0) : node.end_lineno])
+
+
+def test_function_level_imports_are_the_lazy_heavy_ones_with_a_reason():
+    """Imports sit at the top of a module, but for torch, Ray, matplotlib (and optional optuna),
+    which load where they are used; the CLI may load the execution layer (Ray) the same way.
+    Each says why in a comment."""
+    paths = our_modules(cli=False) + [PACKAGE / "cli" / n for n in ("study.py", "demo.py")]
+    paths.append(PACKAGE / "__main__.py")
+    bad = []
+    for path in paths:
+        lines = path.read_text().splitlines()
+        for node in function_level_imports(path):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            lazy = all(
+                n.split(".")[0] in LAZY_ROOTS
+                or n.startswith(LAZY_MODULES)
+                or (n.startswith("scaling_orchestrator.orchestrator.execution") and layer_of(path) in
+                    ("cli", "execution"))
+                for n in names
+            )
+            where = f"{path.relative_to(ROOT)}:{node.lineno} {', '.join(names)}"
+            if not lazy:
+                bad.append(f"{where}: not a lazy heavy import; move it to the top of the module")
+            elif not has_reason(lines, node):
+                bad.append(f"{where}: say why it is lazy in a comment")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_folder_holds_more_than_12_modules_or_2000_lines():
+    big = []
+    for folder in sorted({p.parent for p in PACKAGE.rglob("*.py")}):
+        files = list(folder.glob("*.py"))
+        lines = sum(len(f.read_text().splitlines()) for f in files)
+        if len(files) > MAX_MODULES or lines > MAX_LINES:
+            big.append(f"{folder.relative_to(ROOT)}: {len(files)} modules, {lines} lines")
+    assert not big, f"split by concept (at most {MAX_MODULES} modules, {MAX_LINES} lines a folder): {big}"

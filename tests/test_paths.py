@@ -15,7 +15,7 @@ from scaling_orchestrator.cli.study import main
 from scaling_orchestrator.models.data.tokens import DataSpec
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.models.training.config import TrainConfig
-from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.spec.paths import (
     NodePathError,
     check_on_driver,

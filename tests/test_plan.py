@@ -10,7 +10,9 @@ import pytest
 import yaml
 
 from scaling_orchestrator.models.shape import ModelShape
-from scaling_orchestrator.orchestrator.plan.build import HELD_OUT, make_plan, makespan, select_sizes
+from scaling_orchestrator.orchestrator.designs import DESIGNS, make_plan
+from scaling_orchestrator.orchestrator.plan.build import HELD_OUT, makespan, select_sizes
+from scaling_orchestrator.orchestrator.spec.design import KINDS
 from scaling_orchestrator.orchestrator.spec.sweep import SpecError, load_sweep, parse_sweep
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 
@@ -225,3 +227,18 @@ def test_render_says_the_headline_fit_uses_held_out_runs(plan):
     text = plan.render()
     assert "* held out of the back-test fit; the headline fit uses every run" in text
     assert "kept out of" not in text
+
+
+def test_every_design_the_spec_accepts_has_a_plan_and_a_queue():
+    assert set(DESIGNS) == set(KINDS)  # the registry and the spec's parser name the same kinds
+
+
+def test_the_plan_says_what_it_read_before_planning(tmp_path):
+    fit = tmp_path / "fit.json"
+    fit.write_text(json.dumps({"isoflop": {"a": 0.5, "k_params": 0.1}}))
+    sweep = parse_sweep(spec(prior={"from_fit": str(fit)}))
+    assert sweep.prior.coefficient == 0.0  # parsing read nothing
+    plan = make_plan(sweep)
+    assert plan.sweep.prior.optimal_params(1e12) == pytest.approx(1e5)
+    assert plan.notes[0] == f"prior.from_fit: isoflop fit in {fit}: N* = 0.1 C^0.5"
+    assert not any(n.startswith("prior.from_fit") for n in make_plan(parse_sweep(spec())).notes)

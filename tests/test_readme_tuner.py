@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
 from scaling_orchestrator.orchestrator.store.results import Store
 

@@ -14,7 +14,7 @@ import copy
 import numpy as np
 import pytest
 
-from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep
 from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
 

@@ -23,9 +23,9 @@ from scaling_orchestrator.orchestrator.backends.simulate import (
     ANNEAL_GAP,
     eval_steps,
     law_loss,
-    parse_simulate,
     simulate_train,
 )
+from scaling_orchestrator.orchestrator.spec.simulate import parse_simulate
 from scaling_orchestrator.orchestrator.spec.sweep import SpecError
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 
@@ -170,9 +170,9 @@ def test_simulated_grid_through_run_plan(tmp_path):
     import ray
 
     from scaling_orchestrator.analysis import fit
+    from scaling_orchestrator.orchestrator.designs import make_plan
     from scaling_orchestrator.orchestrator.execution.run import run_plan
     from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
-    from scaling_orchestrator.orchestrator.plan.build import make_plan
     from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
     from scaling_orchestrator.orchestrator.store.results import Store
 

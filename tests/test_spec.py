@@ -12,6 +12,7 @@ import yaml
 
 from scaling_orchestrator.models.data.tokens import DataSpec
 from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.orchestrator.spec.references import resolve
 from scaling_orchestrator.orchestrator.spec.sweep import SpecError, Sweep, load_sweep, parse_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,8 +161,8 @@ BAD = [
 
 @pytest.mark.parametrize("case,spec,expected", BAD, ids=[c[0] for c in BAD])
 def test_bad_spec_is_one_line_naming_the_field(case, spec, expected):
-    with pytest.raises(SpecError) as info:
-        parse_sweep(copy.deepcopy(spec), "bad.yaml")
+    with pytest.raises(SpecError) as info:  # at parse, or where resolve reads a file it names
+        resolve(parse_sweep(copy.deepcopy(spec), "bad.yaml"))
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("bad.yaml: ")
@@ -218,12 +219,26 @@ def test_chinchilla_prior_worked_number():
     assert prior.optimal_params(1e12) == pytest.approx(91287.09, rel=1e-6)  # sqrt(1e12 / 120)
 
 
+def test_parsing_reads_no_file_the_spec_names_resolve_does(tmp_path):
+    sweep = parse_sweep(with_("prior", {"from_fit": str(tmp_path / "later.json"), "span": 3}))
+    assert sweep.prior.from_fit.endswith("later.json") and sweep.prior.span == 3.0
+    with pytest.raises(ValueError, match="is not read yet"):
+        sweep.prior.optimal_params(1e12)
+    with pytest.raises(SpecError, match="prior.from_fit: .* must be a readable `scaling fit --json` file"):
+        resolve(sweep)
+    (tmp_path / "later.json").write_text(json.dumps({"isoflop": {"a": 0.5, "k_params": 0.1}}))
+    prior = resolve(sweep).prior
+    assert prior.optimal_params(1e12) == pytest.approx(0.1 * 1e6)
+    plain = parse_sweep(base())
+    assert resolve(plain) == plain  # nothing to read: the same sweep
+
+
 def test_prior_from_parametric_fit_minimises_the_law(tmp_path):
     # Epoch's refit of Chinchilla (Besiroglu et al. 2024); N* must minimise L(N, C/6N).
     law = {"E": 1.817, "A": 478.0, "B": 2143.0, "alpha": 0.347, "beta": 0.367}
     path = tmp_path / "fit.json"
     path.write_text(json.dumps({"parametric": law, "isoflop": {"fittable": False}}))
-    prior = parse_sweep(with_("prior", {"from_fit": str(path)})).prior
+    prior = resolve(parse_sweep(with_("prior", {"from_fit": str(path)}))).prior
     assert prior.exponent == pytest.approx(0.367 / 0.714, rel=1e-9)  # 0.514
     c = 1e21
     n = np.logspace(8, 12, 400001)
@@ -241,7 +256,7 @@ def test_prior_from_isoflop_fit_is_preferred(tmp_path):
             }
         )
     )
-    prior = parse_sweep(with_("prior", {"from_fit": str(path), "span": 3})).prior
+    prior = resolve(parse_sweep(with_("prior", {"from_fit": str(path), "span": 3}))).prior
     assert (prior.coefficient, prior.exponent, prior.span) == (0.1, 0.5, 3.0)
     assert prior.source.startswith("isoflop")
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.spec.hparams import HparamSpec
+from scaling_orchestrator.orchestrator.spec.references import lr_note, resolve
 from scaling_orchestrator.orchestrator.spec.sweep import SpecError, load_sweep, parse_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,8 +185,8 @@ def _clean(spec: dict) -> dict:
 
 @pytest.mark.parametrize("case,spec,expected", BAD, ids=[c[0] for c in BAD])
 def test_bad_hparams_are_one_line_naming_the_field(case, spec, expected):
-    with pytest.raises(SpecError) as info:
-        parse_sweep(_clean(spec), "bad.yaml")
+    with pytest.raises(SpecError) as info:  # at parse, or where resolve reads a file it names
+        resolve(parse_sweep(_clean(spec), "bad.yaml"))
     message = str(info.value)
     assert "\n" not in message and message.startswith("bad.yaml: ")
     assert expected in message
@@ -301,8 +302,11 @@ def test_lr_from_fit_sets_each_size_and_warns_outside_the_fitted_range(tmp_path)
     assert d2.train.lr == pytest.approx(1.2016e-3, rel=1e-4)  # 0.3 / sqrt(62,336)
     sizes = sorted({t.shape.param_counts()["total"] for t in plan.trials})
     outside = [n for n in sizes if not 3e4 <= n <= 2e5]
-    assert outside and len(plan.notes) == len(outside)
-    assert all("is an extrapolation" in n and "fit.json" in n for n in plan.notes)
+    read, *extrapolated = plan.notes  # first what the plan read, then each size outside the law
+    assert read.startswith("train.lr.from_fit: lr = 0.3 N^-0.5 (total params), the lr law in ")
+    assert read.endswith("fit.json, fitted on 30k..200k params")
+    assert outside and len(extrapolated) == len(outside)
+    assert all("is an extrapolation" in n and "fit.json" in n for n in extrapolated)
     text = plan.render()
     header = text.splitlines()[3].split()
     assert header[header.index("steps") + 1] == "lr" and f"{d2.train.lr:.3g}" in text
@@ -317,7 +321,10 @@ def test_lr_from_fit_in_non_embedding_params_and_no_column_for_one_lr(tmp_path):
     }
     plan = make_plan(parse_sweep(spec))
     d2 = next(t for t in plan.trials if t.shape.n_layer == 2)
-    assert d2.train.lr == pytest.approx(0.3 / math.sqrt(25472)) and not plan.notes
+    assert d2.train.lr == pytest.approx(0.3 / math.sqrt(25472))
+    assert [n.split(", the lr law in")[0] for n in plan.notes] == [
+        "train.lr.from_fit: lr = 0.3 N^-0.5 (non_embedding params)"
+    ]  # what was read, and no size outside the law's range
     assert (
         "  lr  " not in make_plan(parse_sweep({k: v for k, v in base().items() if k != "hparams"})).render()
     )
@@ -362,9 +369,7 @@ def write_search(
     return str(folder)
 
 
-def _mup_sweep(**model):
-    from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep as parse
-
+def _mup_spec(lr=None, **model) -> dict:
     spec = {k: v for k, v in base().items() if k != "hparams"}
     spec["model"] = {
         "depth": {"min": 2, "max": 8},
@@ -374,58 +379,44 @@ def _mup_sweep(**model):
         "parametrization": "mup",
         **model,
     }
-    return parse(spec)
+    if lr is not None:
+        spec["train"] = {**spec["train"], "lr": lr}
+    return spec
 
 
 def test_lr_from_search_feeds_every_size_under_mup(tmp_path):
-    import dataclasses
-
-    from scaling_orchestrator.orchestrator.spec.hparams import lr_note, split_lr_law
-
-    sweep = _mup_sweep()
-    (law, params), rest = split_lr_law(
-        {"batch_tokens": 2048, "lr": {"from_search": write_search(tmp_path)}}, sweep.model
-    )
-    assert rest == {"batch_tokens": 2048} and params == "total"
-    recipe = dataclasses.replace(sweep.train, lr_law=law)
-    plan = make_plan(dataclasses.replace(sweep, train=recipe))
+    folder = write_search(tmp_path)
+    sweep = parse_sweep(_mup_spec({"from_search": folder}))
+    assert sweep.train.lr_law is None and sweep.train.lr_source.path == folder  # parsing reads nothing
+    plan = make_plan(sweep)  # resolve reads the search, then the design plans
     lrs = {t.train.lr for t in plan.trials}
     assert len(lrs) == 1 and lrs.pop() == pytest.approx(4e-3, rel=1e-9)  # the bowl's vertex, every size
     assert len({t.shape.d_model for t in plan.trials}) >= 3
-    note = lr_note(recipe)
+    note = lr_note(plan.sweep.train)
     assert (
         note.startswith("lr: 0.004 at every size, the best lr of the search in") and "d2 (d_model 32" in note
     )
     assert [n for n in plan.notes if n.startswith("lr:")] == [note]  # the source; no size extrapolated
-    assert lr_note(sweep.train) == ""
+    assert lr_note(parse_sweep(_mup_spec()).train) == ""
 
 
 def test_a_spec_takes_its_lr_from_a_search(tmp_path):
-    from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep as parse
-
-    spec = {k: v for k, v in base().items() if k != "hparams"}
-    spec["model"] = {
-        "depth": {"min": 2, "max": 8},
-        "aspect_ratio": 16,
-        "head_dim": 16,
-        "seq_len": 128,
-        "parametrization": "mup",
-    }
-    spec["train"] = {**spec.get("train", {}), "lr": {"from_search": write_search(tmp_path)}}
-    plan = make_plan(parse(spec))
+    spec = _mup_spec({"from_search": write_search(tmp_path)})
+    plan = make_plan(parse_sweep(spec))
     assert [t.train.lr for t in plan.trials] == [pytest.approx(4e-3, rel=1e-9)] * len(plan.trials)
     assert "the best lr of the search in" in plan.render()
     spec["model"]["parametrization"] = "standard"
     with pytest.raises(
         SpecError, match="train.lr.from_search: .* must be used with model.parametrization: mup"
     ):
-        parse(spec)
+        parse_sweep(spec)
 
 
 @pytest.mark.parametrize(
     "case, kw, model, expected",
     [
-        ("standard model", {}, None, "must be used with model.parametrization: mup"),
+        ("standard model", {}, {"parametrization": "standard"},
+         "must be used with model.parametrization: mup"),
         ("other width", {"d_model": 64}, {}, "its smallest size d2 is [64] wide, model.base_d_model is 32"),
         (
             "best at the edge",
@@ -437,17 +428,11 @@ def test_a_spec_takes_its_lr_from_a_search(tmp_path):
     ],
 )
 def test_bad_lr_from_search_names_the_field(tmp_path, case, kw, model, expected):
-    from scaling_orchestrator.orchestrator.spec.hparams import split_lr_law
-
     path = str(tmp_path / "none") if kw is None else write_search(tmp_path, **kw)
-    spec_model = (
-        _mup_sweep(**model).model
-        if model is not None
-        else parse_sweep({k: v for k, v in base().items() if k != "hparams"}).model
-    )
-    with pytest.raises(SpecError) as info:
-        split_lr_law({"lr": {"from_search": path}}, spec_model)
-    assert str(info.value).startswith("train.lr.from_search: ") and expected in str(info.value)
+    with pytest.raises(SpecError) as info:  # the model at parse, the folder when resolve reads it
+        resolve(parse_sweep(_mup_spec({"from_search": path}, **model), "bad.yaml"))
+    message = str(info.value)
+    assert message.startswith("bad.yaml: train.lr.from_search: ") and expected in message
 
 
 def test_mup_hparam_sizes_on_a_width_dial():

@@ -230,7 +230,7 @@ def test_a_failed_trial_is_one_line_with_its_reason_and_log(tmp_path):
 def test_live_progress_counts_a_trial_that_reported_failed_as_failed():
     from types import SimpleNamespace
 
-    from scaling_orchestrator.orchestrator.store.status import make_live_progress
+    from scaling_orchestrator.orchestrator.execution.progress import make_live_progress
 
     a, b = spec(0), spec(1)
     lines = []

@@ -14,6 +14,11 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+from scaling_orchestrator.analysis import fit
+from scaling_orchestrator.analysis.data.schema import HELD_OUT
+from scaling_orchestrator.orchestrator.designs import make_plan
+from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
+
 DEFAULT_RESULTS = "results/demo"
 REPORT_DIR = "_report"
 # design -> (embedded spec, identical to examples/<name>; default results folder)
@@ -26,14 +31,12 @@ def demo_spec_path(design: str = "grid") -> Path:
 
 
 def build_plan(results_dir: str, spec_path: str | None = None, design: str = "grid"):
-    from scaling_orchestrator.orchestrator.plan.build import make_plan
-    from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
-
     sweep = load_sweep(spec_path or str(demo_spec_path(design)))
     return make_plan(replace(sweep, storage=results_dir))
 
 
 def run_study(plan, results_dir: str, *, progress: bool = True):
+    # the execution layer (Ray) loads only when the demo runs its trials
     from scaling_orchestrator.orchestrator.execution.run import run_plan
 
     return run_plan(plan, results_dir, progress=progress)
@@ -42,11 +45,8 @@ def run_study(plan, results_dir: str, *, progress: bool = True):
 def fit_and_report(results_dir: str, target_flops=(), *, n_bootstrap: int = 1000):
     """_report/ in the results folder: report.md, report.html, plots and fit.json (the
     `scaling fit --json` contract); returns (FitResult, report paths). target_flops: empty
-    for the default every command shares (scaling_orchestrator.analysis.judge.recommend.default_targets: 3x,
-    10x and
-    100x the largest budget), so `scaling report` on these results says the same."""
-    from scaling_orchestrator.analysis import fit
-
+    for the default every command shares (scaling_orchestrator.analysis.judge.recommend.default_targets:
+    3x, 10x and 100x the largest budget), so `scaling report` on these results says the same."""
     result = fit(results_dir, n_bootstrap=n_bootstrap, target_flops=target_flops)
     # Under "_report": Parquet readers of the results folder (pyarrow.dataset, pandas, DuckDB
     # globs) skip names starting with "_", so the report never breaks a read of the rows.
@@ -54,8 +54,6 @@ def fit_and_report(results_dir: str, target_flops=(), *, n_bootstrap: int = 1000
 
 
 def main(args) -> int:
-    from scaling_orchestrator.analysis.data.schema import HELD_OUT
-
     design = getattr(args, "design", None) or "grid"
     results_dir = getattr(args, "results", None) or DESIGNS[design][1]
     start = time.time()

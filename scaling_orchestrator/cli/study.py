@@ -1,15 +1,22 @@
-"""`scaling`: plan, run, status, fit, report, demo.
+"""`scaling`: plan, run, status, fit, report, predict, select, next, demo.
 
-Each subcommand imports what it needs when it runs, so `scaling plan` loads neither Ray nor the
-analysis stack. Expected failures (a bad spec, a missing file, a bad table) print one line,
-`scaling: error: ...`, on stderr and exit 2; a run with failed trials exits 1.
+Ray loads only for the commands that run trials (run, demo): the execution layer is imported
+when they run, so `scaling plan`, `status`, `fit` and `next` never load it. Expected failures
+(a bad spec, a missing file, a bad table) print one line, `scaling: error: ...`, on stderr and
+exit 2; a run with failed trials exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+
+from scaling_orchestrator.cli import analysis as analysis_cli
+from scaling_orchestrator.cli import demo
+from scaling_orchestrator.orchestrator.designs import make_plan
+from scaling_orchestrator.orchestrator.designs.next_trials import run_next
+from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
+from scaling_orchestrator.orchestrator.store.status import status_text
 
 COMMANDS = {
     "plan": "print the trials of a sweep spec and their cost; nothing runs",
@@ -44,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The full parser; fit/report/predict come from scaling_orchestrator.cli.analysis only when they are the
-    command."""
+    """The full parser; fit/report/predict/select parsers come from scaling_orchestrator.cli.analysis
+    when they are the command (listed by name otherwise)."""
     parser = argparse.ArgumentParser(prog="scaling", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -78,7 +85,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     for name in ANALYSIS_COMMANDS:
         if name == command:
-            getattr(_analysis_cli(), f"add_{name}_parser")(sub)
+            getattr(analysis_cli, f"add_{name}_parser")(sub)
         else:  # listed in --help; the real parser is built when it is the command
             sub.add_parser(name, help=COMMANDS[name], add_help=False)
 
@@ -152,9 +159,8 @@ def cmd_run(args) -> int:
 
 def _run_search(plan, results: str, args) -> int:
     """The hparam search, before the grid: a grid whose lr comes from its fit needs it first."""
-    from scaling_orchestrator.orchestrator.execution.search import (
-        run_search,  # Ray is imported here, not for `scaling plan`
-    )
+    # the execution layer (Ray) loads only for the commands that run trials
+    from scaling_orchestrator.orchestrator.execution.search import run_search
 
     sweep = plan.sweep
     print(
@@ -174,9 +180,8 @@ def _run_search(plan, results: str, args) -> int:
 
 
 def _run_grid(plan, results: str, args) -> int:
-    from scaling_orchestrator.orchestrator.execution.run import (
-        run_plan,  # Ray is imported here, not for `scaling plan`
-    )
+    # the execution layer (Ray) loads only for the commands that run trials
+    from scaling_orchestrator.orchestrator.execution.run import run_plan
 
     print(f"scaling: {len(plan.trials)} trials of {plan.sweep.name} -> {results}", flush=True)
     summary = run_plan(
@@ -197,34 +202,32 @@ def _run_grid(plan, results: str, args) -> int:
 
 def cmd_status(args) -> int:
     trials = list(_load_plan(args.spec).trials) if args.spec else None
-    from scaling_orchestrator.orchestrator.store.status import status_text
-
     print(status_text(args.results, trials))
     return 0
 
 
 def cmd_fit(args) -> int:
-    return _analysis_cli().run_fit(args)
+    return analysis_cli.run_fit(args)
 
 
 def cmd_report(args) -> int:
-    return _analysis_cli().run_report(args)
+    return analysis_cli.run_report(args)
 
 
 def cmd_predict(args) -> int:
-    return _analysis_cli().run_predict(args)
+    return analysis_cli.run_predict(args)
 
 
 def cmd_select(args) -> int:
-    return _analysis_cli().run_select(args)
+    return analysis_cli.run_select(args)
 
 
 def cmd_next(args) -> int:
-    return importlib.import_module("scaling_orchestrator.orchestrator.designs.next_trials").run_next(args)
+    return run_next(args)
 
 
 def cmd_demo(args) -> int:
-    return importlib.import_module("scaling_orchestrator.cli.demo").main(args)
+    return demo.main(args)
 
 
 HANDLERS = {
@@ -241,19 +244,7 @@ HANDLERS = {
 
 
 def _load_plan(spec_path: str):
-    from scaling_orchestrator.orchestrator.plan.build import make_plan
-    from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
-
     return make_plan(load_sweep(spec_path))
-
-
-def _analysis_cli():
-    try:
-        return importlib.import_module("scaling_orchestrator.cli.analysis")
-    except ImportError as e:
-        raise CliError(
-            f"fit, report and predict need scaling_orchestrator.cli.analysis, which does not import here: {e}"
-        ) from None
 
 
 def _command(argv: list[str]) -> str | None:

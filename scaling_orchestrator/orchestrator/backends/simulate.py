@@ -6,9 +6,9 @@ say backend "simulate" and the report says SIMULATED in its title: nothing it pr
 measurement of training.
 
 The spec section `simulate: {law: chinchilla, params: {E, A, B, alpha, beta}, noise: 0.01,
-seed: 0}` names a law form of analysis/forms and its constants. A trial of N total parameters
-trained on D tokens then reports, at each evaluation the real loop would make (the same
-cadence: eval_every_steps, eval_at_tokens, the last step):
+seed: 0}` (checked by spec/simulate.py) names a law form of the analysis registry and its
+constants. A trial of N total parameters trained on D tokens then reports, at each evaluation
+the real loop would make (the same cadence: eval_every_steps, eval_at_tokens, the last step):
 
     L(T) = min(ln V, L_law(N, T) + ANNEAL_GAP (lr(T) - lr_end) / lr_peak (L_law(N, T) - floor))
            x exp(noise z),   z ~ N(0, 1) drawn once per run from (seed, trial id)
@@ -37,47 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
+from scaling_orchestrator.analysis.laws.registry import law_form
 from scaling_orchestrator.models.training.config import Measurement, TrainConfig, lr_at
-from scaling_orchestrator.orchestrator.spec.validate import SpecError, choice, mapping, number, whole_number
 
 STATE_FILE = "simulate_state.json"
 ANNEAL_GAP = 0.1          # reducible loss 10% above the annealed law at peak LR
-DEFAULT_NOISE = 0.01      # 1% multiplicative run-to-run noise
-KEYS = ("law", "params", "noise", "seed")
-PROBE = (1e8, 2e9)        # a (N, D) where every sensible law gives a finite loss > 0
-
-
-def parse_simulate(raw) -> dict:
-    """The `simulate:` section, checked: {"law", "params": {constant: float}, "noise", "seed"}."""
-    from scaling_orchestrator.analysis.laws.registry import FORMS
-
-    raw = mapping(raw, "simulate", KEYS)
-    law = choice(raw.get("law", "chinchilla"), "simulate.law", tuple(FORMS))
-    form = FORMS[law]
-    if "unique_tokens" in form.required_columns:
-        raise SpecError(f"simulate.law: {law!r} needs unique tokens per run, which a trial "
-                        "does not have; allowed: "
-                        + ", ".join(n for n, f in FORMS.items() if not f.required_columns))
-    given = mapping(raw.get("params"), "simulate.params", form.constants)
-    missing = [k for k in form.constants if k not in given]
-    if missing:
-        raise SpecError(f"simulate.params: {', '.join(missing)} missing; the {law} law needs "
-                        f"{', '.join(form.constants)}")
-    params = {k: number(given[k], f"simulate.params.{k}") for k in form.constants}
-    probe = float(form.predict_values(params, *PROBE))
-    if not (math.isfinite(probe) and probe > 0):
-        raise SpecError(f"simulate.params: the {law} law gives loss {probe:g} at N={PROBE[0]:g}, "
-                        f"D={PROBE[1]:g}; must be a finite loss > 0")
-    noise = number(raw.get("noise", DEFAULT_NOISE), "simulate.noise", "a number in [0, 1)",
-                   lambda x: 0 <= x < 1)
-    seed = whole_number(raw.get("seed", 0), "simulate.seed")
-    return {"law": law, "params": params, "noise": noise, "seed": seed}
 
 
 def law_loss(simulate: dict, params: float, tokens) -> np.ndarray:
     """The law's loss (nats/token) at N params and D tokens, noise-free."""
-    from scaling_orchestrator.analysis.laws.registry import law_form
-
     form = law_form(simulate["law"])
     with np.errstate(all="ignore"):
         return np.asarray(form.predict_values(simulate["params"], float(params),
@@ -86,8 +54,6 @@ def law_loss(simulate: dict, params: float, tokens) -> np.ndarray:
 
 def loss_floor(simulate: dict) -> float:
     """The law's irreducible loss (E for Chinchilla), 0 for a form without one."""
-    from scaling_orchestrator.analysis.laws.registry import law_form
-
     name = law_form(simulate["law"]).loss_floor
     return float(simulate["params"][name]) if name else 0.0
 
@@ -165,7 +131,6 @@ def simulate_train(spec, config: TrainConfig, *, on_eval=None, checkpoint_dir: s
         if on_eval is not None:
             on_eval(last, resume_from)
         return last
-    loss_floor(spec.simulate)  # the law's module loads before the clock starts
     params = float(spec.shape.param_counts()["total"])
     per_token, per_token_6n = spec.shape.flops_per_token(), spec.shape.flops_per_token_6n()
     began, previous, result = time.perf_counter() - state["wall_seconds"], state["step"], None

@@ -1,6 +1,6 @@
 """The adaptive design's TrialQueue: refit as results land, propose while others still run.
 
-Tune asks the queue for a trial whenever a slot frees (orchestrator/searcher.py). The queue
+Tune asks the queue for a trial whenever a slot frees (execution/searcher.py). The queue
 hands out what it has already chosen; when nothing is chosen and a trial has landed since the
 last fit, it refits (scaling_orchestrator.analysis.design.select.propose: run bootstrap, the trials still
 running count
@@ -40,7 +40,7 @@ def candidate(spec: TrialSpec) -> Candidate:
 
 class AdaptiveQueue(TrialQueue):
     def __init__(self, plan, todo, store, pool):
-        """pool: every candidate trial (design_adaptive.candidates of the plan's sweep)."""
+        """pool: every candidate trial (adaptive.candidates of the plan's sweep)."""
         super().__init__(todo)
         self.sweep, self.options, self.store = plan.sweep, plan.sweep.design.options, store
         self.pool = {t.trial_id: t for t in pool}

@@ -20,7 +20,8 @@ any run; the study spends trunks + cooldowns (Plan.total_flops), while the same 
 independent runs would cost `grid_equivalent_flops`. Held-out budgets' branches are group
 "held_out" (with their parent), the rest "branch"; trunks are "trunk" and never fit points.
 An extra point above the largest fitting budget would enter the back-test's fit from beyond
-the held-out budget, so it is dropped when there are held-out budgets.
+the held-out budget, so it is dropped when there are held-out budgets. The options
+(cooldown_fraction, decay_shape, points, tokens_per_param) are spec/design.py's BranchesOptions.
 """
 
 from __future__ import annotations
@@ -41,19 +42,9 @@ from scaling_orchestrator.orchestrator.plan.build import (
     select_sizes,
     trial_lr,
 )
+from scaling_orchestrator.orchestrator.spec.design import BranchesOptions
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
-from scaling_orchestrator.orchestrator.spec.validate import SpecError, choice, mapping, number, sequence
-
-DECAY_SHAPES = ("1-sqrt", "linear")
-POINTS = ("bracket", "below")
-
-
-@dataclass(frozen=True)
-class BranchesOptions:
-    cooldown_fraction: float = 0.2  # of each branch's steps (Hagele et al. 2024: 20% matches cosine)
-    decay_shape: str = "1-sqrt"  # Hagele et al. 2024 Eq. 1; "linear" as MiniCPM
-    points: str = "bracket"  # "bracket": the grid's (budget, size) points; "below": every smaller budget too
-    tokens_per_param: tuple[float, ...] = ()  # extra branch points per size, e.g. (5, 10, 20, 40, 80)
+from scaling_orchestrator.orchestrator.spec.validate import SpecError
 
 
 @dataclass(frozen=True)
@@ -61,23 +52,6 @@ class _Point:
     steps: int  # T, the branch's last step
     budget_flops: float
     group: str
-
-
-def parse_design(raw: dict, sweep_raw: dict) -> BranchesOptions:
-    mapping(raw, "design", ("cooldown_fraction", "decay_shape", "points", "tokens_per_param"))
-    kw = {}
-    if "cooldown_fraction" in raw:
-        kw["cooldown_fraction"] = number(raw["cooldown_fraction"], "design.cooldown_fraction", "in (0, 1)",
-                                         lambda x: 0 < x < 1)
-    if "decay_shape" in raw:
-        kw["decay_shape"] = choice(raw["decay_shape"], "design.decay_shape", DECAY_SHAPES)
-    if "points" in raw:
-        kw["points"] = choice(raw["points"], "design.points", POINTS)
-    if "tokens_per_param" in raw:
-        values = sequence(raw["tokens_per_param"], "design.tokens_per_param", "positive numbers")
-        kw["tokens_per_param"] = tuple(sorted({number(v, f"design.tokens_per_param[{i}]", "a positive number",
-                                                      lambda x: x > 0) for i, v in enumerate(values)}))
-    return BranchesOptions(**kw)
 
 
 def make_plan(sweep) -> Plan:
@@ -137,7 +111,7 @@ def _points_per_size(sweep, options: BranchesOptions) -> tuple[dict, list]:
         for budget in budgets:
             if budget > max(bracket) or (options.points == "bracket" and budget not in bracket):
                 continue
-            reason = infeasible(budget, shape, sweep)
+            reason = infeasible(budget, shape, sweep.train, sweep.model.label(shape))
             if reason and budget in bracket:
                 dropped.append(Dropped(budget, shape, reason))
             elif not reason:

@@ -24,14 +24,15 @@ import numpy as np
 import yaml
 
 from scaling_orchestrator.analysis.data.schema import TRUNK
-from scaling_orchestrator.analysis.design.select import Candidate, Runs, flops_label, per_token_model, propose
+from scaling_orchestrator.analysis.design.select import Runs, flops_label, per_token_model, propose
 from scaling_orchestrator.analysis.laws.registry import law_form
 from scaling_orchestrator.models.training.config import TrainConfig
+from scaling_orchestrator.orchestrator.designs.adaptive_queue import candidate
+from scaling_orchestrator.orchestrator.plan.build import infeasible
+from scaling_orchestrator.orchestrator.spec.sweep import Recipe
 from scaling_orchestrator.orchestrator.store.results import Store
 
-CANDIDATE_SPAN = 8.0  # the grid's span 4 plus one bracket step (orchestrator/design_adaptive.py)
-MIN_STEPS = 25  # train.min_steps' default: whole-step rounding within 2%
-FLOPS_TOLERANCE = 0.02
+CANDIDATE_SPAN = 8.0  # the grid's span 4 plus one bracket step (designs/adaptive.py)
 LADDER_STEPS = 2  # budgets added above the largest run, each one ladder step up
 
 
@@ -73,15 +74,13 @@ def study_shapes(template, plan, rows) -> list:
 
 def trial_at(template, shape, budget: float):
     """The template trial moved to (shape, budget): whole steps nearest the budget, or None when
-    that is under MIN_STEPS steps or off the budget by more than 2%."""
-    batch = template.train.batch_tokens
-    steps = round(budget / (shape.flops_per_token() * batch))
-    spent = steps * batch * shape.flops_per_token()
-    if steps < MIN_STEPS or abs(spent / budget - 1) > FLOPS_TOLERANCE:
+    that size cannot spend it (plan.infeasible with the template's recipe: train.min_steps'
+    default, within 2%)."""
+    recipe = Recipe(template.train)
+    if infeasible(budget, shape, recipe):
         return None
-    config = dataclasses.replace(
-        template.train, total_tokens=steps * batch, eval_every_tokens=0, eval_at_tokens=()
-    )
+    tokens = recipe.steps(budget, shape) * template.train.batch_tokens
+    config = dataclasses.replace(template.train, total_tokens=tokens, eval_every_tokens=0, eval_at_tokens=())
     return dataclasses.replace(
         template,
         shape=shape,
@@ -152,16 +151,7 @@ def next_round(
     if not pool:
         raise ValueError(f"{results}: no size spends any budget in whole steps near the fit's N*")
     by_id = {t.trial_id: t for t in pool}
-    cands = [
-        Candidate(
-            float(t.shape.param_counts()["total"]),
-            float(t.train.total_tokens),
-            t.flops,
-            t.budget_flops,
-            key=t.trial_id,
-        )
-        for t in pool
-    ]
+    cands = [candidate(t) for t in pool]
     proposal = propose(
         runs,
         cands,

@@ -1,6 +1,6 @@
 """When each trial of a study may start: the one thing a design decides at run time.
 
-run_plan hands Tune a `StudySearcher` (orchestrator/searcher.py) over a TrialQueue. Tune asks
+run_plan hands Tune a `StudySearcher` (execution/searcher.py) over a TrialQueue. Tune asks
 the searcher for a trial whenever a slot is free; the searcher asks the queue:
 
     take(store) -> TrialSpec   run this one next
@@ -10,8 +10,9 @@ the searcher for a trial whenever a slot is free; the searcher asks the queue:
 
 The base queue is the grid's: every trial runnable at once, the longest (most FLOPs) first, so
 a study's makespan approaches total work / slots (Graham's LPT rule, within 4/3 of optimal).
-Designs subclass it in their own module (design_branches.py, design_adaptive.py) and hear
-each trial's reports (on_result) and its end (on_complete) to decide what becomes runnable.
+Designs subclass it in their own module (branches.py, adaptive_queue.py) and hear each
+trial's reports (on_result) and its end (on_complete) to decide what becomes runnable; each
+design's make_queue builds its queue, and designs.make_queue picks the plan's design's.
 """
 
 from __future__ import annotations
@@ -60,20 +61,3 @@ class TrialQueue:
     def planned(self) -> list:
         """Every trial known so far, for the plan file and the progress line."""
         return list(self.known.values())
-
-
-def static_queue(plan, todo, store) -> TrialQueue:
-    """The default make_queue: every trial of `todo` at once, longest first."""
-    return TrialQueue(todo)
-
-
-def make_queue(plan, todo, store) -> TrialQueue:
-    """The plan's design's queue for `todo` (the trials not yet final), or the static one."""
-    kind = plan.sweep.design.kind
-    if kind != "grid":
-        from scaling_orchestrator.orchestrator.spec.design import design_module
-
-        module = design_module(kind)
-        if hasattr(module, "make_queue"):
-            return module.make_queue(plan, todo, store)
-    return static_queue(plan, todo, store)

@@ -17,99 +17,47 @@ budget C in budgets_flops:
   fewer tokens; `tokens: D` trains every trial on D tokens instead (its FLOPs then differ).
 
 A context must divide train.batch_tokens (and micro_batch_tokens), fit in train.eval_tokens, and
-fit the corpus: the data is one token stream per split (documents joined, models/data.py), so
+fit the corpus: the data is one token stream per split (documents joined, models/data/), so
 the limit is the val split's length, which evaluation windows are cut from (read from the
 prepared data: the first plan of a corpus tokenizes it, as a trial would). Rows are kind
-"shape"; analysis/shape_study.py reads loss against aspect ratio and context from them.
+"shape"; analysis.report.shape_study reads loss against aspect ratio and context from them.
+The options are spec/design.py's ShapeOptions.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 
 from scaling_orchestrator.models.data.tokens import prepare_data
 from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.orchestrator.designs.queue import TrialQueue
 from scaling_orchestrator.orchestrator.fmt import si
 from scaling_orchestrator.orchestrator.plan.build import (
-    FLOPS_TOLERANCE,
     Plan,
+    infeasible,
     make_hparam_trial,
     make_trial,
     trial_lr,
 )
+from scaling_orchestrator.orchestrator.spec.design import ShapeOptions
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
-from scaling_orchestrator.orchestrator.spec.validate import (
-    SpecError,
-    fail,
-    mapping,
-    number,
-    sequence,
-    whole_number,
-)
+from scaling_orchestrator.orchestrator.spec.validate import SpecError, fail
 
 KIND = "shape"  # the rows' kind: not IsoFLOP points, so `scaling fit` leaves them out
-KEYS = ("aspect_ratios", "contexts", "params", "tokens", "params_tolerance", "head_dim")
 MAX_ASPECT_MISS = math.sqrt(2)  # a realized aspect ratio within a factor sqrt(2) of its target
-
-
-@dataclass(frozen=True)
-class ShapeOptions:
-    aspect_ratios: tuple[float, ...]  # d_model / n_layer targets, ascending
-    contexts: tuple[int, ...] = ()  # seq_len values for the reference shape, ascending
-    params: float = 0.0  # non-embedding N; 0: the prior's N*(C)
-    tokens: int = 0  # training tokens of every trial; 0: each spends the budget
-    params_tolerance: float = 0.1  # |N_shape / N - 1| allowed
-    head_dim: int = 0  # 0: the model section's (a dial's head_dim), else 16
-
-
-def parse_design(raw: dict, sweep_raw: dict) -> ShapeOptions:
-    mapping(raw, "design", KEYS)
-    if "aspect_ratios" not in raw:
-        raise SpecError("design.aspect_ratios: missing; the d_model / n_layer targets, e.g. [4, 16, 64]")
-    aspects = _ascending(raw["aspect_ratios"], "design.aspect_ratios",
-                         lambda v, p: number(v, p, "a positive number", lambda x: x > 0))
-    contexts = _ascending(raw.get("contexts", []), "design.contexts",
-                          lambda v, p: whole_number(v, p, minimum=1), allow_empty=True)
-    kw = {"aspect_ratios": aspects, "contexts": contexts}
-    if "params" in raw:
-        kw["params"] = number(raw["params"], "design.params", "a positive number", lambda x: x > 0)
-    if "tokens" in raw:
-        kw["tokens"] = whole_number(raw["tokens"], "design.tokens", minimum=1)
-    if "params_tolerance" in raw:
-        kw["params_tolerance"] = number(raw["params_tolerance"], "design.params_tolerance", "in (0, 1)",
-                                        lambda x: 0 < x < 1)
-    if "head_dim" in raw:
-        kw["head_dim"] = whole_number(raw["head_dim"], "design.head_dim", minimum=1)
-    if sweep_raw.get("held_out_budgets_flops"):
-        fail(
-            "held_out_budgets_flops",
-            sweep_raw["held_out_budgets_flops"],
-            "absent for design: shape (no back-test)",
-        )
-    if "params" in kw and len(sweep_raw.get("budgets_flops") or []) > 1:
-        fail(
-            "design.params",
-            raw["params"],
-            "given with one budget only (several budgets take the prior's N*(C))",
-        )
-    return ShapeOptions(**kw)
-
-
-def _ascending(raw, path: str, check, allow_empty: bool = False) -> tuple:
-    items = sequence(raw, path, "positive numbers", allow_empty=allow_empty)
-    values = [check(v, f"{path}[{i}]") for i, v in enumerate(items)]
-    if len(set(values)) != len(values):
-        fail(path, items, "without repeats")
-    return tuple(sorted(values))
 
 
 def make_plan(sweep) -> Plan:
     try:
         return _plan(sweep)
-    except SpecError as e:  # as plan.py says a budget's error: after the spec's name
+    except SpecError as e:  # as the grid says a budget's error: after the spec's name
         raise SpecError(f"{sweep.source}: {e}") from None
+
+
+def make_queue(plan: Plan, todo, store) -> TrialQueue:
+    """Every trial of `todo` at once, longest first (as the grid)."""
+    return TrialQueue(todo)
 
 
 def _plan(sweep) -> Plan:
@@ -249,15 +197,9 @@ def _trial(sweep, budget: float, shape: ModelShape, seed: int, options: ShapeOpt
     if options.tokens:
         return _trial_of_tokens(sweep, budget, shape, seed, options.tokens)
     trial = make_trial(sweep, budget, shape, seed)
-    short = sweep.train.too_few_steps(trial.train.total_steps)
-    ratio = trial.flops / budget
-    if short or abs(ratio - 1) > FLOPS_TOLERANCE:
-        fail(
-            "budgets_flops",
-            budget,
-            f"enough for every shape: {trial.size_label} gets "
-            f"{short or f'{ratio:.3f}x the budget in whole steps'}",
-        )
+    reason = infeasible(budget, shape, sweep.train, trial.size_label)
+    if reason:
+        fail("budgets_flops", budget, f"enough for every shape ({reason})")
     return dataclasses.replace(trial, kind=KIND)
 
 

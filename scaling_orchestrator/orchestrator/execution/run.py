@@ -13,9 +13,10 @@ import hashlib
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from scaling_orchestrator.orchestrator.designs.queue import TrialQueue, make_queue
+from scaling_orchestrator.orchestrator.designs import make_queue
+from scaling_orchestrator.orchestrator.designs.queue import TrialQueue
+from scaling_orchestrator.orchestrator.execution.progress import make_live_progress
 from scaling_orchestrator.orchestrator.execution.resources import max_concurrent
 from scaling_orchestrator.orchestrator.execution.tuner import (
     build_tuner,
@@ -28,14 +29,12 @@ from scaling_orchestrator.orchestrator.execution.tuner import (
     ray_session,
 )
 from scaling_orchestrator.orchestrator.execution.worker import trainable
+from scaling_orchestrator.orchestrator.plan.build import Plan
 from scaling_orchestrator.orchestrator.spec.paths import check_on_driver
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 from scaling_orchestrator.orchestrator.store.lock import StudyLock
 from scaling_orchestrator.orchestrator.store.results import Store
-from scaling_orchestrator.orchestrator.store.status import NO_REASON, Failure, failure_of, make_live_progress
-
-if TYPE_CHECKING:
-    from scaling_orchestrator.orchestrator.plan.build import Plan
+from scaling_orchestrator.orchestrator.store.status import NO_REASON, Failure, failure_of
 
 
 @dataclass(frozen=True)
@@ -173,6 +172,7 @@ def _tune(plan, todo, trials, done_before, store: Store, settings: _Settings) ->
 def _tune_pass(queue: TrialQueue, trials, done_before, store: Store, attempt: int,
                settings: _Settings) -> tuple[dict, set]:
     """One Tuner over the queue's trials: (one-line error per failed trial, ids lost to the cluster)."""
+    # searcher.py subclasses Ray's Searcher: Ray loads here, not when RunSummary is imported
     from scaling_orchestrator.orchestrator.execution.searcher import StudySearcher
 
     cluster = cluster_capacity()[0]

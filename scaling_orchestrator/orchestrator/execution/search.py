@@ -11,7 +11,7 @@ row final with
 status "ok" and writes `stopped_early` into its metadata (_trials/<id>.json) before Tune stops
 it: a finished point at fewer tokens. Metric "val_loss", time "tokens": worker.tune_metrics
 reports both at every evaluation, and every trial of a size evaluates at the same token counts
-(spec_hparams rounds them to every batch size searched).
+(spec/hparams.py rounds them to every batch size searched).
 
 Resume: a finished trial (final row ok or diverged) is not trained again; its rows are replayed
 to Tune, so the searcher and ASHA see what they saw the first time. random and grid draw their
@@ -30,7 +30,6 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from scaling_orchestrator.orchestrator.execution.resources import max_concurrent
 from scaling_orchestrator.orchestrator.execution.stops import TIME_ATTR, finalize_stopped, recording_asha
@@ -50,13 +49,11 @@ from scaling_orchestrator.orchestrator.execution.tuner import (
 )
 from scaling_orchestrator.orchestrator.execution.worker import trainable
 from scaling_orchestrator.orchestrator.fmt import si, value
+from scaling_orchestrator.orchestrator.plan.build import Plan
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 from scaling_orchestrator.orchestrator.store.lock import StudyLock
 from scaling_orchestrator.orchestrator.store.results import Store, is_done
 from scaling_orchestrator.orchestrator.store.status import NO_REASON, Failure, failure_of
-
-if TYPE_CHECKING:
-    from scaling_orchestrator.orchestrator.plan.build import Plan
 
 METRIC = "val_loss"
 
@@ -135,6 +132,7 @@ def resolve(config: dict) -> tuple[dict, TrialSpec]:
 
 def search_trainable(config: dict) -> None:
     """Tune function trainable of one search trial: replay a finished trial, else train it."""
+    # Ray loads only when a search runs
     from ray import tune
 
     config, spec = resolve(config)
@@ -226,6 +224,7 @@ def _tuner(
 def tune_space(h) -> dict:
     """The search space as Tune primitives. randint's high is inclusive in the spec (Tune's is
     not); search: grid turns every choice into a grid."""
+    # Ray loads only when a search runs
     from ray import tune
 
     out = {}
@@ -246,9 +245,11 @@ def _searcher(h, concurrency: int):
     """Seeded, so a re-run proposes the same configs. (TuneConfig.max_concurrent_trials is
     ignored with a searcher instance: the limit goes to the searcher itself.)"""
     if h.search == "optuna":
+        # Ray loads only when a search runs
         from ray.tune.search import ConcurrencyLimiter
 
         return ConcurrencyLimiter(_require_optuna()(seed=h.seed), max_concurrent=concurrency)
+    # Ray loads only when a search runs
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     return BasicVariantGenerator(random_state=h.seed, max_concurrent=concurrency)
@@ -256,6 +257,7 @@ def _searcher(h, concurrency: int):
 
 def _require_optuna():
     try:
+        # optuna is optional (the [optuna] extra): probed only for search: optuna
         import optuna  # noqa: F401
         from ray.tune.search.optuna import OptunaSearch
     except ImportError as e:
@@ -267,6 +269,7 @@ def _require_optuna():
 
 
 def _scheduler(h, base: TrialSpec):
+    # Ray loads only when a search runs
     from ray.tune.schedulers import FIFOScheduler
 
     if h.scheduler == "fifo":
@@ -351,6 +354,7 @@ def _experiment_name(sweep, base: TrialSpec) -> str:
 
 def _progress(label: str, n_trials: int, stream=None):
     """A Tune callback: one line per finished trial of this size."""
+    # Ray loads only when a search runs
     from ray import tune
 
     class SearchProgress(tune.Callback):

@@ -42,6 +42,7 @@ def recording_asha(**asha_kwargs):
     """An ASHAScheduler that settles its stops in the store before Tune acts on them (the trial
     waits in its report meanwhile, so nothing else writes its rows) and lets a trial's last
     evaluation finish normally. stop_last_trials=False: a trial ends by itself at max_t."""
+    # Ray loads when the scheduler is built: asha_for resolves without it
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
     class RecordingASHA(ASHAScheduler):

@@ -14,6 +14,8 @@ import contextlib
 import logging
 import os
 
+from scaling_orchestrator.models.training.config import rows_per_rank
+from scaling_orchestrator.orchestrator.execution.autoscaling import launchable as bootstrap_launchable
 from scaling_orchestrator.orchestrator.execution.resources import check_fits, driver_resources
 from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
 from scaling_orchestrator.orchestrator.store.lock import local_ray_processes
@@ -28,6 +30,7 @@ def start_local_ray(num_cpus: int | None = None, **kwargs) -> None:
 
     Logical CPUs = cores by default: in-process trials reserve cpus_per_worker each and set as
     many torch threads, so 2 cores run 2 one-thread trials, never 4 oversubscribed ones."""
+    # Ray loads only when a study runs: planning and `scaling status` need none
     import ray
 
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
@@ -56,6 +59,7 @@ def ray_session(address: str | None, *, needed: bool = True):
     """Join `address` (or $RAY_ADDRESS), else start a local Ray; yields True when this call
     started Ray, and shuts down only what it started. needed=False starts nothing (every trial
     is done already): a no-op re-run costs no Ray start-up."""
+    # Ray loads only when a study runs: planning and `scaling status` need none
     import ray
 
     started = needed and not ray.is_initialized()
@@ -71,11 +75,9 @@ def ray_session(address: str | None, *, needed: bool = True):
 
 
 def check_batch_split(trials: list[TrialSpec]) -> None:
-    """num_workers > 1 trains data-parallel (scaling_orchestrator.models.training.loop under DDP): each rank
-    takes an equal
-    share of every step's batch, so batch_tokens must split evenly over the workers."""
-    from scaling_orchestrator.models.training.config import rows_per_rank
-
+    """num_workers > 1 trains data-parallel (scaling_orchestrator.models.training.loop under DDP):
+    each rank takes an equal share of every step's batch, so batch_tokens must split evenly over
+    the workers."""
     for t in trials:
         try:
             rows_per_rank(t.train.batch_tokens, t.shape.seq_len, max(1, t.resources.num_workers))
@@ -90,6 +92,7 @@ def cluster_capacity() -> tuple[dict, list[dict]]:
     cluster (cluster.yaml: min_workers 0) starts with no GPU node: its capacity is what the
     autoscaler may launch (node group x max_count, the figure Ray Train V2 checks), else
     the alive nodes' totals."""
+    # Ray loads only when a study runs: planning and `scaling status` need none
     import ray
     from ray._private.state import state
 
@@ -100,9 +103,7 @@ def cluster_capacity() -> tuple[dict, list[dict]]:
         launchable = state.get_max_resources_from_cluster_config() or {}
     except Exception:  # no autoscaler state (a local Ray)
         config, launchable = None, {}
-    if config is None:  # a `ray up` cluster: the v1 monitor publishes none (orchestrator/autoscaling.py)
-        from scaling_orchestrator.orchestrator.execution.autoscaling import launchable as bootstrap_launchable
-
+    if config is None:  # a `ray up` cluster: the v1 monitor publishes none (execution/autoscaling.py)
         launchable, types = bootstrap_launchable() or ({}, [])
         nodes += types
     for key, most in launchable.items():
@@ -121,6 +122,7 @@ def check_cluster(trials: list[TrialSpec]) -> dict:
 
 def local_ray_record() -> dict:
     """The local Ray this driver started, for the study lock (lock.reap_leftover_ray)."""
+    # Ray loads only when a study runs: planning and `scaling status` need none
     import ray
 
     try:
@@ -138,6 +140,7 @@ def with_trial_resources(fn, cluster: dict, resources: Resources | None = None, 
     cwd: the driver's working directory, against which a relative "results_dir" is read; Tune
     runs each trial in its own .../working_dirs/<trial>/ folder, where a relative path would
     land otherwise (and be copied into the experiment folder, never into ./results)."""
+    # Ray loads only when a study runs: planning and `scaling status` need none
     from ray import tune
     from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
 
@@ -182,12 +185,13 @@ def build_tuner(
     """A Tuner over `fn` with the defaults of the module doc. param_space gets the results
     folder and max_failures (worker.trainable passes it to Ray Train's own FailureConfig);
     tune_config adds to TuneConfig (concurrency, searcher, scheduler, trial names)."""
+    # Ray loads only when a study runs: planning and `scaling status` need none
     from ray import tune
 
     # verbose=0 alone still prints the new engine's config box; the classic reporter at
     # verbosity 0 prints nothing, and the callbacks' lines take its place.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Every evaluation is already a Parquet row (store.py); Tune's own per-trial CSV, JSON and
+    # Every evaluation is already a Parquet row (store/results.py); Tune's own per-trial CSV, JSON and
     # TensorBoard logs would be a second copy the driver writes and reads back at the end
     # (bench/scale.py, 1,000 trials on 32 slots: utilisation 0.89 with them, 0.93 without).
     # Nothing here reads them: run.py and search.py take each result's config and error.

@@ -44,6 +44,8 @@ import time
 import traceback
 
 from scaling_orchestrator.analysis.data.schema import TRUNK
+from scaling_orchestrator.models.data.tokens import prepare_data
+from scaling_orchestrator.orchestrator.backends import simulate
 from scaling_orchestrator.orchestrator.execution import tuner
 from scaling_orchestrator.orchestrator.execution.resources import worker_bundle
 from scaling_orchestrator.orchestrator.execution.stops import stopped
@@ -70,6 +72,7 @@ class TrialCannotRun(Exception):
 def default_torch_backend(spec: TrialSpec) -> str:
     """nccl for GPU workers when torch has CUDA; gloo otherwise (CPU workers, or fake GPUs
     declared on a CPU-only build, as in the multi-node test)."""
+    # torch loads where a trial's worker group is built, not where this module is imported
     import torch
 
     return "nccl" if spec.resources.gpus_per_worker > 0 and torch.version.cuda else "gloo"
@@ -85,6 +88,7 @@ def with_trial_resources(spec: TrialSpec, cluster: dict | None = None):
 
 def trainable(config: dict) -> None:
     """Tune function trainable: run one trial to its end, writing a row per evaluation."""
+    # Ray loads in a trial's process, not where the driver imports this module
     from ray import tune
 
     spec = spec_of(config)
@@ -119,6 +123,7 @@ def trainable(config: dict) -> None:
 
 
 def _run_in_process(spec: TrialSpec, config: dict, store: Store) -> None:
+    # Ray loads in a trial's process, not where the driver imports this module
     from ray import tune
 
     with tempfile.TemporaryDirectory(prefix="scaling-") as scratch:
@@ -137,6 +142,7 @@ def _run_in_process(spec: TrialSpec, config: dict, store: Store) -> None:
 
 
 def _run_worker_group(spec: TrialSpec, config: dict, store: Store) -> None:
+    # Ray loads in a trial's process, not where the driver imports this module
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -163,6 +169,7 @@ def _run_worker_group(spec: TrialSpec, config: dict, store: Store) -> None:
 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train worker: resume from Train's checkpoint, train, rank 0 writes the rows."""
+    # Ray loads in a trial's process, not where the driver imports this module
     import ray.train
     from ray.train import Checkpoint
 
@@ -238,6 +245,7 @@ def _maybe_fail(spec: TrialSpec, config: dict, store: Store, m) -> None:
 
 
 def _node_info() -> dict:
+    # Ray loads in a trial's process, not where the driver imports this module
     import ray
 
     ctx = ray.get_runtime_context()
@@ -322,13 +330,11 @@ def _train_trial(spec: TrialSpec, config, store: Store, *, scratch: str, resume_
                 f"checkpoint at {spec.branch_tokens} tokens"
             )
         start = {"start_from": start_from}
-    if spec.simulate:
-        from scaling_orchestrator.orchestrator.backends.simulate import simulate_train
-
-        return simulate_train(
+    if spec.simulate:  # looked up on the module at call time: bench/scale.py paces it
+        return simulate.simulate_train(
             spec, config, on_eval=on_eval, checkpoint_dir=checkpoint_dir, resume_from=resume_from, **start
         )
-    from scaling_orchestrator.models.data.tokens import prepare_data
+    # torch loads in a trial's process, and only for the built-in loop (simulate needs none)
     from scaling_orchestrator.models.training.loop import train
 
     return train(

@@ -1,35 +1,19 @@
-"""IsoFLOP planning: a `Sweep` -> a `Plan` of TrialSpecs. Pure and deterministic; no Ray.
+"""A `Plan` (the trials of a study, what was dropped and why, notes, cost) and the arithmetic
+every design builds one with. Pure and deterministic; no Ray.
 
-The rule, per budget C (fitting and held-out alike) and seed:
-
-1. Place the prior optimum N*(C) = k C^a (Sweep.prior). Chinchilla's default, C = 6ND with
-   D = 20N (Hoffmann et al. 2022, Table 3), gives N* = sqrt(C/120): 1e12 FLOPs -> 91k params.
-2. Take `sizes_per_budget` targets log-spaced over N*/span .. N*·span (span 4: 1/4x..4x, the
-   width of Chinchilla's IsoFLOP valleys, Fig. 3) and give each the nearest unused candidate
-   shape in log params, the middle target first. When fewer than 2k-1 candidates lie inside
-   the span (a coarse dial), take the consecutive run of candidates centred on N* instead.
-   An N* off the dial's end gives a one-sided bracket; the plan notes it.
-3. Tokens: steps = round(C / (flops_per_token * batch_tokens)) whole optimizer steps with the
-   exact Chinchilla App. F count, so the trial's FLOPs = steps * batch_tokens * flops_per_token
-   are within 2% of C (rounding costs at most 0.5/steps: 25 steps -> 2%). A size with fewer
-   than train.min_steps steps (Recipe.too_few_steps, the spec's rule too), or off by more than
-   2%, is dropped with the reason recorded; a budget left with fewer than 3 sizes is a
-   SpecError (a parabola needs three points).
-4. Evaluate every eval_every_tokens rounded to whole steps, else steps // evals_per_trial
-   (scaling_orchestrator.models.training.config.eval_interval_tokens, the one cadence rule).
-5. Every trial carries its size's one name, ModelSpec.label ("d4"), as size_label; held-out
-   budgets' trials are group "held_out": the back-test fits without them and predicts them,
-   the headline fit uses every run.
-
-lr: train.lr, or lr*(N) from a fit (train.lr: {from_fit}), the plan notes each size outside
-the sizes that law was fitted on. An `hparams` section adds one base trial per search size
-(kind "hparam", group "", size_label the size's label); orchestrator/search.py varies it, so
-the search's FLOPs are an upper bound: trials_per_size * tokens * flops_per_token, less what
-ASHA stops.
+- select_sizes: k candidate shapes bracketing N*(C) = k C^a (the prior) in log params;
+- make_trial: a size at a budget in whole optimizer steps, round(C / (flops_per_token x
+  batch_tokens)), with the exact Chinchilla App. F count, so its FLOPs are within 2% of C
+  (rounding costs at most 0.5/steps: 25 steps -> 2%), placed on the cluster (placement.py);
+- infeasible: the one rule for a size that cannot spend a budget (Recipe.too_few_steps, or off
+  by more than FLOPS_TOLERANCE), shared by every design and by `scaling next`;
+- trial_lr: train.lr, or lr*(N) of a law the spec read (spec/references.py);
+- make_hparam_trial: the base trial of one search size (kind "hparam", group "").
 
 Time estimate: a trial takes flops / flops_per_second + overhead_seconds_per_trial; trials run
 max_concurrent_trials at a time (1 when the spec leaves it to the runner: an upper bound),
 longest first onto the earliest free slot (Graham's LPT list schedule, within 4/3 of optimal).
+The designs (designs/: grid, branches, adaptive, shape) decide which trials a plan holds.
 """
 
 from __future__ import annotations
@@ -48,19 +32,19 @@ from scaling_orchestrator.orchestrator.plan.placement import (
     cluster_cost,
     declared_gpus,
     place_trial,
-    placement_notes,
     scaled_trial_seconds,
     trial_memory,
 )
-from scaling_orchestrator.orchestrator.spec.hparams import HparamSize, lr_note
-from scaling_orchestrator.orchestrator.spec.sweep import Recipe, SpecError, Sweep
+from scaling_orchestrator.orchestrator.spec.hparams import HparamSize
+from scaling_orchestrator.orchestrator.spec.sweep import Recipe, Sweep
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 
-__all__ = ["HELD_OUT", "Dropped", "Plan", "make_hparam_trial", "make_plan", "make_trial", "makespan",
-           "plan_grid", "select_sizes", "trial_lr"]
+__all__ = ["FLOPS_TOLERANCE", "HELD_OUT", "MIN_SIZES", "Dropped", "Plan", "budgets", "infeasible",
+           "lr_law_notes", "make_hparam_trial", "make_trial", "makespan", "param_count", "select_sizes",
+           "trial_lr"]
 
-FLOPS_TOLERANCE = 0.02
-MIN_SIZES = 3
+FLOPS_TOLERANCE = 0.02  # a trial's FLOPs within 2% of its budget
+MIN_SIZES = 3  # a budget's IsoFLOP profile: three sizes make a parabola
 
 
 @dataclass(frozen=True)
@@ -116,7 +100,7 @@ class Plan:
             "budgets_flops": list(s.budgets_flops), "held_out_budgets_flops": list(s.held_out_budgets_flops),
             "prior": {"rule": s.prior.source, "coefficient": s.prior.coefficient,
                       "exponent": s.prior.exponent, "span": s.prior.span, "params": s.prior.params,
-                      "optimal_params": {f"{c:g}": s.prior.optimal_params(c) for c in _budgets(s)}},
+                      "optimal_params": {f"{c:g}": s.prior.optimal_params(c) for c in budgets(s)}},
             "trials": [self.trial_row(t) for t in self.trials],
             "dropped": [{"budget_flops": d.budget_flops, "n_layer": d.shape.n_layer,
                          "d_model": d.shape.d_model, "reason": d.reason} for d in self.dropped],
@@ -186,58 +170,6 @@ class Plan:
         }
 
 
-def make_plan(sweep: Sweep) -> Plan:
-    """The sweep's design places its trials (orchestrator/design.py); grid by default. Every
-    trial is placed as make_trial builds it (resources by size, a micro-batch that fits); the
-    plan's notes say what placing changed."""
-    if sweep.design.kind == "grid":
-        plan = plan_grid(sweep)
-    else:
-        from scaling_orchestrator.orchestrator.spec.design import design_module
-
-        plan = design_module(sweep.design.kind).make_plan(sweep)
-    placed = placement_notes([*plan.trials, *plan.hparam_trials], sweep.resource_rules)
-    lr = [line for line in (lr_note(sweep.train),) if line]  # train.lr: {from_search} (mup)
-    return dataclasses.replace(plan, notes=tuple(lr) + plan.notes + tuple(placed))
-
-
-def plan_grid(sweep: Sweep) -> Plan:
-    """Every budget x size x seed, each its own run from scratch (the module doc's rule)."""
-    trials, dropped, notes = [], [], []
-    for budget in _budgets(sweep):
-        n_star = sweep.prior.optimal_params(budget)
-        chosen = select_sizes(
-            sweep.model.shapes, n_star, sweep.sizes_per_budget, sweep.prior.span, sweep.prior.params
-        )
-        kept = []
-        for shape in chosen:
-            reason = infeasible(budget, shape, sweep)
-            if reason:
-                dropped.append(Dropped(budget, shape, reason))
-            else:
-                kept.append(shape)
-        if len(kept) < MIN_SIZES:
-            field = "held_out_budgets_flops" if budget in sweep.held_out_budgets_flops else "budgets_flops"
-            raise SpecError(
-                f"{sweep.source}: {field} {budget:g}: only {len(kept)} of "
-                f"{len(chosen)} sizes fit it (need {MIN_SIZES}): {dropped[-1].reason}"
-            )
-        counts = [_params(s, sweep.prior.params) for s in kept]
-        if not min(counts) < n_star < max(counts):
-            side = "above" if n_star >= max(counts) else "below"
-            notes.append(
-                f"budget {budget:g}: N* {si(n_star)} lies {side} every planned size "
-                f"({si(min(counts))}..{si(max(counts))}): one-sided bracket"
-            )
-        group = HELD_OUT if budget in sweep.held_out_budgets_flops else ""
-        trials += [make_trial(sweep, budget, shape, seed, group) for shape in kept for seed in sweep.seeds]
-    ids = [t.trial_id for t in trials]
-    assert len(set(ids)) == len(ids), "duplicate trial ids"  # distinct (budget, shape, seed) by construction
-    hparam = tuple(make_hparam_trial(sweep, size) for size in (sweep.hparams.sizes if sweep.hparams else ()))
-    notes += _lr_law_notes(sweep, trials + list(hparam))
-    return Plan(sweep, tuple(trials), tuple(dropped), tuple(notes), hparam)
-
-
 def select_sizes(shapes, n_star: float, k: int, span: float, params: str = "total") -> list[ModelShape]:
     """k shapes bracketing n_star (shapes sorted by params).
 
@@ -247,7 +179,7 @@ def select_sizes(shapes, n_star: float, k: int, span: float, params: str = "tota
     k consecutive candidates whose mean log params is nearest log n_star (the depth dial at
     aspect 16 steps ~2x in params).
     """
-    logs = [math.log(_params(s, params)) for s in shapes]
+    logs = [math.log(param_count(s, params)) for s in shapes]
     centre, half = math.log(n_star), math.log(span)
     inside = [i for i, x in enumerate(logs) if abs(x - centre) <= half]
     if len(inside) < 2 * k - 1:
@@ -315,18 +247,21 @@ def make_hparam_trial(sweep: Sweep, size: HparamSize) -> TrialSpec:
 def trial_lr(recipe: Recipe, shape: ModelShape) -> float:
     """train.lr, or lr*(N) = c N^p of the fitted law (train.lr: {from_fit}) at this size."""
     if recipe.lr_law is None:
+        if recipe.lr_source is not None:
+            raise ValueError(f"train.lr.{recipe.lr_source.kind} {recipe.lr_source.path!r} is not read "
+                             "yet: resolve(sweep) (spec/references.py; make_plan runs it) reads it")
         return recipe.config.lr
-    return float(recipe.lr_law(_params(shape, recipe.lr_params)))
+    return float(recipe.lr_law(param_count(shape, recipe.lr_params)))
 
 
-def _lr_law_notes(sweep: Sweep, trials) -> list[str]:
+def lr_law_notes(sweep: Sweep, trials) -> list[str]:
     law = sweep.train.lr_law
     if law is None:
         return []
     lo, hi = law.n_range
     notes = []
-    for shape in sorted({t.shape for t in trials}, key=lambda s: _params(s, sweep.train.lr_params)):
-        n = _params(shape, sweep.train.lr_params)
+    for shape in sorted({t.shape for t in trials}, key=lambda s: param_count(s, sweep.train.lr_params)):
+        n = param_count(shape, sweep.train.lr_params)
         if not lo <= n <= hi:
             notes.append(
                 f"lr: {sweep.model.label(shape)} has {si(n)} {sweep.train.lr_params} params, "
@@ -344,18 +279,18 @@ def makespan(seconds, slots: int) -> float:
     return max(free_at)
 
 
-def _budgets(sweep: Sweep) -> tuple[float, ...]:
+def budgets(sweep: Sweep) -> tuple[float, ...]:
     return sweep.budgets_flops + sweep.held_out_budgets_flops
 
 
-def _params(shape: ModelShape, convention: str) -> int:
+def param_count(shape: ModelShape, convention: str) -> int:
     return shape.param_counts()[convention]
 
 
-def infeasible(budget: float, shape: ModelShape, sweep: Sweep) -> str:
-    """Why this size cannot spend this budget in whole steps (train.min_steps, FLOPs within
-    FLOPS_TOLERANCE of the budget), or "". Every design places trials by this rule."""
-    recipe, label = sweep.train, sweep.model.label(shape)
+def infeasible(budget: float, shape: ModelShape, recipe: Recipe, label: str = "") -> str:
+    """Why this size (named `label` in the reason) cannot spend this budget in whole steps of
+    the recipe (train.min_steps, FLOPs within FLOPS_TOLERANCE of the budget), or "". Every
+    design places trials by this rule, and `scaling next` proposes by it."""
     steps = recipe.steps(budget, shape)
     short = recipe.too_few_steps(steps)
     if short:

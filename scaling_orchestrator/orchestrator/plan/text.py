@@ -1,6 +1,6 @@
 """`scaling plan`'s text: the scaling grid as a table, the search section, the cost in FLOPs and time.
 
-Reads a `Plan` (orchestrator/plan.py, which imports this module for Plan.render) through its
+Reads a `Plan` (build.py, which imports this module for Plan.render) through its
 fields and methods; numbers print through orchestrator/fmt.py like everywhere else.
 """
 

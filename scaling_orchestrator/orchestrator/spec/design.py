@@ -1,28 +1,37 @@
-"""How a study places its trials: the spec's `design` section, one module per kind.
+"""How a study places its trials: the spec's `design` section and each kind's options.
 
   design: grid                      every budget x size x seed from scratch (the default)
-  design: {kind: branches, ...}     constant-LR trunks with cooldown branches (design_branches.py)
-  design: {kind: adaptive, ...}     rounds that follow the fit (design_adaptive.py)
-  design: {kind: shape, ...}        shapes at fixed params or compute (design_shape.py)
+  design: {kind: branches, ...}     constant-LR trunks with cooldown branches (designs/branches.py)
+  design: {kind: adaptive, ...}     rounds that follow the fit (designs/adaptive.py)
+  design: {kind: shape, ...}        shapes at fixed params or compute (designs/shape.py)
 
-A kind other than grid is one module, `orchestrator/design_<kind>.py`, exposing
-  parse_design(raw, sweep_raw) -> options   its options (a frozen dataclass), checked once
-  make_plan(sweep) -> Plan                  its trials (plan.py's helpers do the arithmetic)
-  make_queue(plan, todo, store) -> TrialQueue   optional: when each trial may start
-                                            (without it: every trial at once, longest first)
-Modules are imported by name when a spec names their kind, so a design may import plan.py,
-queue.py and the analysis without an import cycle through spec.py.
+Parsing a kind's options is data checking, so it lives here with the rest of the spec: each kind
+other than grid has a frozen options dataclass and a parser in OPTIONS. What a kind does with
+them (its trials, its queue) is in the designs subpackage, whose registry (designs.DESIGNS)
+names the same kinds.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from scaling_orchestrator.orchestrator.spec.validate import SpecError, choice, fail
+from scaling_orchestrator.analysis.laws.registry import FORMS
+from scaling_orchestrator.orchestrator.spec.validate import (
+    SpecError,
+    choice,
+    fail,
+    mapping,
+    number,
+    sequence,
+    whole_number,
+)
 
-KINDS = ("grid", "branches", "adaptive", "shape")
+DECAY_SHAPES = ("1-sqrt", "linear")
+POINTS = ("bracket", "below")
+ADAPTIVE_KEYS = ("target_flops", "study_budget_flops", "tolerance", "batch", "law", "bootstrap", "trials")
+TRIAL_KEYS = ("budget_flops", "n_layer", "d_model", "seed", "round", "reason")
+SHAPE_KEYS = ("aspect_ratios", "contexts", "params", "tokens", "params_tolerance", "head_dim")
 
 
 @dataclass(frozen=True)
@@ -31,14 +40,149 @@ class Design:
     options: Any = None  # the kind's own frozen dataclass; None for grid
 
 
-def design_module(kind: str):
-    """scaling_orchestrator.orchestrator.design_<kind>: parse_design, make_plan and maybe make_queue."""
-    return importlib.import_module(f"scaling_orchestrator.orchestrator.designs.{kind}")
+@dataclass(frozen=True)
+class BranchesOptions:
+    cooldown_fraction: float = 0.2  # of each branch's steps (Hagele et al. 2024: 20% matches cosine)
+    decay_shape: str = "1-sqrt"  # Hagele et al. 2024 Eq. 1; "linear" as MiniCPM
+    points: str = "bracket"  # "bracket": the grid's (budget, size) points; "below": every smaller budget too
+    tokens_per_param: tuple[float, ...] = ()  # extra branch points per size, e.g. (5, 10, 20, 40, 80)
+
+
+@dataclass(frozen=True)
+class AdaptiveOptions:
+    target_flops: float
+    study_budget_flops: float
+    tolerance: float = 1.25  # stop when N*'s 95% interval is within x/÷ 1.25 (hi / lo <= 1.5625)
+    batch: int = 0  # trials proposed at a time; 0: the free slots (max_concurrent_trials or 4)
+    law: str = "chinchilla"
+    bootstrap: int = 200  # run-bootstrap resamples per refit (about 3 s on 2 cores)
+    trials: tuple[dict, ...] = ()  # exactly these, no later rounds (`scaling next`)
+
+
+@dataclass(frozen=True)
+class ShapeOptions:
+    aspect_ratios: tuple[float, ...]  # d_model / n_layer targets, ascending
+    contexts: tuple[int, ...] = ()  # seq_len values for the reference shape, ascending
+    params: float = 0.0  # non-embedding N; 0: the prior's N*(C)
+    tokens: int = 0  # training tokens of every trial; 0: each spends the budget
+    params_tolerance: float = 0.1  # |N_shape / N - 1| allowed
+    head_dim: int = 0  # 0: the model section's (a dial's head_dim), else 16
+
+
+def parse_branches(raw: dict, sweep_raw: dict) -> BranchesOptions:
+    mapping(raw, "design", ("cooldown_fraction", "decay_shape", "points", "tokens_per_param"))
+    kw = {}
+    if "cooldown_fraction" in raw:
+        kw["cooldown_fraction"] = number(raw["cooldown_fraction"], "design.cooldown_fraction", "in (0, 1)",
+                                         lambda x: 0 < x < 1)
+    if "decay_shape" in raw:
+        kw["decay_shape"] = choice(raw["decay_shape"], "design.decay_shape", DECAY_SHAPES)
+    if "points" in raw:
+        kw["points"] = choice(raw["points"], "design.points", POINTS)
+    if "tokens_per_param" in raw:
+        values = sequence(raw["tokens_per_param"], "design.tokens_per_param", "positive numbers")
+        kw["tokens_per_param"] = tuple(sorted({number(v, f"design.tokens_per_param[{i}]", "a positive number",
+                                                      lambda x: x > 0) for i, v in enumerate(values)}))
+    return BranchesOptions(**kw)
+
+
+def parse_adaptive(raw: dict, sweep_raw: dict) -> AdaptiveOptions:
+    mapping(raw, "design", ADAPTIVE_KEYS)
+    for key in ("target_flops", "study_budget_flops"):
+        if key not in raw:
+            raise SpecError(f"design.{key}: missing; the adaptive design needs target_flops and "
+                            "study_budget_flops")
+    budgets = [number(b, "budgets_flops") for b in sweep_raw.get("budgets_flops") or []]
+    largest = max(budgets, default=0.0)
+    target = number(raw["target_flops"], "design.target_flops",
+                    f"a FLOP count above the largest budgets_flops ({largest:g})",
+                    lambda x: x > largest)
+    if sweep_raw.get("held_out_budgets_flops"):
+        raise SpecError("held_out_budgets_flops: not used by the adaptive design (its answer is "
+                        "checked by N*'s interval at design.target_flops); remove them or use "
+                        "design: grid")
+    return AdaptiveOptions(
+        target_flops=target,
+        study_budget_flops=number(raw["study_budget_flops"], "design.study_budget_flops",
+                                  "a positive FLOP count", lambda x: x > 0),
+        tolerance=number(raw.get("tolerance", 1.25), "design.tolerance",
+                         "a factor > 1 (1.25: within x/÷1.25)", lambda x: x > 1),
+        batch=whole_number(raw.get("batch", 0), "design.batch"),
+        law=choice(raw.get("law", "chinchilla"), "design.law", adaptive_laws()),
+        bootstrap=whole_number(raw.get("bootstrap", 200), "design.bootstrap", minimum=20),
+        trials=tuple(parse_trial(item, f"design.trials[{i}]")
+                     for i, item in enumerate(sequence(raw.get("trials", []), "design.trials",
+                                                       "trials {budget_flops, n_layer, d_model}"))))
+
+
+def parse_trial(raw, path: str) -> dict:
+    """One listed trial of an adaptive design: budget_flops, n_layer, d_model (a shape of the
+    model section), seed, round and reason (what `scaling next` said about it)."""
+    mapping(raw, path, TRIAL_KEYS)
+    for key in ("budget_flops", "n_layer", "d_model"):
+        if key not in raw:
+            raise SpecError(f"{path}.{key}: missing; a listed trial needs budget_flops, n_layer "
+                            "and d_model")
+    reason = raw.get("reason", "")
+    if not isinstance(reason, str):
+        fail(f"{path}.reason", reason, "a string")
+    return {"budget_flops": number(raw["budget_flops"], f"{path}.budget_flops", "a positive number",
+                                   lambda x: x > 0),
+            "n_layer": whole_number(raw["n_layer"], f"{path}.n_layer", minimum=1),
+            "d_model": whole_number(raw["d_model"], f"{path}.d_model", minimum=1),
+            "seed": whole_number(raw.get("seed", 0), f"{path}.seed"),
+            "round": whole_number(raw.get("round", 1), f"{path}.round", minimum=1),
+            "reason": reason}
+
+
+def adaptive_laws() -> tuple[str, ...]:
+    """The law forms a trial's (N, D) determine (data_constrained also needs unique tokens)."""
+    return tuple(name for name, form in FORMS.items() if not form.required_columns)
+
+
+def parse_shape(raw: dict, sweep_raw: dict) -> ShapeOptions:
+    mapping(raw, "design", SHAPE_KEYS)
+    if "aspect_ratios" not in raw:
+        raise SpecError("design.aspect_ratios: missing; the d_model / n_layer targets, e.g. [4, 16, 64]")
+    aspects = _ascending(raw["aspect_ratios"], "design.aspect_ratios",
+                         lambda v, p: number(v, p, "a positive number", lambda x: x > 0))
+    contexts = _ascending(raw.get("contexts", []), "design.contexts",
+                          lambda v, p: whole_number(v, p, minimum=1), allow_empty=True)
+    kw = {"aspect_ratios": aspects, "contexts": contexts}
+    if "params" in raw:
+        kw["params"] = number(raw["params"], "design.params", "a positive number", lambda x: x > 0)
+    if "tokens" in raw:
+        kw["tokens"] = whole_number(raw["tokens"], "design.tokens", minimum=1)
+    if "params_tolerance" in raw:
+        kw["params_tolerance"] = number(raw["params_tolerance"], "design.params_tolerance", "in (0, 1)",
+                                        lambda x: 0 < x < 1)
+    if "head_dim" in raw:
+        kw["head_dim"] = whole_number(raw["head_dim"], "design.head_dim", minimum=1)
+    if sweep_raw.get("held_out_budgets_flops"):
+        fail("held_out_budgets_flops", sweep_raw["held_out_budgets_flops"],
+             "absent for design: shape (no back-test)")
+    if "params" in kw and len(sweep_raw.get("budgets_flops") or []) > 1:
+        fail("design.params", raw["params"],
+             "given with one budget only (several budgets take the prior's N*(C))")
+    return ShapeOptions(**kw)
+
+
+def _ascending(raw, path: str, check, allow_empty: bool = False) -> tuple:
+    items = sequence(raw, path, "positive numbers", allow_empty=allow_empty)
+    values = [check(v, f"{path}[{i}]") for i, v in enumerate(items)]
+    if len(set(values)) != len(values):
+        fail(path, items, "without repeats")
+    return tuple(sorted(values))
+
+
+# kind -> its options' parser (raw options, the whole raw spec) -> frozen options; grid has none
+OPTIONS = {"branches": parse_branches, "adaptive": parse_adaptive, "shape": parse_shape}
+KINDS = ("grid", *OPTIONS)
 
 
 def parse_design(raw, sweep_raw: dict) -> Design:
     """`grid` (or absent), a kind's name with its defaults, or `{kind: KIND, ...options}`
-    checked by the kind's own parse_design."""
+    checked by the kind's parser."""
     if raw is None:
         return Design()
     if isinstance(raw, str):
@@ -54,4 +198,4 @@ def parse_design(raw, sweep_raw: dict) -> Design:
         if options:
             raise SpecError(f"design: grid takes no options, got {', '.join(sorted(map(str, options)))}")
         return Design()
-    return Design(kind, design_module(kind).parse_design(options, sweep_raw))
+    return Design(kind, OPTIONS[kind](options, sweep_raw))

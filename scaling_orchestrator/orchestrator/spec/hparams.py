@@ -1,8 +1,8 @@
 """The spec's hyperparameter parts: the `hparams` search section and `train.lr: {from_fit: PATH}`
-(with prior.from_fit's reader: both read `scaling fit --json` back into a spec).
+or `{from_search: RESULTS_DIR}` as written (spec/references.py reads what they point to).
 
 A search tunes the training recipe at a few sizes before (or instead of) the scaling grid;
-analysis/hparams.py turns its rows (kind "hparam", one size_label per size) into lr*(N), and
+analysis.methods.hparam_search turns its rows (kind "hparam", one size_label per size) into lr*(N), and
 `train.lr: {from_fit: PATH}` feeds that law back: each scaling trial's lr = lr*(N). Under
 model.parametrization mup the best lr does not move with width, so `train.lr: {from_search:
 RESULTS_DIR}` takes the search's best lr at the base width (its smallest size, d_model =
@@ -28,17 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from scaling_orchestrator.analysis.data.load import load_table
-from scaling_orchestrator.analysis.methods.hparam_laws import LrLaw, load_lr_law
-from scaling_orchestrator.analysis.methods.hparam_search import fit_hparams, split_kinds
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.orchestrator.spec.model import ModelSpec
 from scaling_orchestrator.orchestrator.spec.validate import (
@@ -106,7 +98,7 @@ class HparamSpec:
 
 
 def parse_hparams(raw, model: ModelSpec, recipe) -> HparamSpec:
-    """`recipe` is the parsed spec.Recipe (spec.py imports this module, never the reverse)."""
+    """`recipe` is the parsed spec.Recipe (sweep.py imports this module, never the reverse)."""
     mapping(raw, "hparams", KEYS)
     for key in ("sizes", "space"):
         if key not in raw:
@@ -275,112 +267,41 @@ def _token_rule(raw) -> str:
     return f"{rule}={number(raw[rule], rule):g}"
 
 
-def fit_prior(path: str) -> tuple[float, float, str]:
-    """N* = k C^a from `scaling fit --json`: the IsoFLOP law if fitted, else the parametric one."""
-    try:
-        fit = json.loads(Path(path).read_text())
-        iso, par = fit.get("isoflop") or {}, fit.get("parametric") or {}
-    except (OSError, ValueError, AttributeError) as e:
-        return fail("prior.from_fit", path, f"a readable `scaling fit --json` file ({e})")
-    if all(isinstance(iso.get(k), (int, float)) for k in ("a", "k_params")):
-        return float(iso["k_params"]), float(iso["a"]), "isoflop"
-    if all(isinstance(par.get(k), (int, float)) for k in ("A", "B", "alpha", "beta")):
-        # Chinchilla Eq. 4: N_opt = G (C/6)^a, a = beta/(alpha+beta), G = (alpha A/(beta B))^(1/(alpha+beta));
-        # Epoch's refit (alpha .347, beta .367, A 478, B 2143) gives a = 0.514.
-        al, be = float(par["alpha"]), float(par["beta"])
-        g = (al * par["A"] / (be * par["B"])) ** (1.0 / (al + be))
-        return g * 6.0 ** -(be / (al + be)), be / (al + be), "parametric"
-    return fail("prior.from_fit", path, "a fit with isoflop (a, k_params) or parametric (A, B, alpha, beta)")
-
-
-def split_lr_law(train, model: ModelSpec | None = None) -> tuple[tuple[LrLaw, str] | tuple[()], object]:
-    """The train section -> ((lr law, its param convention) or (), the section less that lr).
-    `model` (the parsed model section) is what train.lr: {from_search} is checked against."""
-    if not isinstance(train, dict) or not isinstance(train.get("lr"), dict):
-        return (), train
-    rest = {k: v for k, v in train.items() if k != "lr"}
-    mapping(train["lr"], "train.lr", ("from_fit", "params", "from_search"))
-    if "from_search" in train["lr"]:
-        if len(train["lr"]) > 1:
-            fail("train.lr", train["lr"], "{from_search: RESULTS_DIR} alone (its lr is not a law in params)")
-        return (_lr_from_search(train["lr"], model), "total"), rest
-    return _lr_from_fit(train["lr"]), rest
-
-
 @dataclass(frozen=True)
-class SearchLr(LrLaw):
-    """The best lr of a search at the base width, for every width: mup transfers it (Yang et al.
-    2022, Sec. 3), so lr(N) is flat (exponent 0) over every size (n_range 0..inf)."""
+class LrSource:
+    """Where `train.lr: {from_fit: PATH[, params]}` or `{from_search: RESULTS_DIR}` takes the lr
+    from, as the spec writes it; spec/references.py reads it (resolve, before planning)."""
 
-    label: str = ""  # the searched size it was found at
-    d_model: int = 0
-
-
-def lr_note(recipe) -> str:
-    """The plan's line for train.lr: {from_search} ("" for any other lr): where the lr comes from."""
-    law = recipe.lr_law
-    if not isinstance(law, SearchLr):
-        return ""
-    return (
-        f"lr: {law.coefficient:.3g} at every size, the best lr of the search in {law.source} at "
-        f"{law.label} (d_model {law.d_model} = model.base_d_model): mup carries it across widths"
-    )
+    kind: str  # "from_fit" (an lr law in a `scaling fit --json` file) or "from_search" (mup)
+    path: str
+    params: str = "total"  # the law's N: total or non_embedding params
 
 
-def _lr_from_search(raw, model: ModelSpec | None) -> SearchLr:
-    """`train.lr: {from_search: RESULTS_DIR}`: the window-parabola best lr (analysis/hparams.py)
-    of the search's smallest size, which must be the base width of a mup model section."""
-    path = raw["from_search"]
-    if not isinstance(path, str) or not path:
-        fail("train.lr.from_search", path, "the results folder of a search (`scaling run` with hparams)")
-    if model is None or model.parametrization != "mup":
-        fail(
-            "train.lr.from_search",
-            path,
-            "used with model.parametrization: mup (under standard the best lr "
-            "moves with width: use train.lr: {from_fit} for lr*(N))",
-        )
-    try:
-        table = load_table(path)
-        optima = fit_hparams(table, n_bootstrap=0).lr.optima
-    except (OSError, ValueError) as e:
-        return fail("train.lr.from_search", path, f"a readable results folder ({e})")
-    if not optima:
-        fail("train.lr.from_search", path, "a results folder with hparam rows (kind 'hparam')")
-    best = optima[0]  # sizes ascend in params: the narrowest
-    if not best.fittable or best.edge:
-        fail(
-            "train.lr.from_search",
-            path,
-            f"a search whose best lr at {best.label} lies inside its lr grid "
-            f"({best.reason or 'the best lr tried is the smallest or largest'})",
-        )
-    widths = set(_size_column(table, best.label, "d_model"))
-    if widths != {model.base_d_model}:
-        fail(
-            "train.lr.from_search",
-            path,
-            f"a search at the base width: its smallest size {best.label} is "
-            f"{sorted(widths)} wide, model.base_d_model is {model.base_d_model}",
-        )
-    return SearchLr(best.value_opt, 0.0, (0.0, math.inf), path, best.label, model.base_d_model)
-
-
-def _size_column(table, label: str, column: str) -> list:
-    """`column` of the hparam rows of one size_label."""
-    rows = split_kinds(table)[1]
-    keep = pc.equal(pc.cast(rows.column("size_label"), pa.string()), label)
-    return rows.filter(keep).column(column).to_pylist()
-
-
-def _lr_from_fit(raw) -> tuple[LrLaw, str]:
-    """`train.lr: {from_fit: PATH[, params: total|non_embedding]}` -> (lr law, param convention)."""
-    mapping(raw, "train.lr", ("from_fit", "params"))
+def split_lr_law(train, model: ModelSpec | None = None) -> tuple[LrSource | None, object]:
+    """The train section -> (where its lr comes from, or None for a number; the section less
+    that lr). Only the YAML is checked here; `model` (the parsed model section) is what
+    train.lr: {from_search} is checked against."""
+    if not isinstance(train, dict) or not isinstance(train.get("lr"), dict):
+        return None, train
+    rest = {k: v for k, v in train.items() if k != "lr"}
+    raw = train["lr"]
+    mapping(raw, "train.lr", ("from_fit", "params", "from_search"))
+    if "from_search" in raw:
+        if len(raw) > 1:
+            fail("train.lr", raw, "{from_search: RESULTS_DIR} alone (its lr is not a law in params)")
+        path = raw["from_search"]
+        if not isinstance(path, str) or not path:
+            fail("train.lr.from_search", path, "the results folder of a search (`scaling run` with hparams)")
+        if model is None or model.parametrization != "mup":
+            fail(
+                "train.lr.from_search",
+                path,
+                "used with model.parametrization: mup (under standard the best lr "
+                "moves with width: use train.lr: {from_fit} for lr*(N))",
+            )
+        return LrSource("from_search", path), rest
     path = raw.get("from_fit")
     if not isinstance(path, str) or not path:
         fail("train.lr.from_fit", path, "the path of a `scaling fit --json` file with an lr_law")
     params = choice(raw.get("params", "total"), "train.lr.params", ("total", "non_embedding"))
-    try:
-        return load_lr_law(path), params
-    except (OSError, ValueError) as e:
-        return fail("train.lr.from_fit", path, f"a `scaling fit --json` file with a fitted lr_law ({e})")
+    return LrSource("from_fit", path, params), rest

@@ -9,7 +9,7 @@ the parametrization, and the one name each size goes by.
                                                    head_dim from min to max (the aspect ratio rises)
           with head_dim [32] (n_head = d_model / head_dim);
           or shapes: [{n_layer, d_model, n_head[, d_ff, tied_embeddings]}] (any aspect ratio each)
-          seq_len [128]            the context; a shape study plans several (orchestrator/design_shape.py)
+          seq_len [128]            the context; a shape study plans several (designs/shape.py)
           parametrization [standard] | mup   (Yang et al. 2022; models/mup.py)
           base_d_model             mup: the width its hyperparameters are tuned at [the narrowest size's]
           base_head_dim            mup: the head size at that width [each size's head_dim: width grows by

@@ -73,7 +73,7 @@ def cluster_paths(data: DataSpec, resources: Resources, storage: str) -> list[tu
 
 
 def check_spec_data(data: DataSpec, seq_len: int, resources: Resources) -> None:
-    """The spec's parse-time corpus check (spec.py): check_data, unless the corpus is the cluster's."""
+    """The spec's parse-time corpus check (sweep.py): check_data, unless the corpus is the cluster's."""
     if any(f == "data.corpus" for f, _ in cluster_paths(data, resources, "")):
         return
     try:

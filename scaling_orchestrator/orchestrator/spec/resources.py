@@ -11,7 +11,7 @@ last (as CSS breakpoints cascade): with the example a 732M-parameter size gets 2
 
 More workers make a step data-parallel (DDP: every worker holds the whole model), which makes
 a large size's trial shorter; it does not lower the memory per worker, so a size that cannot
-fit one sequence on one worker (orchestrator/placement.py) needs a larger GPU, not more of them.
+fit one sequence on one worker (plan/placement.py) needs a larger GPU, not more of them.
 """
 
 from __future__ import annotations

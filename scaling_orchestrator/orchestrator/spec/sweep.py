@@ -1,7 +1,7 @@
 """The sweep spec: a YAML file -> a frozen, fully validated `Sweep`, before any compute is spent.
 
 Every mistake is a `SpecError` of one line naming the dotted field, the value and what is
-allowed ("budgets_flops[1]: -5 must be a positive number"); the checks are orchestrator/validate.py's.
+allowed ("budgets_flops[1]: -5 must be a positive number"); the checks are spec/validate.py's.
 Relative paths (data.corpus, prior.from_fit, storage) are relative to the current directory.
 examples/demo.yaml comments every section. Sections [defaults]:
 
@@ -10,20 +10,22 @@ examples/demo.yaml comments every section. Sections [defaults]:
                           "held_out"): the back-test fits without them and predicts them; the
                           headline fit then uses every run, these included [[]]
   sizes_per_budget [5], seeds [[0]]   >= 3 sizes (a parabola); one trial per budget x size x seed
-  model                   depth: {min, max} of the size dial, or shapes: [...]; seq_len (spec_model.py)
+  model                   depth: {min, max} of the size dial, or shapes: [...]; seq_len (spec/model.py)
   prior                   tokens_per_param [20] | coefficient + exponent (N* = k C^a) | from_fit
-                          (`scaling fit --json` output); span [4]: sizes cover N*/span..N*·span;
+                          (`scaling fit --json` output, read by resolve: spec/references.py);
+                          span [4]: sizes cover N*/span..N*·span;
                           params: total [Chinchilla] | non_embedding (Kaplan)
-  data, train, resources  scaling_orchestrator.models.data.tokens.DataSpec, Recipe (batch_tokens required),
-  trial.Resources;
-                          the corpus is checked here as every trial would
-                          (scaling_orchestrator.models.data.tokens.check_data),
-                          or, a cluster's path, where the study runs (orchestrator/paths.py)
-  hparams, train.lr: {from_fit}   a search at a few sizes; lr*(N) of a fit (spec_hparams.py)
+  data, train, resources  models.data.tokens.DataSpec, Recipe (batch_tokens required), trial.Resources;
+                          the corpus is listed here as every trial would check it (check_data),
+                          or, a cluster's path, where the study runs (spec/paths.py)
+  hparams, train.lr: {from_fit}   a search at a few sizes; lr*(N) of a fit (spec/hparams.py)
   max_concurrent_trials [runner decides], max_failures [2], storage [results/<name>; NFS, s3://, gs://]
   throughput              flops_per_second per trial, overhead_seconds_per_trial: estimates only
-  design [grid]           grid | {kind: branches | adaptive | shape, ...} (orchestrator/design.py)
-  simulate                {law, params, noise, seed}: losses drawn from a law, a rehearsal (simulate.py)
+  design [grid]           grid | {kind: branches | adaptive | shape, ...} (spec/design.py)
+  simulate                {law, params, noise, seed}: losses drawn from a law, a rehearsal (spec/simulate.py)
+
+Parsing reads no fit or results file: prior.from_fit and train.lr: {from_fit} / {from_search}
+are kept as written, and `resolve(sweep)` (spec/references.py; make_plan runs it) reads them.
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ from scaling_orchestrator.models.training.config import (
     eval_interval_tokens,
 )
 from scaling_orchestrator.orchestrator.spec.design import Design, parse_design
-from scaling_orchestrator.orchestrator.spec.hparams import HparamSpec, fit_prior, parse_hparams, split_lr_law
+from scaling_orchestrator.orchestrator.spec.hparams import HparamSpec, LrSource, parse_hparams, split_lr_law
 from scaling_orchestrator.orchestrator.spec.model import ModelSpec, parse_model
 from scaling_orchestrator.orchestrator.spec.paths import check_spec_data
 from scaling_orchestrator.orchestrator.spec.resources import ResourceRules, parse_resources
+from scaling_orchestrator.orchestrator.spec.simulate import parse_simulate
 from scaling_orchestrator.orchestrator.spec.trial import Resources
 from scaling_orchestrator.orchestrator.spec.validate import (
     SpecError,
@@ -75,6 +78,7 @@ __all__ = ["ModelSpec", "Prior", "Recipe", "SpecError", "Sweep", "load_sweep", "
 # 3.96e14 per GPU. Overhead: a Tune function trial costs ~1.5 s, one with a TorchTrainer worker
 # group ~20 s.
 CPU_FLOPS_PER_SECOND = 4.5e10
+MIN_STEPS = 25  # train.min_steps' default: whole-step rounding stays within 2% of a budget: 0.5/25
 GPU_FLOPS_PER_SECOND = 0.4 * 989e12
 TOP_KEYS = (
     "name",
@@ -101,13 +105,17 @@ TOP_KEYS = (
 class Prior:
     """N*(C) = coefficient * C^exponent, N counted as `params` ("total" or "non_embedding")."""
 
-    coefficient: float
+    coefficient: float  # 0 until a prior.from_fit is read (resolve)
     exponent: float
     span: float = 4.0
     params: str = "total"
     source: str = "tokens_per_param=20"
+    from_fit: str = ""  # prior.from_fit as written: the `scaling fit --json` file it comes from
 
     def optimal_params(self, budget_flops: float) -> float:
+        if not self.coefficient:
+            raise ValueError(f"prior.from_fit {self.from_fit!r} is not read yet: "
+                             "resolve(sweep) (spec/references.py; make_plan runs it) reads it")
         return self.coefficient * float(budget_flops) ** self.exponent
 
 
@@ -117,9 +125,10 @@ class Recipe:
 
     config: TrainConfig  # total_tokens = one step here, a placeholder
     evals_per_trial: int = EVALS_PER_RUN  # used when config.eval_every_tokens is 0
-    min_steps: int = 25  # whole-step rounding stays within 2% of a budget from 25 steps: 0.5/25
-    lr_law: LrLaw | None = None  # from train.lr: {from_fit}: lr = law(N)
+    min_steps: int = MIN_STEPS
+    lr_law: LrLaw | None = None  # from train.lr: {from_fit} or {from_search}, once read: lr = law(N)
     lr_params: str = "total"  # the law's N: total or non_embedding params
+    lr_source: LrSource | None = None  # train.lr: {from_fit} / {from_search} as written
 
     def steps(self, budget_flops: float, shape: ModelShape) -> int:
         """Whole optimizer steps nearest a budget: round(C / (flops_per_token * batch_tokens));
@@ -161,9 +170,9 @@ class Sweep:
     overhead_seconds_per_trial: float
     source: str = "<dict>"
     hparams: HparamSpec | None = None  # None without a search
-    design: Design = Design()  # how trials are placed (orchestrator/design.py): grid by default
+    design: Design = Design()  # how trials are placed (spec/design.py): grid by default
     simulate: dict | None = None
-    resource_rules: ResourceRules = ResourceRules()  # resources by size (spec_resources.py); base = resources
+    resource_rules: ResourceRules = ResourceRules()  # resources by size (spec/resources.py); base = resources
 
 
 def load_sweep(path: str | os.PathLike) -> Sweep:
@@ -216,7 +225,7 @@ def _parse(raw, source: str) -> Sweep:
     resources = rules.base
     _check_smallest_model(budgets, model, train)
     # What every trial's prepare_data would refuse, from a listing of the corpus (no text read),
-    # unless the corpus is the cluster's: then the driver and workers check it (orchestrator/paths.py).
+    # unless the corpus is the cluster's: then the driver and workers check it (spec/paths.py).
     check_spec_data(data, model.seq_len, resources)
     seeds, mct = _seeds(raw.get("seeds", [0])), raw.get("max_concurrent_trials")
     return Sweep(
@@ -243,12 +252,7 @@ def _parse(raw, source: str) -> Sweep:
 
 
 def _simulate(raw) -> dict | None:
-    """The simulate section, checked by the backend that uses it (imported only when given)."""
-    if raw is None:
-        return None
-    from scaling_orchestrator.orchestrator.backends.simulate import parse_simulate
-
-    return parse_simulate(raw)
+    return None if raw is None else parse_simulate(raw)
 
 
 def _budgets(value, path: str, *, allow_empty: bool = True) -> tuple[float, ...]:
@@ -289,10 +293,11 @@ def _prior(raw) -> Prior:
         k = number(raw["coefficient"], "prior.coefficient", "a positive number", lambda x: x > 0)
         a = number(raw.get("exponent", 0.5), "prior.exponent", "in (0, 1)", lambda x: 0 < x < 1)
         return Prior(k, a, span, params, f"N* = {k:.3g} C^{a:.3g}")
-    if "from_fit" in raw:
+    if "from_fit" in raw:  # read by resolve (spec/references.py), before planning
         path = raw["from_fit"]
-        k, a, method = fit_prior(path if isinstance(path, str) else fail("prior.from_fit", path, "a path"))
-        return Prior(k, a, span, params, f"{method} fit in {path}: N* = {k:.3g} C^{a:.3g}")
+        if not isinstance(path, str) or not path:
+            fail("prior.from_fit", path, "a path")
+        return Prior(0.0, 0.0, span, params, f"from_fit {path}", from_fit=path)
     # Chinchilla: C = 6 N D and D = r N give N* = sqrt(C / (6 r)); r = 20 -> sqrt(C / 120), so
     # 1e12 FLOPs -> 91k params (Hoffmann et al. 2022, Table 3: 20 tokens per parameter).
     r = number(
@@ -302,14 +307,14 @@ def _prior(raw) -> Prior:
 
 
 def _recipe(raw, model: ModelSpec) -> Recipe:
-    law, raw = split_lr_law(raw, model)  # train.lr: {from_fit: PATH} or {from_search: PATH} (mup)
+    source, raw = split_lr_law(raw, model)  # train.lr: {from_fit: PATH} or {from_search: PATH} (mup)
     seq_len = model.seq_len
     kw = dataclass_fields(
         raw,
         "train",
         TrainConfig,
         skip=("total_tokens", "seed"),
-        extra={"evals_per_trial": EVALS_PER_RUN, "min_steps": 25},
+        extra={"evals_per_trial": EVALS_PER_RUN, "min_steps": MIN_STEPS},
     )
     if "batch_tokens" not in kw:
         raise SpecError(f"train.batch_tokens: missing; a positive multiple of model.seq_len ({seq_len})")
@@ -342,7 +347,8 @@ def _recipe(raw, model: ModelSpec) -> Recipe:
         if not ok(get(name)):
             fail(f"train.{name}", get(name), allowed)
     extra = {k: kw.pop(k) for k in ("evals_per_trial", "min_steps") if k in kw}
-    extra.update(zip(("lr_law", "lr_params"), law))
+    if source is not None:
+        extra.update(lr_source=source, lr_params=source.params)
     return Recipe(TrainConfig(total_tokens=batch, **kw), **extra)
 
 

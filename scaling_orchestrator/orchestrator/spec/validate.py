@@ -1,4 +1,4 @@
-"""Checks for the sweep spec's values, shared by its sections (spec.py, spec_hparams.py).
+"""Checks for the sweep spec's values, shared by its sections (sweep.py, hparams.py, design.py ...).
 
 Each check takes the raw value and its dotted path in the spec and returns the typed value, or
 raises a `SpecError` of one line: where, what, what is allowed ("budgets_flops[1]: -5 must be

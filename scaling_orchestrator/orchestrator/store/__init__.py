@@ -1,2 +1,7 @@
-"""One Parquet file per trial, rewritten atomically; checkpoints, metadata, the results
-folder lock, and `scaling status`."""
+"""What a study leaves in its results folder, and reading it back. No Ray.
+
+  results.py     Store: one Parquet file per trial, rewritten atomically; checkpoints, metadata,
+                 the plan file; read_results(folder) -> pyarrow.Table
+  lock.py        the results folder's study lock, and the local Ray a driver left behind
+  status.py      `scaling status` and the live progress line's counts (Tally)
+"""

@@ -2,14 +2,14 @@
 
 Layout of a results folder (local path, or `s3://` / `gs://` URI through pyarrow.fs):
 
-    <trial_id>.parquet          every evaluation row of one trial so far (analysis/schema.py)
+    <trial_id>.parquet          every evaluation row of one trial so far (analysis/data/schema.py)
     _plan.json                  the planned trials, for `scaling status`
     _trials/<trial_id>.json     per-trial metadata: node, host, attempts, log, status, error
     _trials/<trial_id>.log      the trial's own log lines (start, evaluations, traceback)
     _checkpoints/<trial_id>/    latest checkpoint of an in-process trial (LATEST names it)
     _branch_points/<trial_id>/tokens-<T>/   a trunk's checkpoints kept for its branches
     _ray/                       Ray Tune / Ray Train storage (experiment state, Train snapshots)
-    _lock                       the study lock (orchestrator/lock.py)
+    _lock                       the study lock (store/lock.py)
 
 Names starting with `_` or `.` are skipped by pyarrow.dataset and pandas, and `*.parquet` globs
 (DuckDB) never match them, so `pd.read_parquet(dir)` reads exactly the rows. (The plan is
@@ -30,6 +30,7 @@ import io
 import json
 import os
 import uuid
+from importlib.metadata import PackageNotFoundError, version
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -64,10 +65,8 @@ def absolute(results_dir: str, base_dir: str) -> str:
 
 def code_version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("scaling-orchestrator")
-    except Exception:  # running from a source tree that was never pip-installed
+    except PackageNotFoundError:  # running from a source tree that was never pip-installed
         return "0+unknown"
 
 
@@ -122,6 +121,16 @@ def measurement_row(spec, m=None, *, status: str | None = None) -> dict:
         "code_version": code_version(),
     }
     return row
+
+
+def read_results(results_dir: str) -> pa.Table:
+    """Every row of a results folder (a path, or an s3:// / gs:// URI) as one Arrow table, its
+    columns those of scaling_orchestrator.analysis.data.schema (docs/schema.md): what `scaling
+    fit` reads, and `.to_pandas()` away from a DataFrame. A local folder that does not exist is a
+    FileNotFoundError (nothing has run there); one with no rows gives an empty table."""
+    if "://" not in results_dir and not os.path.isdir(os.path.expanduser(results_dir)):
+        raise FileNotFoundError(f"results folder {results_dir!r}: not found (nothing has run there)")
+    return Store(results_dir, create=False).read_table()
 
 
 class Store:

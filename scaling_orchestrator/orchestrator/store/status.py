@@ -1,16 +1,14 @@
-"""Progress of a study: a live line while it runs (a Tune callback), a report from the store.
+"""Progress of a study in words: the live line's counts (Tally, fed by execution/progress.py's
+Tune callback while a study runs) and `scaling status`'s report from the store. No Ray.
 
-Ray Tune's own trial table is turned off (verbose=0): it prints every config key of every
-trial, a nested TrialSpec makes that unreadable. The live view counts trials and weighs
-progress by FLOPs, since trials of one IsoFLOP budget differ 10x in size: ETA = remaining
-FLOPs / FLOPs per second so far in this run (e.g. 3e12 of 8e12 done in 60 s -> 5e12 / 5e10/s
-= 100 s left).
+The live view counts trials and weighs progress by FLOPs, since trials of one IsoFLOP budget
+differ 10x in size: ETA = remaining FLOPs / FLOPs per second so far in this run (e.g. 3e12 of
+8e12 done in 60 s -> 5e12 / 5e10/s = 100 s left).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -88,45 +86,6 @@ class Tally:
             flops_total=sum(self.planned.values()),
             elapsed_seconds=(time.time() if now is None else now) - self.start,
             flops_this_run=this_run)
-
-
-def make_live_progress(trials, done_before: set[str], stream=None, every_seconds: float = 5.0):
-    """A ray.tune.Callback printing the Tally's line at most every `every_seconds` (and at the
-    end). Built by a factory so importing this module needs no Ray (`scaling status`)."""
-    from ray import tune
-
-    tally, out = Tally(trials, done_before), stream or sys.stderr
-
-    def tid(trial) -> str:
-        return trial.config["trial"]["trial_id"]
-
-    class LiveProgress(tune.Callback):
-        last_print = 0.0
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            tally.started(tid(trial))
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            tally.reported(tid(trial), result.get("flops", 0.0))
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            if (trial.last_result or {}).get("status") == "failed":  # an error it will repeat:
-                tally.failed(tid(trial))  # recorded and returned, not raised (worker.trainable)
-            else:
-                tally.finished(tid(trial))
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            tally.failed(tid(trial))
-
-        def on_step_end(self, iteration, trials, **info):
-            if time.time() - self.last_print >= every_seconds:
-                self.last_print = time.time()
-                print(tally.line(), file=out, flush=True)
-
-        def on_experiment_end(self, trials, **info):
-            print(tally.line(), file=out, flush=True)
-
-    return LiveProgress()
 
 
 def status_text(results_dir: str, trials=None) -> str:
