@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from scaling_orchestrator.analysis import fit  # noqa: E402
+from scaling_orchestrator.analysis import FitOptions, fit  # noqa: E402
 from scaling_orchestrator.analysis.data.load import load_table  # noqa: E402
 from scaling_orchestrator.analysis.data.schema import HELD_OUT  # noqa: E402
 
@@ -65,7 +65,7 @@ def with_held_out(adaptive: pa.Table, grid: pa.Table) -> pa.Table:
 
 
 def describe(name: str, table: pa.Table, seconds: float, n_bootstrap: int) -> dict:
-    result = fit(table, n_bootstrap=n_bootstrap, target_flops=[TARGET]).to_dict()
+    result = fit(table, options=FitOptions(target_flops=(TARGET,), n_bootstrap=n_bootstrap)).to_dict()
     bt = result["backtest"]
     print(
         f"{name}: FLOPs spent {spent(table):.3g} (fitted trials), wall {seconds:,.0f} s, "

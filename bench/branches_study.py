@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scaling_orchestrator.analysis import fit  # noqa: E402
+from scaling_orchestrator.analysis import FitOptions, fit  # noqa: E402
 from scaling_orchestrator.analysis.data.load import load_table  # noqa: E402
 from scaling_orchestrator.cli.demo import build_plan, demo_spec_path  # noqa: E402
 from scaling_orchestrator.orchestrator.execution.run import run_plan  # noqa: E402
@@ -64,7 +64,7 @@ def spent_flops(results: Path) -> float:
 
 def figures(name: str, results: Path, n_bootstrap: int) -> dict:
     wall = run_study(name, results)
-    result = fit(str(results), n_bootstrap=n_bootstrap).to_dict()
+    result = fit(str(results), options=FitOptions(n_bootstrap=n_bootstrap)).to_dict()
     largest = max(result["data"]["budgets"])
     headline = min(result["headline"], key=lambda h: abs(h["flops"] / (10 * largest) - 1))
     backtest = result["backtest"]

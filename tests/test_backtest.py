@@ -11,7 +11,7 @@ import pytest
 from test_isoflop import chinchilla_grid
 from test_report import result_row
 
-from scaling_orchestrator.analysis import fit
+from scaling_orchestrator.analysis import FitOptions, fit
 from scaling_orchestrator.analysis.data.load import load_points
 from scaling_orchestrator.analysis.data.schema import ADDED_IN, HELD_OUT, rows_to_table
 from scaling_orchestrator.analysis.errors import NotFittable
@@ -38,7 +38,7 @@ def study_rows(held=HELD, worse=None):
 
 @pytest.fixture(scope="module")
 def two_held_out():
-    return fit(rows_to_table(study_rows()), n_bootstrap=0)
+    return fit(rows_to_table(study_rows()), options=FitOptions(n_bootstrap=0))
 
 
 def test_two_held_out_budgets_are_each_judged_by_a_fit_without_both(two_held_out):
@@ -89,7 +89,7 @@ def test_report_says_which_budgets_were_held_out(two_held_out):
 def test_a_failing_smaller_budget_fails_the_back_test():
     # The 3e18 runs are 10% worse than the law: the parametric loss forecast misses there by
     # 1/1.1 - 1 = -9.1% and holds at 1e19; the method fails, and the report says so.
-    result = fit(rows_to_table(study_rows(worse={3e18: 1.10})), n_bootstrap=0)
+    result = fit(rows_to_table(study_rows(worse={3e18: 1.10})), options=FitOptions(n_bootstrap=0))
     bt = result.backtest
     assert [b.checks["parametric"].loss.passed for b in bt.budgets] == [False, True]
     assert bt.methods["parametric"]["passed"] is False and bt.methods["parametric"]["tier"] == 2

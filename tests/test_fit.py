@@ -13,9 +13,10 @@ import pyarrow as pa
 import pytest
 from test_isoflop import chinchilla_grid, make_points
 
-from scaling_orchestrator.analysis import FitResult, fit
+from scaling_orchestrator.analysis import FitOptions, FitResult, fit
 from scaling_orchestrator.analysis.errors import NotFittable
-from scaling_orchestrator.analysis.judge.backtest import BY_LARGEST, flops_per_token_model, run_backtest
+from scaling_orchestrator.analysis.judge.backtest import BY_LARGEST, run_backtest
+from scaling_orchestrator.analysis.judge.recommend import flops_per_token_model
 from scaling_orchestrator.analysis.methods.envelope import fit_envelope
 from scaling_orchestrator.analysis.result import compare_exponents
 from scaling_orchestrator.cli.analysis import add_fit_parser
@@ -53,9 +54,8 @@ def curves_points(n_sizes=14, evals=30, tokens_per_param=200):
 
 @pytest.fixture(scope="module")
 def typed():
-    return fit(
-        points_table(chinchilla_grid(noise=0.003, seed=5)), target_flops=(1e19, 1e20), n_bootstrap=40, seed=0
-    )
+    options = FitOptions(target_flops=(1e19, 1e20), n_bootstrap=40, seed=0)
+    return fit(points_table(chinchilla_grid(noise=0.003, seed=5)), options=options)
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +135,11 @@ def test_fit_result_is_typed_and_answers_questions(typed, result):
 def test_fit_rejects_bad_options():
     table = points_table(chinchilla_grid())
     with pytest.raises(ValueError, match=r"law='nope': allowed forms: 'chinchilla'"):
-        fit(table, law="nope")
+        fit(table, options=FitOptions(law="nope"))
     with pytest.raises(ValueError, match=r"n_bootstrap=-1"):
-        fit(table, n_bootstrap=-1)
+        fit(table, options=FitOptions(n_bootstrap=-1))
     with pytest.raises(ValueError, match=r"target_flops"):
-        fit(table, n_bootstrap=0, target_flops=(-1.0,))
+        fit(table, options=FitOptions(n_bootstrap=0, target_flops=(-1.0,)))
 
 
 def test_envelope_recovers_exponent_from_curves():
@@ -152,7 +152,7 @@ def test_envelope_recovers_exponent_from_curves():
 
 
 def test_fit_with_curves_adds_envelope():
-    out = fit(points_table(curves_points()), n_bootstrap=0, target_flops=(1e20,))
+    out = fit(points_table(curves_points()), options=FitOptions(n_bootstrap=0, target_flops=(1e20,)))
     assert out.envelope.fittable and out.data.training_curves
     env = out.compute_optimal(1e20, method="envelope")
     assert env.params == pytest.approx(6.35e8, rel=0.1)
@@ -180,10 +180,10 @@ def test_bad_points_are_counted_or_marked_not_fittable():
     p = chinchilla_grid()
     loss = p.loss.copy()
     loss[[0, 10]] = [np.nan, -1.0]
-    out = fit(points_table(make_points(p.params, p.tokens, loss, p.budget)), n_bootstrap=0)
+    out = fit(points_table(make_points(p.params, p.tokens, loss, p.budget)), options={"n_bootstrap": 0})
     assert out.data.excluded == {"non-finite": 1, "non-positive": 1}
     assert out.isoflop.fittable
-    single = fit(points_table(chinchilla_grid(budgets=(1e18,))), n_bootstrap=0)
+    single = fit(points_table(chinchilla_grid(budgets=(1e18,))), options=FitOptions(n_bootstrap=0))
     assert single.isoflop.fittable is False and "interior budget" in single.isoflop.reason
     assert single.backtest.fittable is False
     assert single.kaplan.frontier.fittable is False
@@ -193,7 +193,7 @@ def test_bad_points_are_counted_or_marked_not_fittable():
         [3.0, 2.9, 2.8, 2.7, 2.6],
         [6e16, 1.2e17, 2.4e17, 4.8e17, 9.6e17],
     )
-    out = fit(points_table(one), n_bootstrap=0).to_dict()
+    out = fit(points_table(one), options=FitOptions(n_bootstrap=0)).to_dict()
     assert out["isoflop"] == {
         "fittable": False,
         "reason": "0 interior budget(s) with a convex minimum; a power law in C needs at least 2",

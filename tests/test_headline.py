@@ -18,7 +18,7 @@ import pytest
 from test_isoflop import chinchilla_grid, make_points
 from test_report import result_row
 
-from scaling_orchestrator.analysis import fit
+from scaling_orchestrator.analysis import FitOptions, fit
 from scaling_orchestrator.analysis.data.schema import HELD_OUT, rows_to_table
 from scaling_orchestrator.analysis.judge.headline import Headline, choose_method, headline, verdict
 from scaling_orchestrator.analysis.judge.warnings import gap, warnings_for
@@ -137,7 +137,7 @@ def clean_grid():
     rows = [result_row(f"t{i:015d}", float(c), n, d, float(loss), 1, True,
                        group=HELD_OUT if c == 1e19 else "")
             for i, (n, d, loss, c) in enumerate(zip(p.params, p.tokens, p.loss, p.budget))]
-    return fit(rows_to_table(rows), n_bootstrap=60, seed=0)
+    return fit(rows_to_table(rows), options=FitOptions(n_bootstrap=60, seed=0))
 
 
 def test_clean_grid_headline_is_typed_and_in_the_json(clean_grid):
@@ -169,13 +169,13 @@ def test_params_threshold_decides_the_n_star_verdict():
     D = np.where(held, p.tokens / 1.5, p.tokens)
     table = pa.table({"params": N, "tokens": D, "flops": 6 * N * D, "val_loss": p.loss,
                       "budget_flops": p.budget})
-    strict = fit(table, n_bootstrap=0).backtest.methods["parametric"]
-    loose = fit(table, n_bootstrap=0, params_threshold=0.6).backtest.methods["parametric"]
+    strict = fit(table, options=FitOptions(n_bootstrap=0)).backtest.methods["parametric"]
+    loose = fit(table, options=FitOptions(n_bootstrap=0, params_threshold=0.6)).backtest.methods["parametric"]
     assert strict["params"]["passed"] is False and strict["params"]["threshold"] == 0.25
     assert loose["params"]["passed"] is True and loose["params"]["threshold"] == 0.6
     assert strict["params"]["error"] == pytest.approx(1 / 1.5 - 1, abs=0.03)
     with pytest.raises(ValueError, match="params_threshold=0"):
-        fit(table, n_bootstrap=0, params_threshold=0)
+        fit(table, options=FitOptions(n_bootstrap=0, params_threshold=0))
 
 
 def _write_degenerate(path: Path) -> Path:
@@ -213,7 +213,7 @@ def test_epoch_clean_fit_has_no_warnings():
     keep = L < np.sort(L)[-5]          # Epoch's default: the 5 highest losses dropped
     N, C, L = N[keep], C[keep], L[keep]
     result = fit(pa.table({"params": N, "tokens": C / (6 * N), "flops": C, "val_loss": L}),
-                 n_bootstrap=100, seed=0)
+                 options=FitOptions(n_bootstrap=100, seed=0))
     assert result.warnings == (), result.warnings
     assert len(result.headline) == 3 and result.data.n_final_points == 240
     assert all(h.verdict in ("confident", "indicative") for h in result.headline)

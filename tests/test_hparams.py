@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_report import result_row, results_dir
 
-from scaling_orchestrator.analysis import fit
+from scaling_orchestrator.analysis import FitOptions, fit
 from scaling_orchestrator.analysis.data.load import load_points
 from scaling_orchestrator.analysis.data.schema import rows_to_table
 from scaling_orchestrator.analysis.errors import NotFittable
@@ -168,7 +168,7 @@ def test_fit_json_has_lr_law_and_scaling_ignores_hparam_rows(tmp_path, capsys):
     assert law(np.array([1e6, 1e8])).shape == (2,)
     # load_points alone reads every row; the fit keeps the hparam runs out of the scaling laws
     assert len(load_points(str(folder)).loss) == 70
-    typed = fit(str(folder), n_bootstrap=0)
+    typed = fit(str(folder), options=FitOptions(n_bootstrap=0))
     assert typed.data.n_final_points == 35 and not any(r.startswith("h") for r in typed.points.run)
     assert typed.parametric.law.n_points == 35 and typed.lr_law.fittable
     scaling, hparam = split_kinds(pq.read_table(folder / "part-1.parquet"))
@@ -180,7 +180,7 @@ def test_fit_without_hparam_rows_says_so():
     rows = [result_row(f"s{i}", c, n, c / (6 * n), loss, 1, True)
             for i, (n, c, loss) in enumerate(((1e7, 6e16, 3.0), (2e7, 1.2e17, 2.9),
                                               (4e7, 2.4e17, 2.8)))]
-    result = fit(rows_to_table(rows), n_bootstrap=0)
+    result = fit(rows_to_table(rows), options=FitOptions(n_bootstrap=0))
     assert result.lr_law.reason == result.batch_law.reason == NO_ROWS
     out = result.to_dict()
     assert out["lr_law"] == {"fittable": False, "reason": "no hparam rows"}

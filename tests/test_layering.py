@@ -209,3 +209,63 @@ def test_no_folder_holds_more_than_12_modules_or_2000_lines():
         if len(files) > MAX_MODULES or lines > MAX_LINES:
             big.append(f"{folder.relative_to(ROOT)}: {len(files)} modules, {lines} lines")
     assert not big, f"split by concept (at most {MAX_MODULES} modules, {MAX_LINES} lines a folder): {big}"
+
+
+# analysis/ in layers, lowest first: a module imports only from its own subpackage or from a
+# layer before its own (so report/ never reaches back into the pipeline that writes it).
+ANALYSIS_LAYERS = (
+    ("errors", "numerics"),
+    ("data",),
+    ("laws",),
+    ("methods",),
+    ("judge",),
+    ("report",),
+    ("design",),
+    ("options", "fit_json"),
+    ("result",),
+    ("pipeline", "predict"),
+)
+# The one kind of import allowed inside a function, with a comment saying why: matplotlib (or
+# report/plots.py, which imports it), loaded only when a figure is drawn.
+LAZY_OK = {"matplotlib", "scaling_orchestrator.analysis.report.plots"}
+
+
+def _analysis_modules():
+    pkg = ROOT / "scaling_orchestrator" / "analysis"
+    for path in sorted(pkg.rglob("*.py")):
+        parts = path.relative_to(pkg).with_suffix("").parts
+        yield path, parts[0]
+
+
+def test_analysis_imports_only_downward():
+    rank = {name: i for i, layer in enumerate(ANALYSIS_LAYERS) for name in layer}
+    upward = []
+    for path, home in _analysis_modules():
+        if home == "__init__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            inside = isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "scaling_orchestrator.analysis.")
+            if inside:
+                target = node.module.split(".")[2]
+                if target != home and not rank[target] < rank[home]:
+                    upward.append(f"{path.relative_to(ROOT)}:{node.lineno} {home} -> {target}")
+    assert not upward, upward
+
+
+def test_analysis_imports_at_module_level():
+    nested = []
+    for path, home in _analysis_modules():
+        if home == "__init__":   # loads fit / FitResult on first use (PEP 562), said in its docstring
+            continue
+        lines = path.read_text().splitlines()
+        tree = ast.parse("\n".join(lines))
+        top = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top:
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                lazy_ok = all(n in LAZY_OK or n.split(".")[0] in LAZY_OK for n in names)
+                commented = any("#" in line for line in lines[node.lineno - 2:node.end_lineno])
+                if not (lazy_ok and commented):
+                    nested.append(f"{path.relative_to(ROOT)}:{node.lineno} {names}")
+    assert not nested, nested

@@ -14,7 +14,7 @@ import pytest
 from test_fit import points_table
 from test_isoflop import chinchilla_grid
 
-from scaling_orchestrator.analysis import fit
+from scaling_orchestrator.analysis import Columns, FitOptions, fit
 from scaling_orchestrator.analysis.data.points import final_rows
 from scaling_orchestrator.analysis.judge.headline import degenerate
 from scaling_orchestrator.analysis.laws.choice import held_out_slice
@@ -46,7 +46,7 @@ def grid_table():
 
 @pytest.fixture(scope="module")
 def auto(grid_table):
-    return fit(grid_table, law="auto", n_bootstrap=0, target_flops=(1e20,))
+    return fit(grid_table, options=FitOptions(law="auto", n_bootstrap=0, target_flops=(1e20,)))
 
 
 def test_auto_scores_every_form_on_the_largest_budget(auto, grid_table):
@@ -71,8 +71,8 @@ def test_held_out_group_is_the_slice_when_present():
 
 
 def test_named_law_is_given_and_default_does_not_move(grid_table):
-    plain = fit(grid_table, n_bootstrap=0).to_dict()
-    named = fit(grid_table, law="chinchilla", n_bootstrap=0).to_dict()
+    plain = fit(grid_table, options=FitOptions(n_bootstrap=0)).to_dict()
+    named = fit(grid_table, options=FitOptions(law="chinchilla", n_bootstrap=0)).to_dict()
     assert plain["law"] == {"name": "chinchilla", "chosen_by": "given", "candidates": []}
     assert plain["parametric"]["alpha"] == named["parametric"]["alpha"]
     assert plain["parametric"]["alpha"] == pytest.approx(0.34, abs=0.05)
@@ -92,7 +92,7 @@ def test_bad_law_and_missing_unique_tokens_are_rc2(tmp_path, capsys, grid_table)
 def test_unique_tokens_reach_the_data_constrained_fit_and_backtest(grid_table):
     D = grid_table.column("tokens").to_numpy()
     table = grid_table.append_column("unique", pa.array(D / 4.0))   # 4 epochs everywhere
-    result = fit(table, law="data_constrained", unique_tokens="unique", n_bootstrap=0)
+    result = fit(table, Columns(unique_tokens="unique"), FitOptions(law="data_constrained", n_bootstrap=0))
     out = result.to_dict()
     assert out["parametric"]["law"] == "data_constrained"
     assert out["backtest"]["parametric_fit"]["law"] == "data_constrained"
@@ -103,7 +103,7 @@ def test_unique_tokens_reach_the_data_constrained_fit_and_backtest(grid_table):
 
 def test_params_derived_from_flops_and_tokens(grid_table):
     table = grid_table.drop_columns(["params"])
-    result = fit(table, n_bootstrap=0)
+    result = fit(table, options=FitOptions(n_bootstrap=0))
     assert result.to_dict()["data"]["derived"] == ["params = flops / (6 tokens)"]
     N = grid_table.column("params").to_numpy()
     np.testing.assert_allclose(np.sort(result.points.params), np.sort(N), rtol=1e-9)
@@ -124,7 +124,7 @@ def test_predict_cli_matches_fit_result_predict(tmp_path, capsys, grid_table):
     src, fit_json = tmp_path / "runs.csv", tmp_path / "fit.json"
     pa_csv.write_csv(grid_table, src)
     assert _cli("fit", [str(src), "--bootstrap", "20", "--json", str(fit_json)]) == 0
-    result = fit(grid_table, n_bootstrap=20)
+    result = fit(grid_table, options=FitOptions(n_bootstrap=20))
     N, D = np.array([1e9, 3e9]), np.array([2e10, 6e10])
     points = tmp_path / "points.csv"
     pa_csv.write_csv(pa.table({"flops": 6 * N * D, "tokens": D, "name": ["a", "b"]}), points)
@@ -142,7 +142,7 @@ def test_predict_cli_matches_fit_result_predict(tmp_path, capsys, grid_table):
 
 
 def test_predict_without_bootstrap_has_no_interval_and_flops_params_give_d(grid_table):
-    fitted = fit(grid_table, n_bootstrap=0)
+    fitted = fit(grid_table, options=FitOptions(n_bootstrap=0))
     N, D = np.array([1e9]), np.array([2e10])
     table = predict_table(fitted.to_dict(), pa.table({"params": N, "flops": 6 * N * D}))
     assert "predicted_loss_lo" not in table.column_names
@@ -152,7 +152,7 @@ def test_predict_without_bootstrap_has_no_interval_and_flops_params_give_d(grid_
 
 def test_predict_points_missing_a_column_is_rc2(tmp_path, capsys, grid_table):
     fit_json, points = tmp_path / "fit.json", tmp_path / "points.csv"
-    fit_json.write_text(json.dumps(fit(grid_table, n_bootstrap=0).to_dict()))
+    fit_json.write_text(json.dumps(fit(grid_table, options=FitOptions(n_bootstrap=0)).to_dict()))
     pa_csv.write_csv(pa.table({"tokens": [1e10]}), points)
     assert _cli("predict", [str(fit_json), str(points), "--out", str(tmp_path / "o.csv")]) == 2
     _one_line_error(capsys, "'params'")

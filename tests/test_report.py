@@ -101,7 +101,7 @@ def test_html_is_self_contained(report):
 def test_failed_backtest_is_said_plainly():
     from test_isoflop import chinchilla_grid
 
-    from scaling_orchestrator.analysis import fit
+    from scaling_orchestrator.analysis import FitOptions, fit
     from scaling_orchestrator.analysis.report.render import to_markdown
     from scaling_orchestrator.analysis.report.write import build_blocks
 
@@ -113,7 +113,7 @@ def test_failed_backtest_is_said_plainly():
             for i, (n, d, loss, c) in enumerate(zip(p.params, p.tokens, p.loss, p.budget))]
     rows += [result_row("abc", 1e19, 3e8, 1e6, float("nan"), 1, True, "diverged"),
              result_row("def", 1e19, 4e8, 1e6, float("nan"), 1, True, "diverged")]
-    result = fit(rows_to_table(rows), n_bootstrap=0)
+    result = fit(rows_to_table(rows), options=FitOptions(n_bootstrap=0))
     md = to_markdown(build_blocks(result, {}))
     warnings = md[md.index("## Warnings"):md.index("## Data")]
     method = result.backtest.method

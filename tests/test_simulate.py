@@ -169,7 +169,7 @@ def test_simulated_grid_through_run_plan(tmp_path):
     and the fit; every row says backend simulate and the report's title says SIMULATED."""
     import ray
 
-    from scaling_orchestrator.analysis import fit
+    from scaling_orchestrator.analysis import FitOptions, fit
     from scaling_orchestrator.orchestrator.designs import make_plan
     from scaling_orchestrator.orchestrator.execution.run import run_plan
     from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
@@ -194,6 +194,6 @@ def test_simulated_grid_through_run_plan(tmp_path):
     ]
     ratio = np.log(np.asarray(finals["val_loss"].to_pylist()) / law)
     assert np.all(np.abs(ratio) < 0.05)  # 1% noise, 5 sd
-    paths = fit(str(tmp_path / "res"), n_bootstrap=0).write_report(tmp_path / "report")
+    paths = fit(str(tmp_path / "res"), options=FitOptions(n_bootstrap=0)).write_report(tmp_path / "report")
     text = paths["markdown"].read_text()
     assert text.startswith("# SIMULATED") and "not a measurement" in text

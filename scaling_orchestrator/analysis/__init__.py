@@ -2,30 +2,32 @@
 
 Neither torch nor ray is imported here (a test enforces it), so fits run on a laptop.
 
-    from scaling_orchestrator.analysis import fit
-    result = fit("results/demo", target_flops=[1e15])
+    from scaling_orchestrator.analysis import Columns, FitOptions, FitResult, fit
+    result = fit("results/demo", options=FitOptions(target_flops=(1e15,)))
     result.compute_optimal(1e15, method="parametric").params
     result.write_report("report/")
+    FitResult.load("report/fit.json").predict(1e8, 2e9)
 
-`fit` and `FitResult` load on first use: a process that only needs the row schema (a training
-worker writing rows) does not pay for scipy.
+Layers, each importing only from those before it: errors, numerics < data (schema, load,
+points) < laws < methods < judge < report < design < options, fit_json < result < pipeline
+(fit), predict.
+
+These four names load on first use (PEP 562): a training worker importing the row schema
+(data.schema) runs this file too, and should not pay for scipy.
 """
 
 from __future__ import annotations
 
-__all__ = ["FitResult", "fit"]
+import importlib
+
+__all__ = ["Columns", "FitOptions", "FitResult", "fit"]
+_HOME = {"Columns": "options", "FitOptions": "options", "FitResult": "result", "fit": "pipeline"}
 
 
 def __getattr__(name: str):
-    if name == "fit":
-        from scaling_orchestrator.analysis.pipeline import fit
-
-        return fit
-    if name == "FitResult":
-        from scaling_orchestrator.analysis.result import FitResult
-
-        return FitResult
-    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    if name in _HOME:
+        return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

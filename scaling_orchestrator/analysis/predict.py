@@ -1,10 +1,11 @@
-"""Loss at given (N, D[, U]) from a fitted parametric law, with its bootstrap 95% interval.
+"""`scaling predict`: the loss a fit predicts at the points of a table, with its bootstrap 95%
+interval.
 
-`FitResult.predict` and `scaling predict FIT_JSON POINTS` are the same computation: the law's
-constants give predicted_loss; every bootstrap resample's constants (kept in the fit JSON
-under parametric "samples": the full set of finite resample rows, one list of the form's
-constants per resample, so the 2.5th and 97.5th percentiles are those `scaling fit` would
-take) give predicted_loss_lo / _hi.
+`FitResult.predict` and `scaling predict FIT_JSON POINTS` are the same computation: the fit
+(a FitResult, or fit.json read by FitResult.from_dict) gives predicted_loss from its law's
+constants and predicted_loss_lo / _hi from every bootstrap resample's constants (kept in the
+fit JSON under parametric "samples": the full set of finite resample rows, so the 2.5th and
+97.5th percentiles are those `scaling fit` would take).
 
 A points table may lack N or D: with FLOPs C and tokens, N = C / (6 D); with C and params,
 D = C / (6 N) (the 6ND convention: Kaplan et al. 2020, Hoffmann et al. 2022).
@@ -19,54 +20,9 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from scaling_orchestrator.analysis.data.load import load_table
-from scaling_orchestrator.analysis.laws.registry import DEFAULT_FORM, Form, law_form, law_from_dict
-
-UNIQUE_TOKENS = "unique_tokens"
-PERCENTILES = (2.5, 97.5)
-
-
-def samples_from_dict(parametric: dict, form: Form) -> np.ndarray | None:
-    """The bootstrap rows of a fit JSON's parametric section (null -> inf where the form allows
-    it, NaN otherwise); None when the fit had no bootstrap."""
-    rows = parametric.get("samples")
-    if not rows:
-        return None
-    infinite_ok = [c in form.may_be_infinite for c in form.constants]
-    return np.array([[np.inf if v is None and ok else np.nan if v is None else float(v)
-                      for v, ok in zip(row, infinite_ok)] for row in rows], dtype=float)
-
-
-def predict_loss(law, form: Form, samples, N, D, U=None, *, interval: bool = False):
-    """Loss at (N, D[, U]); with interval=True, (loss, lo, hi) from the bootstrap rows (lo and
-    hi are None without them)."""
-    N, D = np.asarray(N, float), np.asarray(D, float)
-    U = None if U is None else np.asarray(U, float)
-    if UNIQUE_TOKENS in form.required_columns and U is None:
-        raise ValueError(f"unique_tokens: the {form.name} law needs U for each point")
-    with np.errstate(all="ignore"):
-        loss = np.asarray(law.predict(N, D, U), float)
-        if not interval:
-            return loss
-        if samples is None or not len(samples):
-            return loss, None, None
-        P = {k: np.asarray(col)[:, None] for k, col in zip(form.constants,
-                                                             np.asarray(samples, float).T)}
-        each = np.asarray(form.predict_values(P, N.reshape(-1)[None], D.reshape(-1)[None],
-                                              None if U is None else U.reshape(-1)[None]), float)
-        lo, hi = (q.reshape(N.shape) for q in np.nanpercentile(each, PERCENTILES, axis=0))
-    return loss, lo, hi
-
-
-def fit_law_from_json(fit: dict):
-    """(law, form, samples) of a `scaling fit --json` structure; ValueError when its
-    parametric law was not fittable."""
-    par = fit.get("parametric") or {}
-    if not par.get("fittable"):
-        raise ValueError(f"parametric: not fittable ({par.get('reason', 'absent')}); "
-                         "predict needs the parametric law")
-    form = law_form(par.get("law") or DEFAULT_FORM)
-    return law_from_dict(par), form, samples_from_dict(par, form)
+from scaling_orchestrator.analysis.data.load import load_table, source_name
+from scaling_orchestrator.analysis.laws.choice import UNIQUE_TOKENS
+from scaling_orchestrator.analysis.result import FitResult
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:
@@ -101,17 +57,20 @@ def points_columns(table: pa.Table, source: str, *, params: str, tokens: str, fl
     return N, D, U
 
 
-def predict_table(fit: dict, source, *, params: str = "params", tokens: str = "tokens",
+def predict_table(fit: FitResult | dict, source, *, params: str = "params", tokens: str = "tokens",
                   flops: str = "flops", unique_tokens: str | None = None) -> pa.Table:
-    """The points table with predicted_loss (and predicted_loss_lo / _hi when the fit carries
-    bootstrap samples) appended."""
-    law, form, samples = fit_law_from_json(fit)
-    name = "table" if isinstance(source, pa.Table) else str(source)
+    """The points table (any source load_table reads) with predicted_loss (and
+    predicted_loss_lo / _hi when the fit carries bootstrap samples) appended. fit: a FitResult
+    or its to_dict() structure (fit.json as read)."""
+    result = fit if isinstance(fit, FitResult) else FitResult.from_dict(fit)
+    par = result.parametric
+    if not par.fittable:
+        raise ValueError(f"parametric: not fittable ({par.reason}); predict needs the parametric law")
     table = load_table(source)
-    N, D, U = points_columns(table, name, params=params, tokens=tokens, flops=flops,
+    N, D, U = points_columns(table, source_name(source), params=params, tokens=tokens, flops=flops,
                              unique_tokens=unique_tokens,
-                             needs_unique=UNIQUE_TOKENS in form.required_columns)
-    loss, lo, hi = predict_loss(law, form, samples, N, D, U, interval=True)
+                             needs_unique=UNIQUE_TOKENS in par.form.required_columns)
+    loss, lo, hi = result.predict(N, D, U, interval=True)
     table = table.append_column("predicted_loss", pa.array(loss, pa.float64()))
     if lo is not None:
         table = table.append_column("predicted_loss_lo", pa.array(lo, pa.float64()))

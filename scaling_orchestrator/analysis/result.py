@@ -1,15 +1,14 @@
 """FitResult: every method's fit on one table, typed, with the questions a user asks of it.
 
-`scaling_orchestrator.analysis.fit(source)` returns one. Its pieces are the methods' own result objects (an
-Unfit in
-the slot of a method that could not run); `to_dict()` is the `scaling fit --json` structure
-(DESIGN.md), `predict(N, D)` the parametric law, `compute_optimal(C)` the recommendations at
+`scaling_orchestrator.analysis.fit(source)` returns one. Its pieces are the methods' own result
+objects (an Unfit in the slot of a method that could not run); `to_dict()` is the `scaling fit
+--json` structure (DESIGN.md) and `FitResult.from_dict` / `FitResult.load(path)` read it back
+(fit_json.py), `predict(N, D)` the parametric law, `compute_optimal(C)` the recommendations at
 any budget, `write_report(out_dir)` report.md / report.html / PNGs / fit.json.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,34 +16,24 @@ from pathlib import Path
 import numpy as np
 
 from scaling_orchestrator.analysis.data.points import Points
+from scaling_orchestrator.analysis.data.saved import read_fit_json
 from scaling_orchestrator.analysis.errors import Unfit
+from scaling_orchestrator.analysis.fit_json import fields_from_dict
 from scaling_orchestrator.analysis.judge.backtest import Backtest
 from scaling_orchestrator.analysis.judge.headline import Headline
 from scaling_orchestrator.analysis.judge.recommend import METHODS, Recommendation, check_targets, recommend
-from scaling_orchestrator.analysis.laws.choice import LawChoice
-from scaling_orchestrator.analysis.laws.registry import ParametricResult
+from scaling_orchestrator.analysis.laws.choice import UNIQUE_TOKENS, LawChoice
+from scaling_orchestrator.analysis.laws.registry import Form, ParametricResult
 from scaling_orchestrator.analysis.methods.envelope import EnvelopeFit
 from scaling_orchestrator.analysis.methods.hparam_laws import HparamFit, HparamLaw
 from scaling_orchestrator.analysis.methods.isoflop import IsoflopFit
 from scaling_orchestrator.analysis.methods.single_variable import KaplanFit
-from scaling_orchestrator.analysis.predict import predict_loss
+from scaling_orchestrator.analysis.numerics import to_plain
+from scaling_orchestrator.analysis.report.summary import format_summary
+from scaling_orchestrator.analysis.report.write import write_report
 
 EXPONENT_NAMES = ("a", "b")
-
-
-def to_plain(x):
-    """numpy -> Python, non-finite floats -> None (strict JSON has no NaN)."""
-    if isinstance(x, dict):
-        return {str(k): to_plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [to_plain(v) for v in x]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    return x
+PERCENTILES = (2.5, 97.5)
 
 
 @dataclass(frozen=True)
@@ -82,6 +71,17 @@ class DataSummary:
             "derived": list(self.derived),
             "backends": list(self.backends),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> DataSummary:
+        d = {} if d is None else d
+        if not isinstance(d, dict):
+            raise ValueError(f"{d!r:.60} is not a section (a JSON object)")
+        counts = (int(d.get(k, 0)) for k in ("n_rows", "n_final_points", "n_runs"))
+        return cls(d.get("source", ""), *counts, tuple(map(float, d.get("budgets", ()))),
+                   dict(d.get("excluded") or {}), dict(d.get("excluded_trials") or {}),
+                   bool(d.get("training_curves", False)), int(d.get("n_hparam_trials", 0)),
+                   tuple(d.get("derived", ())), tuple(d.get("backends", ())))
 
 
 @dataclass(frozen=True)
@@ -148,10 +148,32 @@ class FitResult:
     points: Points | None = None  # the final points and curves fitted
     flops_per_token: Callable | None = None  # read off the table; None: 6N
     loss_frontiers: dict = field(default_factory=dict)  # isoflop/envelope -> L*(C) or None
-    n_bootstrap: int = 0  # resamples asked for (the intervals' basis)
-    headline: tuple[Headline, ...] = ()  # one recommendation per target (headline.py)
-    warnings: tuple[str, ...] = ()  # sentences a reader needs (fit_warnings.py)
+    n_bootstrap: int = 0  # resamples asked for (read back: the rows fit.json kept)
+    headline: tuple[Headline, ...] = ()  # one recommendation per target (judge/headline.py)
+    warnings: tuple[str, ...] = ()  # sentences a reader needs (judge/warnings.py)
     law: LawChoice | None = None  # the parametric form and how it was chosen
+
+    @classmethod
+    def from_dict(cls, plain: dict) -> FitResult:
+        """The FitResult a to_dict() structure describes (fit.json): enough to predict(N, D),
+        compute_optimal(C), read the lr and batch laws, and give to_dict() back (fit_json.py
+        says what is rebuilt and what a file does not keep). ValueError naming the section
+        that cannot be read."""
+        fields = fields_from_dict(plain)
+        try:
+            data = DataSummary.from_dict(plain.get("data"))
+        except (TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"data: {err}") from None
+        return cls(data, disagreement=compare_exponents({m: fields[m] for m in METHODS}), **fields)
+
+    @classmethod
+    def load(cls, path) -> FitResult:
+        """FitResult.from_dict of a `scaling fit --json` file; the errors name the path."""
+        plain = read_fit_json(path)
+        try:
+            return cls.from_dict(plain)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
     @property
     def lr_law(self) -> HparamLaw:
@@ -209,14 +231,28 @@ class FitResult:
 
     def summary(self) -> str:
         """The text `scaling fit` prints."""
-        from scaling_orchestrator.analysis.report.summary import format_summary
-
         return format_summary(self)
 
     def write_report(self, out_dir) -> dict[str, Path]:
         """report.md, report.html, the PNGs and fit.json into out_dir; name -> path."""
-        from scaling_orchestrator.analysis.report.write import (
-            write_report,  # matplotlib: only when a report is wanted
-        )
-
         return write_report(self, out_dir)
+
+
+def predict_loss(law, form: Form, samples, N, D, U=None, *, interval: bool = False):
+    """Loss at (N, D[, U]); with interval=True, (loss, lo, hi) from the bootstrap rows (their
+    2.5th and 97.5th percentiles; lo and hi are None without them)."""
+    N, D = np.asarray(N, float), np.asarray(D, float)
+    U = None if U is None else np.asarray(U, float)
+    if UNIQUE_TOKENS in form.required_columns and U is None:
+        raise ValueError(f"unique_tokens: the {form.name} law needs U for each point")
+    with np.errstate(all="ignore"):
+        loss = np.asarray(law.predict(N, D, U), float)
+        if not interval:
+            return loss
+        if samples is None or not len(samples):
+            return loss, None, None
+        P = {k: np.asarray(col)[:, None] for k, col in zip(form.constants, np.asarray(samples, float).T)}
+        each = np.asarray(form.predict_values(P, N.reshape(-1)[None], D.reshape(-1)[None],
+                                              None if U is None else U.reshape(-1)[None]), float)
+        lo, hi = (q.reshape(N.shape) for q in np.nanpercentile(each, PERCENTILES, axis=0))
+    return loss, lo, hi

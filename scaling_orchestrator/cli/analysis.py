@@ -1,6 +1,5 @@
-"""`scaling fit`, `scaling report` and `scaling predict`: argparse over `scaling_orchestrator.analysis.fit`
-and
-`scaling_orchestrator.analysis.predict`, mounted by the main CLI.
+"""`scaling fit`, `scaling report`, `scaling predict` and `scaling select`: argparse over
+`scaling_orchestrator.analysis` (fit, FitResult.load, predict, design.pool), mounted by the main CLI.
 
 Bad input (a missing file or column, an unreadable table, a bad flag value) prints one line
 on stderr naming the problem and returns 2; no traceback reaches the user.
@@ -16,11 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from scaling_orchestrator.analysis.data.load import MixedSweepsWarning, SkippedFileWarning, load_table
+from scaling_orchestrator.analysis.design.pool import chosen_table, read_pool, select_pool, selection_dict
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.judge.forecast import DEFAULT_PARAMS_THRESHOLD
 from scaling_orchestrator.analysis.laws.registry import FORMS
+from scaling_orchestrator.analysis.options import Columns, FitOptions
 from scaling_orchestrator.analysis.pipeline import fit
+from scaling_orchestrator.analysis.predict import predict_table, write_table
 from scaling_orchestrator.analysis.report.shape_study import is_shape_study, shape_studies, write_shape_report
+from scaling_orchestrator.analysis.result import FitResult
 
 EXIT_BAD_INPUT = 2
 
@@ -122,33 +125,21 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def fit_args(args, table=None):
-    """scaling_orchestrator.analysis.fit on the parsed flags; table: the source as _read_source read it (None:
-    fit
-    reads it). A skipped corrupt file is one warning line on stderr; any other warning
-    (numpy's, scipy's) is shown as Python shows it."""
+    """scaling_orchestrator.analysis.fit on the parsed flags; table: the source as _read_source
+    read it (None: fit reads it). A skipped corrupt file is one warning line on stderr; any
+    other warning (numpy's, scipy's) is shown as Python shows it."""
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap {args.bootstrap}: allowed 0 or more resamples")
+    columns = Columns(params=args.params, tokens=args.tokens, flops=args.flops, loss=args.loss, run=args.run,
+                      budget=args.budget, unique_tokens=args.unique_tokens,
+                      param_convention=args.param_convention, flops_convention=args.flops_convention)
+    options = FitOptions(target_flops=tuple(args.target_flops), n_bootstrap=args.bootstrap, law=args.law,
+                         seed=args.seed, params_threshold=args.params_threshold, sweep=args.sweep,
+                         on_corrupt=_on_corrupt(args))
     with _warnings_reported(args):
-        return fit(
-            args.source,
-            params=args.params,
-            tokens=args.tokens,
-            flops=args.flops,
-            loss=args.loss,
-            run=args.run,
-            budget=args.budget,
-            param_convention=args.param_convention,
-            flops_convention=args.flops_convention,
-            sweep=args.sweep,
-            n_bootstrap=args.bootstrap,
-            target_flops=args.target_flops,
-            law=args.law,
-            seed=args.seed,
-            on_corrupt=_on_corrupt(args),
-            params_threshold=args.params_threshold,
-            unique_tokens=args.unique_tokens,
-            table=table,
-        )
+        if table is None:
+            return fit(args.source, columns, options)
+        return fit(table, columns, options, name=args.source)
 
 
 def _on_corrupt(args) -> str:
@@ -204,17 +195,20 @@ def _run_fit(args) -> int:
         for study in studies:
             print(study.summary())
         if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps([s.to_dict() for s in studies], indent=2) + "\n")
+            _write_json(args.json, [s.to_dict() for s in studies])
             print(f"wrote {args.json}")
         return 0
     result = fit_args(args, table)
     print(result.summary())
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
+        _write_json(args.json, result.to_dict(), allow_nan=False)
         print(f"wrote {args.json}")
     return 0
+
+
+def _write_json(path: str, value, **dumps) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(value, indent=2, **dumps) + "\n")
 
 
 def run_report(args) -> int:
@@ -269,14 +263,8 @@ def run_predict(args) -> int:
 
 
 def _run_predict(args) -> int:
-    from scaling_orchestrator.analysis.predict import predict_table, write_table
-
-    try:
-        fitted = json.loads(Path(args.fit_json).read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{args.fit_json}: not a fit JSON ({exc})") from None
     table = predict_table(
-        fitted,
+        FitResult.load(args.fit_json),
         args.points,
         params=args.params,
         tokens=args.tokens,
@@ -365,9 +353,13 @@ def run_select(args) -> int:
     return _guard(_run_select, args, "select")
 
 
-def _run_select(args) -> int:
-    from scaling_orchestrator.analysis.design.pool import chosen_table, read_pool, select_pool, selection_dict
+def _say_round(round_, proposal) -> None:
+    a = proposal.answer
+    print(f"round {round_}: {a.n_points} runs, N* {a.params:.3g} "
+          f"[{a.params_ci[0]:.3g}, {a.params_ci[1]:.3g}], +{len(proposal.choices)} runs")
 
+
+def _run_select(args) -> int:
     for flag, value, ok, allowed in (
         ("--budget-fraction", args.budget_fraction, args.budget_fraction <= 1, "at most 1"),
         ("--tolerance", args.tolerance, args.tolerance > 1, "> 1"),
@@ -377,50 +369,23 @@ def _run_select(args) -> int:
     ):
         if not ok:
             raise ValueError(f"{flag} {value:g}: must be {allowed}")
-    pool, table_rows = read_pool(
-        args.pool, params=args.params, tokens=args.tokens, loss=args.loss, flops=args.flops
-    )
-
-    def say(round_, proposal):
-        a = proposal.answer
-        print(
-            f"round {round_}: {a.n_points} runs, N* {a.params:.3g} "
-            f"[{a.params_ci[0]:.3g}, {a.params_ci[1]:.3g}], +{len(proposal.choices)} runs"
-        )
-
-    selection = select_pool(
-        pool,
-        target_flops=args.target_flops,
-        budget_flops=args.budget_fraction * pool.total_flops,
-        tolerance=args.tolerance,
-        batch=args.batch,
-        law=args.law,
-        n_bootstrap=args.bootstrap,
-        seed=args.seed,
-        cost_exponent=args.cost_exponent,
-        on_round=say,
-    )
+    pool, table_rows = read_pool(args.pool, params=args.params, tokens=args.tokens, loss=args.loss,
+                                 flops=args.flops)
+    selection = select_pool(pool, target_flops=args.target_flops,
+                            budget_flops=args.budget_fraction * pool.total_flops, tolerance=args.tolerance,
+                            batch=args.batch, law=args.law, n_bootstrap=args.bootstrap, seed=args.seed,
+                            cost_exponent=args.cost_exponent, on_round=_say_round)
     result = fit(
         chosen_table(pool, selection),
-        loss="loss",
-        run="run",
-        target_flops=[args.target_flops],
-        law=args.law,
-        n_bootstrap=args.bootstrap,
-        seed=args.seed,
+        Columns(loss="loss", run="run"),
+        FitOptions(target_flops=(args.target_flops,), law=args.law, n_bootstrap=args.bootstrap,
+                   seed=args.seed),
     )
     out = result.to_dict()
-    out["selection"] = selection_dict(
-        pool,
-        selection,
-        table_rows,
-        source=str(args.pool),
-        target_flops=args.target_flops,
-        tolerance=args.tolerance,
-        budget_fraction=args.budget_fraction,
-    )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
+    out["selection"] = selection_dict(pool, selection, table_rows, source=str(args.pool),
+                                      target_flops=args.target_flops, tolerance=args.tolerance,
+                                      budget_fraction=args.budget_fraction)
+    _write_json(args.json, out, allow_nan=False)
     print(f"{selection.message}")
     print(
         f"chose {len(selection.rows)} of {len(pool)} runs, {selection.spent_flops:.3g} of "

@@ -14,7 +14,7 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
-from scaling_orchestrator.analysis import fit
+from scaling_orchestrator.analysis import FitOptions, fit
 from scaling_orchestrator.analysis.data.schema import HELD_OUT
 from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
@@ -47,7 +47,7 @@ def fit_and_report(results_dir: str, target_flops=(), *, n_bootstrap: int = 1000
     `scaling fit --json` contract); returns (FitResult, report paths). target_flops: empty
     for the default every command shares (scaling_orchestrator.analysis.judge.recommend.default_targets:
     3x, 10x and 100x the largest budget), so `scaling report` on these results says the same."""
-    result = fit(results_dir, n_bootstrap=n_bootstrap, target_flops=target_flops)
+    result = fit(results_dir, options=FitOptions(target_flops=tuple(target_flops), n_bootstrap=n_bootstrap))
     # Under "_report": Parquet readers of the results folder (pyarrow.dataset, pandas, DuckDB
     # globs) skip names starting with "_", so the report never breaks a read of the rows.
     return result, result.write_report(Path(results_dir, REPORT_DIR))

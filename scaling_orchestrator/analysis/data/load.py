@@ -1,9 +1,9 @@
 """Read results (ours or published) into one Arrow table, then into fit-ready numpy points.
 
 `load_table` takes a results directory (every *.parquet below it), a .parquet, an
-.arrow/.feather/.ipc or a .csv file, or a pyarrow Table. Tables carrying `schema_version` are
-ours and are validated and cast by `scaling_orchestrator.analysis.data.schema.check_table`; any other table is
-read as is.
+.arrow/.feather/.ipc or a .csv file, a pyarrow Table or a pandas DataFrame. Tables carrying
+`schema_version` are ours and are validated and cast by `data.schema.check_table`; any other
+table is read as is.
 `load_points` maps columns to (N params, D tokens, C FLOPs, L nats/token), fills a missing
 token or FLOP column from C = 6 N D, drops what cannot be fitted and counts why, gives
 every row an IsoFLOP budget, and carries the planner's `group` ("held_out" marks the back-test's
@@ -35,6 +35,7 @@ __all__ = [
     "load_points",
     "load_table",
     "snap_budgets",
+    "source_name",
     "table_sweeps",
 ]
 
@@ -49,8 +50,7 @@ BUDGET_GROUP_RATIO = 1.21
 
 
 class MixedSweepsWarning(UserWarning):
-    """A table holds rows of several sweeps (`scaling_orchestrator.analysis.fit` refuses these without
-    `sweep`;
+    """A table holds rows of several sweeps (`fit` refuses these without FitOptions.sweep;
     load_points keeps their runs apart)."""
 
 
@@ -58,14 +58,32 @@ class SkippedFileWarning(UserWarning):
     """An unreadable Parquet file of a results dir was skipped (on_corrupt="skip")."""
 
 
+def source_name(source) -> str:
+    """How a fit names its source: the path, "table" or "DataFrame" (never a frame's contents)."""
+    if isinstance(source, pa.Table):
+        return "table"
+    return "DataFrame" if _is_dataframe(source) else str(source)
+
+
+def _is_dataframe(source) -> bool:
+    # pandas itself stays unimported: pyarrow converts the frame (pa.Table.from_pandas)
+    return type(source).__module__.split(".")[0] == "pandas" and hasattr(source, "columns")
+
+
 def load_table(source, *, on_corrupt: str = "raise") -> pa.Table:
-    """A results dir, .parquet, .arrow/.feather/.ipc, .csv file or pa.Table -> pa.Table.
+    """A results dir, .parquet, .arrow/.feather/.ipc, .csv file, pa.Table or pandas DataFrame
+    -> pa.Table (a DataFrame's index is dropped: columns only).
 
     on_corrupt: "raise" (default; the error names the file) or "skip" (warn, read the rest)."""
     if on_corrupt not in ("raise", "skip"):
         raise ValueError(f"on_corrupt={on_corrupt!r}; allowed: 'raise', 'skip'")
     if isinstance(source, pa.Table):
         return _ours(source, "table")
+    if _is_dataframe(source):
+        return _ours(pa.Table.from_pandas(source, preserve_index=False), "DataFrame")
+    if not isinstance(source, (str, Path)):
+        raise TypeError(f"source: a {type(source).__name__}; allowed: a results folder or a .parquet, "
+                        ".arrow, .feather, .ipc or .csv path, a pyarrow Table or a pandas DataFrame")
     path = Path(source)
     if path.is_dir():
         return _ours(_read_dir(path, on_corrupt), str(path))
@@ -152,9 +170,10 @@ def _corrupt(f: Path, err: Exception, on_corrupt: str) -> None:
     warnings.warn(message + "; skipped", SkippedFileWarning, stacklevel=3)
 
 
-def _float_column(table: pa.Table, name: str, source: str) -> np.ndarray:
+def _float_column(table: pa.Table, name: str, source: str, field: str) -> np.ndarray:
+    """Column `name` as floats; field: what it holds (Columns' field, the CLI's --flag)."""
     if name not in table.column_names:
-        raise ValueError(f"{source}: column {name!r} not found; columns are {table.column_names}")
+        raise ValueError(f"{source}: {field} column {name!r} not found; columns are {table.column_names}")
     try:
         column = pc.cast(table.column(name), pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
@@ -223,7 +242,7 @@ def load_points(
     curves pass the held-out budgets' token counts, which the back-test must not see).
     unique_tokens: the column of unique tokens U (tokens / epochs), for laws that need it."""
     params, flops = convention_columns(params, flops, param_convention, flops_convention)
-    name = "table" if isinstance(source, pa.Table) else str(source)
+    name = source_name(source)
     table = load_table(source, on_corrupt=on_corrupt)
     if table.num_rows == 0:
         raise ValueError(f"{name}: the table has no rows")
@@ -233,7 +252,7 @@ def load_points(
             raise ValueError(f"{name}: no row has final == True; pass curves=True for curves")
     values, derived = _numeric_columns(table, name, params, tokens, flops, loss)
     if unique_tokens is not None:
-        values["unique"] = _float_column(table, unique_tokens, name)
+        values["unique"] = _float_column(table, unique_tokens, name, "unique_tokens")
     runs, sweep = _run_ids(table, run)
     keep, excluded = _keep_mask(table, values, runs, curves)
     if not keep.any():
@@ -280,17 +299,17 @@ def _numeric_columns(table, name, params, tokens, flops, loss):
         raise ValueError(
             f"{name}: neither tokens column {tokens!r} nor flops column {flops!r} found; columns are {have}"
         )
-    values = {"loss": _float_column(table, loss, name)}
+    values = {"loss": _float_column(table, loss, name, "loss")}
     derived = []
     if tokens in have:
-        values["tokens"] = _float_column(table, tokens, name)
+        values["tokens"] = _float_column(table, tokens, name, "tokens")
     if flops in have:
-        values["flops"] = _float_column(table, flops, name)
+        values["flops"] = _float_column(table, flops, name, "flops")
     if params not in have and params in PARAM_COLUMNS.values() and tokens in have and flops in have:
         values["params"] = values["flops"] / (6.0 * values["tokens"])
         derived.append(f"params = {flops} / (6 {tokens})")
     else:
-        values["params"] = _float_column(table, params, name)
+        values["params"] = _float_column(table, params, name, "params")
     if tokens not in have:  # Epoch's Chinchilla data: D = C / (6 N)
         values["tokens"] = values["flops"] / (6.0 * values["params"])
         derived.append(f"tokens = {flops} / (6 {params})")

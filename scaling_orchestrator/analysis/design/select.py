@@ -13,7 +13,7 @@ compute C_target, `propose` fits the law with the run bootstrap and
    N* at their own compute (beyond_trust: far from it the law fits worst), by (variance
    removed from log N*(C_target), plus loss_weight times the
    share removed from log L*, as shares of their present variances) per FLOP, updating the
-   ensemble after each pick (analysis/adaptive_ensemble.py) so a batch spreads over points
+   ensemble after each pick (design/ensemble.py) so a batch spreads over points
    that tell different things; a pick stops the batch once the predicted interval is within
    tolerance, at max_choices, or when nothing affordable is left.
 

@@ -11,7 +11,7 @@ budgets 1e17..1e19 plus held-out 3e19 and 1e20: every fit sees the five planned 
 3e19 and 1e20 are each predicted and judged. The headline fit then uses every run, held-out
 ones included: validate first, then use all the evidence.
 
-Each method forecasts two things per held-out budget (analysis/forecast.py judges them):
+Each method forecasts two things per held-out budget (judge/forecast.py judges them):
 - parametric: the loss, as the lowest PREDICTED loss over the held-out runs' own (N, D)
   against the lowest measured (same grid on both sides, no FLOP convention enters); N* as the
   law's compute optimum at C.
@@ -44,32 +44,14 @@ from scaling_orchestrator.analysis.judge.forecast import (
     not_judged,
     rank,
 )
-from scaling_orchestrator.analysis.judge.recommend import METHODS, frontier_or_reason
-from scaling_orchestrator.analysis.laws.registry import DEFAULT_FORM, LawForm, law_form
+from scaling_orchestrator.analysis.judge.recommend import METHODS, flops_per_token_model, frontier_or_reason
+from scaling_orchestrator.analysis.laws.registry import DEFAULT_FORM, LawForm, law_form, law_from_dict
 from scaling_orchestrator.analysis.methods.envelope import fit_envelope, has_curves
 from scaling_orchestrator.analysis.methods.isoflop import fit_budget, fit_isoflop
 
 BY_GROUP = "group column"
 BY_LARGEST = "largest budget (no held-out group in the table)"
 __all__ = ["DEFAULT_THRESHOLD", "DEFAULT_PARAMS_THRESHOLD", "Backtest", "run_backtest"]
-
-
-def flops_per_token_model(points) -> Callable[[float], float] | None:
-    """FLOPs per token as a function of N, read off the table: log(C/D) = c + s log N by OLS.
-
-    Under 6ND it returns 6N; under the exact Appendix F count it carries the attention and
-    embedding terms the table recorded, so compute_optimal stays in the table's convention.
-    None when the table's C/D is not a clean function of N (then 6N is used)."""
-    rows = final_rows(points)
-    N = np.asarray(points.params, float)[rows]
-    per_token = np.asarray(points.flops, float)[rows] / np.asarray(points.tokens, float)[rows]
-    ok = np.isfinite(per_token) & (per_token > 0) & (N > 0)
-    if ok.sum() < 2 or np.ptp(np.log(N[ok])) == 0:
-        return None
-    s, c = np.polyfit(np.log(N[ok]), np.log(per_token[ok]), 1)
-    if np.std(np.log(per_token[ok]) - (c + s * np.log(N[ok]))) > 0.05:
-        return None
-    return lambda n: float(np.exp(c + s * np.log(n)))
 
 
 @dataclass(frozen=True)
@@ -120,6 +102,12 @@ class BudgetCheck:
         if not iso.judged and iso.note:
             out["params_note"] = iso.note
         return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BudgetCheck:
+        return cls(float(d["held_out_flops"]), int(d["n_held_out_runs"]), d["observed_loss"],
+                   d["observed_params"], d["observed_params_from"], d["compute_optimal_loss"],
+                   {m: MethodCheck.from_dict(c, m) for m, c in d["methods"].items()})
 
 
 @dataclass(frozen=True)
@@ -182,6 +170,17 @@ class Backtest:
         out["budgets"] = [b.to_dict(self.threshold, self.method) for b in self.budgets]
         out["held_out_by"] = self.held_out_by
         return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Backtest:
+        """The back-test as fit.json holds it; its law is the one fitted without the held-out
+        runs (its constants only: "parametric_fit")."""
+        fitted = d.get("parametric_fit") or {}
+        form = law_form(fitted.get("law") or DEFAULT_FORM)
+        law = law_from_dict(fitted) if fitted else None
+        return cls(tuple(BudgetCheck.from_dict(b) for b in d["budgets"]), d["held_out_by"],
+                   float(d["threshold"]), int(d["n_train_budgets"]), law, form,
+                   float(d["params_threshold"]), d.get("method", ""))
 
 
 def held_out_split(points: Points, rows: np.ndarray,

@@ -74,6 +74,12 @@ class Forecast:
             out["note"] = self.note
         return out
 
+    @classmethod
+    def from_dict(cls, d: dict, quantity: str) -> Forecast:
+        """A forecast as fit.json holds it: a judged one without an error was broken."""
+        return cls(quantity, d["predicted"], d["observed"], float(d["threshold"]), d.get("note", ""),
+                   broken=bool(d["judged"]) and d["error"] is None)
+
 
 def not_judged(quantity: str, threshold: float, why: str, observed=None) -> Forecast:
     return Forecast(quantity, None, observed, threshold, why)
@@ -98,6 +104,10 @@ class MethodCheck:
     def to_dict(self) -> dict:
         return {"loss": self.loss.to_dict(), "params": self.params.to_dict(),
                 "passed": self.passed}
+
+    @classmethod
+    def from_dict(cls, d: dict, method: str) -> MethodCheck:
+        return cls(method, *(Forecast.from_dict(d[q], q) for q in QUANTITIES))
 
 
 def worst(checks, quantity: str, flops) -> tuple[Forecast, float]:

@@ -2,7 +2,7 @@
 trust it.
 
 A fit yields up to three recommendations per target (parametric, IsoFLOP, envelope). The
-headline picks ONE: the method whose extrapolation back-test held best (analysis/forecast.py
+headline picks ONE: the method whose extrapolation back-test held best (forecast.py
 ranks them: both forecasts within threshold first, then by the worst miss in threshold units),
 leaving out a parametric law that is degenerate; with no back-test, the parametric law (it
 alone carries intervals for N*, D* and L*). The verdict:
@@ -161,6 +161,12 @@ class Headline:
                 "tokens": self.tokens, "loss": self.loss,
                 "ci95": {k: self.ci95.get(k) for k in ("params", "tokens", "loss")},
                 "verdict": self.verdict, "why": self.why, "extrapolation": self.extrapolation}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Headline:
+        return cls(float(d["flops"]), d["method"], d["params"], d["tokens"], d.get("loss"),
+                   dict(d.get("ci95") or {}), d.get("verdict", "untested"), d.get("why", ""),
+                   d.get("extrapolation"))
 
     def advice(self) -> str:
         """'train 2.8e5 parameters (95%: 7.6e4-5.4e5) on 1.7e7 tokens (95%: 9.6e6-5.5e7);

@@ -13,12 +13,15 @@ budget studied.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from scaling_orchestrator.analysis.data.points import final_rows
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.methods.single_variable import Frontier, fit_frontier
+from scaling_orchestrator.analysis.numerics import number
 
 METHODS = ("parametric", "isoflop", "envelope")
 # Default targets, as multiples of the largest budget studied: 4.2e12 -> 1.26e13, 4.2e13, 4.2e14.
@@ -48,6 +51,44 @@ class Recommendation:
         return {"flops": self.flops, "method": self.method, "params": self.params,
                 "tokens": self.tokens, "loss": self.loss,
                 "ci95": {k: self.ci95.get(k) for k in ("params", "tokens", "loss")}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Recommendation:
+        if not d.get("fittable", True):
+            return cls(float(d["flops"]), d["method"], reason=d["reason"])
+        return cls(float(d["flops"]), d["method"], number(d["params"]), number(d["tokens"]),
+                   d.get("loss"), dict(d.get("ci95") or {}))
+
+
+def flops_per_token_model(points) -> Callable[[float], float] | None:
+    """FLOPs per token as a function of N, read off the table: log(C/D) = c + s log N by OLS.
+
+    Under 6ND it returns 6N; under the exact Appendix F count it carries the attention and
+    embedding terms the table recorded, so compute_optimal stays in the table's convention.
+    None when the table's C/D is not a clean function of N (then 6N is used)."""
+    rows = final_rows(points)
+    N = np.asarray(points.params, float)[rows]
+    per_token = np.asarray(points.flops, float)[rows] / np.asarray(points.tokens, float)[rows]
+    return _per_token_law(N, per_token)
+
+
+def flops_per_token_of_rows(rows) -> Callable[[float], float] | None:
+    """The same model read back off parametric Recommendations (D* = C / fpt(N*) at each):
+    what a fit read from fit.json, which keeps no table, computes D* with. The rows lie on the
+    model exactly, so the OLS recovers it to rounding; 6N (None) from fewer than 2 sizes."""
+    N = np.array([r.params for r in rows if r.fittable], float)
+    per_token = np.array([r.flops / r.tokens for r in rows if r.fittable], float)
+    return _per_token_law(N, per_token)
+
+
+def _per_token_law(N: np.ndarray, per_token: np.ndarray) -> Callable[[float], float] | None:
+    ok = np.isfinite(per_token) & (per_token > 0) & (N > 0)
+    if ok.sum() < 2 or np.ptp(np.log(N[ok])) == 0:
+        return None
+    s, c = np.polyfit(np.log(N[ok]), np.log(per_token[ok]), 1)
+    if np.std(np.log(per_token[ok]) - (c + s * np.log(N[ok]))) > 0.05:
+        return None
+    return lambda n: float(np.exp(c + s * np.log(n)))
 
 
 def check_targets(target_flops) -> tuple[float, ...]:

@@ -62,6 +62,14 @@ class EnvelopeFit:
                              for c, l, n, d, r, u in zip(self.grid_flops, self.loss, self.params,
                                                          self.tokens, self.run, self.used)]}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> EnvelopeFit:
+        rows = d["envelope"]
+        column = [np.array([r[k] for r in rows], float) for k in ("flops", "loss", "params", "tokens")]
+        return cls(float(d["a"]), float(d["b"]), float(d["k_params"]), float(d["k_tokens"]), *column,
+                   np.array([r["run"] for r in rows], str), np.array([r["used"] for r in rows], bool),
+                   int(d["n_runs"]))
+
 
 def _curves(points) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
     """run -> (log flops, log loss, log tokens, params), sorted by flops, positive rows only."""

@@ -1,19 +1,20 @@
 """Hyperparameter-law result objects and their JSON round trip: SizeOptimum (one size's
 parabola vertex), HparamLaw (value* = coefficient * x^exponent), HparamFit (lr*(N) and
 B*(C)), and load_lr_law, which reads the lr law back from a `scaling fit --json` file for the
-planner's `lr: {from_fit: PATH}`. The fitting itself is analysis/hparams.py.
+planner's `lr: {from_fit: PATH}` through the same reader as FitResult.load. The fitting itself
+is methods/hparam_search.py.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from scaling_orchestrator.analysis.errors import NotFittable
+from scaling_orchestrator.analysis.data.saved import read_fit_json
+from scaling_orchestrator.analysis.errors import ABSENT, NotFittable
+from scaling_orchestrator.analysis.numerics import number
 
 # law name -> (value column, abscissa, JSON key of the fitted abscissa range)
 LAWS = {"lr": ("lr", "params", "n_range"), "batch_tokens": ("batch_tokens", "flops", "flops_range")}
@@ -54,6 +55,16 @@ class SizeOptimum:
                                        map(float, self.parabola)))
         return out
 
+    @classmethod
+    def from_dict(cls, d: dict, name: str) -> SizeOptimum:
+        observed = d.get("observed") or {name: [], "loss": []}
+        return cls(d["label"], number(d["params"]), number(d["flops"]), int(d["n_trials"]),
+                   int(d["n_diverged"]), bool(d["fittable"]), d.get("reason", ""),
+                   number(d.get(f"{name}_opt")), tuple(d.get(f"{name}_ci95") or ()),
+                   number(d.get("loss_opt")), bool(d.get("edge", False)), int(d.get("window", 0)),
+                   number(d.get("curvature")), tuple(number(v) for v in (d.get("parabola") or {}).values()),
+                   tuple(zip(observed[name], observed["loss"])))
+
 
 @dataclass(frozen=True)
 class HparamLaw:
@@ -68,6 +79,10 @@ class HparamLaw:
     optima: tuple = ()
     samples: np.ndarray | None = None           # bootstrap rows (exponent, coefficient)
     excluded: dict = field(default_factory=dict)
+    # As fit.json recorded them, for a law read back (it has neither resamples nor, in a
+    # hand-written file, sizes): the fitted range of x and the plot band.
+    recorded_range: tuple = ()
+    recorded_band: tuple = ()
 
     @property
     def against(self) -> str:
@@ -79,6 +94,8 @@ class HparamLaw:
 
     @property
     def x_range(self) -> tuple[float, float]:
+        if self.recorded_range:
+            return self.recorded_range
         xs = [getattr(o, self.against) for o in self.used]
         return (min(xs), max(xs)) if xs else (float("nan"), float("nan"))
 
@@ -112,7 +129,31 @@ class HparamLaw:
                 "ci95": {"coefficient": self.ci95.get("coefficient"),
                          "exponent": self.ci95.get("exponent")},
                 "against": self.against, "n_sizes": len(used), "sizes": sizes,
-                LAWS[self.name][2]: list(self.x_range), "band": self.band()}
+                LAWS[self.name][2]: list(self.x_range),
+                "band": [dict(r) for r in self.recorded_band] or self.band()}
+
+    @classmethod
+    def from_dict(cls, d: dict | None, name: str) -> HparamLaw:
+        """The law of a fit.json section (`{name}_law`); one that was not fitted keeps its reason."""
+        if d is None:
+            return cls(name, False, ABSENT)
+        sizes = tuple(SizeOptimum.from_dict(s, name) for s in d.get("sizes") or ())
+        if not d.get("fittable"):
+            return cls(name, False, d.get("reason", ""), optima=sizes, excluded=dict(d.get("excluded") or {}))
+        key, (_, against, range_key) = f"{name}_law", LAWS[name]
+        for constant in ("coefficient", "exponent"):
+            v = d.get(constant)
+            if not _finite(v) or (constant == "coefficient" and v <= 0):
+                raise ValueError(f"{key}.{constant} = {v!r}; allowed: a finite number"
+                                 + (" > 0" if constant == "coefficient" else ""))
+        fitted = d.get(range_key)
+        if not (isinstance(fitted, list) and len(fitted) == 2 and all(_finite(v) and v > 0 for v in fitted)):
+            raise ValueError(f"{key}.{range_key} = {fitted!r}; allowed: [smallest, largest] {against} > 0")
+        ci = d.get("ci95") or {}
+        return cls(name, True, "", float(d["coefficient"]), float(d["exponent"]),
+                   {k: ci[k] for k in ("coefficient", "exponent") if ci.get(k) is not None}, sizes,
+                   excluded=dict(d.get("excluded") or {}), recorded_range=tuple(map(float, fitted)),
+                   recorded_band=tuple(d.get("band") or ()))
 
 
 @dataclass(frozen=True)
@@ -132,6 +173,11 @@ class HparamFit:
     def to_dict(self) -> dict:
         return {"lr_law": self.lr.to_dict(), "batch_law": self.batch.to_dict()}
 
+    @classmethod
+    def from_dict(cls, d: dict, n_trials: int = 0) -> HparamFit:
+        return cls(HparamLaw.from_dict(d.get("lr_law"), "lr"),
+                   HparamLaw.from_dict(d.get("batch_law"), "batch_tokens"), n_trials)
+
 
 @dataclass(frozen=True)
 class LrLaw:
@@ -148,32 +194,29 @@ class LrLaw:
 
 
 def load_lr_law(path) -> LrLaw:
-    """The lr law of a fit JSON (its "lr_law" section, or a bare lr_law dict) as lr(N)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"lr from_fit: {str(path)!r} does not exist")
+    """The lr law of a fit JSON (its "lr_law" section, or a bare lr_law dict) as lr(N): the
+    file read as FitResult.load reads it, the section by HparamLaw.from_dict as
+    FitResult.from_dict reads it."""
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"lr from_fit: {path} is not JSON ({err})") from None
-    law = data.get("lr_law", data) if isinstance(data, dict) else None
-    if not isinstance(law, dict) or "fittable" not in law:
+        data = read_fit_json(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"lr from_fit: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"lr from_fit: {err}") from None
+    data = data if isinstance(data, dict) else {}
+    try:
+        law = HparamLaw.from_dict(data if "fittable" in data else data.get("lr_law"), "lr")
+    except KeyError as err:
+        raise ValueError(f"lr from_fit: {path}: lr_law: missing key {err}") from None
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"lr from_fit: {path}: {err}") from None
+    if law.reason == ABSENT:
         raise ValueError(f"lr from_fit: {path} has no 'lr_law' section; write one with "
                          "`scaling fit SOURCE --json OUT` on results with hparam rows")
-    if not law["fittable"]:
-        raise NotFittable(f"lr from_fit: {path}: lr_law not fittable: {law.get('reason')}")
-    values = {}
-    for key in ("coefficient", "exponent"):
-        v = law.get(key)
-        if not isinstance(v, (int, float)) or not math.isfinite(v) or (key == "coefficient"
-                                                                         and v <= 0):
-            raise ValueError(f"lr from_fit: {path}: lr_law.{key} = {v!r}; allowed: a finite "
-                             "number" + (" > 0" if key == "coefficient" else ""))
-        values[key] = float(v)
-    n_range = law.get("n_range")
-    if not (isinstance(n_range, list) and len(n_range) == 2
-            and all(isinstance(v, (int, float)) and v > 0 for v in n_range)):
-        raise ValueError(f"lr from_fit: {path}: lr_law.n_range = {n_range!r}; allowed: "
-                         "[smallest, largest] params > 0")
-    return LrLaw(values["coefficient"], values["exponent"], (float(n_range[0]),
-                                                             float(n_range[1])), str(path))
+    if not law.fittable:
+        raise NotFittable(f"lr from_fit: {path}: lr_law not fittable: {law.reason}")
+    return LrLaw(law.coefficient, law.exponent, law.x_range, str(path))
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -4,7 +4,7 @@ was searched, B*(C).
 Per model size (the planner's `size_label` column, e.g. "d4", where every row has one; else
 L<n_layer>xD<d_model>; else the parameter count), final loss is a bowl in log10(lr). As for
 IsoFLOP profiles (Hoffmann et al. 2022, Sec. 3.2; Porian et al. 2024, App. C) the window
-parabola of analysis/parabola.py is fitted only through the `window` (default 5, at least 3)
+parabola of methods/parabola.py is fitted only through the `window` (default 5, at least 3)
 distinct lrs nearest the best observed one. A size whose best lr is the smallest or largest lr TRIED (diverged
 trials count as tried) is flagged `edge`: its vertex is an extrapolation and it stays out of
 the law. Diverged trials (status "diverged", or a non-finite final loss) are loss = +inf: they

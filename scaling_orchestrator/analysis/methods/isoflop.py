@@ -1,6 +1,6 @@
 """Approach 2 of Hoffmann et al. 2022 (Chinchilla, Sec. 3.2): IsoFLOP profiles.
 
-For each FLOP budget, loss is a valley in log N. The window parabola of analysis/parabola.py
+For each FLOP budget, loss is a valley in log N. The window parabola of parabola.py
 is fitted in log10 N through the points NEAR the lowest observed loss (the `window`, default 5,
 distinct sizes nearest it), not through all of them: a global parabola biases the exponent
 (Porian et al. 2024 Sec. 3, App. C: by up to +0.35 on their untuned configs, where the 5-point
@@ -30,6 +30,7 @@ from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.methods.parabola import MIN_VALUES as MIN_POINTS
 from scaling_orchestrator.analysis.methods.parabola import window_parabola
 from scaling_orchestrator.analysis.methods.powerlaw import powerlaw_fit
+from scaling_orchestrator.analysis.numerics import number
 
 DEFAULT_WINDOW = 5
 
@@ -60,6 +61,13 @@ class BudgetOptimum:
             out["parabola"] = dict(zip(("c2", "c1", "c0", "log10_x_lo", "log10_x_hi"),
                                        map(float, self.parabola)))
         return {k: _plain(v) for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BudgetOptimum:
+        parabola = d.get("parabola") or {}
+        return cls(float(d["flops"]), int(d["n_points"]), bool(d["fittable"]), d.get("reason", ""),
+                   number(d.get("params_opt")), number(d.get("tokens_opt")), number(d.get("loss_opt")),
+                   bool(d.get("edge", False)), parabola=tuple(number(v) for v in parabola.values()))
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,13 @@ class IsoflopFit:
                 "axis": self.axis, "window": self.window, "n_interior": len(self.interior),
                 "budgets": [o.to_dict() for o in self.budgets],
                 "ci95": {k: [float(v[0]), float(v[1])] for k, v in self.ci95.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> IsoflopFit:
+        """The fit as fit.json holds it: no bootstrap rows (its intervals of a and b stay)."""
+        return cls(float(d["a"]), float(d["b"]), float(d["k_params"]), float(d["k_tokens"]),
+                   tuple(BudgetOptimum.from_dict(o) for o in d["budgets"]), d["axis"], int(d["window"]),
+                   {k: [number(v[0]), number(v[1])] for k, v in (d.get("ci95") or {}).items()})
 
 
 def _plain(v):

@@ -23,8 +23,9 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from scaling_orchestrator.analysis.data.points import final_rows
-from scaling_orchestrator.analysis.errors import NotFittable, Unfit
+from scaling_orchestrator.analysis.errors import NotFittable, Unfit, read_section
 from scaling_orchestrator.analysis.methods.powerlaw import powerlaw_fit
+from scaling_orchestrator.analysis.numerics import number
 
 BIN_DEX = 0.02
 
@@ -46,6 +47,10 @@ class SingleLaw:
         return {"fittable": True, "alpha": self.exponent, f"{self.name}_c": self.x_c,
                 "n_points": self.n_points}
 
+    @classmethod
+    def from_dict(cls, d: dict, name: str) -> SingleLaw:
+        return cls(number(d["alpha"]), number(d[f"{name}_c"]), int(d["n_points"]), name)
+
 
 @dataclass(frozen=True)
 class Frontier:
@@ -65,6 +70,11 @@ class Frontier:
         return {"fittable": True, "E": self.E, "A": self.A, "alpha": self.alpha,
                 "n_points": self.n_points, "rms_log_residual": self.rms_log_residual}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Frontier:
+        return cls(*(number(d[k]) for k in ("E", "A", "alpha")), int(d["n_points"]),
+                   number(d["rms_log_residual"]))
+
 
 @dataclass(frozen=True)
 class KaplanFit:
@@ -80,6 +90,12 @@ class KaplanFit:
         head = {"fittable": True} if self.attempted else {}
         return {**head, "L_of_N": self.L_of_N.to_dict(), "L_of_D": self.L_of_D.to_dict(),
                 "frontier": self.frontier.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> KaplanFit:
+        return cls(read_section(d.get("L_of_N"), lambda p: SingleLaw.from_dict(p, "N")),
+                   read_section(d.get("L_of_D"), lambda p: SingleLaw.from_dict(p, "D")),
+                   read_section(d.get("frontier"), Frontier.from_dict), attempted="fittable" in d)
 
 
 def _best_per_bin(x, other, loss) -> tuple[np.ndarray, np.ndarray]:

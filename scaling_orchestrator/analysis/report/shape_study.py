@@ -13,6 +13,8 @@ No torch and no Ray: pyarrow and numpy, with matplotlib for the figure only.
 
 from __future__ import annotations
 
+import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scaling_orchestrator.analysis.data.load import load_table
+from scaling_orchestrator.analysis.report.render import to_html, to_markdown
 
 KIND = "shape"
 COLUMNS = ("n_layer", "d_model", "seq_len", "non_embedding_params", "val_loss", "budget_flops", "tokens")
@@ -167,10 +170,10 @@ def _study(budget: float, points: list[ShapePoint]) -> ShapeStudy:
 def plot_shape_study(studies: list[ShapeStudy], path) -> Path:
     """Two panels, one line per N: final loss against aspect ratio (Kaplan et al. 2020 Fig. 5)
     and against context, each labelled with its measured spread."""
-    import matplotlib
+    import matplotlib  # loaded only when a figure is drawn: `scaling fit` prints without it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"): no display needed
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
     for study in studies:
@@ -255,10 +258,6 @@ def shape_blocks(studies: list[ShapeStudy], plot: Path | None) -> list:
 
 def write_shape_report(studies: list[ShapeStudy], out_dir) -> dict[str, Path]:
     """report.md, report.html (figure embedded), shape.png and shape.json in out_dir."""
-    import json
-
-    from scaling_orchestrator.analysis.report.render import to_html, to_markdown
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot = plot_shape_study(studies, out / "shape.png")
@@ -273,9 +272,6 @@ def write_shape_report(studies: list[ShapeStudy], out_dir) -> dict[str, Path]:
 def main(argv=None) -> None:
     """`python -m scaling_orchestrator.analysis.report.shape_study RESULTS [--plot PNG] [--json OUT]`: each
     study's summary line."""
-    import argparse
-    import json
-
     ap = argparse.ArgumentParser(description="A shape study's loss spread across aspect ratios and contexts.")
     ap.add_argument("source", help="a results folder or a table file")
     ap.add_argument("--plot", help="write the two-panel figure here (PNG)")

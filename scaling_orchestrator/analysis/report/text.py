@@ -1,7 +1,7 @@
 """The report's answer and its caveats, in words: the headline, the warnings, every method's
 recommendation with why a cell is empty, how the intervals were made, and the back-test.
 
-Blocks as analysis/report_render.py renders them; numbers read off the typed FitResult.
+Blocks as report/render.py renders them; numbers read off the typed FitResult.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """report.md, one self-contained report.html, the PNGs and fit.json from a FitResult.
 
-The report is a list of blocks (heading, paragraph, table, image; analysis/report_render.py
+The report is a list of blocks (heading, paragraph, table, image; report/render.py
 renders them as Markdown and HTML). Text blocks read the FitResult's typed pieces; the figures
 read its to_dict() (the numbers in fit.json) and its points.
 """
@@ -16,8 +16,7 @@ import numpy as np
 from scaling_orchestrator.analysis.judge.headline import span
 from scaling_orchestrator.analysis.judge.warnings import WIDE_SPAN
 from scaling_orchestrator.analysis.methods.hparam_search import NO_ROWS
-from scaling_orchestrator.analysis.pipeline import quiet_numerics
-from scaling_orchestrator.analysis.report.plots import make_plots
+from scaling_orchestrator.analysis.numerics import quiet_numerics
 from scaling_orchestrator.analysis.report.render import to_html, to_markdown
 from scaling_orchestrator.analysis.report.summary import fmt, fmt_ci
 from scaling_orchestrator.analysis.report.text import (
@@ -228,6 +227,8 @@ def build_blocks(result, plots: dict[str, Path]) -> list:
 
 def write_report(result, out_dir) -> dict[str, Path]:
     """Write report.md, report.html, the PNGs and fit.json into out_dir; name -> path."""
+    from scaling_orchestrator.analysis.report.plots import make_plots  # matplotlib: only for a report
+
     out_dir = Path(out_dir)
     plain = result.to_dict()
     with quiet_numerics():   # a degenerate law overflows where it is drawn; the text says so
