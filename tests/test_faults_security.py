@@ -93,6 +93,7 @@ def test_a_checkpoint_carrying_code_is_refused(tmp_path):
                         config=CONFIG, fingerprint="f")
 
 
+@pytest.mark.slow  # spawns processes
 def test_stale_lock_clean_up_ends_only_that_nodes_processes():
     node = "ab" * 28  # a made-up node id: only processes carrying it are ended
     env = {**os.environ, "RAY_NODE_ID": node}
