@@ -114,6 +114,7 @@ def test_queue_runs_a_study_to_its_stop_proposing_while_trials_run(tmp_path):
     assert set(rows["round"].to_pylist()) == {t.round for t in started}
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_next_writes_a_spec_that_plans_the_chosen_trials(tmp_path, capsys):
     plan = make_plan(sweep_of())
     store = Store(str(tmp_path / "res"))
@@ -161,23 +162,16 @@ def adaptive_spec(tmp_path) -> str:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_adaptive_study_through_run_plan(tmp_path, capsys):
-    import ray
-
+def test_adaptive_study_through_run_plan(local_ray, tmp_path, capsys):
     from scaling_orchestrator.orchestrator.execution.run import run_plan
-    from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
 
     plan = make_plan(load_sweep(adaptive_spec(tmp_path)))
     store = Store(str(tmp_path / "res"))
     for spec in plan.trials:  # round 1 final before the run: the study must still go on
         run_trial(spec, store)
     assert make_queue(plan, [], store).has_work()
-    start_local_ray(num_cpus=2, address="local")  # our own, even beside a running cluster
-    try:
-        summary = run_plan(plan, progress=False)
-        again = run_plan(plan, progress=False)  # the same question, answered: nothing runs
-    finally:
-        ray.shutdown()
+    summary = run_plan(plan, progress=False)
+    again = run_plan(plan, progress=False)  # the same question, answered: nothing runs
     state = json.loads((tmp_path / "res" / "_adaptive.json").read_text())
     assert state["finished"] and not summary.failed
     assert len(summary.skipped) == 9 and len(summary.completed) == len(state["trials"]) > 0
@@ -189,27 +183,21 @@ def test_adaptive_study_through_run_plan(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_adaptive_searcher_in_a_users_tuner(tmp_path):
-    import ray
+def test_adaptive_searcher_in_a_users_tuner(local_ray, tmp_path):
     from ray import tune
 
     from scaling_orchestrator.orchestrator.execution.searcher import adaptive_searcher
-    from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
     from scaling_orchestrator.orchestrator.execution.worker import with_trial_resources
 
     spec_path = adaptive_spec(tmp_path)
     searcher = adaptive_searcher(spec_path, str(tmp_path / "mine"))
     one = make_plan(load_sweep(spec_path)).trials[0]
-    start_local_ray(num_cpus=2, address="local")
-    try:
-        tuner = tune.Tuner(
-            with_trial_resources(one),
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, max_concurrent_trials=2),
-            run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), verbose=0),
-        )
-        results = tuner.fit()
-    finally:
-        ray.shutdown()
+    tuner = tune.Tuner(
+        with_trial_resources(one),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, max_concurrent_trials=2),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), verbose=0),
+    )
+    results = tuner.fit()
     errors = [str(r.error).splitlines()[-1] for r in results if r.error]
     assert not errors, errors[:3]
     state = json.loads((tmp_path / "mine" / "_adaptive.json").read_text())

@@ -14,6 +14,7 @@ from scaling_orchestrator.models.training.config import Measurement
 from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
 
 
+@pytest.mark.slow  # a Python subprocess
 def test_lazy_api_names_resolve_without_ray():
     """Every name but adaptive_searcher (a Ray Searcher) resolves without loading Ray; the
     types users get back are among them."""
@@ -207,33 +208,27 @@ def users_tuner(trial, scheduler, lrs, results: str, storage, concurrency: int, 
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_trainable_in_a_users_own_tuner(tmp_path, monkeypatch):
-    import ray
+def test_trainable_in_a_users_own_tuner(local_ray, tmp_path, monkeypatch):
     from ray.tune.schedulers import ASHAScheduler
 
     from scaling_orchestrator.orchestrator import asha_for
-    from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
 
     trial = api_trial(tmp_path)
     monkeypatch.chdir(tmp_path)
     lrs = [1e-3, 3e-3, 1e-2, 3e-2]
-    start_local_ray(num_cpus=2)
-    try:
-        grid = users_tuner(trial, asha_for(trial), lrs, "results", tmp_path / "tune", 2).fit()
-        # Ray's default max_t=100, read in tokens: every trial stops at its first report. Actors
-        # reused: Tune then waits for the first trial's thread (2 s) to write what it saw, where
-        # a fresh actor per trial may end it first (its stderr line comes first either way)
-        plain = users_tuner(
-            trial,
-            ASHAScheduler(time_attr="tokens"),
-            [2e-3, 5e-3],
-            "plain",
-            tmp_path / "tune",
-            1,
-            reuse_actors=True,
-        ).fit()
-    finally:
-        ray.shutdown()
+    grid = users_tuner(trial, asha_for(trial), lrs, "results", tmp_path / "tune", 2).fit()
+    # Ray's default max_t=100, read in tokens: every trial stops at its first report. Actors
+    # reused: Tune then waits for the first trial's thread (2 s) to write what it saw, where
+    # a fresh actor per trial may end it first (its stderr line comes first either way)
+    plain = users_tuner(
+        trial,
+        ASHAScheduler(time_attr="tokens"),
+        [2e-3, 5e-3],
+        "plain",
+        tmp_path / "tune",
+        1,
+        reuse_actors=True,
+    ).fit()
     assert not grid.errors and len(grid) == 4 and not plain.errors
     store = Store(str(tmp_path / "results"))
     rows = {tid: store.read_trial(tid) for tid in set(store.read_table()["trial_id"].to_pylist())}

@@ -86,6 +86,7 @@ def test_report_says_which_budgets_were_held_out(two_held_out):
     assert "  at C = 3e+18 (9 runs;" in summary and "  at C = 1e+19 (9 runs;" in summary
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_a_failing_smaller_budget_fails_the_back_test():
     # The 3e18 runs are 10% worse than the law: the parametric loss forecast misses there by
     # 1/1.1 - 1 = -9.1% and holds at 1e19; the method fails, and the report says so.

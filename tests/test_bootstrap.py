@@ -1,8 +1,6 @@
 """Run bootstrap of the Approach 3 law: run resampling, Epoch's intervals, coverage; the same
 bootstrap for any law form."""
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow.csv as pa_csv
 import pytest
@@ -11,8 +9,6 @@ from scaling_orchestrator.analysis.laws.bootstrap import bootstrap_form, bootstr
 from scaling_orchestrator.analysis.laws.parametric import ParametricFit, fit_parametric, optimal_6nd
 from scaling_orchestrator.analysis.laws.registry import law_form
 
-EPOCH_CSV = (Path(__file__).resolve().parents[2] / "shared" / "reference-data"
-             / "epoch_chinchilla_besiroglu2024" / "svg_extracted_data.csv")
 TRUTH = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
 
 
@@ -38,13 +34,11 @@ def test_rows_of_a_run_move_together():
     assert (weights[:, 0] == 0).any() and (weights[:, 0] >= 2).any()
 
 
-def test_epoch_intervals_match_besiroglu():
+def test_epoch_intervals_match_besiroglu(epoch_csv):
     """Besiroglu et al. 2024 (Table 1, 4000 resamples): E [1.769, 1.871], alpha [0.317, 0.373],
     beta [0.331, 0.415]. 300 resamples here: 1.775-1.878, 0.317-0.370, 0.335-0.423 (1000:
     1.768-1.872, 0.317-0.371, 0.332-0.415)."""
-    if not EPOCH_CSV.exists():
-        pytest.skip("reference data absent")
-    table = pa_csv.read_csv(EPOCH_CSV)
+    table = pa_csv.read_csv(epoch_csv)
     N, C, L = (table[c].to_numpy() for c in ("Model Size", "Training FLOP", "loss"))
     keep = L < np.sort(L)[-5]
     N, D, L = N[keep], C[keep] / (6 * N[keep]), L[keep]
@@ -64,13 +58,12 @@ def test_epoch_intervals_match_besiroglu():
     assert optimum["loss_ci"][0] < optimum["loss_ci"][1]
 
 
-def test_starts_from_the_fit_match_the_grid_starts_on_epoch():
+@pytest.mark.slow  # seconds of fitting
+def test_starts_from_the_fit_match_the_grid_starts_on_epoch(epoch_csv):
     """Resamples refitted from the fit's optimum and runner-up basin give the intervals that
     the optimum plus each resample's 8 best grid starts give (at 1/13 of the cost, 1000
     resamples: 0.97 s CPU against 12.9 s)."""
-    if not EPOCH_CSV.exists():
-        pytest.skip("reference data absent")
-    table = pa_csv.read_csv(EPOCH_CSV)
+    table = pa_csv.read_csv(epoch_csv)
     N, C, L = (table[c].to_numpy() for c in ("Model Size", "Training FLOP", "loss"))
     keep = L < np.sort(L)[-5]
     N, D, L = N[keep], C[keep] / (6 * N[keep]), L[keep]
@@ -85,6 +78,7 @@ def test_starts_from_the_fit_match_the_grid_starts_on_epoch():
                                grid["compute_optimal"][0]["params_ci"], rtol=1e-6)
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_intervals_cover_the_truth_in_most_seeds():
     """Synthetic law (Epoch's parameters), 45 runs, 1% noise, each seed its own data.
 

@@ -56,6 +56,7 @@ def test_new_fields_check_values_and_round_trip_through_json():
 
 
 # -- a branch continues its trunk ---------------------------------------------------------------
+@pytest.mark.slow  # trains for seconds
 def test_trunk_evaluates_and_checkpoints_at_its_branch_points(pydoc_bytes, tmp_path):
     seen = []
     trunk = _config(total_tokens=24 * BATCH, schedule="constant", eval_every_tokens=12 * BATCH,
@@ -65,6 +66,7 @@ def test_trunk_evaluates_and_checkpoints_at_its_branch_points(pydoc_bytes, tmp_p
     assert seen == [(5, True), (12, True), (17, True), (24, True)]
 
 
+@pytest.mark.slow  # trains for seconds
 def test_branch_from_trunk_checkpoint_matches_the_branch_schedule_from_scratch(pydoc_bytes, tmp_path):
     """Trunk at constant LR to step 32, checkpoint at the branch point 32; the branch (40 steps,
     1-sqrt cooldown over the last 8) started there equals one run of the branch's schedule."""
@@ -96,6 +98,7 @@ def test_branch_from_trunk_checkpoint_matches_the_branch_schedule_from_scratch(p
     assert again == end
 
 
+@pytest.mark.slow  # trains a trunk
 def test_branch_refuses_a_trunk_of_another_recipe_or_past_its_end(pydoc_bytes, tmp_path):
     trunk = _config(total_tokens=8 * BATCH, schedule="constant")
     train(TINY, trunk, pydoc_bytes, checkpoint_dir=str(tmp_path))

@@ -29,7 +29,6 @@ from ray_helpers import rows_by_trial
 from scaling_orchestrator.analysis.data.load import load_points
 from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.execution.run import run_plan
-from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
 from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
 from scaling_orchestrator.orchestrator.store.results import Store
 
@@ -144,15 +143,6 @@ def test_driver_killed_while_branches_run_rerun_finishes_without_redoing_work(tm
     ]
     assert sorted(untouched) == sorted(kept)  # nothing final was trained again
     assert not (results / "_lock").exists()
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    start_local_ray(num_cpus=2)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -155,6 +155,7 @@ def test_fit_and_report_delegate_to_analysis(monkeypatch):
     assert main(["report", "t.parquet"]) == 12
 
 
+@pytest.mark.slow  # a Python subprocess
 def test_python_dash_m_plan_without_ray():
     out = subprocess.run(
         [sys.executable, "-m", "scaling_orchestrator", "plan", "examples/demo.yaml"],
@@ -173,6 +174,7 @@ def test_python_dash_m_plan_without_ray():
     assert out.stdout.strip().endswith("RAY False"), out.stderr
 
 
+@pytest.mark.slow  # a Python subprocess
 def test_fit_imports_neither_torch_nor_ray(tmp_path):
     """`scaling fit` is pure analysis: its import time (numpy, scipy, pyarrow) is all it pays."""
     import numpy as np

@@ -89,6 +89,7 @@ def _prepare_in_child(args):
     return data.fingerprint, hashlib.sha256(np.asarray(data.train).tobytes()).hexdigest()
 
 
+@pytest.mark.slow  # a pool of spawned processes
 def test_concurrent_processes_agree(tmp_path):
     corpus = str(_write_texts(tmp_path / "texts", n=30))
     with multiprocessing.get_context("spawn").Pool(3) as pool:

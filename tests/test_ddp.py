@@ -104,6 +104,7 @@ def _close(a: float, b: float) -> bool:
     return a == pytest.approx(b, rel=1e-5)
 
 
+@pytest.mark.slow  # the module's 2-rank gloo spawn
 def test_two_ranks_train_the_one_process_run(runs):
     one, ranks, _ = runs
     for record in ranks:
@@ -118,6 +119,7 @@ def test_two_ranks_train_the_one_process_run(runs):
     ]
 
 
+@pytest.mark.slow  # the module's 2-rank gloo spawn
 def test_tokens_and_flops_are_global_counts(runs):
     one, ranks, _ = runs
     for record in ranks:
@@ -127,6 +129,7 @@ def test_tokens_and_flops_are_global_counts(runs):
     assert final.tokens == 12 * 1024 and final.flops == 12 * 1024 * TINY.flops_per_token()
 
 
+@pytest.mark.slow  # the module's 2-rank gloo spawn
 def test_only_rank_0_writes_checkpoints_and_both_resume_from_it(runs):
     _, ranks, root = runs
     assert (root / "full" / "rank0" / CHECKPOINT_FILE).is_file()
@@ -141,6 +144,7 @@ def test_only_rank_0_writes_checkpoints_and_both_resume_from_it(runs):
         assert [(m.train_loss, m.val_loss) for m in resumed] == [(m.train_loss, m.val_loss) for m in full[1:]]
 
 
+@pytest.mark.slow  # the module's 2-rank gloo spawn
 def test_a_one_process_checkpoint_resumes_on_two_ranks(runs):
     one, ranks, _ = runs
     for record in ranks:  # the data position is global, so the world size may change on resume
@@ -150,6 +154,7 @@ def test_a_one_process_checkpoint_resumes_on_two_ranks(runs):
             assert _close(a.train_loss, b.train_loss) and _close(a.val_loss, b.val_loss), (a, b)
 
 
+@pytest.mark.slow  # the module's 2-rank gloo spawn
 def test_all_ranks_stop_together_on_divergence(runs):
     _, ranks, _ = runs
     finals = [record["diverged"][-1] for record in ranks]
@@ -168,6 +173,7 @@ def test_uneven_split_is_refused():
     assert rows_per_rank(8192, 128, 4) == 16
 
 
+@pytest.mark.slow  # the module's 2-rank gloo spawn
 def test_two_ranks_refuse_a_batch_they_cannot_split(runs):
     _, ranks, _ = runs
     for record in ranks:  # 192 tokens = 3 rows of 64: no equal share for 2 ranks
@@ -215,7 +221,8 @@ def test_torch_trainer_with_two_workers_matches_the_in_process_trial(tmp_path, m
 
     # Resources change speed, not results, and are not part of the trial id: two results folders.
     single, parallel = trial(0), trial(2)
-    start_local_ray(num_cpus=3)  # logical CPUs: 2 workers + the 0.01-CPU driver must fit
+    # its own Ray, not conftest's 2-CPU local_ray: 2 workers + the 0.01-CPU driver must fit
+    start_local_ray(num_cpus=3)
     try:
         for spec, folder, extra in (
             (single, tmp_path / "one", {}),

@@ -175,6 +175,7 @@ def truncate(path: str) -> None:
     Path(path).write_bytes(data[: len(data) // 2])  # a copy cut short: no footer
 
 
+@pytest.mark.slow  # `scaling fit` subprocesses
 def test_fit_truncated_parquet_is_a_one_line_error(tmp_path):
     trials = write_sweep(tmp_path, "a")
     path = Store(str(tmp_path)).trial_file(trials[1].trial_id)
@@ -188,6 +189,7 @@ def test_fit_truncated_parquet_is_a_one_line_error(tmp_path):
     assert "--skip-corrupt" in lines[0]  # what a CLI user can do about it
 
 
+@pytest.mark.slow  # `scaling fit` subprocesses
 def test_fit_skip_corrupt_warns_once_and_fits_the_rest(tmp_path):
     trials = write_sweep(tmp_path, "a", (16, 32, 64, 128))
     path = Store(str(tmp_path)).trial_file(trials[1].trial_id)
@@ -204,6 +206,7 @@ def test_fit_skip_corrupt_warns_once_and_fits_the_rest(tmp_path):
     assert ": 3 points, 3 runs," in done.stdout.splitlines()[0]  # 4 trials less the skipped one
 
 
+@pytest.mark.slow  # `scaling fit` subprocesses
 def test_fit_newer_schema_version_is_a_one_line_error(tmp_path):
     from scaling_orchestrator.analysis.data.schema import SCHEMA_VERSION
 
@@ -227,6 +230,7 @@ def test_fit_newer_schema_version_is_a_one_line_error(tmp_path):
     )
 
 
+@pytest.mark.slow  # `scaling fit` subprocesses
 def test_fit_two_sweeps_in_one_folder_are_refused_unless_one_is_named(tmp_path):
     # (the trial id hashes what is trained, not the sweep's name: other widths, other files)
     a, b = write_sweep(tmp_path, "alpha"), write_sweep(tmp_path, "beta", (24, 48, 96, 192))

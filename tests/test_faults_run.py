@@ -23,7 +23,6 @@ from scaling_orchestrator.models.data.tokens import DataSpec, prepare_data
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.models.training.loop import TrainConfig, train
 from scaling_orchestrator.orchestrator.execution.run import run_plan
-from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
 from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
 from scaling_orchestrator.orchestrator.store.results import Store
 from scaling_orchestrator.orchestrator.store.status import status_text
@@ -63,15 +62,6 @@ def reference_losses(spec: TrialSpec) -> list[float]:
 def report(fault: str, expected: int, found: int, dups: int, extra: str = "") -> None:
     print(f"\n[fault] {fault}: rows expected {expected}, found {found}, duplicates {dups}"
           + (f"; {extra}" if extra else ""))
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    start_local_ray(num_cpus=2)
-    yield
-    ray.shutdown()
 
 
 def test_worker_crash_in_process_resumes_within_the_run(local_ray, tmp_path):

@@ -176,6 +176,7 @@ def test_flops_per_token_read_from_table():
     assert fpt(1e8) == pytest.approx(6e8, rel=1e-9)
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_bad_points_are_counted_or_marked_not_fittable():
     p = chinchilla_grid()
     loss = p.loss.copy()
@@ -238,6 +239,7 @@ def _write_csv(path, points, loss=None):
             w.writerow(row)
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_cli_fit_writes_json_and_summary(tmp_path, capsys):
     src = tmp_path / "runs.csv"
     _write_csv(src, chinchilla_grid(noise=0.002))
@@ -291,6 +293,7 @@ def test_cli_missing_file_and_all_nan(tmp_path, capsys):
     assert err.count("\n") == 1 and "val_loss" in err
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_cli_two_sweeps_refused_and_sweep_picks_one(tmp_path, capsys):
     # Sweep "b" is sweep "a" one nat worse: a fit over both would land between E = 1.69 and 2.69.
     points = chinchilla_grid(noise=0.002)

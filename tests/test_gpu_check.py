@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scaling_orchestrator.orchestrator.plan.build import make_plan
+from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep
 
 ROOT = Path(__file__).resolve().parents[1]

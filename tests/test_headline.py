@@ -24,8 +24,6 @@ from scaling_orchestrator.analysis.judge.headline import Headline, choose_method
 from scaling_orchestrator.analysis.judge.warnings import gap, warnings_for
 
 ROOT = Path(__file__).resolve().parents[1]
-EPOCH_CSV = (ROOT.parent / "shared" / "reference-data" / "epoch_chinchilla_besiroglu2024"
-             / "svg_extracted_data.csv")
 # The demo's rows at its three smallest budgets with one size dropped from each: 9 runs
 # (N params, D tokens, final loss, budget FLOPs) on which the parametric fit collapses
 # (alpha ~ 70, A overflows), as a small study's did.
@@ -140,6 +138,7 @@ def clean_grid():
     return fit(rows_to_table(rows), options=FitOptions(n_bootstrap=60, seed=0))
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_clean_grid_headline_is_typed_and_in_the_json(clean_grid):
     out = clean_grid.to_dict()
     assert out["warnings"] == [] and clean_grid.warnings == ()
@@ -160,6 +159,7 @@ def test_clean_grid_headline_is_typed_and_in_the_json(clean_grid):
     assert "Warnings: none." in summary
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_params_threshold_decides_the_n_star_verdict():
     # The largest budget's losses are moved to sizes 1.5x larger (same FLOPs): its measured
     # N* sits 1.5x above the law's, a miss of 1/1.5 - 1 = -33%: beyond 25%, within 60%.
@@ -187,6 +187,7 @@ def _write_degenerate(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # a `scaling fit` subprocess
 def test_degenerate_small_study_warns_and_keeps_stderr_clean(tmp_path):
     src = _write_degenerate(tmp_path / "small.csv")
     out = tmp_path / "fit.json"
@@ -204,11 +205,9 @@ def test_degenerate_small_study_warns_and_keeps_stderr_clean(tmp_path):
     assert "Warnings:" in done.stdout and "-> NOT passed for the headline" in done.stdout
 
 
-def test_epoch_clean_fit_has_no_warnings():
-    if not EPOCH_CSV.exists():
-        pytest.skip(f"reference data absent: {EPOCH_CSV.name}; ../shared/reference-data/"
-                    "README.md says where each file comes from")
-    table = pa_csv.read_csv(EPOCH_CSV)
+@pytest.mark.slow  # seconds of fitting
+def test_epoch_clean_fit_has_no_warnings(epoch_csv):
+    table = pa_csv.read_csv(epoch_csv)
     N, C, L = (table[c].to_numpy() for c in ("Model Size", "Training FLOP", "loss"))
     keep = L < np.sort(L)[-5]          # Epoch's default: the 5 highest losses dropped
     N, C, L = N[keep], C[keep], L[keep]

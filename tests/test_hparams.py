@@ -153,6 +153,7 @@ def _run(add, argv):
     return args.func(args)
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_fit_json_has_lr_law_and_scaling_ignores_hparam_rows(tmp_path, capsys):
     folder = mixed_dir(tmp_path)
     out = tmp_path / "fit.json"

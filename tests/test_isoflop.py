@@ -12,8 +12,6 @@ from scaling_orchestrator.analysis.data.load import Points
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.methods.isoflop import fit_budget, fit_isoflop
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
-
 
 def make_points(N, D, L, budget, run=None, final=None, flops=None) -> Points:
     N, D, L = (np.asarray(v, dtype=float) for v in (N, D, L))
@@ -87,9 +85,6 @@ def test_single_budget_or_one_point_per_budget_is_not_fittable():
 
 
 def _read_csv(path: Path) -> list[dict]:
-    if not path.exists():
-        pytest.skip(f"reference data absent: {path.name}; ../shared/reference-data/README.md "
-                    "says where each file comes from")
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
 
@@ -103,11 +98,11 @@ PORIAN_CASES = [  # (source_file, config_label, dataset) -> their weighted Table
 
 
 @pytest.mark.parametrize("source_file,config,dataset,a_ref", PORIAN_CASES)
-def test_porian_window_parabola_matches_table1(source_file, config, dataset, a_ref):
-    rows = _read_csv(REF / "porian2024_resolving" / "isoflop_points.csv")
+def test_porian_window_parabola_matches_table1(source_file, config, dataset, a_ref, reference_data):
+    rows = _read_csv(reference_data("porian2024_resolving", "isoflop_points.csv"))
     sel = [r for r in rows if (r["source_file"], r["config_label"], r["dataset"])
            == (source_file, config, dataset)]
-    fits = [r for r in _read_csv(REF / "porian2024_resolving" / "power_law_fits.csv")
+    fits = [r for r in _read_csv(reference_data("porian2024_resolving", "power_law_fits.csv"))
             if (r["source_file"], r["config_label"], r["dataset"], r["fit_kind"])
             == (source_file, config, dataset, "weighted")]
     assert float(fits[0]["n_exponent"]) == pytest.approx(a_ref, abs=1e-4)
@@ -118,8 +113,8 @@ def test_porian_window_parabola_matches_table1(source_file, config, dataset, a_r
     assert fit.b == pytest.approx(1 - a_ref, abs=0.02)  # their flops = 6ND exactly
 
 
-def test_llama3_tokens_exponent():
-    rows = _read_csv(REF / "llama3_isoflops_czech" / "isoflops_points.csv")
+def test_llama3_tokens_exponent(reference_data):
+    rows = _read_csv(reference_data("llama3_isoflops_czech", "isoflops_points.csv"))
     C, D, L = (np.array([float(r[k]) for r in rows])
                for k in ("compute_budget", "training_tokens", "validation_loss"))
     # Only C and D were digitised, so N = C / (6D) and the parabola runs in log D.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,6 @@ from test_isoflop import chinchilla_grid, make_points
 
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.methods.single_variable import fit_frontier, fit_kaplan, fit_single
-
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
 
 
 def test_single_laws_recover_kaplan_constants():
@@ -54,11 +51,8 @@ def test_frontier_recovers_known_saturating_law():
     ("Cosine decay", 3.08184, 562235.9, 0.335866),        # power_law_fits.csv, fit_kind=basic
     ("Correcting warmup", 3.23300, 963055.2, 0.353259),
 ])
-def test_frontier_matches_porian_on_their_optima(config, E_ref, A_ref, alpha_ref):
-    path = REF / "porian2024_resolving" / "isoflop_optima.csv"
-    if not path.exists():
-        pytest.skip("reference data absent: isoflop_optima.csv; ../shared/reference-data/"
-                    "README.md says where each file comes from")
+def test_frontier_matches_porian_on_their_optima(config, E_ref, A_ref, alpha_ref, reference_data):
+    path = reference_data("porian2024_resolving", "isoflop_optima.csv")
     with open(path, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["config_label"] == config
                 and r["dataset"] == "rw" and r["source_file"] == "data/summary_df.pickle.xz"]

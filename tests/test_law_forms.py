@@ -235,6 +235,7 @@ def test_search_says_nan_when_the_minimum_is_off_the_grid():
     assert np.isnan(n_opt[0]) and np.isnan(d_opt[0])
 
 
+@pytest.mark.slow  # seconds of fitting
 @pytest.mark.parametrize("name", OTHER_FORMS)
 def test_fit_law_bootstraps_every_form_over_runs(name):
     N, D, L, U = noisy(name, 0.01, sizes=8, ratios=8)

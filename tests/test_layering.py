@@ -35,6 +35,7 @@ def test_source_imports_respect_layering(package):
     assert not offenders, f"{package}/ must not import {sorted(FORBIDDEN[package])}: {offenders}"
 
 
+@pytest.mark.slow  # a Python subprocess each
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_importing_package_modules_loads_no_forbidden_module(package):
     pkg = ROOT / "scaling_orchestrator" / package

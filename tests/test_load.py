@@ -1,7 +1,6 @@
 """Loading results: directories, file formats, conventions, exclusions, budgets, bad input."""
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -18,9 +17,6 @@ from scaling_orchestrator.analysis.data.load import (
     table_sweeps,
 )
 from scaling_orchestrator.analysis.data.schema import COLUMNS, SchemaError, rows_to_table
-
-EPOCH_CSV = (Path(__file__).resolve().parents[2] / "shared" / "reference-data"
-             / "epoch_chinchilla_besiroglu2024" / "svg_extracted_data.csv")
 
 
 def run_rows(trial_id, params, budget, *, sweep="s1", evals=3, status="ok", loss=3.0):
@@ -174,13 +170,10 @@ def test_unknown_suffix_and_missing_path(tmp_path):
         load_table(tmp_path / "absent.parquet")
 
 
-def test_epoch_csv_loads_with_derived_tokens():
-    if not EPOCH_CSV.exists():
-        pytest.skip(f"reference data absent: {EPOCH_CSV.name}; ../shared/reference-data/"
-                    "README.md says where each file comes from")
+def test_epoch_csv_loads_with_derived_tokens(epoch_csv):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        pts = load_points(EPOCH_CSV, params="Model Size", flops="Training FLOP", loss="loss")
+        pts = load_points(epoch_csv, params="Model Size", flops="Training FLOP", loss="loss")
     assert len(pts) == 245
     np.testing.assert_allclose(6 * pts.params * pts.tokens, pts.flops, rtol=1e-12)
 

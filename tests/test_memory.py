@@ -79,6 +79,7 @@ def test_bad_arguments_name_the_argument():
         layer_activation_bytes(SMALL, 128, attention="dense")
 
 
+@pytest.mark.slow  # a subprocess that trains
 def test_measured_peak_is_near_the_estimate():
     """One shape through bench/memory.py's fresh-process measurement (peak RSS less a baseline
     process's), vocab-bound so that the loss's terms count and the FLOPs stay few. The bench

@@ -1,7 +1,6 @@
 """Approach 3 fit: Epoch's reference fit, known-parameter recovery, eq. 4, the optimizer."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow.csv as pa_csv
@@ -16,16 +15,11 @@ from scaling_orchestrator.analysis.laws.parametric import (
     optimal_6nd,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
-EPOCH_CSV = REFERENCE / "epoch_chinchilla_besiroglu2024" / "svg_extracted_data.csv"
-FITS_JSON = REFERENCE / "chinchilla_paper_tables" / "reference_fits.json"
 EPOCH_LAW = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
 
 
-def epoch_points():
-    if not EPOCH_CSV.exists():
-        pytest.skip("reference data absent")
-    table = pa_csv.read_csv(EPOCH_CSV)
+def epoch_points(epoch_csv):
+    table = pa_csv.read_csv(epoch_csv)
     N, C = table["Model Size"].to_numpy(), table["Training FLOP"].to_numpy()
     L = table["loss"].to_numpy()
     keep = L < np.sort(L)[-5]          # Epoch drops the 5 highest losses: 240 points remain
@@ -43,12 +37,13 @@ def chinchilla_like_grid():
 
 
 @pytest.fixture(scope="module")
-def epoch_fit():
-    return fit_parametric(*epoch_points())
+def epoch_fit(epoch_csv):
+    return fit_parametric(*epoch_points(epoch_csv))
 
 
-def test_epoch_fit_matches_reproduced_reference(epoch_fit):
-    ref = json.loads(FITS_JSON.read_text())["besiroglu2024_grid_LBFGSB_240pts_reproduced_here"]
+def test_epoch_fit_matches_reproduced_reference(epoch_fit, reference_data):
+    fits_json = reference_data("chinchilla_paper_tables", "reference_fits.json")
+    ref = json.loads(fits_json.read_text())["besiroglu2024_grid_LBFGSB_240pts_reproduced_here"]
     assert epoch_fit.n_points == 240 and epoch_fit.n_starts == 4500 and epoch_fit.converged
     for name in ("E", "alpha", "beta"):
         assert getattr(epoch_fit, name) == pytest.approx(ref[name], abs=0.01)
@@ -59,11 +54,11 @@ def test_epoch_fit_matches_reproduced_reference(epoch_fit):
     assert epoch_fit.B == pytest.approx(ref["B"], rel=0.05)
 
 
-def test_epoch_fit_keeps_its_runner_up_basin_for_the_bootstrap(epoch_fit):
+def test_epoch_fit_keeps_its_runner_up_basin_for_the_bootstrap(epoch_fit, epoch_csv):
     """Epoch's kept starts end in three basins: the fit (summed Huber 1.018e-3), E -> 0
     (2.31e-3) and one 10.8x worse; the second is kept, outside params() and equality."""
     [row] = epoch_fit.runner_ups
-    law = LogLaw(*epoch_points())
+    law = LogLaw(*epoch_points(epoch_csv))
     f, _ = law.value_grad(law.to_inner([row]))
     assert f[0] == pytest.approx(2.3116e-3, rel=1e-3) and row[2] < -5     # e = log E
     assert "runner_ups" not in epoch_fit.params()
@@ -78,6 +73,7 @@ def test_epoch_compute_optimal_at_chinchilla_budget(epoch_fit):
     assert loss == pytest.approx(1.974, abs=1e-3)
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_recovers_known_law_with_one_percent_noise():
     # Over 12 seeds this design's fitted alpha and beta scatter with SD 0.005 and 0.003
     # (worst errors 0.014 and 0.008): 0.02 is about 4 SD.
@@ -90,6 +86,7 @@ def test_recovers_known_law_with_one_percent_noise():
     assert fit.E == pytest.approx(EPOCH_LAW["E"], abs=0.05)
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_noise_free_law_is_recovered_exactly():
     N, D = chinchilla_like_grid()
     truth = ParametricFit(**EPOCH_LAW, objective=0.0, n_points=0, converged=True)
@@ -130,8 +127,8 @@ def test_predict_summary_params():
     assert "N^0.3400" in law.summary()
 
 
-def test_gradient_matches_finite_differences():
-    N, D, L = epoch_points()
+def test_gradient_matches_finite_differences(epoch_csv):
+    N, D, L = epoch_points(epoch_csv)
     law = LogLaw(N, D, L)
     z = law.to_inner([[6.0, 7.5, 0.6, 0.34, 0.37], [5.0, 9.0, 0.2, 0.5, 0.4]])
     weights = np.random.default_rng(1).integers(0, 3, size=(2, len(N))).astype(float)
@@ -144,8 +141,8 @@ def test_gradient_matches_finite_differences():
         np.testing.assert_allclose(g[:, j], (fp - fm) / 2e-6, rtol=1e-4, atol=1e-10)
 
 
-def test_inner_coordinates_round_trip():
-    N, D, L = epoch_points()
+def test_inner_coordinates_round_trip(epoch_csv):
+    N, D, L = epoch_points(epoch_csv)
     law = LogLaw(N, D, L)
     np.testing.assert_allclose(law.to_outer(law.to_inner(CHINCHILLA_GRID)), CHINCHILLA_GRID,
                                atol=1e-9)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -20,9 +19,6 @@ from scaling_orchestrator.analysis.judge.headline import degenerate
 from scaling_orchestrator.analysis.laws.choice import held_out_slice
 from scaling_orchestrator.analysis.predict import predict_table
 from scaling_orchestrator.cli.analysis import add_fit_parser, add_predict_parser
-
-LLAMA3 = (Path(__file__).resolve().parents[2] / "shared" / "reference-data"
-          / "llama3_isoflops_czech" / "isoflops_points.csv")
 
 
 def _cli(command, argv):
@@ -49,6 +45,7 @@ def auto(grid_table):
     return fit(grid_table, options=FitOptions(law="auto", n_bootstrap=0, target_flops=(1e20,)))
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_auto_scores_every_form_on_the_largest_budget(auto, grid_table):
     law = auto.to_dict()["law"]
     names = {c["name"]: c for c in law["candidates"]}
@@ -70,6 +67,7 @@ def test_held_out_group_is_the_slice_when_present():
     assert how == "the held-out group" and len(test_rows) == 9 and len(fit_rows) == 27
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_named_law_is_given_and_default_does_not_move(grid_table):
     plain = fit(grid_table, options=FitOptions(n_bootstrap=0)).to_dict()
     named = fit(grid_table, options=FitOptions(law="chinchilla", n_bootstrap=0)).to_dict()
@@ -89,6 +87,7 @@ def test_bad_law_and_missing_unique_tokens_are_rc2(tmp_path, capsys, grid_table)
     _one_line_error(capsys, "'U'")
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_unique_tokens_reach_the_data_constrained_fit_and_backtest(grid_table):
     D = grid_table.column("tokens").to_numpy()
     table = grid_table.append_column("unique", pa.array(D / 4.0))   # 4 epochs everywhere
@@ -101,6 +100,7 @@ def test_unique_tokens_reach_the_data_constrained_fit_and_backtest(grid_table):
     assert np.all(np.isfinite(result.predict(N, D[:3], U)))
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_params_derived_from_flops_and_tokens(grid_table):
     table = grid_table.drop_columns(["params"])
     result = fit(table, options=FitOptions(n_bootstrap=0))
@@ -109,10 +109,11 @@ def test_params_derived_from_flops_and_tokens(grid_table):
     np.testing.assert_allclose(np.sort(result.points.params), np.sort(N), rtol=1e-9)
 
 
-@pytest.mark.skipif(not LLAMA3.exists(), reason="reference data absent")
-def test_llama3_points_fit_from_the_command_line_without_params(tmp_path, capsys):
+@pytest.mark.slow  # seconds of fitting
+def test_llama3_points_fit_from_the_command_line_without_params(tmp_path, capsys, reference_data):
+    llama3 = reference_data("llama3_isoflops_czech", "isoflops_points.csv")
     out = tmp_path / "fit.json"
-    rc = _cli("fit", [str(LLAMA3), "--flops", "compute_budget", "--tokens", "training_tokens",
+    rc = _cli("fit", [str(llama3), "--flops", "compute_budget", "--tokens", "training_tokens",
                       "--loss", "validation_loss", "--bootstrap", "0", "--json", str(out)])
     assert rc == 0
     data = json.loads(out.read_text())
@@ -120,6 +121,7 @@ def test_llama3_points_fit_from_the_command_line_without_params(tmp_path, capsys
     assert data["data"]["n_final_points"] == 133 and data["parametric"]["fittable"]
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_predict_cli_matches_fit_result_predict(tmp_path, capsys, grid_table):
     src, fit_json = tmp_path / "runs.csv", tmp_path / "fit.json"
     pa_csv.write_csv(grid_table, src)
@@ -141,6 +143,7 @@ def test_predict_cli_matches_fit_result_predict(tmp_path, capsys, grid_table):
     assert got.column("name").to_pylist() == ["a", "b"]
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_predict_without_bootstrap_has_no_interval_and_flops_params_give_d(grid_table):
     fitted = fit(grid_table, options=FitOptions(n_bootstrap=0))
     N, D = np.array([1e9]), np.array([2e10])
@@ -150,6 +153,7 @@ def test_predict_without_bootstrap_has_no_interval_and_flops_params_give_d(grid_
         float(fitted.predict(N, D)[0]), rel=1e-12)
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_predict_points_missing_a_column_is_rc2(tmp_path, capsys, grid_table):
     fit_json, points = tmp_path / "fit.json", tmp_path / "points.csv"
     fit_json.write_text(json.dumps(fit(grid_table, options=FitOptions(n_bootstrap=0)).to_dict()))
@@ -169,6 +173,7 @@ def test_degenerate_checks_follow_the_form():
     assert degenerate({"parametric": dc}) == []   # R_D* = inf: no repeats, not an overflow
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_report_shows_the_forms_side_by_side(auto, tmp_path):
     paths = auto.write_report(tmp_path / "report")
     text = paths["markdown"].read_text()

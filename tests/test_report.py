@@ -1,14 +1,13 @@
 """report.md / report.html end to end from a results folder in our row schema.
 
 The HTML is opened in headless Chromium and every image must decode (naturalWidth > 0);
-the test skips, saying why, where no chromium binary is installed."""
+the test skips, saying why, where no chromium binary is installed (under CI=true it fails)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import re
-import shutil
 import subprocess
 
 import numpy as np
@@ -68,6 +67,7 @@ def report(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # the report fixture fits with a bootstrap
 def test_report_files_and_content(report):
     names = {p.name for p in report.iterdir()}
     assert {"report.md", "report.html", "fit.json", "isoflop.png", "optimal.png",
@@ -90,6 +90,7 @@ def test_report_files_and_content(report):
     assert [b["held_out_flops"] for b in fit["backtest"]["budgets"]] == [1e18]
 
 
+@pytest.mark.slow  # the report fixture fits with a bootstrap
 def test_html_is_self_contained(report):
     page = report.joinpath("report.html").read_text()
     srcs = re.findall(r'<img[^>]*src="([^"]+)"', page)
@@ -98,6 +99,7 @@ def test_html_is_self_contained(report):
     assert "http://" not in page and "https://" not in page
 
 
+@pytest.mark.slow  # seconds of fitting
 def test_failed_backtest_is_said_plainly():
     from test_isoflop import chinchilla_grid
 
@@ -133,11 +135,8 @@ PROBE = ('<script>window.addEventListener("load",function(){var r=[];'
          'document.body.appendChild(p);});</script>')
 
 
-def _image_widths(html_path, tmp_path) -> list[int]:
+def _image_widths(chromium, html_path, tmp_path) -> list[int]:
     """Load a copy of the page (plus a probe script) in headless Chromium; naturalWidth per img."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium not installed (apt-get install -y chromium); CI installs it")
     tmp_path.mkdir(parents=True, exist_ok=True)
     probe = tmp_path / "probe.html"
     probe.write_text(html_path.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"),
@@ -152,10 +151,11 @@ def _image_widths(html_path, tmp_path) -> list[int]:
     return [int(w) for w in found.group(1).strip("[]").split(",") if w]
 
 
-def test_html_images_load_in_chromium(report, tmp_path):
-    widths = _image_widths(report / "report.html", tmp_path)
+@pytest.mark.slow  # a Chromium process
+def test_html_images_load_in_chromium(chromium, report, tmp_path):
+    widths = _image_widths(chromium, report / "report.html", tmp_path)
     assert len(widths) == 4 and all(w > 0 for w in widths)
     # The probe can fail: a page whose image is not a PNG reports width 0.
     broken = tmp_path / "broken.html"
     broken.write_text('<html><body><img src="data:image/png;base64,AAAA"></body></html>')
-    assert _image_widths(broken, tmp_path / "b") == [0]
+    assert _image_widths(chromium, broken, tmp_path / "b") == [0]

@@ -15,12 +15,11 @@ from scaling_orchestrator.models.data.tokens import DataSpec
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.models.training.loop import TrainConfig
 from scaling_orchestrator.orchestrator.execution.run import run_plan
-from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
 from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
 from scaling_orchestrator.orchestrator.store.results import Store
 from scaling_orchestrator.orchestrator.store.status import status_text
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 STEPS = [2, 4, 6, 8]
 
@@ -33,15 +32,6 @@ def tiny(seed: int) -> TrialSpec:
         train=TrainConfig(total_tokens=4096, batch_tokens=512, eval_every_tokens=1024,
                           eval_tokens=1024, lr=1e-3, seed=seed),
         budget_flops=1e9, resources=Resources(num_workers=0, cpus_per_worker=1))
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    start_local_ray(num_cpus=2)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +71,6 @@ def test_rerun_of_a_finished_study_starts_nothing(sweep):
         str(results))
 
 
-@pytest.mark.slow
 def test_crash_then_rerun_resumes_without_duplicate_rows(sweep, tmp_path):
     trials = sweep[0][:2]
     ids = sorted(t.trial_id for t in trials)
@@ -108,7 +97,6 @@ def test_crash_then_rerun_resumes_without_duplicate_rows(sweep, tmp_path):
         assert meta["attempts"] == 2 and meta["resumed_from_checkpoint"]
 
 
-@pytest.mark.slow
 def test_failure_config_retries_within_one_run(sweep, tmp_path):
     trial = sweep[0][2]
     summary = run_plan(plan_of([trial], max_failures=1), str(tmp_path), progress=False,

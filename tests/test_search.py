@@ -129,18 +129,7 @@ def test_finalize_stopped_marks_the_last_row_final(tmp_path):
     assert store.read_trial(spec.trial_id) == rows
 
 
-# -- a local Ray -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
-
-    start_local_ray(num_cpus=2, address="local")  # a fresh instance, never a running cluster
-    yield
-    ray.shutdown()
-
-
+# -- a local Ray (conftest's local_ray) ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def asha(local_ray, tmp_path_factory):
     from scaling_orchestrator.orchestrator.execution.search import run_search
@@ -232,6 +221,7 @@ def test_more_samples_later_train_only_the_new_configs(local_ray, tmp_path):
     assert len(rows_by_trial(tmp_path)) == 3
 
 
+@pytest.mark.slow  # a local Ray
 @pytest.mark.ray  # about 5 s on a running local Ray
 def test_optuna_search_smoke(local_ray, tmp_path):
     pytest.importorskip("optuna")

@@ -44,6 +44,7 @@ def selected(tmp_path_factory):
     return rc, pool, out, json.loads(out.read_text()) if out.exists() else None
 
 
+@pytest.mark.slow  # the selection fixture refits many times
 def test_select_writes_a_fit_of_the_chosen_runs(selected):
     rc, _, _, fitted = selected
     assert rc == 0
@@ -61,6 +62,7 @@ def test_select_writes_a_fit_of_the_chosen_runs(selected):
     assert target["flops"] == 1e21
 
 
+@pytest.mark.slow  # the selection fixture refits many times
 def test_predict_reads_the_selection(selected, tmp_path):
     rc, pool, out, _ = selected
     assert rc == 0

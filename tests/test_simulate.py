@@ -157,33 +157,28 @@ def test_branch_starts_from_its_trunk_and_keeps_its_noise(tmp_path):
         run(dataclasses.replace(trial("wsd", total_steps=2000)), start_from=str(kept))
 
 
+@pytest.mark.slow  # a Python subprocess
 def test_importing_the_backend_loads_no_torch():
     code = "import sys, scaling_orchestrator.orchestrator.backends.simulate; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
 
 
+@pytest.mark.slow  # a local Ray
 @pytest.mark.ray
-def test_simulated_grid_through_run_plan(tmp_path):
+def test_simulated_grid_through_run_plan(local_ray, tmp_path):
     """examples/simulated.yaml cut to its 2 smallest budgets: 10 trials through Tune, the store
     and the fit; every row says backend simulate and the report's title says SIMULATED."""
-    import ray
-
     from scaling_orchestrator.analysis import FitOptions, fit
     from scaling_orchestrator.orchestrator.designs import make_plan
     from scaling_orchestrator.orchestrator.execution.run import run_plan
-    from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
     from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
     from scaling_orchestrator.orchestrator.store.results import Store
 
     sweep = load_sweep("examples/simulated.yaml")
     sweep = dataclasses.replace(sweep, budgets_flops=sweep.budgets_flops[:2], held_out_budgets_flops=())
     plan = make_plan(sweep)
-    start_local_ray(num_cpus=2, address="local")  # our own, even beside a running cluster
-    try:
-        summary = run_plan(plan, str(tmp_path / "res"), progress=False)
-    finally:
-        ray.shutdown()
+    summary = run_plan(plan, str(tmp_path / "res"), progress=False)
     assert len(summary.completed) == len(plan.trials) == 10 and not summary.failed
     table = Store(str(tmp_path / "res")).read_table()
     assert set(table["backend"].to_pylist()) == {"simulate"}

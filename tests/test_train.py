@@ -19,6 +19,7 @@ def _config(**overrides) -> TrainConfig:
     return TrainConfig(**{**base, **overrides})
 
 
+@pytest.mark.slow  # trains for seconds
 def test_tiny_model_learns_pydoc_bytes(pydoc_bytes):
     config = TrainConfig(total_tokens=100 * 1024, batch_tokens=1024, lr=3e-3, eval_every_tokens=25 * 1024,
                          eval_tokens=4096, threads=1, device="cpu")

@@ -33,6 +33,7 @@ def _losses(
     return [(m.train_loss, m.val_loss) for m in seen]
 
 
+@pytest.mark.slow  # trains for seconds
 def test_bfloat16_autocast_trains_on_cpu_near_float32(pydoc_bytes, tmp_path):
     fp32 = _losses(TINY, pydoc_bytes)
     bf16 = _losses(TINY, pydoc_bytes, checkpoint_dir=str(tmp_path), dtype="bfloat16")
