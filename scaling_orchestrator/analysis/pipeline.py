@@ -79,8 +79,8 @@ def fit(source, *, params: str = "params", tokens: str = "tokens", flops: str = 
     flops_convention "exact" | "6n" pick its columns. sweep: the sweep to fit when the source
     holds several (refused otherwise). target_flops: budgets to recommend (N*, D*, L*) for
     (default: 3x, 10x and 100x the largest budget). n_bootstrap: run resamples for the
-    intervals (0: none). law: a form of scaling_orchestrator.analysis.laws.registry.FORMS, or "auto" to choose
-    by
+    intervals (0: none). law: a name of scaling_orchestrator.analysis.laws.registry.forms(), or "auto"
+    to choose by
     extrapolation (analysis/law_choice.py). unique_tokens: the column of unique tokens U, for
     forms that need it (data_constrained). A table with tokens and flops but no params column
     gets N = C / (6 D), said in the data section's "derived". window: points per IsoFLOP /

@@ -18,7 +18,7 @@ from pathlib import Path
 from scaling_orchestrator.analysis.data.load import MixedSweepsWarning, SkippedFileWarning, load_table
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.judge.forecast import DEFAULT_PARAMS_THRESHOLD
-from scaling_orchestrator.analysis.laws.registry import FORMS
+from scaling_orchestrator.analysis.laws.registry import forms
 from scaling_orchestrator.analysis.pipeline import fit
 from scaling_orchestrator.analysis.report.shape_study import is_shape_study, shape_studies, write_shape_report
 
@@ -77,7 +77,7 @@ def _add_source_flags(p: argparse.ArgumentParser) -> None:
         "--law",
         default="chinchilla",
         metavar="NAME|auto",
-        help=f"parametric law form, one of {', '.join(FORMS)}, or auto: the form "
+        help=f"parametric law form, one of {', '.join(forms())}, or auto: the form "
         "that best predicts the largest-compute runs from the others "
         "(default: chinchilla, E + A/N^alpha + B/D^beta)",
     )
@@ -331,7 +331,7 @@ def add_select_parser(subparsers) -> argparse.ArgumentParser:
         help="stop when N*'s 95%% interval is within x/÷ X (hi/lo <= X^2); default 1.25",
     )
     p.add_argument(
-        "--law", default="chinchilla", choices=tuple(n for n, f in FORMS.items() if not f.required_columns)
+        "--law", default="chinchilla", choices=tuple(n for n, f in forms().items() if not f.required_columns)
     )
     p.add_argument(
         "--batch",

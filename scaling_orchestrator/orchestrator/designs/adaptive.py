@@ -115,9 +115,9 @@ def parse_trial(raw, path: str) -> dict:
 
 def laws() -> tuple[str, ...]:
     """The law forms a trial's (N, D) determine (data_constrained also needs unique tokens)."""
-    from scaling_orchestrator.analysis.laws.registry import FORMS
+    from scaling_orchestrator.analysis.laws.registry import forms
 
-    return tuple(name for name, form in FORMS.items() if not form.required_columns)
+    return tuple(name for name, form in forms().items() if not form.required_columns)
 
 
 def feasible(sweep, budget: float, shape) -> bool:
