@@ -33,7 +33,7 @@ import numpy as np
 
 from scaling_orchestrator.analysis.data.points import Points
 from scaling_orchestrator.analysis.judge.recommend import law_rows, parametric_rows
-from scaling_orchestrator.analysis.laws.parametric import ParametricFit, optimal_6nd
+from scaling_orchestrator.analysis.laws.forms.chinchilla import ParametricFit, optimal_6nd
 from scaling_orchestrator.analysis.laws.registry import fit_law, law_form
 from scaling_orchestrator.analysis.methods.isoflop import fit_isoflop
 

@@ -37,7 +37,7 @@ import pyarrow.csv as pa_csv
 
 from scaling_orchestrator.analysis.design.pool import Pool, select_pool
 from scaling_orchestrator.analysis.design.select import Candidate, Runs, propose
-from scaling_orchestrator.analysis.laws.parametric import optimal_6nd
+from scaling_orchestrator.analysis.laws.forms.chinchilla import optimal_6nd
 from scaling_orchestrator.analysis.laws.registry import law_form
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference-data"

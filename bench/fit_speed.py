@@ -4,8 +4,8 @@
                               [--results DIR]
 
 Prints, on Epoch's 240 Chinchilla points (Besiroglu et al. 2024): the batched 4500-start fit
-(goal <= 5 s on 2 cores), the same fit through the law-form seam, the same fit with every
-start run to convergence, a naive loop of one scipy L-BFGS-B call per start over a subset of
+of the chinchilla form (goal <= 5 s on 2 cores), the same fit with every start run to
+convergence, a naive loop of one scipy L-BFGS-B call per start over a subset of
 the grid scaled to 4500 (the speed-up), the bootstrap (goal 1000 resamples <= 60 s), and
 load + fit of a synthetic 10^6-row table in our schema written as Parquet to a temporary
 directory; then `scaling fit` end to end (a fresh process: imports, reading, every method,
@@ -34,13 +34,13 @@ from scipy.optimize import minimize
 
 from scaling_orchestrator.analysis.data.load import load_points
 from scaling_orchestrator.analysis.data.schema import SCHEMA, SCHEMA_VERSION
-from scaling_orchestrator.analysis.laws.bootstrap import bootstrap_parametric
-from scaling_orchestrator.analysis.laws.parametric import CHINCHILLA_GRID, fit_parametric
+from scaling_orchestrator.analysis.laws.forms.chinchilla import CHINCHILLA_GRID
 from scaling_orchestrator.analysis.laws.registry import law_form
 
 EPOCH_CSV = (Path(__file__).resolve().parents[2] / "shared" / "reference-data"
              / "epoch_chinchilla_besiroglu2024" / "svg_extracted_data.csv")
 TRUTH = {"E": 1.8172, "A": 482.0, "B": 2085.4, "alpha": 0.3478, "beta": 0.3658}
+CHINCHILLA = law_form("chinchilla")
 
 
 def epoch_points():
@@ -177,13 +177,10 @@ def main() -> None:
     args = parser.parse_args()
     N, D, L = epoch_points()
     fit, fit_s = timed("batched 4500-start fit, Epoch 240 points (goal <= 5 s)",
-                       lambda: fit_parametric(N, D, L))
+                       lambda: CHINCHILLA.fit(N, D, L))
     print(fit.summary())
-    seam, _ = timed("same fit through law_form('chinchilla') (the law-form seam)",
-                    lambda: law_form("chinchilla").fit(N, D, L))
-    print(f"  identical to fit_parametric: {seam == fit}")
     full, _ = timed("same, every start run to convergence (screen=False)",
-                    lambda: fit_parametric(N, D, L, screen=False))
+                    lambda: CHINCHILLA.fit(N, D, L, screen=False))
     print(f"  objective {full.objective:.6g} (screened fit {fit.objective:.6g})")
     (naive_s, naive_f), _ = timed(f"naive scipy L-BFGS-B loop, {args.naive_starts} starts",
                                   lambda: naive_loop(N, D, L, args.naive_starts))
@@ -191,7 +188,7 @@ def main() -> None:
     print(f"  scaled to 4500 starts: {scaled:.1f} s, best objective {naive_f:.6g}; "
           f"speed-up {scaled / fit_s:.0f}x")
     boot, _ = timed(f"bootstrap over runs, {args.resamples} resamples (goal <= 60 s)",
-                    lambda: bootstrap_parametric(N, D, L, np.arange(len(N)), fit=fit,
+                    lambda: CHINCHILLA.bootstrap(N, D, L, np.arange(len(N)), fit=fit,
                                                  n_resamples=args.resamples,
                                                  target_flops=[5.76e23]))
     for name, (lo, hi) in boot["ci95"].items():
@@ -205,8 +202,8 @@ def main() -> None:
                           lambda: load_points(tmp))
         curves, _ = timed("load_points, curves=True (all 10^6 rows)",
                           lambda: load_points(tmp, curves=True))
-        law, _ = timed(f"fit_parametric on the {len(points)} final points",
-                       lambda: fit_parametric(points.params, points.tokens, points.loss))
+        law, _ = timed(f"chinchilla fit on the {len(points)} final points",
+                       lambda: CHINCHILLA.fit(points.params, points.tokens, points.loss))
     print(f"  {len(curves)} curve rows; fit alpha {law.alpha:.4f} beta {law.beta:.4f} "
           f"(truth {TRUTH['alpha']}, {TRUTH['beta']})")
     if args.trials > 0:

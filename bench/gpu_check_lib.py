@@ -158,8 +158,8 @@ def run_study(setup: StudySetup, folder: str) -> list[tuple[str, bool]]:
     At world size 1 the loop trains without the DDP wrapper (models/training/distributed.py
     wraps from 2 ranks): the process group, the worker's device and the compiled bf16 step run."""
     from scaling_orchestrator.cli.study import main as scaling
-    from scaling_orchestrator.orchestrator.execution.worker import default_torch_backend
     from scaling_orchestrator.orchestrator.designs import make_plan
+    from scaling_orchestrator.orchestrator.execution.worker import default_torch_backend
     from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
     from scaling_orchestrator.orchestrator.store.results import Store
 

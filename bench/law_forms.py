@@ -2,10 +2,9 @@
 
     python bench/law_forms.py [--skip-speed] [--skip-tables] [--held-out-fraction 0.1]
 
-1. Speed: every form (scaling_orchestrator.analysis.laws.registry.FORMS) fits 400 synthetic points drawn from
-its own
-   law with 1% noise, full start grid; prints `<form> fit 400 points: X s` (goal <= 10 s on 2
-   cores) and how close the fit came to the truth.
+1. Speed: every form (scaling_orchestrator.analysis.laws.registry.forms()) fits 400 synthetic
+   points drawn from its own law with 1% noise, full start grid; prints `<form> fit 400
+   points: X s` (goal <= 10 s on 2 cores) and how close the fit came to the truth.
 2. Extrapolation: on each reference table (the shared reference-data folder, sections of its
    README: Epoch's Chinchilla points, the OLMo ladder, Muennighoff's C4 repetition runs,
    Gadre's over-training runs per dataset) the runs with the largest compute (the top 10% by
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.csv as pa_csv
 
-from scaling_orchestrator.analysis.laws.registry import FORMS
+from scaling_orchestrator.analysis.laws.registry import forms
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
 TRUTH = {
@@ -49,7 +48,7 @@ def synthetic(form, seed: int = 0):
 
 
 def speed() -> None:
-    for name, form in FORMS.items():
+    for name, form in forms().items():
         N, D, L, U = synthetic(form)
         wall0, cpu0 = time.perf_counter(), time.process_time()
         law = form.fit(N, D, L, U)
@@ -121,7 +120,7 @@ def extrapolation(fraction: float) -> None:
     print(f"{'table':<22}{'fit':>5}{'held':>6}  {'form':<18}{'mean |rel err|':>15}{'R^2':>9}")
     for name, table in tables.items():
         scores = {}
-        for form_name, form in FORMS.items():
+        for form_name, form in forms().items():
             if "unique_tokens" in form.required_columns and "U" not in table:
                 continue
             n_fit, n_held, rel, r2 = held_out_errors(form, table, fraction)

@@ -21,7 +21,7 @@ from scaling_orchestrator.analysis.design.select import (
     edges,
     propose,
 )
-from scaling_orchestrator.analysis.laws.parametric import optimal_6nd
+from scaling_orchestrator.analysis.laws.forms.chinchilla import optimal_6nd
 
 TRUTH = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
 BUDGETS = np.geomspace(1e17, 1e20, 6)

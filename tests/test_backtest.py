@@ -16,7 +16,8 @@ from scaling_orchestrator.analysis.data.load import load_points
 from scaling_orchestrator.analysis.data.schema import ADDED_IN, HELD_OUT, rows_to_table
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.judge.backtest import BY_GROUP, BY_LARGEST, run_backtest
-from scaling_orchestrator.analysis.laws.parametric import PARAM_NAMES, fit_parametric
+from scaling_orchestrator.analysis.laws.forms.chinchilla import PARAM_NAMES
+from scaling_orchestrator.analysis.laws.registry import law_form
 from scaling_orchestrator.analysis.report.render import to_markdown
 from scaling_orchestrator.analysis.report.write import build_blocks
 
@@ -48,7 +49,7 @@ def test_two_held_out_budgets_are_each_judged_by_a_fit_without_both(two_held_out
     # The back-test's law is the fit of exactly the group "" runs: neither held-out budget in it.
     points = load_points(rows_to_table(study_rows()))
     ordinary = points.select(points.group == "")
-    alone = fit_parametric(ordinary.params, ordinary.tokens, ordinary.loss)
+    alone = law_form("chinchilla").fit(ordinary.params, ordinary.tokens, ordinary.loss)
     assert [getattr(bt.law, k) for k in PARAM_NAMES] == [getattr(alone, k) for k in PARAM_NAMES]
     for check in bt.budgets:   # the law extrapolates 3x and 10x past its largest budget
         par = check.checks["parametric"]

@@ -5,11 +5,12 @@ import numpy as np
 import pyarrow.csv as pa_csv
 import pytest
 
-from scaling_orchestrator.analysis.laws.bootstrap import bootstrap_form, bootstrap_parametric, run_weights
-from scaling_orchestrator.analysis.laws.parametric import ParametricFit, fit_parametric, optimal_6nd
+from scaling_orchestrator.analysis.laws.bootstrap import bootstrap_form, run_weights
+from scaling_orchestrator.analysis.laws.forms.chinchilla import ParametricFit, optimal_6nd
 from scaling_orchestrator.analysis.laws.registry import law_form
 
 TRUTH = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+CHINCHILLA = law_form("chinchilla")
 
 
 def small_grid():
@@ -42,7 +43,7 @@ def test_epoch_intervals_match_besiroglu(epoch_csv):
     N, C, L = (table[c].to_numpy() for c in ("Model Size", "Training FLOP", "loss"))
     keep = L < np.sort(L)[-5]
     N, D, L = N[keep], C[keep] / (6 * N[keep]), L[keep]
-    boot = bootstrap_parametric(N, D, L, np.arange(len(N)), n_resamples=300, seed=0,
+    boot = CHINCHILLA.bootstrap(N, D, L, np.arange(len(N)), n_resamples=300, seed=0,
                                 target_flops=[5.76e23])
     ci = boot["ci95"]
     for name, (lo, hi) in {"E": (1.769, 1.871), "alpha": (0.317, 0.373),
@@ -67,10 +68,10 @@ def test_starts_from_the_fit_match_the_grid_starts_on_epoch(epoch_csv):
     N, C, L = (table[c].to_numpy() for c in ("Model Size", "Training FLOP", "loss"))
     keep = L < np.sort(L)[-5]
     N, D, L = N[keep], C[keep] / (6 * N[keep]), L[keep]
-    fit = fit_parametric(N, D, L)
+    fit = CHINCHILLA.fit(N, D, L)
     runs = np.arange(len(N))
-    fast = bootstrap_parametric(N, D, L, runs, n_resamples=60, fit=fit, target_flops=[5.76e23])
-    grid = bootstrap_parametric(N, D, L, runs, n_resamples=60, fit=fit, target_flops=[5.76e23],
+    fast = CHINCHILLA.bootstrap(N, D, L, runs, n_resamples=60, fit=fit, target_flops=[5.76e23])
+    grid = CHINCHILLA.bootstrap(N, D, L, runs, n_resamples=60, fit=fit, target_flops=[5.76e23],
                                 n_grid_starts=8)
     for name in TRUTH:
         np.testing.assert_allclose(fast["ci95"][name], grid["ci95"][name], rtol=1e-6)
@@ -91,7 +92,7 @@ def test_intervals_cover_the_truth_in_most_seeds():
     covered, widths = [], []
     for seed in range(6):
         L = law.predict(N, D) * np.exp(0.01 * np.random.default_rng(seed).standard_normal(len(N)))
-        boot = bootstrap_parametric(N, D, L, np.arange(len(N)), n_resamples=100, seed=seed,
+        boot = CHINCHILLA.bootstrap(N, D, L, np.arange(len(N)), n_resamples=100, seed=seed,
                                     target_flops=[1e22])
         ci, n_ci = boot["ci95"], boot["compute_optimal"][0]["params_ci"]
         covered.append([ci[k][0] <= TRUTH[k] <= ci[k][1] for k in ("alpha", "beta", "E")]
@@ -108,14 +109,14 @@ def test_curve_rows_share_their_run():
     law = ParametricFit(**TRUTH, objective=0.0, n_points=0, converged=True)
     N3, D3 = np.repeat(N, 3), np.repeat(D, 3) * np.tile([0.5, 0.75, 1.0], len(N))
     L3 = law.predict(N3, D3) * np.exp(0.01 * np.random.default_rng(0).standard_normal(len(N3)))
-    boot = bootstrap_parametric(N3, D3, L3, np.repeat(np.arange(len(N)), 3), n_resamples=20)
+    boot = CHINCHILLA.bootstrap(N3, D3, L3, np.repeat(np.arange(len(N)), 3), n_resamples=20)
     assert boot["n_runs"] == 45 and boot["samples"].shape == (20, 5)
 
 
 def test_bad_runs_length_is_rejected():
     N, D = small_grid()
     with pytest.raises(ValueError, match="runs"):
-        bootstrap_parametric(N, D, np.full(len(N), 3.0), np.arange(3), n_resamples=10)
+        CHINCHILLA.bootstrap(N, D, np.full(len(N), 3.0), np.arange(3), n_resamples=10)
 
 
 def test_form_bootstrap_counts_runs_and_brackets_the_fit():

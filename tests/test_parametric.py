@@ -1,4 +1,5 @@
-"""Approach 3 fit: Epoch's reference fit, known-parameter recovery, eq. 4, the optimizer."""
+"""Approach 3 fit (the chinchilla form on the shared engine): Epoch's reference fit,
+known-parameter recovery, eq. 4, the objective and the optimizer."""
 
 import json
 
@@ -6,16 +7,13 @@ import numpy as np
 import pyarrow.csv as pa_csv
 import pytest
 
-from scaling_orchestrator.analysis.laws.parametric import (
-    CHINCHILLA_GRID,
-    LogLaw,
-    ParametricFit,
-    batched_lbfgs,
-    fit_parametric,
-    optimal_6nd,
-)
+from scaling_orchestrator.analysis.laws.engine import Objective
+from scaling_orchestrator.analysis.laws.forms.chinchilla import CHINCHILLA_GRID, ParametricFit, optimal_6nd
+from scaling_orchestrator.analysis.laws.lbfgs import batched_lbfgs
+from scaling_orchestrator.analysis.laws.registry import law_form
 
 EPOCH_LAW = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+CHINCHILLA = law_form("chinchilla")
 
 
 def epoch_points(epoch_csv):
@@ -38,7 +36,7 @@ def chinchilla_like_grid():
 
 @pytest.fixture(scope="module")
 def epoch_fit(epoch_csv):
-    return fit_parametric(*epoch_points(epoch_csv))
+    return CHINCHILLA.fit(*epoch_points(epoch_csv))
 
 
 def test_epoch_fit_matches_reproduced_reference(epoch_fit, reference_data):
@@ -58,8 +56,8 @@ def test_epoch_fit_keeps_its_runner_up_basin_for_the_bootstrap(epoch_fit, epoch_
     """Epoch's kept starts end in three basins: the fit (summed Huber 1.018e-3), E -> 0
     (2.31e-3) and one 10.8x worse; the second is kept, outside params() and equality."""
     [row] = epoch_fit.runner_ups
-    law = LogLaw(*epoch_points(epoch_csv))
-    f, _ = law.value_grad(law.to_inner([row]))
+    cols = CHINCHILLA.columns(*epoch_points(epoch_csv))
+    f, _ = CHINCHILLA.objective(cols).value_grad(CHINCHILLA.from_free([row], cols.frame))
     assert f[0] == pytest.approx(2.3116e-3, rel=1e-3) and row[2] < -5     # e = log E
     assert "runner_ups" not in epoch_fit.params()
     assert epoch_fit == ParametricFit(**{k: v for k, v in epoch_fit.params().items()})
@@ -80,7 +78,7 @@ def test_recovers_known_law_with_one_percent_noise():
     N, D = chinchilla_like_grid()
     law = ParametricFit(**EPOCH_LAW, objective=0.0, n_points=0, converged=True)
     L = law.predict(N, D) * np.exp(0.01 * np.random.default_rng(0).standard_normal(len(N)))
-    fit = fit_parametric(N, D, L)
+    fit = CHINCHILLA.fit(N, D, L)
     assert fit.alpha == pytest.approx(EPOCH_LAW["alpha"], abs=0.02)
     assert fit.beta == pytest.approx(EPOCH_LAW["beta"], abs=0.02)
     assert fit.E == pytest.approx(EPOCH_LAW["E"], abs=0.05)
@@ -90,7 +88,7 @@ def test_recovers_known_law_with_one_percent_noise():
 def test_noise_free_law_is_recovered_exactly():
     N, D = chinchilla_like_grid()
     truth = ParametricFit(**EPOCH_LAW, objective=0.0, n_points=0, converged=True)
-    fit = fit_parametric(N, D, truth.predict(N, D))
+    fit = CHINCHILLA.fit(N, D, truth.predict(N, D))
     assert fit.objective < 1e-12
     for name, value in EPOCH_LAW.items():
         assert getattr(fit, name) == pytest.approx(value, rel=1e-3)
@@ -129,23 +127,46 @@ def test_predict_summary_params():
 
 def test_gradient_matches_finite_differences(epoch_csv):
     N, D, L = epoch_points(epoch_csv)
-    law = LogLaw(N, D, L)
-    z = law.to_inner([[6.0, 7.5, 0.6, 0.34, 0.37], [5.0, 9.0, 0.2, 0.5, 0.4]])
+    cols = CHINCHILLA.columns(N, D, L)
+    objective = CHINCHILLA.objective(cols)
+    z = CHINCHILLA.from_free([[6.0, 7.5, 0.6, 0.34, 0.37], [5.0, 9.0, 0.2, 0.5, 0.4]], cols.frame)
     weights = np.random.default_rng(1).integers(0, 3, size=(2, len(N))).astype(float)
-    f, g = law.value_grad(z, weights)
+    f, g = objective.value_grad(z, weights)
     for j in range(5):
         step = np.zeros(5)
         step[j] = 1e-6
-        fp, _ = law.value_grad(z + step, weights)
-        fm, _ = law.value_grad(z - step, weights)
+        fp, _ = objective.value_grad(z + step, weights)
+        fm, _ = objective.value_grad(z - step, weights)
         np.testing.assert_allclose(g[:, j], (fp - fm) / 2e-6, rtol=1e-4, atol=1e-10)
 
 
-def test_inner_coordinates_round_trip(epoch_csv):
+def test_blocked_objective_equals_the_engine_objective_of_its_log_loss(epoch_csv):
+    """Chinchilla's cache-blocked objective is the shared engine's Objective on the form's
+    log_loss, written out: same loss, gradient and per-point terms over the whole grid."""
     N, D, L = epoch_points(epoch_csv)
-    law = LogLaw(N, D, L)
-    np.testing.assert_allclose(law.to_outer(law.to_inner(CHINCHILLA_GRID)), CHINCHILLA_GRID,
-                               atol=1e-9)
+    cols = CHINCHILLA.columns(N, D, L)
+    z = CHINCHILLA.starts(cols)[::7]
+    weights = np.random.default_rng(2).integers(0, 3, size=(len(z), len(N))).astype(float)
+    blocked, generic = CHINCHILLA.objective(cols), Objective(CHINCHILLA, cols)
+    f1, g1 = blocked.value_grad(z, weights)
+    f2, g2 = generic.value_grad(z, weights)
+    finite = np.isfinite(f2)
+    assert finite.mean() > 0.9
+    np.testing.assert_array_equal(np.isfinite(f1), finite)
+    np.testing.assert_allclose(f1[finite], f2[finite], rtol=1e-9)
+    np.testing.assert_allclose(g1[finite], g2[finite], rtol=1e-7, atol=1e-9 * np.abs(g2).max())
+    np.testing.assert_allclose(blocked.huber_terms(z[:50]), generic.huber_terms(z[:50]), rtol=1e-9,
+                               atol=1e-300)
+
+
+def test_inner_coordinates_round_trip(epoch_csv):
+    cols = CHINCHILLA.columns(*epoch_points(epoch_csv))
+    inner = CHINCHILLA.from_free(CHINCHILLA_GRID, cols.frame)
+    np.testing.assert_allclose(CHINCHILLA.to_free(inner, cols.frame), CHINCHILLA_GRID, atol=1e-9)
+    np.testing.assert_array_equal(CHINCHILLA.starts(cols), inner)
+    outer = CHINCHILLA.to_outer(inner[:3], cols.frame)
+    np.testing.assert_allclose(outer[:, 1:3], np.exp(CHINCHILLA_GRID[:3, :2]))   # A, B
+    np.testing.assert_allclose(CHINCHILLA.to_inner(outer, cols.frame), inner[:3], atol=1e-9)
     assert len(CHINCHILLA_GRID) == 4500
 
 
@@ -170,12 +191,12 @@ def test_bad_input_names_the_field(bad, match):
     args = dict(N=np.full(6, 1e8), D=np.full(6, 1e9), L=np.full(6, 3.0))
     args.update({k: np.asarray(v) for k, v in bad.items()})
     with pytest.raises(ValueError, match=match):
-        fit_parametric(args["N"], args["D"], args["L"])
+        CHINCHILLA.fit(args["N"], args["D"], args["L"])
 
 
-def test_grid_of_wrong_shape_is_rejected():
-    with pytest.raises(ValueError, match="grid"):
-        fit_parametric(np.full(6, 1e8), np.full(6, 1e9), np.full(6, 3.0), grid=np.zeros((3, 4)))
+def test_fewer_than_one_start_is_rejected():
+    with pytest.raises(ValueError, match="n_starts=0"):
+        CHINCHILLA.fit(np.full(6, 1e8), np.full(6, 1e9), np.full(6, 3.0), n_starts=0)
 
 
 def test_optimal_6nd_vectorises_over_parameters():

@@ -52,7 +52,7 @@ class Columns:
 class FitOptions:
     """target_flops: budgets to recommend (N*, D*, L*) for (empty: 3x, 10x and 100x the
     largest budget). n_bootstrap: run resamples for the intervals (0: none). law: a form of
-    scaling_orchestrator.analysis.laws.registry.FORMS, or "auto" to choose by extrapolation
+    scaling_orchestrator.analysis.laws.registry.forms(), or "auto" to choose by extrapolation
     (analysis/laws/choice.py). window: points per IsoFLOP / hyperparameter parabola.
     params_threshold: the back-test's largest N* miss that passes, relative (0.25). sweep: the
     sweep to fit when the source holds several (refused otherwise). on_corrupt: "raise" |

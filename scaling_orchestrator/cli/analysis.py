@@ -18,7 +18,7 @@ from scaling_orchestrator.analysis.data.load import MixedSweepsWarning, SkippedF
 from scaling_orchestrator.analysis.design.pool import chosen_table, read_pool, select_pool, selection_dict
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.judge.forecast import DEFAULT_PARAMS_THRESHOLD
-from scaling_orchestrator.analysis.laws.registry import FORMS
+from scaling_orchestrator.analysis.laws.registry import forms
 from scaling_orchestrator.analysis.options import Columns, FitOptions
 from scaling_orchestrator.analysis.pipeline import fit
 from scaling_orchestrator.analysis.predict import predict_table, write_table
@@ -80,7 +80,7 @@ def _add_source_flags(p: argparse.ArgumentParser) -> None:
         "--law",
         default="chinchilla",
         metavar="NAME|auto",
-        help=f"parametric law form, one of {', '.join(FORMS)}, or auto: the form "
+        help=f"parametric law form, one of {', '.join(forms())}, or auto: the form "
         "that best predicts the largest-compute runs from the others "
         "(default: chinchilla, E + A/N^alpha + B/D^beta)",
     )
@@ -319,7 +319,7 @@ def add_select_parser(subparsers) -> argparse.ArgumentParser:
         help="stop when N*'s 95%% interval is within x/÷ X (hi/lo <= X^2); default 1.25",
     )
     p.add_argument(
-        "--law", default="chinchilla", choices=tuple(n for n, f in FORMS.items() if not f.required_columns)
+        "--law", default="chinchilla", choices=tuple(n for n, f in forms().items() if not f.required_columns)
     )
     p.add_argument(
         "--batch",

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 
 from scaling_orchestrator.analysis.judge.recommend import METHODS
-from scaling_orchestrator.analysis.laws.registry import DEFAULT_FORM, FORMS
+from scaling_orchestrator.analysis.laws.registry import DEFAULT_FORM, forms
 
 CONFIDENT_SPAN = 4.0           # N* interval hi / lo
 CONFIDENT_EXTRAPOLATION = 10.0  # N* / largest N trained
@@ -60,7 +60,8 @@ def degenerate(result: dict) -> list[str]:
     par = result.get("parametric", {})
     if not par.get("fittable"):
         return []
-    form = FORMS.get(par.get("law") or DEFAULT_FORM, FORMS[DEFAULT_FORM])
+    known = forms()
+    form = known.get(par.get("law") or DEFAULT_FORM, known[DEFAULT_FORM])
     out = [f"{k} not finite" for k in form.constants
            if k in par and par[k] is None and k not in form.may_be_infinite]
     floor = form.loss_floor   # Farseer's E is an exponent's constant, not a floor

@@ -19,7 +19,7 @@ import numpy as np
 from scaling_orchestrator.analysis.data.points import Points, final_rows
 from scaling_orchestrator.analysis.data.schema import HELD_OUT
 from scaling_orchestrator.analysis.errors import NotFittable
-from scaling_orchestrator.analysis.laws.registry import DEFAULT_FORM, FORMS, Form, law_form
+from scaling_orchestrator.analysis.laws.registry import DEFAULT_FORM, Form, forms, law_form
 
 AUTO = "auto"
 # A form is scored only with at least this many points to fit per constant: Farseer's 9
@@ -112,7 +112,7 @@ def score(form: Form, points: Points, fit_rows, test_rows, fit_options: dict) ->
 
 
 def choose_law(points: Points, fit_options: dict | None = None) -> tuple[Form, LawChoice]:
-    """The form whose forecast of the largest-compute slice misses least (ties: FORMS order,
+    """The form whose forecast of the largest-compute slice misses least (ties: forms() order,
     chinchilla first). Without a slice to score on: chinchilla, saying why."""
     rows = final_rows(points)
     try:
@@ -120,7 +120,7 @@ def choose_law(points: Points, fit_options: dict | None = None) -> tuple[Form, L
     except NotFittable as exc:
         return law_form(DEFAULT_FORM), LawChoice(DEFAULT_FORM, f"default: {exc}")
     candidates = tuple(score(form, points, fit_rows, test_rows, fit_options or {})
-                       for form in FORMS.values())
+                       for form in forms().values())
     scored = [c for c in candidates if c.held_out_rel_error is not None]
     if not scored:
         return law_form(DEFAULT_FORM), LawChoice(DEFAULT_FORM, "default: no form could be "

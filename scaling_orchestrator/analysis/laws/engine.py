@@ -3,13 +3,17 @@
 A form supplies log_loss(z, cols) -> (log L-hat (k, n), [d log L-hat / d z_j for each of its p
 parameters], arrays that broadcast to (k, n)) in its own inner coordinates. `Objective` turns
 that into SUM_i Huber_delta(log L-hat_i - log L_i), delta = 1e-3, and its gradient for k
-parameter rows at once: the objective scaling_orchestrator.analysis.laws.parametric minimises for Chinchilla's
-form
-(Hoffmann et al. 2022 sec. 3.3; Besiroglu et al. 2024), here for any form. `fit_from_starts`
-follows fit_parametric's schedule: SCREEN_ITERATIONS batched steps from every start on at most
-SCREEN_POINTS points, the best KEEP_STARTS (a form may keep fewer) go on, the best
-POLISH_STARTS are polished by scipy's L-BFGS-B at tight tolerances; in between, one more cut
-(REFINE_ITERATIONS steps on all points, the best REFINE_KEEP run to convergence).
+parameter rows at once (Hoffmann et al. 2022 sec. 3.3; Besiroglu et al. 2024). A form may
+supply its own exact objective with the same methods (`Form.objective`): Chinchilla's is
+blocked for the CPU cache.
+
+`fit_from_starts` runs one schedule for every form. The screen: SCREEN_ITERATIONS batched steps
+from every start on the data, or above SCREEN_POINTS points on a fixed random subsample taken
+as a data set of its own (its own frame); the best `form.keep_starts` go on to the full data
+through the form's frame-free constants (`Form.to_free`). Then REFINE_ITERATIONS steps rank
+them again and the best `form.refine_keep` run to convergence (MAX_ITERATIONS), and the best
+POLISH_STARTS are polished by scipy's L-BFGS-B at tight tolerances. The other local minima the
+starts reached (at most RUNNER_UPS) come back with the optimum, for the bootstrap.
 """
 
 from __future__ import annotations
@@ -19,18 +23,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import minimize
 
 from scaling_orchestrator.analysis.laws.lbfgs import batched_lbfgs, two_core_fun
-from scaling_orchestrator.analysis.laws.parametric import (
-    KEEP_STARTS,
-    POLISH_STARTS,
-    SCREEN_ITERATIONS,
-    SCREEN_POINTS,
-    check_points,
-    polish,
-)
 
 MAX_ITERATIONS = 1000
+# After SCREEN_ITERATIONS batched steps only the best KEEP_STARTS starts go on (a form may keep
+# fewer). Measured on Epoch's 240 points with Chinchilla's 4500 starts: run to convergence,
+# 1003 of them reach the optimum (4.3 s on an idle 2-core machine); after 30 steps the best
+# 300 hold 271 of them and the best 50 are all among them. Above SCREEN_POINTS points the screen
+# runs on a subsample: it only ranks basins, and its cost grows as starts x points (a 2000-point
+# fit took 27 s screening all points, 5.5 s screening 256, same busy 2-core machine).
+SCREEN_ITERATIONS = 30
+KEEP_STARTS = 300
+SCREEN_POINTS = 256
 # After the screen, REFINE_ITERATIONS steps on all points rank the kept starts again and only
 # the best REFINE_KEEP go on to convergence: a 9-constant form (Farseer) has sloppy directions
 # where many starts crawl for all 1000 iterations. Measured on 400 Farseer points (1% noise,
@@ -38,6 +44,15 @@ MAX_ITERATIONS = 1000
 # 0.0026109.
 REFINE_ITERATIONS = 100
 REFINE_KEEP = 20
+POLISH_STARTS = 5
+POLISH_OPTIONS = {"gtol": 1e-10, "ftol": 1e-15, "maxiter": 20000, "maxcor": 20}
+# Runner-up local minima kept for the bootstrap: at most RUNNER_UPS, each with an objective at
+# most RUNNER_UP_RATIO times the optimum's and distinct from the minima kept before it
+# (objectives more than 1e-4 apart, relative; one basin's starts agree to 1e-9). On Epoch's 240
+# points Chinchilla's kept starts end in three basins, summed Huber 1.02e-3 (the fit), 2.31e-3
+# (E -> 0) and 1.10e-2 (a term vanishing): the second is kept, the third is not.
+RUNNER_UPS = 2
+RUNNER_UP_RATIO = 3.0
 
 
 @dataclass(frozen=True)
@@ -45,8 +60,8 @@ class Frame:
     """Centre and scale of log N and log D: u = (log N - mn) / sn, v = (log D - md) / sd.
 
     Forms fit in these coordinates (log N ~ 20 next to an exponent ~ 0.3 makes the raw Hessian
-    condition number ~1e5) and report in raw N and D; the frame is fixed by the full data set,
-    so a subsample or a bootstrap resample shares the same inner coordinates."""
+    condition number ~1e5) and report in raw N and D; a bootstrap resample shares the full data
+    set's frame."""
 
     mn: float
     sn: float
@@ -55,13 +70,14 @@ class Frame:
 
 
 class Columns:
-    """One data set in a frame: log N, log D, log U (unique tokens, when given), log L."""
+    """One data set in a frame: N, D, L, U (unique tokens, when given) and their logs."""
 
-    def __init__(self, N, D, L, U=None, frame: Frame | None = None):
-        N, D, L = check_points(N, D, L)
-        self.log_n, self.log_d, self.y = np.log(N), np.log(D), np.log(L)
-        self.log_u = None if U is None else np.log(check_unique_tokens(U, D))
-        self.frame = frame or Frame(
+    def __init__(self, N, D, L, U=None):
+        self.N, self.D, self.L = check_points(N, D, L)
+        self.U = None if U is None else check_unique_tokens(U, self.D)
+        self.log_n, self.log_d, self.y = np.log(self.N), np.log(self.D), np.log(self.L)
+        self.log_u = None if self.U is None else np.log(self.U)
+        self.frame = Frame(
             self.log_n.mean(), max(self.log_n.std(), 1e-3), self.log_d.mean(), max(self.log_d.std(), 1e-3)
         )
         self.u = (self.log_n - self.frame.mn) / self.frame.sn
@@ -70,11 +86,27 @@ class Columns:
     def __len__(self) -> int:
         return len(self.y)
 
-    def select(self, rows) -> Columns:
-        u = None if self.log_u is None else np.exp(self.log_u[rows])
-        return Columns(
-            np.exp(self.log_n[rows]), np.exp(self.log_d[rows]), np.exp(self.y[rows]), u, self.frame
-        )
+    def sample(self, rows) -> Columns:
+        """These rows as a data set of their own (its own frame)."""
+        return Columns(self.N[rows], self.D[rows], self.L[rows], None if self.U is None else self.U[rows])
+
+
+def check_points(N, D, L) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    arrays = []
+    for name, x in (("N", N), ("D", D), ("L", L)):
+        x = np.asarray(x, dtype=float).ravel()
+        bad = ~np.isfinite(x) | (x <= 0)
+        if bad.any():
+            raise ValueError(
+                f"{name}: {bad.sum()} values are not finite and > 0 "
+                f"(first: {x[bad][0]!r}); drop them before fitting"
+            )
+        arrays.append(x)
+    if not len(arrays[0]) == len(arrays[1]) == len(arrays[2]):
+        raise ValueError(f"N, D, L lengths differ: {[len(a) for a in arrays]}")
+    if len(arrays[0]) < 5:
+        raise ValueError(f"N: {len(arrays[0])} points; a 5-parameter law needs at least 5")
+    return tuple(arrays)
 
 
 def check_unique_tokens(U, D) -> np.ndarray:
@@ -131,39 +163,46 @@ class Objective:
 
     def batch_fun(self, weights=None, threads: int = 2):
         """fun(z, rows) for batched_lbfgs; rows index the weight matrix (one row per problem)."""
-        return two_core_fun(self.value_grad, weights, len(self.cols), _pool() if threads > 1 else None)
+        return two_core_fun(self.value_grad, weights, len(self.cols), pool(threads))
+
+
+def pool(threads: int) -> ThreadPoolExecutor | None:
+    """The two-thread pool every fit shares (a pool per fit would leave its idle threads behind:
+    the reference-table bench makes ~30 fits); None for one thread."""
+    return _pool() if threads > 1 else None
 
 
 @functools.lru_cache(maxsize=1)
 def _pool() -> ThreadPoolExecutor:
-    """One two-thread pool for every fit (a pool per fit would leave its idle threads behind:
-    the reference-table bench makes ~30 fits)."""
     return ThreadPoolExecutor(2)
 
 
+@dataclass(frozen=True)
+class Optimum:
+    """The best inner parameters the starts reached, and the other minima they found."""
+
+    z: np.ndarray  # (p,) inner coordinates of the full data set
+    objective: float  # summed Huber loss there
+    max_gradient: float  # max |gradient| there
+    runner_ups: np.ndarray  # (r, p) inner rows of other basins, best first (r <= RUNNER_UPS)
+    n_starts: int
+
+
 def fit_from_starts(
-    form,
-    cols: Columns,
-    starts,
-    *,
-    delta=1e-3,
-    weights=None,
-    threads=2,
-    screen=True,
-    frozen=(),
-    keep_starts: int = KEEP_STARTS,
-):
-    """Best inner parameters from the starts: (z (p,), summed Huber, max |gradient|).
-    screen=False runs every start to convergence."""
-    starts = np.atleast_2d(np.asarray(starts, dtype=float))
+    form, cols: Columns, starts, *, delta=1e-3, weights=None, threads=2, screen=True, frozen=()
+) -> Optimum:
+    """Fit the form to cols; starts(data) gives the inner start rows for a data set (cols, or
+    the screen's subsample). screen=False runs every start to convergence."""
+    rows = np.atleast_2d(np.asarray(starts(cols), dtype=float))
     w1 = None if weights is None else np.broadcast_to(np.asarray(weights, float), (len(cols),))
-    if screen and len(starts) > keep_starts:
-        starts = _screen(form, cols, starts, delta, w1, threads, frozen, keep_starts)
-    full = Objective(form, cols, delta, frozen)
-    if screen and len(starts) > REFINE_KEEP:
-        first = _run(full, starts, w1, threads, REFINE_ITERATIONS)
-        starts = first.x[_best(first.f, REFINE_KEEP)]
-    result = _run(full, starts, w1, threads, MAX_ITERATIONS)
+    z0 = rows
+    if screen and len(rows) > form.keep_starts:
+        z0 = _screen(form, cols, rows, starts, delta, w1, threads, frozen)
+    full = form.objective(cols, delta, frozen)
+    if screen and len(z0) > form.refine_keep:
+        first = _run(full, z0, w1, threads, REFINE_ITERATIONS)
+        z0 = first.x[_best(first.f, form.refine_keep)]
+    result = _run(full, z0, w1, threads, MAX_ITERATIONS)
     best = _best(result.f, POLISH_STARTS)
     with np.errstate(all="ignore"):
         polished = [polish(full, result.x[i], w1) for i in best]
@@ -171,10 +210,25 @@ def fit_from_starts(
     if not f_best <= result.f[best[0]]:
         z_best, f_best = result.x[best[0]], float(result.f[best[0]])
     _, g = full.value_grad(z_best[None, :], None if w1 is None else w1[None, :])
-    return np.asarray(z_best, float), float(f_best), float(np.max(np.abs(g)))
+    others = _other_minima(result.x, result.f, f_best)
+    return Optimum(np.asarray(z_best, float), float(f_best), float(np.max(np.abs(g))), others, len(rows))
 
 
-def _run(objective: Objective, starts, weights, threads, max_iter):
+def _screen(form, cols, rows, starts, delta, weights, threads, frozen) -> np.ndarray:
+    """The form.keep_starts best starts after SCREEN_ITERATIONS batched steps, as inner rows
+    of cols (rows: the starts on cols; starts(data): the starts on a subsample)."""
+    sub, pick, z0 = cols, np.arange(len(cols)), rows
+    if len(cols) > SCREEN_POINTS:
+        pick = np.sort(np.random.default_rng(0).choice(len(cols), SCREEN_POINTS, replace=False))
+        sub = cols.sample(pick)
+        z0 = np.atleast_2d(np.asarray(starts(sub), dtype=float))
+    w = None if weights is None else weights[pick]
+    first = _run(form.objective(sub, delta, frozen), z0, w, threads, SCREEN_ITERATIONS)
+    kept = form.to_free(first.x[_best(first.f, form.keep_starts)], sub.frame)
+    return form.from_free(kept, cols.frame)
+
+
+def _run(objective, starts, weights, threads, max_iter):
     rows = None if weights is None else np.broadcast_to(weights, (len(starts), len(weights)))
     return batched_lbfgs(objective.batch_fun(rows, threads), starts, max_iter=max_iter)
 
@@ -183,33 +237,37 @@ def _best(f, n: int) -> np.ndarray:
     return np.argsort(np.where(np.isfinite(f), f, np.inf))[:n]
 
 
-def _screen(form, cols, starts, delta, weights, threads, frozen, keep_starts) -> np.ndarray:
-    """The keep_starts best starts after SCREEN_ITERATIONS batched steps on a fixed subsample
-    of at most SCREEN_POINTS points (it only ranks basins; its cost grows as starts x points)."""
-    pick = np.arange(len(cols))
-    if len(cols) > SCREEN_POINTS:
-        pick = np.sort(np.random.default_rng(0).choice(len(cols), SCREEN_POINTS, replace=False))
-    sub = Objective(form, cols.select(pick), delta, frozen)
-    first = _run(sub, starts, None if weights is None else weights[pick], threads, SCREEN_ITERATIONS)
-    return first.x[_best(first.f, keep_starts)]
+def polish(objective, z0: np.ndarray, weights=None) -> tuple[np.ndarray, float]:
+    """scipy L-BFGS-B from one start at tight tolerances (gtol 1e-10, ftol 1e-15)."""
+    w = None if weights is None else weights[None, :]
+
+    def fun(z):
+        f, g = objective.value_grad(z[None, :], w)
+        return f[0], g[0]
+
+    res = minimize(fun, z0, jac=True, method="L-BFGS-B", options=POLISH_OPTIONS)
+    return res.x, float(res.fun)
 
 
-def refit_weighted(objective: Objective, weights, z_full, grid, *, n_grid_starts: int, threads: int = 2):
-    """Refit every resample (a weight row) from the full-data optimum and the n_grid_starts
-    grid starts best on that resample; returns (z (R, p), f (R,), converged (R,))."""
-    n_res, p = len(weights), len(z_full)
-    terms = objective.huber_terms(grid)
-    score = weights @ np.where(np.isfinite(terms), terms, 1e300).T  # (R, k) in one matmul
-    n_best = min(n_grid_starts, len(grid))
-    best = np.argpartition(score, n_best - 1, axis=1)[:, :n_best] if n_best else np.zeros((n_res, 0), int)
-    starts = np.concatenate([np.broadcast_to(z_full, (n_res, 1, p)), grid[best]], axis=1)
-    per = starts.shape[1]
-    result = batched_lbfgs(
-        objective.batch_fun(np.repeat(weights, per, axis=0), threads),
-        starts.reshape(-1, p),
-        max_iter=MAX_ITERATIONS,
-    )
-    f = np.where(np.isfinite(result.f), result.f, np.inf).reshape(n_res, per)
-    pick = np.argmin(f, axis=1)
-    chosen = np.arange(n_res) * per + pick
-    return result.x[chosen], f[np.arange(n_res), pick], result.converged[chosen]
+def _other_minima(z, f, f_best: float) -> np.ndarray:
+    """The rows of z that end in other basins than the optimum f_best: at most RUNNER_UPS,
+    best first, each within RUNNER_UP_RATIO of f_best and with an objective distinct from
+    f_best's and from every row kept before it."""
+    found: list[float] = [f_best]
+    rows = []
+    for i in np.argsort(np.where(np.isfinite(f), f, np.inf)):
+        if len(rows) == RUNNER_UPS or not f[i] <= RUNNER_UP_RATIO * f_best:
+            break
+        if all(abs(f[i] - g) > 1e-4 * abs(g) for g in found):
+            found.append(float(f[i]))
+            rows.append(i)
+    return np.asarray(z)[rows].reshape(-1, np.shape(z)[1])
+
+
+def thin(starts: np.ndarray, n_starts: int | None) -> np.ndarray:
+    """An even subset of n_starts rows of the grid (all of it when None or larger)."""
+    if n_starts is None or n_starts >= len(starts):
+        return starts
+    if n_starts < 1:
+        raise ValueError(f"n_starts={n_starts}; allowed: >= 1")
+    return starts[np.linspace(0, len(starts) - 1, n_starts).round().astype(int)]

@@ -1,11 +1,11 @@
 """L-BFGS for k independent problems at once, in numpy: one memory and one line search each.
 
-The Approach 3 fit starts from 4500 points (scaling_orchestrator.analysis.laws.parametric); one scipy call per
-start
-costs 4500 Python-level optimisations. Here every iteration evaluates the objective for all
-still-active problems in one call, fun(x (j, p), rows (j,)) -> (f (j,), grad (j, p)), where
-rows says which of the k problems the j points belong to (a problem-specific weight row, for
-the bootstrap). A problem leaves the batch when it stops, as scipy's L-BFGS-B stops.
+Chinchilla's fit starts from 4500 points (scaling_orchestrator.analysis.laws.forms.chinchilla);
+one scipy call per start costs 4500 Python-level optimisations. Here every iteration evaluates
+the objective for all still-active problems in one call, fun(x (j, p), rows (j,)) ->
+(f (j,), grad (j, p)), where rows says which of the k problems the j points belong to (a
+problem-specific weight row, for the bootstrap). A problem leaves the batch when it stops, as
+scipy's L-BFGS-B stops.
 """
 
 from __future__ import annotations

@@ -1,16 +1,18 @@
 """The parametric law forms a fit can use, behind one seam.
 
-A form (analysis/forms/, one class per file) says how to fit L(N, D[, U]) to points and how to
-bootstrap it; the fitted law answers params() (its constants as a dict), predict(N, D[, U])
-(loss, nats/token) and compute_optimal(C, flops_per_token) -> (N*, D*, L*). Everything
-downstream (back-test, recommendations, report) talks to the law through those three and to
-the form through the `LawForm` interface (scaling_orchestrator.analysis.laws.forms.base.Form): name, formula,
-citation,
-constants, required_columns, fit, bootstrap, exponents, no_optimum, exponent_ci,
-optimal_interval, band, finite_samples.
+A form (analysis/laws/forms/, one class per file) says how to fit L(N, D[, U]) to points and
+how to bootstrap it; the fitted law answers params() (its constants as a dict),
+predict(N, D[, U]) (loss, nats/token) and compute_optimal(C, flops_per_token) -> (N*, D*, L*).
+Everything downstream (back-test, recommendations, report) talks to the law through those
+three and to the form through the `LawForm` interface
+(scaling_orchestrator.analysis.laws.forms.base.Form): name, formula, citation, constants,
+required_columns, fit, bootstrap, exponents, no_optimum, exponent_ci, optimal_interval, band,
+finite_samples.
 
-Adding a form is ONE new class in ONE new file under analysis/forms/: this module imports
-every module there, and defining a Form subclass registers it in FORMS. Today:
+Adding a form is ONE new class: in a new file under analysis/laws/forms/ (this module imports
+every module there) or in a user's own module. Defining a Form subclass registers it, and
+`forms()` / `law_form(name)` read the registry when called, so a form defined after this module
+was imported is found by name (`scaling_orchestrator.analysis.fit(..., law="myform")`). Built in:
   chinchilla        E + A/N^alpha + B/D^beta               Hoffmann et al. 2022 (the default)
   data_constrained  Chinchilla in effective N', D'         Muennighoff et al. 2023 (needs U)
   farseer           exp(s N^q + S) + exp(B N^b + Q) D^-beta(N)   Li et al. 2025
@@ -29,17 +31,18 @@ import numpy as np
 
 import scaling_orchestrator.analysis.laws.forms
 from scaling_orchestrator.analysis.errors import NotFittable, Unfit
-from scaling_orchestrator.analysis.laws.forms.base import FittedLaw, Form
-from scaling_orchestrator.analysis.laws.parametric import ParametricFit
+from scaling_orchestrator.analysis.laws.forms.base import Form
 
 for _module in pkgutil.iter_modules(scaling_orchestrator.analysis.laws.forms.__path__):
     importlib.import_module(f"scaling_orchestrator.analysis.laws.forms.{_module.name}")
 
 LawForm = Form
 DEFAULT_FORM = "chinchilla"
-FORMS: dict[str, Form] = {
-    name: Form.registry[name] for name in sorted(Form.registry, key=lambda n: (n != DEFAULT_FORM, n))
-}
+
+
+def forms() -> dict[str, Form]:
+    """Every form defined so far, by name: the default (chinchilla) first, then by name."""
+    return {name: Form.registry[name] for name in sorted(Form.registry, key=lambda n: (n != DEFAULT_FORM, n))}
 
 
 class Law(Protocol):
@@ -53,9 +56,9 @@ class Law(Protocol):
 
 
 def law_form(name: str) -> Form:
-    if name not in FORMS:
-        raise ValueError(f"law={name!r}: allowed forms: {', '.join(map(repr, FORMS))}")
-    return FORMS[name]
+    if name not in Form.registry:
+        raise ValueError(f"law={name!r}: allowed forms: {', '.join(map(repr, forms()))}")
+    return Form.registry[name]
 
 
 def law_from_dict(fitted: dict) -> Law:
@@ -82,9 +85,7 @@ def law_from_dict(fitted: dict) -> Law:
         n_points=int(fitted.get("n_points") or 0),
         converged=bool(fitted.get("converged", True)),
     )
-    if form.name == DEFAULT_FORM:
-        return ParametricFit(**values, **meta)
-    return FittedLaw(form, values, **meta)
+    return form.fitted(values, **meta)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from scaling_orchestrator.analysis.laws.registry import FORMS
+from scaling_orchestrator.analysis.laws.registry import forms
 from scaling_orchestrator.orchestrator.spec.validate import (
     SpecError,
     choice,
@@ -137,7 +137,7 @@ def parse_trial(raw, path: str) -> dict:
 
 def adaptive_laws() -> tuple[str, ...]:
     """The law forms a trial's (N, D) determine (data_constrained also needs unique tokens)."""
-    return tuple(name for name, form in FORMS.items() if not form.required_columns)
+    return tuple(name for name, form in forms().items() if not form.required_columns)
 
 
 def parse_shape(raw: dict, sweep_raw: dict) -> ShapeOptions:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from scaling_orchestrator.analysis.laws.registry import FORMS
+from scaling_orchestrator.analysis.laws.registry import forms
 from scaling_orchestrator.orchestrator.spec.validate import SpecError, choice, mapping, number, whole_number
 
 DEFAULT_NOISE = 0.01      # 1% multiplicative run-to-run noise
@@ -21,12 +21,13 @@ PROBE = (1e8, 2e9)        # a (N, D) where every sensible law gives a finite los
 def parse_simulate(raw) -> dict:
     """The `simulate:` section, checked: {"law", "params": {constant: float}, "noise", "seed"}."""
     raw = mapping(raw, "simulate", KEYS)
-    law = choice(raw.get("law", "chinchilla"), "simulate.law", tuple(FORMS))
-    form = FORMS[law]
+    known = forms()
+    law = choice(raw.get("law", "chinchilla"), "simulate.law", tuple(known))
+    form = known[law]
     if "unique_tokens" in form.required_columns:
         raise SpecError(f"simulate.law: {law!r} needs unique tokens per run, which a trial "
                         "does not have; allowed: "
-                        + ", ".join(n for n, f in FORMS.items() if not f.required_columns))
+                        + ", ".join(n for n, f in known.items() if not f.required_columns))
     given = mapping(raw.get("params"), "simulate.params", form.constants)
     missing = [k for k in form.constants if k not in given]
     if missing:

@@ -1,13 +1,15 @@
 """What every parametric law form is, and the fitted law it returns.
 
-A form is one subclass of `Form` in one module of analysis/forms/: its name, formula, citation,
-fitted constants (`constants`, reading order), the table columns it needs beyond N, D, L
-(`required_columns`), a start grid, its log-loss with the gradient in its inner coordinates,
-the maps between inner and reported constants, and predict. Defining the subclass registers
-it (`Form.registry`); fit, bootstrap, compute-optimal allocation, intervals and the record
-downstream code reads (scaling_orchestrator.analysis.laws.registry) come from here. A form overrides
-`optimum_6nd`
-where Eq. 4-style closed forms exist, `exponents` where N* ~ C^a, D* ~ C^b hold exactly.
+A form is one subclass of `Form`, in a module of analysis/laws/forms/ or in a user's own
+module: its name, formula, citation, fitted constants (`constants`, reading order), the table
+columns it needs beyond N, D, L (`required_columns`), a start grid, its log-loss with the
+gradient in its inner coordinates, the maps between inner and reported constants, and predict.
+Defining the subclass registers it (`Form.registry`, read through
+scaling_orchestrator.analysis.laws.registry.forms). Fit (the one engine,
+scaling_orchestrator.analysis.laws.engine), bootstrap, compute-optimal allocation and intervals
+come from here. A form overrides `optimum_6nd` where Eq. 4-style closed forms exist,
+`exponents` where N* ~ C^a, D* ~ C^b hold exactly, and may supply a faster exact `objective`,
+its own fitted-law record (`fitted`, `law`) and the starts a bootstrap resample refits from.
 """
 
 from __future__ import annotations
@@ -19,11 +21,19 @@ from typing import ClassVar
 import numpy as np
 
 from scaling_orchestrator.analysis.laws.bootstrap import bootstrap_form, interval
-from scaling_orchestrator.analysis.laws.engine import Columns, fit_from_starts
+from scaling_orchestrator.analysis.laws.engine import (
+    KEEP_STARTS,
+    REFINE_KEEP,
+    Columns,
+    Objective,
+    Optimum,
+    fit_from_starts,
+    thin,
+)
 from scaling_orchestrator.analysis.laws.optimum import search_optimum
-from scaling_orchestrator.analysis.laws.parametric import KEEP_STARTS
 
-CONVERGED_GRADIENT = 1e-8  # max |gradient| of the summed Huber loss, as fit_parametric
+CONVERGED_GRADIENT = 1e-8  # max |gradient| of the summed Huber loss at a converged fit
+BOOTSTRAP_GRID_STARTS = 8  # grid starts per bootstrap resample, besides the fit's optimum
 
 
 class Form:
@@ -40,6 +50,8 @@ class Form:
     # beta): one above 3 means a term vanished within the data
     term_exponents: ClassVar[tuple[str, ...]] = ()
     keep_starts: ClassVar[int] = KEEP_STARTS  # starts kept after the screen
+    refine_keep: ClassVar[int] = REFINE_KEEP  # starts run to convergence after the refine cut
+    bootstrap_grid_starts: ClassVar[int] = BOOTSTRAP_GRID_STARTS
     registry: ClassVar[dict] = {}
 
     def __init_subclass__(cls, **kwargs):
@@ -91,6 +103,26 @@ class Form:
         law, the fit) cannot identify them."""
         return ()
 
+    def objective(self, cols: Columns, delta: float = 1e-3, frozen=()):
+        """The summed Huber loss on cols (value_grad, huber_terms, batch_fun), from log_loss."""
+        return Objective(self, cols, delta, frozen)
+
+    def to_free(self, z, frame) -> np.ndarray:
+        """Inner rows -> constants that no frame depends on, which carry the screen's starts
+        from its subsample to the full data (the reported constants unless a form says)."""
+        return self.to_outer(z, frame)
+
+    def from_free(self, x, frame) -> np.ndarray:
+        return self.to_inner(x, frame)
+
+    def refit_starts(self, law, cols: Columns) -> np.ndarray:
+        """Inner rows every bootstrap resample is refitted from: the fitted law's optimum."""
+        return self.to_inner(np.array([[law.values[k] for k in self.constants]]), cols.frame)
+
+    def fitted(self, values: dict, **meta) -> FittedLaw:
+        """The fitted law with these constants; meta: objective, n_points, converged, ..."""
+        return FittedLaw(self, values, **meta)
+
     # ---- shared --------------------------------------------------------------------------
     def columns(self, N, D, L, U=None) -> Columns:
         if "unique_tokens" in self.required_columns and U is None:
@@ -118,35 +150,38 @@ class Form:
         weights=None,
         threads: int = 2,
         screen: bool = True,
-    ) -> FittedLaw:
+    ):
         """Fit to points (N params, D tokens, L nats/token[, U unique tokens]).
         n_starts: an even subset of the start grid (tests); weights: per-point multiplicities."""
         cols = self.columns(N, D, L, U)
-        starts = thin(self.starts(cols), n_starts)
-        z, f, gmax = fit_from_starts(
+        found = fit_from_starts(
             self,
             cols,
-            starts,
+            lambda data: thin(self.starts(data), n_starts),
             delta=delta,
             weights=weights,
             threads=threads,
             screen=screen,
             frozen=self.frozen(cols),
-            keep_starts=self.keep_starts,
         )
-        return self.law(z, cols, f, gmax, len(starts), delta)
+        return self.law(found, cols, delta)
 
-    def law(self, z, cols, objective, gmax, n_starts, delta, notes=()) -> FittedLaw:
-        outer = self.to_outer(z[None], cols.frame)[0]
-        values = dict(zip(self.constants, (float(x) for x in outer)))
-        converged = bool(gmax <= CONVERGED_GRADIENT and np.isfinite(objective))
-        return FittedLaw(
-            self, values, float(objective), len(cols), converged, delta, int(n_starts), tuple(notes)
+    def law(self, found: Optimum, cols: Columns, delta: float, notes=()):
+        """The fitted law at the engine's optimum."""
+        outer = self.to_outer(found.z[None], cols.frame)[0]
+        return self.fitted(
+            dict(zip(self.constants, (float(x) for x in outer))),
+            objective=float(found.objective),
+            n_points=len(cols),
+            converged=converged(found),
+            delta=delta,
+            n_starts=int(found.n_starts),
+            notes=tuple(notes),
         )
 
     def bootstrap(self, N, D, L, runs, U=None, **options) -> dict:
-        """Run-bootstrap intervals; scaling_orchestrator.analysis.laws.bootstrap.bootstrap_form's options and
-        result."""
+        """Run-bootstrap intervals: scaling_orchestrator.analysis.laws.bootstrap.bootstrap_form's
+        options and result."""
         return bootstrap_form(self, N, D, L, runs, U, **options)
 
     def optimum(self, P: dict, C, flops_per_token=None, U=None):
@@ -215,13 +250,9 @@ def allocation_exponents(n_exponent, d_exponent):
         return np.where(total > 0, d / total, np.nan), np.where(total > 0, n / total, np.nan)
 
 
-def thin(starts: np.ndarray, n_starts: int | None) -> np.ndarray:
-    """An even subset of n_starts rows of the grid (all of it when None or larger)."""
-    if n_starts is None or n_starts >= len(starts):
-        return starts
-    if n_starts < 1:
-        raise ValueError(f"n_starts={n_starts}; allowed: >= 1")
-    return starts[np.linspace(0, len(starts) - 1, n_starts).round().astype(int)]
+def converged(found: Optimum) -> bool:
+    """Whether the fit stopped at a minimum: max |gradient| <= CONVERGED_GRADIENT, finite loss."""
+    return bool(found.max_gradient <= CONVERGED_GRADIENT and np.isfinite(found.objective))
 
 
 @dataclass(frozen=True)

@@ -26,21 +26,21 @@ better. With unique_tokens = U it searches log N at D' from U: a data-constraine
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
 
-from scaling_orchestrator.analysis.laws.engine import fit_from_starts
-from scaling_orchestrator.analysis.laws.forms.base import Form, allocation_exponents, thin
-from scaling_orchestrator.analysis.laws.parametric import fit_parametric, optimal_6nd
+from scaling_orchestrator.analysis.laws.engine import fit_from_starts, thin
+from scaling_orchestrator.analysis.laws.forms.base import Form, allocation_exponents
+from scaling_orchestrator.analysis.laws.forms.chinchilla import Chinchilla, optimal_6nd
 
 MIN_REGIME_POINTS = 3
 REGIME_THRESHOLD = 0.01         # 1% repeated tokens (or excess parameters)
 NEVER = 1e15                    # R* standing for inf inside the fit
 R_D_STAR, R_N_STAR = 15.387756, 5.309743
-# Starts: Chinchilla's fit (scaling_orchestrator.analysis.laws.parametric, its 4500-start grid) on effective
-# data at
-# their R_D* with N' = N, crossed with R_D* x R_N*: 5 x 3 = 15 starts. A grid over all seven
+# Starts: Chinchilla's fit (its 4500-start grid) on effective data at their R_D* with N' = N,
+# crossed with R_D* x R_N*: 5 x 3 = 15 starts. A grid over all seven
 # constants (5184 starts) cost 100 s on 400 points; this costs one Chinchilla fit more.
 R_D_STARTS = (2.0, 5.0, R_D_STAR, 50.0, 200.0)
 R_N_STARTS = (1.0, R_N_STAR, 30.0)
@@ -94,7 +94,7 @@ class DataConstrained(Form):
         r_d = (NEVER,) if 5 in self.frozen(cols) else R_D_STARTS
         u = np.exp(cols.log_u)
         d_eff = effective(u, np.exp(cols.log_d) / u - 1.0, r_d[0] if len(r_d) == 1 else R_D_STAR)
-        core = fit_parametric(np.exp(cols.log_n), d_eff, np.exp(cols.y))
+        core = Chinchilla().fit(np.exp(cols.log_n), d_eff, np.exp(cols.y))
         alpha, beta = (max(x, MIN_EXPONENT_START) for x in (core.alpha, core.beta))
         rows = [
             [core.E, core.A, core.B, alpha, beta, rd, rn] for rd, rn in itertools.product(r_d, R_N_STARTS)
@@ -117,17 +117,21 @@ class DataConstrained(Form):
         """Form.fit, then the N' part dropped (and the rest refitted) if no run exceeds
         N_opt(U) under the fitted law; `notes` says what was not identifiable."""
         cols = self.columns(N, D, L, U)
-        starts = thin(self.starts(cols), n_starts)
         frozen = self.frozen(cols)
         options = dict(delta=delta, weights=weights, threads=threads)
-        z, f, gmax = fit_from_starts(self, cols, starts, screen=screen, frozen=frozen, **options)
+
+        def starts(data):
+            return thin(self.starts(data), n_starts)
+
+        found = fit_from_starts(self, cols, starts, screen=screen, frozen=frozen, **options)
         notes = [] if 5 not in frozen else ["R_D* not identifiable: fewer than 3 runs repeat data; D' = D"]
-        if self.excess_points(z, cols) < MIN_REGIME_POINTS:
-            z = z.copy()
+        if self.excess_points(found.z, cols) < MIN_REGIME_POINTS:
+            z = found.z.copy()
             z[6] = np.log(NEVER)
-            z, f, gmax = fit_from_starts(self, cols, z, screen=False, frozen=frozen + (6,), **options)
+            again = fit_from_starts(self, cols, lambda _: z, screen=False, frozen=frozen + (6,), **options)
+            found = dataclasses.replace(again, n_starts=found.n_starts)
             notes.append("R_N* not identifiable: fewer than 3 runs exceed N_opt(U); N' = N")
-        return self.law(z, cols, f, gmax, len(starts), delta, notes)
+        return self.law(found, cols, delta, notes)
 
     def excess_points(self, z, cols) -> int:
         """Points whose N exceeds N_opt(U) by more than REGIME_THRESHOLD under inner z."""
