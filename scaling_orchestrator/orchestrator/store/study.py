@@ -72,7 +72,7 @@ def adaptive_study(folder: str, rounds=None) -> AdaptiveStudy | None:
     by_round = dict(sorted(Counter(r for r in rounds.values() if r).items()))
     if state.get("finished"):
         stop, message = state.get("stop", ""), state.get("message", "")
-    elif nxt.get("target_flops") == target and nxt.get("n_trials") == sum(by_round.values()):
+    elif nxt.get("target_flops") == target and nxt.get("n_trials") == len(rounds):
         stop, message = nxt.get("stop", ""), nxt.get("message", "")  # asked of these very rows
     else:
         last = (state.get("rounds") or [{}])[-1]
