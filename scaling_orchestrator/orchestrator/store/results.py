@@ -4,6 +4,7 @@ Layout of a results folder (local path, or `s3://` / `gs://` URI through pyarrow
 
     <trial_id>.parquet          every evaluation row of one trial so far (analysis/data/schema.py)
     _plan.json                  the spec as written and the planned trials (every round's)
+    _adaptive.json, _next.json  an adaptive study's fits and stop (store/study.py reads them)
     _trials/<trial_id>.json     per-trial metadata: node, host, attempts, log, status, error
     _trials/<trial_id>.log      the trial's own log lines (start, evaluations, traceback)
     _checkpoints/<trial_id>/    latest checkpoint of an in-process trial (LATEST names it)
