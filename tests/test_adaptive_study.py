@@ -4,6 +4,7 @@ target and say its rounds and stop. Simulated trials, no Ray started (a few seco
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -77,11 +78,13 @@ def test_status_counts_every_round_and_says_the_stop(tmp_path, capsys):
     assert "adaptive study: N* at 1e+21 FLOPs; 2 rounds (9 + 2 trials)" in text
     assert "not stopped yet" in text
     state = {"target_flops": 1e21, "finished": True, "stop": "tolerance", "message": "N* within x/÷1.25",
-             "trials": [later[2].to_dict()]}
+             "trials": [dataclasses.replace(later[2], round=2).to_dict()]}
     (tmp_path / "res" / "_adaptive.json").write_text(json.dumps(state))
     assert main(["status", res]) == 0
     out = capsys.readouterr().out
     assert "12 trials |" in out and "stopped (tolerance): N* within x/÷1.25" in out
+    run_trial(dataclasses.replace(later[2], round=3), store)  # a round after the stop: it goes on
+    assert "not stopped yet" in status_text(res)
 
 
 def load_sweep_with(tmp_path, trials):

@@ -18,6 +18,7 @@ import dataclasses
 
 from scaling_orchestrator.models.training.config import TrainConfig
 from scaling_orchestrator.orchestrator.spec.model import parse_model
+from scaling_orchestrator.orchestrator.spec.sweep import TOP_KEYS
 
 
 def spec_of(proposal, by_id: dict, template, name: str, results: str, *, target_flops: float,
@@ -43,7 +44,8 @@ def spec_of(proposal, by_id: dict, template, name: str, results: str, *, target_
                 seeds=sorted({t.train.seed for t in chosen}), design=design)
     if not isinstance(source, dict) or not holds(spec, chosen, template):
         spec["model"] = model_section(template, [*by_id.values(), *chosen])
-    return dict(spec)
+    # the sections in the order the spec documents them (the plan file keeps them sorted)
+    return {**{k: spec[k] for k in TOP_KEYS if k in spec}, **spec}
 
 
 def holds(spec: dict, chosen, template) -> bool:

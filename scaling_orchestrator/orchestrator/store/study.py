@@ -70,13 +70,16 @@ def adaptive_study(folder: str, rounds=None) -> AdaptiveStudy | None:
         return None
     rounds = trial_rounds(folder) if rounds is None else rounds
     by_round = dict(sorted(Counter(r for r in rounds.values() if r).items()))
-    if state.get("finished"):
+    # the queue's stop holds unless rounds ran after it (a study continued by `scaling next`)
+    queue_rounds = max([1] + [int(t.get("round", 0)) for t in state.get("trials", [])])
+    later = max(by_round, default=0) > queue_rounds
+    if state.get("finished") and not later:
         stop, message = state.get("stop", ""), state.get("message", "")
     elif nxt.get("target_flops") == target and nxt.get("n_trials") == len(rounds):
         stop, message = nxt.get("stop", ""), nxt.get("message", "")  # asked of these very rows
     else:
         last = (state.get("rounds") or [{}])[-1]
-        stop, message = "", last.get("message", "")
+        stop, message = "", (nxt.get("message", "") if later else "") or last.get("message", "")
     return AdaptiveStudy(float(target), by_round, stop, message, source)
 
 
