@@ -24,6 +24,7 @@ from scaling_orchestrator.analysis.pipeline import fit
 from scaling_orchestrator.analysis.predict import predict_table, write_table
 from scaling_orchestrator.analysis.report.shape_study import is_shape_study, shape_studies, write_shape_report
 from scaling_orchestrator.analysis.result import FitResult
+from scaling_orchestrator.cli import adaptive_study
 
 EXIT_BAD_INPUT = 2
 
@@ -66,7 +67,8 @@ def _add_source_flags(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[],
         metavar="C",
-        help="budgets to recommend (N*, D*, L*) for; default: 3x, 10x and 100x the largest budget",
+        help="budgets to recommend (N*, D*, L*) for; default: an adaptive study's target_flops, "
+        "else 3x, 10x and 100x the largest budget",
     )
     p.add_argument(
         "--bootstrap",
@@ -133,7 +135,8 @@ def fit_args(args, table=None):
     columns = Columns(params=args.params, tokens=args.tokens, flops=args.flops, loss=args.loss, run=args.run,
                       budget=args.budget, unique_tokens=args.unique_tokens,
                       param_convention=args.param_convention, flops_convention=args.flops_convention)
-    options = FitOptions(target_flops=tuple(args.target_flops), n_bootstrap=args.bootstrap, law=args.law,
+    targets = adaptive_study.default_targets(args)  # an adaptive study's own target by default
+    options = FitOptions(target_flops=targets, n_bootstrap=args.bootstrap, law=args.law,
                          seed=args.seed, params_threshold=args.params_threshold, sweep=args.sweep,
                          on_corrupt=_on_corrupt(args))
     with _warnings_reported(args):
@@ -200,6 +203,7 @@ def _run_fit(args) -> int:
         return 0
     result = fit_args(args, table)
     print(result.summary())
+    adaptive_study.say(args.source)
     if args.json:
         _write_json(args.json, result.to_dict(), allow_nan=False)
         print(f"wrote {args.json}")
@@ -225,7 +229,9 @@ def _run_report(args) -> int:
         return 0
     result = fit_args(args, table)
     paths = result.write_report(args.out)
+    adaptive_study.add_to_report(paths, args.source)
     print(result.summary())
+    adaptive_study.say(args.source)
     n_plots = len([p for p in paths.values() if p.suffix == ".png"])
     print(f"wrote {paths['markdown']} and {paths['html']} ({n_plots} plots)")
     return 0

@@ -21,9 +21,10 @@ import dataclasses
 from scaling_orchestrator.analysis.design.select import Candidate, Runs, per_token_model, propose
 from scaling_orchestrator.analysis.laws.registry import law_form
 from scaling_orchestrator.orchestrator.designs.queue import FINISHED, TrialQueue
+from scaling_orchestrator.orchestrator.spec.paths import ADAPTIVE_FILE
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 
-STATE_FILE = "_adaptive.json"
+STATE_FILE = ADAPTIVE_FILE
 STOP_KEYS = ("target_flops", "study_budget_flops", "tolerance", "law")  # a stop holds while these do
 DEFAULT_SLOTS = 4  # trials proposed at once when neither design.batch nor the spec says
 

@@ -9,10 +9,9 @@ N* that spend it in whole steps. scaling_orchestrator.analysis.design.select.pro
 FLOPs, what
 narrows N*(C)'s 95% interval most per FLOP (and re-centres edge minima first).
 
-The spec names the study (same name and storage, so the rows join the others) and lists the
-trials under design: {kind: adaptive, trials: [...]} with their round and reason. A recipe whose
-learning rate followed a law (train.lr: {from_fit}) is written with the template trial's lr:
-put the law back in the spec before running it.
+The spec is the study's own (designs/next_spec.py: every section as written, same name and
+storage, so the rows join the others) with the trials listed under design: {kind: adaptive,
+trials: [...]} with their round and reason.
 """
 
 from __future__ import annotations
@@ -26,9 +25,10 @@ import yaml
 from scaling_orchestrator.analysis.data.schema import TRUNK
 from scaling_orchestrator.analysis.design.select import Runs, flops_label, per_token_model, propose
 from scaling_orchestrator.analysis.laws.registry import law_form
-from scaling_orchestrator.models.training.config import TrainConfig
 from scaling_orchestrator.orchestrator.designs.adaptive_queue import candidate
+from scaling_orchestrator.orchestrator.designs.next_spec import spec_of
 from scaling_orchestrator.orchestrator.plan.build import infeasible
+from scaling_orchestrator.orchestrator.spec.paths import NEXT_FILE
 from scaling_orchestrator.orchestrator.spec.sweep import Recipe
 from scaling_orchestrator.orchestrator.store.results import Store
 
@@ -167,88 +167,10 @@ def next_round(
     return proposal, by_id, template, rows[0]["sweep"]
 
 
-def spec_of(
-    proposal,
-    by_id: dict,
-    template,
-    name: str,
-    results: str,
-    *,
-    target_flops: float,
-    budget_flops: float,
-    tolerance: float,
-    law: str,
-) -> dict:
-    """The spec `scaling run` accepts for the chosen trials (module doc)."""
-    chosen = [by_id[c.candidate.key] for c in proposal.choices]
-    shapes = sorted(
-        {t.shape for t in by_id.values()} | {t.shape for t in chosen}, key=lambda s: s.param_counts()["total"]
-    )
-    shape0 = template.shape
-    model = {
-        "seq_len": shape0.seq_len,
-        "shapes": [
-            {
-                "n_layer": s.n_layer,
-                "d_model": s.d_model,
-                "n_head": s.n_head,
-                "d_ff": s.d_ff,
-                "tied_embeddings": s.tied_embeddings,
-            }
-            for s in shapes
-        ],
-    }
-    if shape0.parametrization != "standard":
-        model.update(
-            parametrization=shape0.parametrization,
-            base_d_model=shape0.base_d_model,
-            base_head_dim=shape0.base_head_dim,
-        )
-    defaults = TrainConfig(total_tokens=template.train.batch_tokens, batch_tokens=template.train.batch_tokens)
-    skip = ("total_tokens", "seed", "eval_every_tokens", "eval_at_tokens")
-    train = {
-        f.name: getattr(template.train, f.name)
-        for f in dataclasses.fields(TrainConfig)
-        if f.name not in skip and getattr(template.train, f.name) != getattr(defaults, f.name)
-    }
-    train["batch_tokens"] = template.train.batch_tokens
-    spec = {
-        "name": name,
-        "storage": results,
-        "budgets_flops": sorted({t.budget_flops for t in chosen}),
-        "sizes_per_budget": 3,
-        "seeds": sorted({t.train.seed for t in chosen}),
-        "model": model,
-        "data": dataclasses.asdict(template.data),
-        "train": train,
-        "resources": dataclasses.asdict(template.resources),
-        "design": {
-            "kind": "adaptive",
-            "target_flops": target_flops,
-            "study_budget_flops": budget_flops,
-            "tolerance": tolerance,
-            "law": law,
-            "trials": [
-                {
-                    "budget_flops": t.budget_flops,
-                    "n_layer": t.shape.n_layer,
-                    "d_model": t.shape.d_model,
-                    "seed": t.train.seed,
-                    "round": c.round,
-                    "reason": c.reason,
-                }
-                for t, c in zip(chosen, proposal.choices)
-            ],
-        },
-    }
-    if template.simulate:
-        spec["simulate"] = template.simulate
-    return spec
-
-
 def run_next(args) -> int:
     """The `scaling next` command: the choice and its reasons on stdout, the spec to --out (or
-    stdout); nothing is written when the stop rule already holds."""
+    stdout); no spec is written when the stop rule already holds. Its answer, the stop
+    included, is kept in RESULTS/_next.json for `scaling status`, fit and report."""
     proposal, by_id, template, name = next_round(
         args.results,
         target_flops=args.target_flops,
@@ -258,6 +180,8 @@ def run_next(args) -> int:
         bootstrap=args.bootstrap,
         seed=args.seed,
     )
+    store = Store(args.results, create=False)
+    record(store, proposal, args)
     out = sys.stderr if args.out is None else sys.stdout
     print(f"scaling next: {proposal.message}", file=out)
     for note in proposal.notes:
@@ -270,20 +194,10 @@ def run_next(args) -> int:
             f"  {t.shape.n_layer}L x {t.shape.d_model}d at {flops_label(t.budget_flops)} FLOPs: {c.reason}",
             file=out,
         )
-    text = yaml.safe_dump(
-        spec_of(
-            proposal,
-            by_id,
-            template,
-            name,
-            args.results,
-            target_flops=args.target_flops,
-            budget_flops=args.budget_flops,
-            tolerance=args.tolerance,
-            law=args.law,
-        ),
-        sort_keys=False,
-    )
+    spec = spec_of(proposal, by_id, template, name, args.results, target_flops=args.target_flops,
+                   budget_flops=args.budget_flops, tolerance=args.tolerance, law=args.law,
+                   source=store.read_plan_spec())
+    text = yaml.safe_dump(spec, sort_keys=False)
     header = (
         f"# The next {len(proposal.choices)} trials of {name} "
         f"({flops_label(proposal.cost_flops)} FLOPs), chosen by `scaling next` from "
@@ -296,3 +210,14 @@ def run_next(args) -> int:
             f.write(header + text)
         print(f"wrote {args.out}: {len(proposal.choices)} trials", file=out)
     return 0
+
+
+def record(store: Store, proposal, args) -> None:
+    """RESULTS/_next.json: the question, the answer, and how many trials had rows when asked
+    (a later round's rows make the answer stale)."""
+    store.write_json(store.path(NEXT_FILE), {
+        "target_flops": args.target_flops, "budget_flops": args.budget_flops,
+        "tolerance": args.tolerance, "law": args.law, "stop": proposal.stop,
+        "message": proposal.message, "chosen": len(proposal.choices),
+        "n_trials": len(store.row_files()),
+    })

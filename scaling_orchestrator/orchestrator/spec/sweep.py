@@ -30,10 +30,11 @@ are kept as written, and `resolve(sweep)` (spec/references.py; make_plan runs it
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -173,6 +174,9 @@ class Sweep:
     design: Design = Design()  # how trials are placed (spec/design.py): grid by default
     simulate: dict | None = None
     resource_rules: ResourceRules = ResourceRules()  # resources by size (spec/resources.py); base = resources
+    # the mapping as written, every section: kept in _plan.json so `scaling next` writes a spec
+    # that differs from it only in what it chose (throughput, prior, hparams... as they were)
+    spec: dict | None = field(default=None, compare=False, repr=False)
 
 
 def load_sweep(path: str | os.PathLike) -> Sweep:
@@ -248,6 +252,7 @@ def _parse(raw, source: str) -> Sweep:
         design=parse_design(raw.get("design"), raw),
         simulate=_simulate(raw.get("simulate")),
         resource_rules=rules,
+        spec=copy.deepcopy(raw),
     )
 
 

@@ -3,7 +3,8 @@
 Layout of a results folder (local path, or `s3://` / `gs://` URI through pyarrow.fs):
 
     <trial_id>.parquet          every evaluation row of one trial so far (analysis/data/schema.py)
-    _plan.json                  the planned trials, for `scaling status`
+    _plan.json                  the spec as written and the planned trials (every round's)
+    _adaptive.json, _next.json  an adaptive study's fits and stop (store/study.py reads them)
     _trials/<trial_id>.json     per-trial metadata: node, host, attempts, log, status, error
     _trials/<trial_id>.log      the trial's own log lines (start, evaluations, traceback)
     _checkpoints/<trial_id>/    latest checkpoint of an in-process trial (LATEST names it)
@@ -44,6 +45,7 @@ from scaling_orchestrator.analysis.data.schema import (
     check_table,
     rows_to_table,
 )
+from scaling_orchestrator.orchestrator.spec.paths import PLAN_FILE
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 
 DONE_STATUSES = ("ok", "diverged")  # a final row with these ends a trial; "failed" is retried
@@ -228,16 +230,20 @@ class Store:
             rows = [measurement_row(spec, None)]
         self._write_trial(spec.trial_id, rows)
 
-    def read_table(self) -> pa.Table:
-        """Every row of every trial, schema-checked (an empty table when nothing ran)."""
+    def row_files(self) -> list[str]:
+        """The trials' row files (a trial that has written at least one row has one)."""
         selector = pafs.FileSelector(self.root, recursive=False, allow_not_found=True)
-        files = [
+        return [
             i.path
             for i in self.fs.get_file_info(selector)
             if i.type == pafs.FileType.File
             and i.base_name.endswith(".parquet")
             and not i.base_name.startswith((".", "_"))
         ]
+
+    def read_table(self) -> pa.Table:
+        """Every row of every trial, schema-checked (an empty table when nothing ran)."""
+        files = self.row_files()
         if not files:
             return SCHEMA.empty_table()
         # one schema for every file: a folder may hold files of an older schema_version
@@ -256,11 +262,34 @@ class Store:
         return done
 
     # -- plan and per-trial metadata ------------------------------------------------------------
-    def write_plan(self, trials) -> None:
-        self.write_json(self.path("_plan.json"), [t.to_dict() for t in trials])
+    def write_plan(self, trials, spec: dict | None = None) -> None:
+        """_plan.json: {"spec": the sweep spec as written, "trials": [...]}. The trials of an
+        earlier plan of the same study that have rows stay listed after these (a study run
+        round by round, one `scaling next` spec at a time, is every round's trials); spec None
+        keeps the file's."""
+        trials = list(trials)
+        earlier, earlier_spec = self._read_plan_file()
+        ran = {os.path.basename(f)[: -len(".parquet")] for f in self.row_files()}
+        ids, sweeps = {t.trial_id for t in trials}, {t.sweep for t in trials}
+        trials += [t for t in earlier if t.trial_id in ran and t.trial_id not in ids
+                   and (not sweeps or t.sweep in sweeps)]
+        self.write_json(self.path(PLAN_FILE), {"spec": spec if spec is not None else earlier_spec,
+                                               "trials": [t.to_dict() for t in trials]})
 
     def read_plan(self) -> list:
-        return [TrialSpec.from_dict(d) for d in self.read_json(self.path("_plan.json")) or []]
+        """The planned trials (every round's, for a study run round by round)."""
+        return self._read_plan_file()[0]
+
+    def read_plan_spec(self) -> dict | None:
+        """The sweep spec the plan came from, as written (None for a plan file without one)."""
+        return self._read_plan_file()[1]
+
+    def _read_plan_file(self) -> tuple[list, dict | None]:
+        """(trials, spec); a plan file of older versions is a bare list of trials."""
+        saved = self.read_json(self.path(PLAN_FILE))
+        if isinstance(saved, dict):
+            return [TrialSpec.from_dict(d) for d in saved.get("trials") or []], saved.get("spec")
+        return [TrialSpec.from_dict(d) for d in saved or []], None
 
     def meta_file(self, trial_id: str) -> str:
         return self.path("_trials", f"{trial_id}.json")

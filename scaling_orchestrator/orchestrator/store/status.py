@@ -13,7 +13,10 @@ import time
 from dataclasses import dataclass
 
 from scaling_orchestrator.orchestrator.fmt import duration
+from scaling_orchestrator.orchestrator.spec.paths import ADAPTIVE_FILE
+from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 from scaling_orchestrator.orchestrator.store.results import Store
+from scaling_orchestrator.orchestrator.store.study import adaptive_study
 
 NO_REASON = "stopped before its last step"
 
@@ -51,15 +54,29 @@ def progress_line(*, done: int, running: int, pending: int, failed: int, flops_d
 class Tally:
     """What the live line counts, fed trial by trial: state per trial id and the FLOPs its
     last result reported (a finished trial counts its planned FLOPs). A branch counts only its
-    cooldown (TrialSpec.own_flops): its trunk's share is the trunk's. No Ray needed."""
+    cooldown (TrialSpec.own_flops): its trunk's share is the trunk's. Trials a design adds as
+    it goes (an adaptive study's later rounds) join through add(), so the counts and the FLOPs
+    cover every trial run or queued. No Ray needed."""
 
     def __init__(self, trials, done_before: set[str], start: float | None = None):
-        self.planned = {t.trial_id: t.own_flops for t in trials}
-        self.inherited = {t.trial_id: t.flops - t.own_flops for t in trials}  # a branch's trunk share
-        self.done_before = set(done_before) & set(self.planned)
+        self.planned: dict[str, float] = {}
+        self.inherited: dict[str, float] = {}  # a branch's trunk share
+        self.done_ids = set(done_before)
+        self.add(trials)
         self.flops_now: dict[str, float] = {}
         self.state: dict[str, str] = {}
         self.start = time.time() if start is None else start
+
+    def add(self, trials) -> None:
+        """Trials the study now runs or has queued (known ones are left as they are)."""
+        for t in trials:
+            if t.trial_id not in self.planned:
+                self.planned[t.trial_id] = t.own_flops
+                self.inherited[t.trial_id] = t.flops - t.own_flops
+
+    @property
+    def done_before(self) -> set[str]:
+        return self.done_ids & set(self.planned)
 
     def started(self, tid: str) -> None:
         self.state[tid] = "running"
@@ -89,41 +106,52 @@ class Tally:
 
 
 def status_text(results_dir: str, trials=None) -> str:
-    """`scaling status DIR`: what the store says, no Ray needed. trials defaults to _plan.json."""
+    """`scaling status DIR`: what the store says, no Ray needed. trials defaults to _plan.json;
+    every trial with rows and every trial an adaptive study has queued (_adaptive.json) counts
+    too, and an adaptive study adds its target, rounds and stop."""
     if "://" not in results_dir and not os.path.isdir(results_dir):
         raise FileNotFoundError(f"results folder {results_dir!r}: not found (nothing has run there)")
     store = Store(results_dir)
     trials = list(trials) if trials is not None else store.read_plan()
+    queued = (store.read_json(store.path(ADAPTIVE_FILE)) or {}).get("trials", [])
+    trials += [TrialSpec.from_dict(d) for d in queued]
     table = store.read_table()
     last: dict[str, dict] = {}
     for row in table.to_pylist():  # rows of one trial are sorted by step within its file
         if row["trial_id"] not in last or row["step"] >= last[row["trial_id"]]["step"]:
             last[row["trial_id"]] = row
-    ids = [t.trial_id for t in trials] or sorted(last)
-    inherited = {t.trial_id: t.flops - t.own_flops for t in trials}
+    planned = {t.trial_id: t for t in trials}
+    ids = list(planned) + sorted(set(last) - set(planned))
     lines, counts = [], {"done": 0, "diverged": 0, "failed": 0, "running": 0, "pending": 0}
-    flops_done = 0.0
+    flops_done = flops_total = 0.0
     for tid in ids:
-        row = last.get(tid)
-        if row is None:
-            state = "pending"
-        elif row["final"]:
-            state = {"ok": "done"}.get(row["status"], row["status"])
-        else:
-            state = "running"  # or stopped mid-way by a crash: `scaling run` resumes it
+        row, spec = last.get(tid), planned.get(tid)
+        state = trial_state(row)
         counts[state if state in counts else "failed"] += 1
-        flops_done += max(0.0, row["flops"] - inherited.get(tid, 0.0)) if row else 0.0
-        if row is None:
-            lines.append(f"  {tid}  {state:8s}")
-        else:
-            lines.append(f"  {tid}  {state:8s} {row['n_layer']}x{row['d_model']} "
-                         f"params {row['params']:,} tokens {row['tokens']:,} "
-                         f"val_loss {row['val_loss']:.4f}")
-    flops_total = sum(t.own_flops for t in trials)  # a branch's trunk share is the trunk's
-    sweep = trials[0].sweep if trials else "?"
+        inherited = spec.flops - spec.own_flops if spec else 0.0  # a branch's trunk share is the trunk's
+        flops_done += max(0.0, row["flops"] - inherited) if row else 0.0
+        flops_total += spec.own_flops if spec else max(row["flops"], row["budget_flops"])
+        lines.append(trial_line(tid, state, row))
+    sweep = trials[0].sweep if trials else (next(iter(last.values()))["sweep"] if last else "?")
     head = (f"study {sweep} at {store.uri}: {len(ids)} trials | "
             + ", ".join(f"{v} {k}" for k, v in counts.items())
             + (f" | {flops_done:.2e}/{flops_total:.2e} FLOPs" if flops_total else ""))
+    study = adaptive_study(results_dir, {t: r["round"] for t, r in last.items()}) if store.local else None
     failed = [t for t in ids if t in last and last[t]["status"] == "failed" and last[t]["final"]]
     tail = [str(failure_of(store, t)) for t in failed]
-    return "\n".join([head, *lines, *tail])
+    return "\n".join([head, *(study.lines() if study else []), *lines, *tail])
+
+
+def trial_state(row: dict | None) -> str:
+    if row is None:
+        return "pending"
+    if row["final"]:
+        return {"ok": "done"}.get(row["status"], row["status"])
+    return "running"  # or stopped mid-way by a crash: `scaling run` resumes it
+
+
+def trial_line(tid: str, state: str, row: dict | None) -> str:
+    if row is None:
+        return f"  {tid}  {state:8s}"
+    return (f"  {tid}  {state:8s} {row['n_layer']}x{row['d_model']} params {row['params']:,} "
+            f"tokens {row['tokens']:,} val_loss {row['val_loss']:.4f}")
