@@ -202,7 +202,8 @@ def test_degenerate_small_study_warns_and_keeps_stderr_clean(tmp_path):
     assert "not identified by these runs" in warnings_text
     assert {h["verdict"] for h in data["headline"]} == {"unreliable"}
     assert data["backtest"]["passed"] is False
-    assert "Warnings:" in done.stdout and "-> NOT passed for the headline" in done.stdout
+    assert "Warnings:" in done.stdout
+    assert "-> back-test of the headline method (parametric): MISSED" in done.stdout
 
 
 def test_epoch_clean_fit_has_no_warnings():

@@ -21,6 +21,8 @@ verdict:
   is flagged uncertain (backtest.py's caveat: near-duplicate sizes, a grid capped by the dial);
 - "untested": no back-test could run, or it could judge nothing of this method;
 - "unreliable": a forecast of this method missed its threshold, or its fit is degenerate.
+  When no method's back-test held, the headline's intervals span every sound method's answer
+  and interval at that target (the methods' disagreement is then part of the uncertainty).
 """
 
 from __future__ import annotations
@@ -250,6 +252,20 @@ def verdict(summary: dict | None, broken: bool, params_span, reach, caveat: bool
     return "indicative"
 
 
+def spanning_interval(result: dict, flops: float, key: str) -> list[float] | None:
+    """[lo, hi] over every sound method's answer and 95% interval for `key` at `flops`: the
+    headline's interval when no method's back-test held, so that the methods' disagreement
+    is part of its width; None when no method answers."""
+    broken = broken_methods(result)
+    values = []
+    for row in result.get("compute_optimal", []):
+        if (row["flops"] == flops and row.get("fittable", True) and row["method"] not in broken
+                and row.get(key) is not None):
+            ci = (row.get("ci95") or {}).get(key) or []
+            values += [v for v in [row[key], *ci] if v is not None and math.isfinite(v)]
+    return [min(values), max(values)] if values else None
+
+
 def headline(result: dict, largest_params: float | None) -> list[Headline]:
     """One Headline per target (result: the to_dict() structure); largest_params: the largest
     N trained, for the extrapolation factor."""
@@ -258,11 +274,17 @@ def headline(result: dict, largest_params: float | None) -> list[Headline]:
     summary = (bt.get("methods") or {}).get(method) if bt.get("fittable") else None
     broken = method in broken_methods(result)
     caveat = bool(budget_caveats(bt)) if summary is not None else False
+    missed = summary is not None and summary["tier"] == 2
+    if missed:
+        why += "; its intervals span every method's answer, as no method's back-test held"
     out = []
     for row in result.get("compute_optimal", []):
         if row["method"] != method or not row.get("fittable", True):
             continue
         ci = row.get("ci95") or {}
+        if missed:
+            ci = {k: spanning_interval(result, row["flops"], k) or ci.get(k)
+                  for k in ("params", "tokens", "loss")}
         reach = row["params"] / largest_params if largest_params else None
         out.append(Headline(row["flops"], method, row["params"], row["tokens"], row.get("loss"),
                             {k: ci.get(k) for k in ("params", "tokens", "loss")},
