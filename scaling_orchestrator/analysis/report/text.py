@@ -27,9 +27,11 @@ COVERAGE_SEEDS, COVERAGE_RESAMPLES = 100, 200
 VERDICTS = (f"confident: its loss and N* forecasts held in the back-test, N*'s interval spans "
             f"at most {CONFIDENT_SPAN:.0f}x and N* is at most {CONFIDENT_EXTRAPOLATION:.0f}x the "
             "largest model trained; indicative: what could be judged held, but the interval "
-            "is wider, the reach longer or a forecast could not be judged; untested: no "
-            "back-test could judge this method; unreliable: a forecast missed its threshold or "
-            "the fit is degenerate.")
+            "is wider, the reach longer, a forecast could not be judged or the measured N* it "
+            "was judged against is uncertain (near-duplicate sizes, a grid capped by the dial); "
+            "untested: no back-test could judge this method; unreliable: a forecast missed its "
+            "threshold or the fit is degenerate (when no method held, the intervals span every "
+            "method's answer).")
 
 
 TITLE = "Scaling-law fit report"
@@ -204,7 +206,7 @@ def backtest_verdict(bt) -> str:
               if m != bt.method and missed_text(s)]
     if missed:
         text += " MISSED by the other methods: " + "; ".join(missed) + "."
-    caveats = [f"at {fmt(b.held_out_flops)} FLOPs {b.caveat}" for b in bt.budgets if b.caveat]
+    caveats = [f"at {fmt(b.held_out_flops)} FLOPs: {b.caveat}" for b in bt.budgets if b.caveat]
     if caveats:
         text += (" The measured N* is uncertain " + "; ".join(caveats) + ": its N* verdicts "
                  "are given with that caveat.")
