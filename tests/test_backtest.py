@@ -101,7 +101,7 @@ def test_a_failing_smaller_budget_fails_the_back_test():
     assert out["passed"] is False and out["rel_error"] < 0.03   # top keys: the largest budget
     assert out["budgets"][0]["rel_error"] == pytest.approx(0.1 / 1.1, abs=0.01)
     md = to_markdown(build_blocks(result, {}))
-    assert re.search(r"Missed by the other methods: parametric: [^.]*loss -9\.\d\d% at "
+    assert re.search(r"MISSED by the other methods: parametric [^.]*loss -9\.\d\d% at "
                      r"3e\+18 FLOPs \(threshold 3%\)", md)
     assert "| 3e+18 | parametric |" in md and "(MISSED)" in md
 

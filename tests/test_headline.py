@@ -100,7 +100,8 @@ def test_headline_picks_the_method_whose_back_test_held():
                                                   "loss": unjudged, "params": held}}}
     method, why = choose_method(result)
     assert method == "isoflop"
-    assert why.startswith("its back-test held best: N* +15% at 4.2e+12 FLOPs (threshold 25%)")
+    assert why.startswith("its back-test held where it could be judged: N* +15% at 4.2e+12 FLOPs "
+                          "(threshold 25%)")
     assert "its loss forecast could not be judged (needs 4 budgets)" in why
     [row] = headline(result, largest_params=4.8e5)
     assert (row.method, row.params, row.verdict) == ("isoflop", 4.91e5, "indicative")
@@ -202,7 +203,8 @@ def test_degenerate_small_study_warns_and_keeps_stderr_clean(tmp_path):
     assert "not identified by these runs" in warnings_text
     assert {h["verdict"] for h in data["headline"]} == {"unreliable"}
     assert data["backtest"]["passed"] is False
-    assert "Warnings:" in done.stdout and "-> NOT passed for the headline" in done.stdout
+    assert "Warnings:" in done.stdout
+    assert "-> back-test of the headline method (parametric): MISSED" in done.stdout
 
 
 @pytest.mark.slow  # seconds of fitting

@@ -79,7 +79,7 @@ def test_report_files_and_content(report):
                     "## Training-curve envelope (Approach 1)", "## Exponents across approaches"):
         assert heading in md
     assert f"diverged trial(s) excluded: {DIVERGED_ID}" in md
-    assert "PASSED for the headline method" in md
+    assert re.search(r"Back-test of the headline method \(\w+\): held", md)
     # What the intervals resample, how many times, and how often they cover a known truth.
     assert "runs are resampled with replacement" in md and "30 times" in md
     assert "within each budget" in md and "bench/coverage.py" in md
@@ -121,7 +121,7 @@ def test_failed_backtest_is_said_plainly():
     method = result.backtest.method
     assert f"The back-test of the headline method ({method}) missed: " in warnings
     assert "loss -9.09% at 1e+19 FLOPs (threshold 3%)" in warnings
-    assert f"NOT PASSED for the headline method ({method})" in md
+    assert f"Back-test of the headline method ({method}): MISSED" in md
     assert "unreliable" in md[:md.index("## Warnings")]
     assert ("Held out the largest budget, 1e+19 FLOPs (9 runs; the table has no held-out "
             "group).") in md

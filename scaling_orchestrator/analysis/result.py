@@ -3,8 +3,9 @@
 `scaling_orchestrator.analysis.fit(source)` returns one. Its pieces are the methods' own result
 objects (an Unfit in the slot of a method that could not run); `to_dict()` is the `scaling fit
 --json` structure (DESIGN.md) and `FitResult.from_dict` / `FitResult.load(path)` read it back
-(fit_json.py), `predict(N, D)` the parametric law, `compute_optimal(C)` the recommendations at
-any budget, `write_report(out_dir)` report.md / report.html / PNGs / fit.json.
+(fit_json.py), `predict(N, D)` the parametric law, `compute_optimal(C)` the headline method's
+recommendation at any budget (method="all": every method's), `write_report(out_dir)`
+report.md / report.html / PNGs / fit.json.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from scaling_orchestrator.analysis.report.summary import format_summary
 from scaling_orchestrator.analysis.report.write import write_report
 
 EXPONENT_NAMES = ("a", "b")
+HEADLINE, ALL = "headline", "all"     # compute_optimal(C, method=...): the headline's, every method's
 PERCENTILES = (2.5, 97.5)
 
 
@@ -198,16 +200,24 @@ class FitResult:
         samples = None if par.samples is None else par.form.finite_samples(par.samples)
         return predict_loss(par.law, par.form, samples, N, D, U, interval=interval)
 
-    def compute_optimal(self, C, method: str | None = None):
-        """Recommendations at C FLOPs (a number or a sequence), every method's rows as in
-        to_dict()["compute_optimal"]; with method, that method's (one Recommendation when C
-        is a single number)."""
-        if method is not None and method not in METHODS:
-            raise ValueError(f"method={method!r}: allowed {', '.join(METHODS)}")
+    @property
+    def headline_method(self) -> str:
+        """The method the headline answers with (judge/headline.py); parametric without one."""
+        return self.headline[0].method if self.headline else "parametric"
+
+    def compute_optimal(self, C, method: str = HEADLINE):
+        """Recommendations at C FLOPs (a number or a sequence): by default the headline's method
+        (one Recommendation when C is a single number, a tuple per C otherwise); method= one of
+        METHODS for that method's; method="all" every method's rows, as in
+        to_dict()["compute_optimal"]."""
+        allowed = (HEADLINE, ALL, *METHODS)
+        if method not in allowed:
+            raise ValueError(f"method={method!r}: allowed {', '.join(allowed)}")
         targets = check_targets(np.atleast_1d(np.asarray(C, dtype=float)))
         rows = recommend(self.sections, self.loss_frontiers, targets, self.flops_per_token)
-        if method is None:
+        if method == ALL:
             return rows
+        method = self.headline_method if method == HEADLINE else method
         picked = tuple(r for r in rows if r.method == method)
         return picked[0] if np.ndim(C) == 0 else picked
 

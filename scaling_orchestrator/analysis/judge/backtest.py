@@ -16,12 +16,19 @@ Each method forecasts two things per held-out budget (judge/forecast.py judges t
   against the lowest measured (same grid on both sides, no FLOP convention enters); N* as the
   law's compute optimum at C.
 - isoflop: N* = k C^a; the loss from its frontier E + A C^-alpha through the fitted budgets'
-  vertices (needs 4 budgets), against the held-out budget's own vertex.
+  vertices (needs 4 budgets), against the held-out budget's lowest measured loss (one measured
+  loss per budget for every method).
 - envelope: N* = k C^a and the loss frontier through the envelope, from the curves of the
   fitted runs only, against the held-out budget's lowest measured loss.
 The observed N* is the held-out budget's own parabola vertex (its lowest-loss run when the
-vertex is at the grid's edge). The JSON's top-level keys describe the largest held-out budget
-(the longest extrapolation); "budgets" lists every one, "methods" the verdict per method.
+vertex is at the grid's edge). A held-out budget whose sizes cannot pin that vertex well is
+flagged (BudgetCheck.caveat) and still judged, the caveat said beside every verdict: two sizes
+within 25% of each other (NEAR_DUPLICATE), or a grid under 3/4 of the fitted budgets' median
+span in log N whose largest size is the largest the table holds (the dial's cap). E.g.
+examples/simulated.yaml's 1e21 FLOPs: depth max 48 makes its sizes 7.3e8 .. 5.2e9, 5.5e9 (a
+7.6x span against 15x below it), and its vertex 2.2e9 is 21% under the law's 2.78e9.
+The JSON's top-level keys describe the largest held-out budget (the longest extrapolation);
+"budgets" lists every one, "methods" the verdict per method.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ from scaling_orchestrator.analysis.methods.isoflop import fit_budget, fit_isoflo
 
 BY_GROUP = "group column"
 BY_LARGEST = "largest budget (no held-out group in the table)"
+NEAR_DUPLICATE = 1.25      # two sizes closer than this ratio measure one point of the parabola
+NARROW_GRID = 0.75         # a span in log N under this share of the fitted budgets' median
 __all__ = ["DEFAULT_THRESHOLD", "DEFAULT_PARAMS_THRESHOLD", "Backtest", "run_backtest"]
 
 
@@ -65,6 +74,7 @@ class BudgetCheck:
     observed_params_from: str
     compute_optimal_loss: float | None   # the parametric law's L* at C, for reference
     checks: dict                    # method -> MethodCheck
+    caveat: str = ""                # why the measured N* here is uncertain ("" when it is not)
 
     @property
     def predicted_loss(self) -> float | None:
@@ -98,7 +108,8 @@ class BudgetCheck:
                "observed_params_from": self.observed_params_from,
                "predicted_params": self.predicted_params,
                "params_rel_error": self.params_rel_error,
-               "methods": {m: c.to_dict() for m, c in self.checks.items()}}
+               "methods": {m: c.to_dict() for m, c in self.checks.items()},
+               "caveat": self.caveat}
         if not iso.judged and iso.note:
             out["params_note"] = iso.note
         return out
@@ -107,7 +118,8 @@ class BudgetCheck:
     def from_dict(cls, d: dict) -> BudgetCheck:
         return cls(float(d["held_out_flops"]), int(d["n_held_out_runs"]), d["observed_loss"],
                    d["observed_params"], d["observed_params_from"], d["compute_optimal_loss"],
-                   {m: MethodCheck.from_dict(c, m) for m, c in d["methods"].items()})
+                   {m: MethodCheck.from_dict(c, m) for m, c in d["methods"].items()},
+                   d.get("caveat", ""))
 
 
 @dataclass(frozen=True)
@@ -212,6 +224,25 @@ def held_out_split(points: Points, rows: np.ndarray,
     return rows[~held], rows[held], BY_LARGEST
 
 
+def grid_caveat(points: Points, held_rows: np.ndarray, fit_rows: np.ndarray) -> str:
+    """Why a held-out budget's sizes cannot pin its own N* well (module doc), or ""."""
+    params = np.asarray(points.params, float)
+    budget = np.asarray(points.budget, float)
+    sizes = np.unique(params[held_rows])
+    out = []
+    ratios = sizes[1:] / sizes[:-1]
+    if len(ratios) and ratios.min() < NEAR_DUPLICATE:
+        i = int(np.argmin(ratios))
+        out.append(f"two of its sizes are near-duplicates ({sizes[i]:.3g} and {sizes[i + 1]:.3g})")
+    spans = [np.ptp(np.log(np.unique(params[fit_rows][budget[fit_rows] == b])))
+             for b in np.unique(budget[fit_rows])]
+    here = np.ptp(np.log(sizes)) if len(sizes) else 0.0
+    if spans and here < NARROW_GRID * np.median(spans) and sizes[-1] >= params.max():
+        out.append(f"its sizes span {np.exp(here):.2g}x against {np.exp(np.median(spans)):.2g}x "
+                   f"below it, capped at the largest size trained ({sizes[-1]:.3g})")
+    return "; ".join(out)
+
+
 def _measures_n_opt(points, rows, flops: float, window: int) -> bool:
     N, D, L = (np.asarray(v, float)[rows] for v in (points.params, points.tokens, points.loss))
     vertex = fit_budget(flops, N, D, L, window=window)
@@ -255,8 +286,9 @@ def run_backtest(points: Points, curves: Points | None = None, *,
         train_curves = curves.select(~np.isin(np.asarray(curves.run), held_runs))
     fitted = _fit_without(points.select(fit_rows), train_curves, which, form,
                           window, flops_per_token_model(points))
-    checks = tuple(_judge(points, test_rows[budget[test_rows] == b], float(b), fitted,
-                          (threshold, params_threshold), window)
+    checks = tuple(replace(_judge(points, test_rows[budget[test_rows] == b], float(b), fitted,
+                                  (threshold, params_threshold), window),
+                           caveat=grid_caveat(points, test_rows[budget[test_rows] == b], fit_rows))
                    for b in np.unique(budget[test_rows]))
     return Backtest(checks, held_out_by, threshold, n_train, fitted.law, form, params_threshold)
 
@@ -301,20 +333,17 @@ def _judge(points, rows, held: float, fitted: _Fitted, thresholds, window: int) 
     vertex = fit_budget(held, N, D, L, window=window)
     if vertex.fittable and not vertex.edge:
         n_obs, n_how = vertex.params_opt, "parabola vertex"
-        vertex_loss, vertex_how = vertex.loss_opt, "the held-out budget's parabola vertex"
     else:   # one run, or a minimum at the grid's end: no N* measured here, none judged
         n_obs = None
         n_how = "no N* measured: " + (vertex.reason or "the minimum is at the grid's edge")
-        vertex_loss, vertex_how = observed, "the lowest measured loss (no interior vertex)"
+    measured = (observed, "the lowest measured loss")
     U = None if points.unique is None else np.asarray(points.unique, float)[rows]
     par, optimal_loss = _parametric(fitted, (N, D, U), held, observed, n_obs, thresholds)
     checks = {"parametric": par,
               "isoflop": _power_law("isoflop", fitted.iso, fitted.iso_frontier,
-                                    fitted.iso_frontier_why, held, (vertex_loss, vertex_how),
-                                    n_obs, thresholds),
+                                    fitted.iso_frontier_why, held, measured, n_obs, thresholds),
               "envelope": _power_law("envelope", fitted.env, fitted.env_frontier,
-                                     fitted.env_frontier_why, held,
-                                     (observed, "the lowest measured loss"), n_obs, thresholds)}
+                                     fitted.env_frontier_why, held, measured, n_obs, thresholds)}
     if n_obs is None:
         checks = {m: replace(c, params=not_judged("params", thresholds[1], n_how))
                   for m, c in checks.items()}

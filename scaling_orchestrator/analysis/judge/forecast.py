@@ -147,6 +147,15 @@ def method_summary(checks, flops) -> dict:
     return out
 
 
+# The one vocabulary of a method's back-test, from the headline to the table (tier -> words).
+TIER_WORDS = {0: "held", 1: "held where it could be judged", 2: "MISSED", 3: "not judged"}
+
+
+def tier_word(summary: dict) -> str:
+    """'held', 'held where it could be judged', 'MISSED' or 'not judged' for a method_summary."""
+    return TIER_WORDS[summary["tier"]]
+
+
 def rank(summaries: dict, order: tuple[str, ...]) -> list[str]:
     """Methods best first: by tier, then by the worst miss in threshold units, then `order`."""
     def key(m):

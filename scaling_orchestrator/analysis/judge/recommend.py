@@ -24,6 +24,11 @@ from scaling_orchestrator.analysis.methods.single_variable import Frontier, fit_
 from scaling_orchestrator.analysis.numerics import number
 
 METHODS = ("parametric", "isoflop", "envelope")
+
+
+def _plain(x):
+    """A numpy scalar as the Python float it holds; None and Python numbers unchanged."""
+    return float(x) if isinstance(x, np.generic) else x
 # Default targets, as multiples of the largest budget studied: 4.2e12 -> 1.26e13, 4.2e13, 4.2e14.
 TARGET_MULTIPLES = (3, 10, 100)
 
@@ -39,6 +44,14 @@ class Recommendation:
     loss: float | None = None
     ci95: dict = field(default_factory=dict)   # "params" / "tokens" / "loss" -> [lo, hi] | None
     reason: str = ""
+
+    def __post_init__(self):
+        """Plain Python floats in every number (a printed Recommendation shows 4.3e9, never
+        np.float64(4.3e9))."""
+        for name in ("flops", "params", "tokens", "loss"):
+            object.__setattr__(self, name, _plain(getattr(self, name)))
+        object.__setattr__(self, "ci95", {k: None if ci is None else [_plain(v) for v in ci]
+                                          for k, ci in self.ci95.items()})
 
     @property
     def fittable(self) -> bool:

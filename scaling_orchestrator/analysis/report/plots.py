@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from scaling_orchestrator.analysis.data.points import final_rows  # noqa: E402
+from scaling_orchestrator.analysis.judge.forecast import tier_word  # noqa: E402
 from scaling_orchestrator.analysis.laws.registry import DEFAULT_FORM, law_form, law_from_dict  # noqa: E402
 
 METHOD_COLORS = {"parametric": "tab:blue", "isoflop": "tab:orange", "envelope": "tab:green"}
@@ -154,7 +155,7 @@ def plot_backtest(result: dict, points, path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(budgets), figsize=(7.5 * len(budgets), 5.6), squeeze=False)
     for ax, b in zip(axes[0], budgets):
         _backtest_panel(ax, b, _arrays(points), bt.get("parametric_fit") or {})
-    verdict = "PASSED" if bt["passed"] else "NOT PASSED"
+    verdict = tier_word(bt["methods"][bt["method"]]) if bt.get("methods") else "not judged"
     fig.suptitle(f"Back-test of the headline method ({bt.get('method')}): {verdict}; thresholds "
                  f"loss {100 * bt['threshold']:.0f}%, N* {100 * bt['params_threshold']:.0f}%")
     return _save(fig, path)

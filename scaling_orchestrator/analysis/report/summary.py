@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from scaling_orchestrator.analysis.judge.backtest import BY_GROUP
+from scaling_orchestrator.analysis.judge.forecast import tier_word
 from scaling_orchestrator.analysis.methods.hparam_search import NO_ROWS
 
 
@@ -67,12 +68,12 @@ def backtest_lines(bt) -> list[str]:
         runs = f"{b.n_held_out_runs} run{'s' if b.n_held_out_runs != 1 else ''}"
         measured = (f"measured N* {fmt(b.observed_params)} from the {b.observed_params_from}"
                     if b.observed_params is not None else b.observed_params_from)
-        lines.append(f"  at C = {fmt(b.held_out_flops)} ({runs}; {measured}):")
+        caveat = f"; uncertain: {b.caveat}" if b.caveat else ""
+        lines.append(f"  at C = {fmt(b.held_out_flops)} ({runs}; {measured}{caveat}):")
         lines += [f"    {m:<10} loss {forecast_text(c.loss, 4)}; N* {forecast_text(c.params, 3)}"
                   for m, c in b.checks.items()]
-    verdict = "passed" if bt.passed else "NOT passed"
-    lines.append(f"  -> {verdict} for the headline method ({bt.method}): both its forecasts "
-                 "must hold at every held-out budget")
+    lines.append(f"  -> back-test of the headline method ({bt.method}): "
+                 f"{tier_word(bt.methods[bt.method])}")
     return lines
 
 

@@ -7,6 +7,7 @@ Blocks as report/render.py renders them; numbers read off the typed FitResult.
 from __future__ import annotations
 
 from scaling_orchestrator.analysis.judge.backtest import BY_GROUP
+from scaling_orchestrator.analysis.judge.forecast import tier_word
 from scaling_orchestrator.analysis.judge.headline import (
     CONFIDENT_EXTRAPOLATION,
     CONFIDENT_SPAN,
@@ -26,9 +27,11 @@ COVERAGE_SEEDS, COVERAGE_RESAMPLES = 100, 200
 VERDICTS = (f"confident: its loss and N* forecasts held in the back-test, N*'s interval spans "
             f"at most {CONFIDENT_SPAN:.0f}x and N* is at most {CONFIDENT_EXTRAPOLATION:.0f}x the "
             "largest model trained; indicative: what could be judged held, but the interval "
-            "is wider, the reach longer or a forecast could not be judged; untested: no "
-            "back-test could judge this method; unreliable: a forecast missed its threshold or "
-            "the fit is degenerate.")
+            "is wider, the reach longer, a forecast could not be judged or the measured N* it "
+            "was judged against is uncertain (near-duplicate sizes, a grid capped by the dial); "
+            "untested: no back-test could judge this method; unreliable: a forecast missed its "
+            "threshold or the fit is degenerate (when no method held, the intervals span every "
+            "method's answer).")
 
 
 TITLE = "Scaling-law fit report"
@@ -184,21 +187,41 @@ def backtest_blocks(result) -> list:
             ("p", f"Each method forecasts the lowest loss at a held-out budget and the N* "
                   f"that reaches it. Thresholds: loss within {100 * bt.threshold:.0f}%, N* "
                   f"within {100 * bt.params_threshold:.0f}% (--params-threshold); the measured "
-                  "N* is the held-out budget's own parabola vertex. The back-test passes only "
-                  "when the headline method's loss and N* forecasts both held."),
+                  "N* is the held-out budget's own parabola vertex. A method's back-test held "
+                  "when its loss and N* forecasts were each judged and held wherever judged; "
+                  "held where it could be judged when one of them could not be judged; MISSED "
+                  "when a judged forecast missed."),
             ("table", ["held-out FLOPs", "method", "loss forecast", "measured", "loss error",
                        "N* forecast", "measured N*", "N* error"], rows),
             ("p", backtest_verdict(bt))]
 
 
 def backtest_verdict(bt) -> str:
-    """'NOT PASSED for isoflop: ...; missed: parametric N* -28% at 4.2e+12 FLOPs ...'."""
+    """'Back-test of the headline method (isoflop): held: N* +23% ...; MISSED by the other
+    methods: parametric N* +46% ...': the headline's words, and only forecasts that missed."""
     summaries = bt.methods
     head = summaries[bt.method]
-    text = (f"{'PASSED' if bt.passed else 'NOT PASSED'} for the headline method "
-            f"({bt.method}): {miss_text(head)}.")
-    missed = [f"{m}: {miss_text(s)}" for m, s in summaries.items()
-              if m != bt.method and s["tier"] == 2]
+    text = f"Back-test of the headline method ({bt.method}): {tier_word(head)}: {miss_text(head)}."
+    missed = [f"{m} {missed_text(s)}" for m, s in summaries.items()
+              if m != bt.method and missed_text(s)]
     if missed:
-        text += " Missed by the other methods: " + "; ".join(missed) + "."
+        text += " MISSED by the other methods: " + "; ".join(missed) + "."
+    caveats = [f"at {fmt(b.held_out_flops)} FLOPs: {b.caveat}" for b in bt.budgets if b.caveat]
+    if caveats:
+        text += (" The measured N* is uncertain " + "; ".join(caveats) + ": its N* verdicts "
+                 "are given with that caveat.")
     return text
+
+
+def missed_text(summary: dict) -> str:
+    """The forecasts of a method_summary that missed ('N* +46% at 1e+21 FLOPs (threshold
+    25%)'), or '' when none did."""
+    out = []
+    for key, name, digits in (("params", "N*", 0), ("loss", "loss", 2)):
+        f = summary[key]
+        if f["judged"] and f["passed"] is False:
+            where = f"at {fmt(f.get('held_out_flops'))} FLOPs"
+            out.append(f"{name} {100 * f['error']:+.{digits}f}% {where} (threshold "
+                       f"{100 * f['threshold']:.0f}%)" if f["error"] is not None
+                       else f"{name}: no finite forecast {where}")
+    return "; ".join(out)
