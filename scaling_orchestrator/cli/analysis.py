@@ -8,7 +8,6 @@ on stderr naming the problem and returns 2; no traceback reaches the user.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from scaling_orchestrator.analysis.design.pool import chosen_table, read_pool, s
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.judge.forecast import DEFAULT_PARAMS_THRESHOLD
 from scaling_orchestrator.analysis.laws.registry import FORMS
+from scaling_orchestrator.analysis.numerics import write_json
 from scaling_orchestrator.analysis.options import Columns, FitOptions
 from scaling_orchestrator.analysis.pipeline import fit
 from scaling_orchestrator.analysis.predict import predict_table, write_table
@@ -195,20 +195,15 @@ def _run_fit(args) -> int:
         for study in studies:
             print(study.summary())
         if args.json:
-            _write_json(args.json, [s.to_dict() for s in studies])
+            write_json(args.json, [s.to_dict() for s in studies])
             print(f"wrote {args.json}")
         return 0
     result = fit_args(args, table)
     print(result.summary())
     if args.json:
-        _write_json(args.json, result.to_dict(), allow_nan=False)
+        write_json(args.json, result.to_dict())
         print(f"wrote {args.json}")
     return 0
-
-
-def _write_json(path: str, value, **dumps) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(value, indent=2, **dumps) + "\n")
 
 
 def run_report(args) -> int:
@@ -385,7 +380,7 @@ def _run_select(args) -> int:
     out["selection"] = selection_dict(pool, selection, table_rows, source=str(args.pool),
                                       target_flops=args.target_flops, tolerance=args.tolerance,
                                       budget_fraction=args.budget_fraction)
-    _write_json(args.json, out, allow_nan=False)
+    write_json(args.json, out)
     print(f"{selection.message}")
     print(
         f"chose {len(selection.rows)} of {len(pool)} runs, {selection.spent_flops:.3g} of "
