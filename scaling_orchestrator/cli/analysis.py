@@ -21,7 +21,7 @@ from scaling_orchestrator.analysis.laws.registry import FORMS
 from scaling_orchestrator.analysis.numerics import write_json
 from scaling_orchestrator.analysis.options import Columns, FitOptions
 from scaling_orchestrator.analysis.pipeline import fit
-from scaling_orchestrator.analysis.predict import predict_table, write_table
+from scaling_orchestrator.analysis.predict import predict_table, unpredicted, write_table
 from scaling_orchestrator.analysis.report.shape_study import is_shape_study, shape_studies, write_shape_report
 from scaling_orchestrator.analysis.result import FitResult
 
@@ -137,9 +137,17 @@ def fit_args(args, table=None):
                          seed=args.seed, params_threshold=args.params_threshold, sweep=args.sweep,
                          on_corrupt=_on_corrupt(args))
     with _warnings_reported(args):
-        if table is None:
-            return fit(args.source, columns, options)
-        return fit(table, columns, options, name=args.source)
+        result = fit(args.source if table is None else table, columns, options,
+                     name=None if table is None else args.source)
+    say_law_failure(result, args.law, getattr(args, "command", "fit"))
+    return result
+
+
+def say_law_failure(result: FitResult, law: str, command: str) -> None:
+    """One line on stderr when the parametric law asked for could not be fitted or cannot
+    predict (fit.json says why under parametric.reason; the headline does not use it)."""
+    if not result.parametric.fittable and result.data.n_final_points:
+        print(f"scaling {command}: warning: --law {law}: {result.parametric.reason}", file=sys.stderr)
 
 
 def _on_corrupt(args) -> str:
@@ -268,7 +276,7 @@ def _run_predict(args) -> int:
     )
     write_table(table, args.out)
     bounds = " with its 95% interval" if "predicted_loss_lo" in table.column_names else ""
-    print(f"wrote {args.out}: predicted_loss{bounds} for {table.num_rows} points")
+    print(f"wrote {args.out}: predicted_loss{bounds} for {table.num_rows} points{unpredicted(table)}")
     return 0
 
 
@@ -376,6 +384,7 @@ def _run_select(args) -> int:
         FitOptions(target_flops=(args.target_flops,), law=args.law, n_bootstrap=args.bootstrap,
                    seed=args.seed),
     )
+    say_law_failure(result, args.law, "select")
     out = result.to_dict()
     out["selection"] = selection_dict(pool, selection, table_rows, source=str(args.pool),
                                       target_flops=args.target_flops, tolerance=args.tolerance,

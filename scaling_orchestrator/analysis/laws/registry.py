@@ -121,12 +121,13 @@ class ParametricResult:
 
 
 def fit_law(
-    form: Form, N, D, L, runs, *, n_bootstrap: int, seed: int, flops_per_token, U=None
+    form: Form, N, D, L, runs, *, n_bootstrap: int, seed: int, flops_per_token, U=None, law=None
 ) -> ParametricResult | Unfit:
     """Fit the form to final points and, when n_bootstrap > 0, bootstrap it over runs.
-    U: unique tokens per point, for forms whose required_columns name "unique_tokens"."""
+    U: unique tokens per point, for forms whose required_columns name "unique_tokens".
+    law: the form already fitted to these points (`--law auto`'s refit), bootstrapped as is."""
     try:
-        law = form.fit(N, D, L, U)
+        law = form.fit(N, D, L, U) if law is None else law
     except (NotFittable, ValueError) as exc:
         return Unfit.from_error(exc)
     if n_bootstrap <= 0:
