@@ -19,8 +19,11 @@ import pyarrow.csv as pa_csv
 import pytest
 
 from scaling_orchestrator.analysis import FitOptions, FitResult, fit
+from scaling_orchestrator.analysis.fit_json import parametric_from_dict
+from scaling_orchestrator.analysis.judge.headline import degenerate
 from scaling_orchestrator.analysis.laws import choice
-from scaling_orchestrator.analysis.laws.registry import FORMS, law_form
+from scaling_orchestrator.analysis.laws.forms.base import FittedLaw
+from scaling_orchestrator.analysis.laws.registry import FORMS, ParametricResult, law_form
 from scaling_orchestrator.analysis.numerics import json_text, write_json
 from scaling_orchestrator.cli.analysis import add_fit_parser, add_predict_parser
 
@@ -181,6 +184,20 @@ def test_predict_says_why_a_row_has_no_prediction(tmp_path, capsys):
     assert "\n" not in line and "1 left empty" in line and "not > 0" in line
     written = pa_csv.read_csv(out).column("predicted_loss").to_pylist()
     assert math.isfinite(written[0]) and written[1] is None
+
+
+def test_a_saved_farseer_law_keeps_its_constants_a_and_b():
+    """Farseer names two constants a and b: the allocation exponents (which it has not) once
+    overwrote them with null, and every prediction from its fit.json was NaN."""
+    form = law_form("farseer")
+    values = dict(s=-0.05, q=0.1, S=0.8, B=0.5, b=0.05, Q=5.0, A=0.2, a=-0.05, E=-1.3)
+    par = ParametricResult(FittedLaw(form, values, 1e-3, 270, True), form)
+    plain = _strict(json_text(par.to_dict()))
+    assert plain["a"] == -0.05 and plain["b"] == 0.05
+    back = parametric_from_dict(plain)
+    N, D = np.array([1e8, 3e9]), np.array([2e9, 6e10])
+    np.testing.assert_allclose(back.law.predict(N, D), par.law.predict(N, D), rtol=1e-12)
+    assert not degenerate({"parametric": plain})
 
 
 # ---- no NaN reaches a writer ---------------------------------------------------------------

@@ -129,14 +129,18 @@ def starts_of(form: Form, law) -> np.ndarray:
 
 def refit_from(form: Form, start_law, N, D, L, U=None, **fit_options):
     """The form fitted on these points from the start grid and from start_law's optimum (and
-    basins): the one that can predict, else the lower summed Huber loss."""
+    basins): the grid's fit (its basins kept for the bootstrap) unless the other can predict
+    where it cannot, or reaches a summed Huber loss lower by more than rounding."""
     grid = form.fit(N, D, L, U, **fit_options)
     try:
         near = fit_near(form, starts_of(form, start_law), N, D, L, U)
     except (NotFittable, ValueError):
         return grid
-    return min((grid, near), key=lambda law: (bool(cannot_predict(form, law)),
-                                              law.objective if np.isfinite(law.objective) else np.inf))
+    grid_fails, near_fails = bool(cannot_predict(form, grid)), bool(cannot_predict(form, near))
+    if grid_fails != near_fails:
+        return grid if near_fails else near
+    lower = np.isfinite(near.objective) and not near.objective >= grid.objective * (1 - 1e-6)
+    return near if lower else grid
 
 
 def fit_near(form: Form, starts, N, D, L, U=None):

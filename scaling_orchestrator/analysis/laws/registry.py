@@ -105,6 +105,13 @@ class ParametricResult:
     def b(self) -> float | None:
         return self.form.exponents(self.law)[1]
 
+    @property
+    def exponent_keys(self) -> dict:
+        """{"a": a, "b": b} of N* ~ C^a, D* ~ C^b, less any name the form uses for a constant
+        (Farseer's a and b are constants: written over them, every saved Farseer law read
+        back with a = b = NaN)."""
+        return {k: v for k, v in (("a", self.a), ("b", self.b)) if k not in self.form.constants}
+
     def to_dict(self) -> dict:
         """The law's constants, a, b, ci95 and "samples": every finite bootstrap row (the
         form's constants in order), what `scaling predict` takes its intervals from."""
@@ -113,8 +120,7 @@ class ParametricResult:
             "fittable": True,
             "law": self.form.name,
             **self.law.params(),
-            "a": self.a,
-            "b": self.b,
+            **self.exponent_keys,
             "ci95": {k: list(v) for k, v in self.ci95.items()},
             "samples": samples,
         }

@@ -74,10 +74,10 @@ def parametric_blocks(result) -> list:
     blocks = [("h2", f"Parametric law {title}")]
     if not par.fittable:
         return blocks + [("p", _unfit(par))]
-    constants = {**par.law.params(), "a": par.a, "b": par.b}
+    constants = {**par.law.params(), **par.exponent_keys}
     blocks.append(("table", ["parameter", "value", "95% interval", "note"],
                    [[k, fmt(constants[k], 4), fmt_ci(par.ci95.get(k), 4),
-                     _span_note(par.ci95.get(k))] for k in (*par.form.constants, "a", "b")]))
+                     _span_note(par.ci95.get(k))] for k in dict.fromkeys((*par.form.constants, "a", "b"))]))
     blocks.append(("p", f"{constants.get('n_points')} points, summed Huber "
                         f"{fmt(constants.get('objective'))}, converged: "
                         f"{fmt(constants.get('converged'))}. Form: {par.form.citation}."))
