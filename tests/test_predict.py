@@ -71,7 +71,7 @@ def test_held_out_group_is_the_slice_when_present():
 def test_named_law_is_given_and_default_does_not_move(grid_table):
     plain = fit(grid_table, options=FitOptions(n_bootstrap=0)).to_dict()
     named = fit(grid_table, options=FitOptions(law="chinchilla", n_bootstrap=0)).to_dict()
-    assert plain["law"] == {"name": "chinchilla", "chosen_by": "given", "candidates": []}
+    assert plain["law"] == {"name": "chinchilla", "chosen_by": "given", "candidates": [], "rejected": []}
     assert plain["parametric"]["alpha"] == named["parametric"]["alpha"]
     assert plain["parametric"]["alpha"] == pytest.approx(0.34, abs=0.05)
 

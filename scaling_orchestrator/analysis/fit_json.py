@@ -92,7 +92,7 @@ def law_choice_from_dict(d: dict | None) -> LawChoice | None:
         return None
     candidates = (Candidate(c["name"], c.get("held_out_rel_error"), c.get("r2"), c.get("skipped"))
                   for c in d.get("candidates") or ())
-    return LawChoice(d["name"], d["chosen_by"], tuple(candidates))
+    return LawChoice(d["name"], d["chosen_by"], tuple(candidates), tuple(d.get("rejected") or ()))
 
 
 def _n_samples(parametric) -> int:

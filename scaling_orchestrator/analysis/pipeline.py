@@ -41,7 +41,14 @@ from scaling_orchestrator.analysis.judge.recommend import (
     recommend,
 )
 from scaling_orchestrator.analysis.judge.warnings import warnings_for
-from scaling_orchestrator.analysis.laws.choice import AUTO, LawChoice, check_law, choose_law, given
+from scaling_orchestrator.analysis.laws.choice import (
+    AUTO,
+    LawChoice,
+    check_law,
+    choose_law,
+    given,
+    not_finite,
+)
 from scaling_orchestrator.analysis.laws.registry import LawForm, fit_law, law_form
 from scaling_orchestrator.analysis.methods.envelope import fit_envelope, has_curves
 from scaling_orchestrator.analysis.methods.hparam_search import fit_hparams, split_kinds
@@ -134,8 +141,8 @@ def assemble(points, curves, table, hparams, options: FitOptions, form: LawForm 
     budgets = np.unique(np.asarray(points.budget, float)[final_rows(points)])
     targets = options.target_flops or default_targets(budgets)
     fpt = flops_per_token_model(points)
-    form, choice = (form, given(form)) if form is not None else choose_law(points)
-    sections = fit_sections(points, curves, options, form, fpt)
+    form, choice, law = (form, given(form), None) if form is not None else choose_law(points)
+    sections = fit_sections(points, curves, options, form, fpt, law, choice)
     backtest = _attempt(lambda: run_backtest(points, curves, threshold=DEFAULT_THRESHOLD,
                                              params_threshold=options.params_threshold,
                                              window=options.window, form=form))
@@ -159,18 +166,36 @@ def assemble(points, curves, table, hparams, options: FitOptions, form: LawForm 
     return with_headline(result, options.window)
 
 
-def fit_sections(points: Points, curves: Points, options: FitOptions, form: LawForm, fpt) -> dict:
+def fit_sections(points: Points, curves: Points, options: FitOptions, form: LawForm, fpt, law=None,
+                 choice: LawChoice | None = None) -> dict:
     """method -> its fit or Unfit: the parametric law on the final points (bootstrapped over
-    runs), the IsoFLOP parabolas, the envelope of the curves."""
-    rows = final_rows(points)
-    N, D, L = (np.asarray(v, float)[rows] for v in (points.params, points.tokens, points.loss))
-    U = None if points.unique is None else np.asarray(points.unique, float)[rows]
+    runs), the IsoFLOP parabolas, the envelope of the curves. law: the form already fitted
+    (`--law auto`); choice: how it was chosen."""
     boot = dict(n_bootstrap=options.n_bootstrap, seed=options.seed)
     return {
-        "parametric": fit_law(form, N, D, L, np.asarray(points.run)[rows], flops_per_token=fpt, U=U, **boot),
+        "parametric": parametric_section(points, form, fpt, law, choice, boot),
         "isoflop": _attempt(lambda: fit_isoflop(points, window=options.window, **boot)),
         "envelope": _attempt(lambda: fit_envelope(curves)),
     }
+
+
+def parametric_section(points: Points, form: LawForm, fpt, law, choice: LawChoice | None, boot: dict):
+    """The form's law on the final points, bootstrapped; Unfit when it cannot predict (a
+    constant not finite), or when `--law auto` found no form whose refit can."""
+    if law is None and choice is not None and choice.rejected:
+        return Unfit(f"--law auto: no form's refit on all runs can predict ({'; '.join(choice.rejected)})")
+    rows = final_rows(points)
+    N, D, L = (np.asarray(v, float)[rows] for v in (points.params, points.tokens, points.loss))
+    U = None if points.unique is None else np.asarray(points.unique, float)[rows]
+    if law is None:
+        try:
+            law = form.fit(N, D, L, U)
+        except (NotFittable, ValueError) as exc:
+            return Unfit.from_error(exc)
+    problem = not_finite(form, law)
+    if problem:
+        return Unfit(f"the {form.name} law fitted to these runs cannot predict: {problem}")
+    return fit_law(form, N, D, L, np.asarray(points.run)[rows], flops_per_token=fpt, U=U, law=law, **boot)
 
 
 def data_summary(points: Points, curves: Points, table, hparams, name: str) -> DataSummary:
@@ -209,7 +234,9 @@ def with_headline(result: FitResult, window: int) -> FitResult:
     found = warnings_for(
         plain, result.points, [r.to_dict() for r in rows], window=window, degenerate_resamples=resamples
     )
-    return replace(result, headline=tuple(rows), warnings=tuple(found))
+    passed_over = () if result.law is None else result.law.rejected
+    notes = [f"--law auto passed over a better-scored form: {r}" for r in passed_over]
+    return replace(result, headline=tuple(rows), warnings=tuple(found) + tuple(notes))
 
 
 def no_scaling(table, hparams, options: FitOptions, form: LawForm | None, name: str) -> FitResult:

@@ -71,11 +71,37 @@ def predict_table(fit: FitResult | dict, source, *, params: str = "params", toke
                              unique_tokens=unique_tokens,
                              needs_unique=UNIQUE_TOKENS in par.form.required_columns)
     loss, lo, hi = result.predict(N, D, U, interval=True)
-    table = table.append_column("predicted_loss", pa.array(loss, pa.float64()))
+    table = table.append_column("predicted_loss", _finite(loss))
     if lo is not None:
-        table = table.append_column("predicted_loss_lo", pa.array(lo, pa.float64()))
-        table = table.append_column("predicted_loss_hi", pa.array(hi, pa.float64()))
-    return table
+        table = table.append_column("predicted_loss_lo", _finite(lo))
+        table = table.append_column("predicted_loss_hi", _finite(hi))
+    bad = ~np.isfinite(loss)
+    if not bad.any():
+        return table
+    why = {WHY_INPUT if not (np.isfinite(n) and n > 0 and np.isfinite(d) and d > 0) else WHY_LAW
+           for n, d in zip(N[bad], D[bad])}
+    reasons = "; ".join(sorted(why)).encode()
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), b"unpredicted": reasons})
+
+
+WHY_INPUT = "params or tokens missing or not > 0"
+WHY_LAW = "the law's loss is not finite there"
+
+
+def _finite(values) -> pa.Array:
+    """Predictions as a column, null where not finite (never NaN)."""
+    values = np.asarray(values, float)
+    return pa.array(values, pa.float64(), mask=~np.isfinite(values))
+
+
+def unpredicted(table: pa.Table) -> str:
+    """"" when predict_table predicted every point; else how many it left empty and why, to
+    end the line that says what was written."""
+    empty = table.column("predicted_loss").null_count
+    if not empty:
+        return ""
+    why = (table.schema.metadata or {}).get(b"unpredicted", b"").decode() or WHY_LAW
+    return f"; {empty} left empty: {why}"
 
 
 def write_table(table: pa.Table, out) -> Path:

@@ -23,7 +23,7 @@ from scaling_orchestrator.analysis.fit_json import fields_from_dict
 from scaling_orchestrator.analysis.judge.backtest import Backtest
 from scaling_orchestrator.analysis.judge.headline import Headline
 from scaling_orchestrator.analysis.judge.recommend import METHODS, Recommendation, check_targets, recommend
-from scaling_orchestrator.analysis.laws.choice import UNIQUE_TOKENS, LawChoice
+from scaling_orchestrator.analysis.laws.choice import UNIQUE_TOKENS, LawChoice, not_finite
 from scaling_orchestrator.analysis.laws.registry import Form, ParametricResult
 from scaling_orchestrator.analysis.methods.envelope import EnvelopeFit
 from scaling_orchestrator.analysis.methods.hparam_laws import HparamFit, HparamLaw
@@ -197,6 +197,9 @@ class FitResult:
         par = self.parametric
         if not par.fittable:
             raise ValueError(f"parametric: not fittable ({par.reason}); predict needs the parametric law")
+        problem = not_finite(par.form, par.law)
+        if problem:
+            raise ValueError(f"parametric: the {par.form.name} law cannot predict: {problem}")
         samples = None if par.samples is None else par.form.finite_samples(par.samples)
         return predict_loss(par.law, par.form, samples, N, D, U, interval=interval)
 

@@ -8,7 +8,6 @@ on stderr naming the problem and returns 2; no traceback reaches the user.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from contextlib import contextmanager
@@ -19,9 +18,10 @@ from scaling_orchestrator.analysis.design.pool import chosen_table, read_pool, s
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.judge.forecast import DEFAULT_PARAMS_THRESHOLD
 from scaling_orchestrator.analysis.laws.registry import forms
+from scaling_orchestrator.analysis.numerics import write_json
 from scaling_orchestrator.analysis.options import Columns, FitOptions
 from scaling_orchestrator.analysis.pipeline import fit
-from scaling_orchestrator.analysis.predict import predict_table, write_table
+from scaling_orchestrator.analysis.predict import predict_table, unpredicted, write_table
 from scaling_orchestrator.analysis.report.shape_study import is_shape_study, shape_studies, write_shape_report
 from scaling_orchestrator.analysis.result import FitResult
 from scaling_orchestrator.cli import adaptive_study
@@ -140,9 +140,17 @@ def fit_args(args, table=None):
                          seed=args.seed, params_threshold=args.params_threshold, sweep=args.sweep,
                          on_corrupt=_on_corrupt(args))
     with _warnings_reported(args):
-        if table is None:
-            return fit(args.source, columns, options)
-        return fit(table, columns, options, name=args.source)
+        result = fit(args.source if table is None else table, columns, options,
+                     name=None if table is None else args.source)
+    say_law_failure(result, args.law, getattr(args, "command", "fit"))
+    return result
+
+
+def say_law_failure(result: FitResult, law: str, command: str) -> None:
+    """One line on stderr when the parametric law asked for could not be fitted or cannot
+    predict (fit.json says why under parametric.reason; the headline does not use it)."""
+    if not result.parametric.fittable and result.data.n_final_points:
+        print(f"scaling {command}: warning: --law {law}: {result.parametric.reason}", file=sys.stderr)
 
 
 def _on_corrupt(args) -> str:
@@ -198,21 +206,16 @@ def _run_fit(args) -> int:
         for study in studies:
             print(study.summary())
         if args.json:
-            _write_json(args.json, [s.to_dict() for s in studies])
+            write_json(args.json, [s.to_dict() for s in studies])
             print(f"wrote {args.json}")
         return 0
     result = fit_args(args, table)
     print(result.summary())
     adaptive_study.say(args.source)
     if args.json:
-        _write_json(args.json, result.to_dict(), allow_nan=False)
+        write_json(args.json, result.to_dict())
         print(f"wrote {args.json}")
     return 0
-
-
-def _write_json(path: str, value, **dumps) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(value, indent=2, **dumps) + "\n")
 
 
 def run_report(args) -> int:
@@ -279,7 +282,7 @@ def _run_predict(args) -> int:
     )
     write_table(table, args.out)
     bounds = " with its 95% interval" if "predicted_loss_lo" in table.column_names else ""
-    print(f"wrote {args.out}: predicted_loss{bounds} for {table.num_rows} points")
+    print(f"wrote {args.out}: predicted_loss{bounds} for {table.num_rows} points{unpredicted(table)}")
     return 0
 
 
@@ -387,11 +390,12 @@ def _run_select(args) -> int:
         FitOptions(target_flops=(args.target_flops,), law=args.law, n_bootstrap=args.bootstrap,
                    seed=args.seed),
     )
+    say_law_failure(result, args.law, "select")
     out = result.to_dict()
     out["selection"] = selection_dict(pool, selection, table_rows, source=str(args.pool),
                                       target_flops=args.target_flops, tolerance=args.tolerance,
                                       budget_fraction=args.budget_fraction)
-    _write_json(args.json, out, allow_nan=False)
+    write_json(args.json, out)
     print(f"{selection.message}")
     print(
         f"chose {len(selection.rows)} of {len(pool)} runs, {selection.spent_flops:.3g} of "

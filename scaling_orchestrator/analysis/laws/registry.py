@@ -106,6 +106,13 @@ class ParametricResult:
     def b(self) -> float | None:
         return self.form.exponents(self.law)[1]
 
+    @property
+    def exponent_keys(self) -> dict:
+        """{"a": a, "b": b} of N* ~ C^a, D* ~ C^b, less any name the form uses for a constant
+        (Farseer's a and b are constants: written over them, every saved Farseer law read
+        back with a = b = NaN)."""
+        return {k: v for k, v in (("a", self.a), ("b", self.b)) if k not in self.form.constants}
+
     def to_dict(self) -> dict:
         """The law's constants, a, b, ci95 and "samples": every finite bootstrap row (the
         form's constants in order), what `scaling predict` takes its intervals from."""
@@ -114,20 +121,20 @@ class ParametricResult:
             "fittable": True,
             "law": self.form.name,
             **self.law.params(),
-            "a": self.a,
-            "b": self.b,
+            **self.exponent_keys,
             "ci95": {k: list(v) for k, v in self.ci95.items()},
             "samples": samples,
         }
 
 
 def fit_law(
-    form: Form, N, D, L, runs, *, n_bootstrap: int, seed: int, flops_per_token, U=None
+    form: Form, N, D, L, runs, *, n_bootstrap: int, seed: int, flops_per_token, U=None, law=None
 ) -> ParametricResult | Unfit:
     """Fit the form to final points and, when n_bootstrap > 0, bootstrap it over runs.
-    U: unique tokens per point, for forms whose required_columns name "unique_tokens"."""
+    U: unique tokens per point, for forms whose required_columns name "unique_tokens".
+    law: the form already fitted to these points (`--law auto`'s refit), bootstrapped as is."""
     try:
-        law = form.fit(N, D, L, U)
+        law = form.fit(N, D, L, U) if law is None else law
     except (NotFittable, ValueError) as exc:
         return Unfit.from_error(exc)
     if n_bootstrap <= 0:

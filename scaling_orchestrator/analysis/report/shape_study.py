@@ -14,7 +14,6 @@ No torch and no Ray: pyarrow and numpy, with matplotlib for the figure only.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scaling_orchestrator.analysis.data.load import load_table
+from scaling_orchestrator.analysis.numerics import write_json
 from scaling_orchestrator.analysis.report.render import to_html, to_markdown
 
 KIND = "shape"
@@ -265,7 +265,7 @@ def write_shape_report(studies: list[ShapeStudy], out_dir) -> dict[str, Path]:
     paths = {"markdown": out / "report.md", "html": out / "report.html", "json": out / "shape.json"}
     paths["markdown"].write_text(to_markdown(blocks), encoding="utf-8")
     paths["html"].write_text(to_html(blocks), encoding="utf-8")
-    paths["json"].write_text(json.dumps([s.to_dict() for s in studies], indent=1, allow_nan=False) + "\n")
+    write_json(paths["json"], [s.to_dict() for s in studies], indent=1)
     return {**paths, "shape": plot}
 
 
@@ -283,7 +283,7 @@ def main(argv=None) -> None:
     if args.plot:
         print(f"plot: {plot_shape_study(studies, args.plot)}")
     if args.json:
-        Path(args.json).write_text(json.dumps([s.to_dict() for s in studies], indent=1))
+        write_json(args.json, [s.to_dict() for s in studies], indent=1)
 
 
 __all__ = ["ShapePoint", "ShapeStudy", "main", "plot_shape_study", "shape_studies"]

@@ -7,7 +7,6 @@ read its to_dict() (the numbers in fit.json) and its points.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 from scaling_orchestrator.analysis.judge.headline import span
 from scaling_orchestrator.analysis.judge.warnings import WIDE_SPAN
 from scaling_orchestrator.analysis.methods.hparam_search import NO_ROWS
-from scaling_orchestrator.analysis.numerics import quiet_numerics
+from scaling_orchestrator.analysis.numerics import quiet_numerics, write_json
 from scaling_orchestrator.analysis.report.render import to_html, to_markdown
 from scaling_orchestrator.analysis.report.summary import fmt, fmt_ci
 from scaling_orchestrator.analysis.report.text import (
@@ -75,10 +74,10 @@ def parametric_blocks(result) -> list:
     blocks = [("h2", f"Parametric law {title}")]
     if not par.fittable:
         return blocks + [("p", _unfit(par))]
-    constants = {**par.law.params(), "a": par.a, "b": par.b}
+    constants = {**par.law.params(), **par.exponent_keys}
     blocks.append(("table", ["parameter", "value", "95% interval", "note"],
                    [[k, fmt(constants[k], 4), fmt_ci(par.ci95.get(k), 4),
-                     _span_note(par.ci95.get(k))] for k in (*par.form.constants, "a", "b")]))
+                     _span_note(par.ci95.get(k))] for k in dict.fromkeys((*par.form.constants, "a", "b"))]))
     blocks.append(("p", f"{constants.get('n_points')} points, summed Huber "
                         f"{fmt(constants.get('objective'))}, converged: "
                         f"{fmt(constants.get('converged'))}. Form: {par.form.citation}."))
@@ -237,5 +236,5 @@ def write_report(result, out_dir) -> dict[str, Path]:
     md, page, fit_json = out_dir / "report.md", out_dir / "report.html", out_dir / "fit.json"
     md.write_text(to_markdown(blocks), encoding="utf-8")
     page.write_text(to_html(blocks), encoding="utf-8")
-    fit_json.write_text(json.dumps(plain, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    write_json(fit_json, plain)
     return {"markdown": md, "html": page, "json": fit_json, **plots}

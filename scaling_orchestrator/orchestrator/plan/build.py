@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import json
 import math
 from dataclasses import dataclass
 
 from scaling_orchestrator.analysis.data.schema import HELD_OUT
+from scaling_orchestrator.analysis.numerics import json_text
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.orchestrator.fmt import si
 from scaling_orchestrator.orchestrator.plan import text as plan_text
@@ -112,7 +112,7 @@ class Plan:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json_text(self.to_dict(), indent=2)
 
     def render(self) -> str:
         return plan_text.render(self)

@@ -45,6 +45,7 @@ from scaling_orchestrator.analysis.data.schema import (
     check_table,
     rows_to_table,
 )
+from scaling_orchestrator.analysis.numerics import json_text
 from scaling_orchestrator.orchestrator.spec.paths import PLAN_FILE
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 
@@ -181,7 +182,7 @@ class Store:
             return None
 
     def write_json(self, path: str, obj) -> None:
-        self.write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+        self.write_bytes(path, json_text(obj, indent=1, sort_keys=True).encode())
 
     def read_json(self, path: str):
         data = self.read_bytes(path)
