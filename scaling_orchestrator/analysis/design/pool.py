@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from scaling_orchestrator.analysis.data.load import load_table, snap_budgets
 from scaling_orchestrator.analysis.design.law_pick import pick_law
-from scaling_orchestrator.analysis.design.select import Candidate, Runs, flops_label, propose
+from scaling_orchestrator.analysis.design.select import TRUST_SPAN, Candidate, Runs, flops_label, propose
 from scaling_orchestrator.analysis.laws.choice import AUTO
 from scaling_orchestrator.analysis.laws.registry import DEFAULT_FORM
 
@@ -159,13 +159,14 @@ def select_pool(
     stop_at_tolerance: bool = False,
     loss_weight: float = LOSS_WEIGHT,
     loss_span: float | None = LOSS_SPAN,
+    trust_span: float = TRUST_SPAN,
     on_round=None,
 ) -> Selection:
     """Choose rows round by round (module doc). cost_exponent: score = gain / cost^exponent
     (1: per FLOP; below 1 leans toward larger runs). law: a form, or "auto" to pick one each
     round (design/law_pick.py). stop_at_tolerance: stop once N*'s interval is within x/÷
-    tolerance at two fits in a row; otherwise spend the budget. loss_weight, loss_span:
-    select.propose's. on_round(round, proposal, law): a hook."""
+    tolerance at two fits in a row; otherwise spend the budget. loss_weight, loss_span,
+    trust_span: select.propose's. on_round(round, proposal, law): a hook."""
     chosen = seed_rows(pool)
     check_request(pool, target_flops=target_flops, budget_flops=budget_flops, seed=chosen)
     seed_reason = f"round 1: seed ({SEED_BUDGETS} smallest budgets x {SEED_SIZES} sizes)"
@@ -180,6 +181,7 @@ def select_pool(
             round=round_, max_choices=max(batch, len(chosen) // GROWTH), law=form,
             n_bootstrap=n_bootstrap, seed=seed, cost_exponent=cost_exponent, held_before=held,
             stop_at_tolerance=stop_at_tolerance, loss_weight=loss_weight, loss_span=loss_span,
+            trust_span=trust_span,
         )
         held = proposal.answer.within(tolerance)
         history.append({"round": round_, "n_points": len(chosen), "spent_flops": spent, "law": form,
