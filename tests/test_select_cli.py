@@ -72,8 +72,8 @@ def test_law_auto_is_the_default_and_says_why(selected):
     assert all(r["law"] in auto_forms() for r in sel["rounds"])
     # the seed's 6 runs below its largest budget are too few to score a form on: the default
     said = [r["law_chosen_by"] for r in sel["rounds"]]
-    assert said[0].startswith("default: no form could be scored on the largest budget")
-    assert said[-1].startswith("auto: lowest mean |relative error| of loss on the largest budget")
+    assert said[0].startswith("default: no form could be scored on the largest budgets")
+    assert said[-1].startswith("auto: lowest mean |relative error| of loss on the largest budgets")
     assert sel["rounds"][-1]["law"] == sel["law"]
 
 
