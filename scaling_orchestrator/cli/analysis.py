@@ -354,8 +354,8 @@ def add_select_parser(subparsers) -> argparse.ArgumentParser:
         type=float,
         default=COST_EXPONENT,
         metavar="X",
-        help=f"rank runs by uncertainty removed / cost^X: 1 per FLOP, below 1 leans toward larger "
-        f"runs (default {COST_EXPONENT:g}, arXiv 2604.22753's)",
+        help=f"rank runs by uncertainty removed / cost^X: 0 the most informative run the budget "
+        f"allows, 1 per FLOP, 0.4 arXiv 2604.22753's (default {COST_EXPONENT:g})",
     )
     p.add_argument(
         "--bootstrap",

@@ -309,8 +309,8 @@ def pick_reason(round: int, target_flops: float, unit: float, per_flop_t: float,
     values = (per_flop_t, per_flop_l)
     if by_loss:
         names, values = (f"log L*({flops_label(target_flops)})", "log N*"), values[::-1]
-    per = "FLOP" if cost_exponent == 1 else f"FLOP^{cost_exponent:g}"
-    return (f"round {round}: largest variance reduction per {per} of {names[0]}: "
+    per = {1: " per FLOP", 0: ""}.get(cost_exponent, f" per FLOP^{cost_exponent:g}")
+    return (f"round {round}: largest variance reduction{per} of {names[0]}: "
             f"{values[0] * unit:.3g} per {flops_label(unit)} FLOPs ({names[1]}: "
             f"{values[1] * unit:.2g})")
 
