@@ -2,7 +2,7 @@
 and adaptive selection from published pools of runs.
 
     python bench/design.py [--seeds 20] [--noise 0.01] [--bootstrap 200] [--skip-simulated]
-                           [--skip-pools] [--draws 20]
+                           [--skip-pools] [--draws 10] [--law auto]
 
 1. Simulated truth (analysis level: a law oracle with log-normal noise stands in for trials,
    no Ray; every figure printed says "simulated"). The law is Epoch's refit of Chinchilla;
@@ -18,12 +18,14 @@ and adaptive selection from published pools of runs.
    coverage >= 90%.
 2. Published pools (the shared reference-data folder: Epoch's Chinchilla points, the OLMo
    ladder's c4 losses; a pool that is absent is skipped): the largest-compute 10% of runs are
-   held out, `scaling select`'s procedure picks runs with 10% of the rest's FLOPs (target: the
-   largest held-out compute), and the held-out losses are predicted from the fit of the chosen
-   runs, of all the rest, and of random selections at the same cost (`--draws`). Figures: mean
-   |relative error| on the held-out runs (the protocol of arXiv 2604.22753), and how far N* at
-   the target lands from the all-data fit's; the selection ranks by gain per FLOP (the
-   default) and by gain / cost^0.4 (that paper's code).
+   held out, `scaling select`'s procedure (its defaults: --law auto, gain / cost^0.4, the
+   budget spent) picks runs with 10% of the rest's FLOPs (target: the largest held-out
+   compute), and the held-out losses are predicted from the fit of the chosen runs and of
+   random selections at the same cost (`--draws`, 10 by default: each draw is 3 fits, about
+   15 s on a loaded 2-core machine), each fitted with the law `--law` picks on it. Figures:
+   mean |relative error| on the held-out runs (the protocol of arXiv 2604.22753), selection
+   vs the random draws' median side by side, also with chinchilla fits for both, and how far
+   N* at the target lands from the all-data fit's.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.csv as pa_csv
 
+from scaling_orchestrator.analysis.design.law_pick import pick_law
 from scaling_orchestrator.analysis.design.pool import Pool, select_pool
 from scaling_orchestrator.analysis.design.select import Candidate, Runs, propose
+from scaling_orchestrator.analysis.laws.choice import AUTO
 from scaling_orchestrator.analysis.laws.forms.chinchilla import optimal_6nd
 from scaling_orchestrator.analysis.laws.registry import law_form
 
@@ -227,55 +231,48 @@ def pool_bench(name: str, data, args) -> None:
     held = C >= np.quantile(C, 0.9)
     pool = Pool.of(N[~held], D[~held], C[~held], L[~held])
     budget, target = 0.1 * pool.total_flops, float(C[held].max())
-    form = law_form("chinchilla")
 
-    def judged(rows) -> tuple[float, float]:
-        """(held-out mean |relative error|, |log| of N*(target) over the all-data fit's)."""
-        law = form.fit(N[~held][rows], D[~held][rows], L[~held][rows])
+    def judged(rows, law: str) -> tuple[float, float]:
+        """(held-out mean |relative error|, |log| of N*(target) over the all-data fit's) of
+        the law fitted on the rows."""
+        fitted = law_form(law).fit(pool.params[rows], pool.tokens[rows], pool.loss[rows])
         return (
-            held_out_error(law, N[held], D[held], L[held]),
-            abs(np.log(law.compute_optimal(target)[0] / n_all)),
+            held_out_error(fitted, N[held], D[held], L[held]),
+            abs(np.log(fitted.compute_optimal(target)[0] / n_all)),
         )
 
-    everything = form.fit(N[~held], D[~held], L[~held])
+    everything = law_form("chinchilla").fit(N[~held], D[~held], L[~held])
     n_all = everything.compute_optimal(target)[0]
     print(
         f"{name}: {held.sum()} held-out runs (top 10% by compute), pool {len(pool)} runs, "
         f"budget 10% of the pool's FLOPs, target {target:.3g} FLOPs"
     )
-    print(f"{name} held-out error, all data: {held_out_error(everything, N[held], D[held], L[held]):.2%}")
+    print(f"{name} held-out error, all data (chinchilla): "
+          f"{held_out_error(everything, N[held], D[held], L[held]):.2%}")
+    start = time.time()
     rng, randoms = np.random.default_rng(0), []
     for _ in range(args.draws):
         r = np.asarray(random_rows(pool.cost_flops, budget, rng))
-        if len(r) >= len(form.constants):
-            randoms.append(judged(r))
+        if len(r) >= 2 * len(law_form("chinchilla").constants):
+            law, _ = pick_law(pool.runs(r), args.law)   # what `scaling select --law` would fit
+            randoms.append((*judged(r, law), judged(r, "chinchilla")[0]))
     randoms = np.array(randoms)
-    print(
-        f"{name} held-out error, random 10% ({len(randoms)} draws): median "
-        f"{np.median(randoms[:, 0]):.2%}; N* off the all-data fit's by median "
-        f"{np.median(np.expm1(randoms[:, 1])):.0%}"
-    )
-    for exponent in (1.0, 0.4):
-        start = time.time()
-        try:
-            selection = select_pool(
-                pool,
-                target_flops=target,
-                budget_flops=budget,
-                n_bootstrap=args.bootstrap,
-                cost_exponent=exponent,
-            )
-        except ValueError as exc:
-            print(f"{name} adaptive (cost^{exponent:g}): skipped: {exc}")
-            continue
-        error, miss = judged(np.asarray(selection.rows))
-        rank = np.sum(randoms[:, 0] >= error)
-        print(
-            f"{name} held-out error, adaptive 10% (gain / cost^{exponent:g}): {error:.2%} "
-            f"(at or below {rank}/{len(randoms)} random draws; {len(selection.rows)} runs, "
-            f"stop: {selection.stop}) [{time.time() - start:.0f} s]"
-        )
-        print(f"{name} N* off the all-data fit's, adaptive (cost^{exponent:g}): {np.expm1(miss):.0%}")
+    print(f"{name} random 10%: {len(randoms)} draws, each fitted as `scaling select --law {args.law}` "
+          f"fits its choice [{time.time() - start:.0f} s]")
+    start = time.time()
+    selection = select_pool(pool, target_flops=target, budget_flops=budget, law=args.law,
+                            n_bootstrap=args.bootstrap)
+    rows = np.asarray(selection.rows)
+    error, miss = judged(rows, selection.law)
+    rank = np.sum(randoms[:, 0] >= error)
+    print(f"{name} select: {len(rows)} runs, {selection.spent_flops / pool.total_flops:.1%} of the "
+          f"pool's FLOPs, {selection.law} law, stop: {selection.stop} [{time.time() - start:.0f} s]")
+    print(f"{name} select vs random median held-out loss error: {error:.2%} vs "
+          f"{np.median(randoms[:, 0]):.2%} (at or below {rank}/{len(randoms)} draws)")
+    print(f"{name} select vs random median held-out loss error, both fitted with chinchilla: "
+          f"{judged(rows, 'chinchilla')[0]:.2%} vs {np.median(randoms[:, 2]):.2%}")
+    print(f"{name} select vs random median N* off the all-data chinchilla fit's: "
+          f"{np.expm1(miss):.0%} vs {np.median(np.expm1(randoms[:, 1])):.0%}")
 
 
 def main() -> None:
@@ -283,7 +280,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--noise", type=float, default=0.01)
     parser.add_argument("--bootstrap", type=int, default=200)
-    parser.add_argument("--draws", type=int, default=20)
+    parser.add_argument("--draws", type=int, default=10)
+    parser.add_argument("--law", default=AUTO)
     parser.add_argument("--skip-simulated", action="store_true")
     parser.add_argument("--skip-pools", action="store_true")
     args = parser.parse_args()

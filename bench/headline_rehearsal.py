@@ -25,9 +25,9 @@ import warnings
 
 import numpy as np
 import pyarrow as pa
-from scaling_orchestrator.analysis.laws.parametric import optimal_6nd
 
 from scaling_orchestrator.analysis import fit
+from scaling_orchestrator.analysis.laws.forms.chinchilla import optimal_6nd
 from scaling_orchestrator.orchestrator.backends.simulate import simulate_train
 from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.spec.sweep import load_sweep

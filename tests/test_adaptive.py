@@ -122,6 +122,20 @@ def test_stop_rule_tolerance_when_interval_is_narrow():
     assert lo <= truth <= hi
 
 
+def test_without_the_tolerance_stop_the_budget_is_spent():
+    """The same narrow interval, stop_at_tolerance=False: the picks go on while runs fit the
+    budget, and the V-optimal loss term (loss_span) ranks them."""
+    rng = np.random.default_rng(1)
+    runs = observe(grid(np.geomspace(0.25, 4, 9)), rng, noise=0.001)
+    more = grid(np.geomspace(0.3, 3.3, 4))
+    budget = sum(c.cost_flops for c in more[:6])
+    proposal = propose(runs, more, target_flops=3e20, budget_flops=budget, tolerance=1.25,
+                       n_bootstrap=100, stop_at_tolerance=False, loss_span=4.0, cost_exponent=0.4)
+    assert proposal.answer.within(1.25) and proposal.stop == ""
+    assert len(proposal.choices) >= 2 and proposal.cost_flops <= budget
+    assert "confirm" not in proposal.message
+
+
 def test_stop_rule_budget_when_nothing_is_affordable(seeded):
     runs, rest, _ = seeded
     proposal = propose(runs, rest, target_flops=TARGET, budget_flops=1e16, n_bootstrap=100)

@@ -2,7 +2,8 @@
 bad requests it refuses in one line.
 
 The pool: a known Chinchilla law (Epoch's constants) with 1% noise, 6 budgets 1e17..1e20
-FLOPs x 7 sizes (6ND), as CSV. The selection run costs a few refits (about 15 s on 2 cores).
+FLOPs x 7 sizes (6ND), as CSV. The selection run costs a few refits, each round scoring the
+auto law's forms (about 30 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
 
+from scaling_orchestrator.analysis.design.law_pick import auto_forms
 from scaling_orchestrator.cli.study import main
 
 TRUTH = dict(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
@@ -51,7 +53,9 @@ def test_select_writes_a_fit_of_the_chosen_runs(selected):
     assert fitted["parametric"]["fittable"] and fitted["parametric"]["samples"]
     sel = fitted["selection"]
     assert sel["spent_flops"] <= sel["budget_flops"] == pytest.approx(0.15 * sel["pool_flops"])
-    assert sel["stop"] in ("tolerance", "budget", "exhausted") and sel["message"]
+    # no --stop-at-tolerance: the selection goes on until no run fits in what is left
+    assert sel["stop"] in ("budget", "exhausted") and sel["message"]
+    assert sel["budget_flops"] - sel["spent_flops"] < max(r["flops"] for r in sel["rows"])
     rows = sel["rows"]
     assert len(rows) == sel["n_chosen"] == fitted["data"]["n_final_points"]
     assert len({r["row"] for r in rows}) == len(rows)
@@ -60,6 +64,35 @@ def test_select_writes_a_fit_of_the_chosen_runs(selected):
     assert max(r["round"] for r in rows) >= 2
     [target] = [r for r in fitted["compute_optimal"] if r["method"] == "parametric"]
     assert target["flops"] == 1e21
+
+
+@pytest.mark.slow  # a selection refits many times
+def test_law_auto_is_the_default_and_says_why(selected):
+    _, _, _, fitted = selected
+    sel = fitted["selection"]
+    assert sel["law"] in auto_forms() and fitted["law"]["name"] == sel["law"]
+    assert all(r["law"] in auto_forms() for r in sel["rounds"])
+    # the seed's 6 runs below its largest budget are too few to score a form on: the default
+    said = [r["law_chosen_by"] for r in sel["rounds"]]
+    assert said[0].startswith("default: no form could be scored on the largest budgets")
+    assert said[-1].startswith("auto: lowest mean |relative error| of loss on the largest budgets")
+    assert sel["rounds"][-1]["law"] == sel["law"]
+
+
+@pytest.mark.slow  # a selection refits many times
+def test_stop_at_tolerance_stops_before_the_budget(tmp_path, capsys):
+    pool = write_pool(tmp_path / "pool.csv")
+    out = tmp_path / "chosen.json"
+    rc = main(["select", str(pool), "--params", "n", "--tokens", "d", "--loss", "val",
+               "--budget-fraction", "0.5", "--target-flops", "1e21", "--json", str(out),
+               "--bootstrap", "40", "--law", "chinchilla", "--stop-at-tolerance", "--tolerance", "2"])
+    assert rc == 0
+    fitted = json.loads(out.read_text())
+    sel = fitted["selection"]
+    assert sel["stop"] == "tolerance" and sel["spent_flops"] < sel["budget_flops"]
+    assert sel["law"] == "chinchilla" and {r["law_chosen_by"] for r in sel["rounds"]} == {"given"}
+    assert "chinchilla law" in capsys.readouterr().out
+
 
 
 @pytest.mark.slow  # the selection fixture refits many times

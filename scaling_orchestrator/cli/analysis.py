@@ -14,9 +14,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from scaling_orchestrator.analysis.data.load import MixedSweepsWarning, SkippedFileWarning, load_table
-from scaling_orchestrator.analysis.design.pool import chosen_table, read_pool, select_pool, selection_dict
+from scaling_orchestrator.analysis.design.law_pick import auto_forms
+from scaling_orchestrator.analysis.design.pool import (
+    COST_EXPONENT,
+    chosen_table,
+    read_pool,
+    select_pool,
+    selection_dict,
+)
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.judge.forecast import DEFAULT_PARAMS_THRESHOLD
+from scaling_orchestrator.analysis.laws.choice import AUTO
 from scaling_orchestrator.analysis.laws.registry import forms
 from scaling_orchestrator.analysis.numerics import write_json
 from scaling_orchestrator.analysis.options import Columns, FitOptions
@@ -292,8 +300,9 @@ def add_select_parser(subparsers) -> argparse.ArgumentParser:
         help="choose runs from an existing pool adaptively and fit them",
         description="Adaptive selection over a table of finished runs: a run's loss is read "
         "only once it is chosen; rounds add the runs that narrow N*(C)'s 95% "
-        "interval most per FLOP until it is within x/÷ tolerance or the budget "
-        "is spent. OUT is a `scaling fit --json` of the chosen runs plus "
+        "interval and the loss forecast at C most per cost^X until the budget is spent "
+        "(or, with --stop-at-tolerance, N*'s interval is within x/÷ tolerance). "
+        "OUT is a `scaling fit --json` of the chosen runs plus "
         '"selection" (each row\'s round and reason).',
     )
     p.add_argument("pool", metavar="POOL", help="Parquet / Arrow / CSV table of runs")
@@ -325,10 +334,22 @@ def add_select_parser(subparsers) -> argparse.ArgumentParser:
         type=float,
         default=1.25,
         metavar="X",
-        help="stop when N*'s 95%% interval is within x/÷ X (hi/lo <= X^2); default 1.25",
+        help="N*'s 95%% interval within x/÷ X (hi/lo <= X^2) is what --stop-at-tolerance stops at "
+        "and each round reports; default 1.25",
     )
     p.add_argument(
-        "--law", default="chinchilla", choices=tuple(n for n, f in forms().items() if not f.required_columns)
+        "--law",
+        default=AUTO,
+        choices=(AUTO, *(n for n, f in forms().items() if not f.required_columns)),
+        help="the law each round plans with and the chosen runs are fitted with; auto (default): "
+        f"each round, the one of {', '.join(auto_forms())} that best forecasts the largest budget "
+        "chosen so far from the others (farseer only when named: minutes a fit)",
+    )
+    p.add_argument(
+        "--stop-at-tolerance",
+        action="store_true",
+        help="stop once N*'s interval is within --tolerance at two rounds in a row "
+        "(default: keep choosing until --budget-fraction is spent)",
     )
     p.add_argument(
         "--batch",
@@ -340,10 +361,10 @@ def add_select_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--cost-exponent",
         type=float,
-        default=1.0,
+        default=COST_EXPONENT,
         metavar="X",
-        help="rank runs by uncertainty removed / cost^X: 1 per FLOP (default), "
-        "below 1 leans toward larger runs",
+        help=f"rank runs by uncertainty removed / cost^X: 0 the most informative run the budget "
+        f"allows, 1 per FLOP, 0.4 arXiv 2604.22753's (default {COST_EXPONENT:g})",
     )
     p.add_argument(
         "--bootstrap",
@@ -362,9 +383,9 @@ def run_select(args) -> int:
     return _guard(_run_select, args, "select")
 
 
-def _say_round(round_, proposal) -> None:
+def _say_round(round_, proposal, law: str) -> None:
     a = proposal.answer
-    print(f"round {round_}: {a.n_points} runs, N* {a.params:.3g} "
+    print(f"round {round_}: {a.n_points} runs, {law} law, N* {a.params:.3g} "
           f"[{a.params_ci[0]:.3g}, {a.params_ci[1]:.3g}], +{len(proposal.choices)} runs")
 
 
@@ -383,11 +404,12 @@ def _run_select(args) -> int:
     selection = select_pool(pool, target_flops=args.target_flops,
                             budget_flops=args.budget_fraction * pool.total_flops, tolerance=args.tolerance,
                             batch=args.batch, law=args.law, n_bootstrap=args.bootstrap, seed=args.seed,
-                            cost_exponent=args.cost_exponent, on_round=_say_round)
+                            cost_exponent=args.cost_exponent, stop_at_tolerance=args.stop_at_tolerance,
+                            on_round=_say_round)
     result = fit(
         chosen_table(pool, selection),
         Columns(loss="loss", run="run"),
-        FitOptions(target_flops=(args.target_flops,), law=args.law, n_bootstrap=args.bootstrap,
+        FitOptions(target_flops=(args.target_flops,), law=selection.law, n_bootstrap=args.bootstrap,
                    seed=args.seed),
     )
     say_law_failure(result, args.law, "select")

@@ -36,7 +36,7 @@ class Ensemble:
     """Anomalies (deviations from the member mean) of t, l and y(x) per candidate, member rows."""
 
     target: np.ndarray  # (R,) anomalies of log N*(C_target)
-    loss: np.ndarray  # (R,) anomalies of log L*(C_target)
+    loss: np.ndarray  # (R,) anomalies of log L*(C_target), or (R, T) of log L at T target points
     predictions: np.ndarray  # (R, K) anomalies of log L at each candidate
     noise_var: float  # sigma^2 of one observation of log L
 
@@ -45,18 +45,20 @@ class Ensemble:
         return len(self.target)
 
     def variances(self) -> tuple[float, float]:
-        """(Var log N*, Var log L*) over the members."""
+        """(Var log N*, Var log L*) over the members; log L at T target points: the mean of
+        their variances (the V-optimal criterion)."""
         r = max(self.n_members - 1, 1)
-        return float(self.target @ self.target / r), float(self.loss @ self.loss / r)
+        return float(self.target @ self.target / r), float(np.mean(np.sum(self.loss**2, axis=0)) / r)
 
     def gains(self) -> tuple[np.ndarray, np.ndarray]:
         """Variance each candidate's observation would remove from log N* and log L*: (K,), (K,)."""
         r = max(self.n_members - 1, 1)
         var_y = np.einsum("rk,rk->k", self.predictions, self.predictions) / r
         cov_t = self.target @ self.predictions / r
-        cov_l = self.loss @ self.predictions / r
+        cov_l = self.loss.T @ self.predictions / r  # (K,) or (T, K)
         denominator = var_y + self.noise_var
-        return cov_t**2 / denominator, cov_l**2 / denominator
+        gain_l = cov_l**2 / denominator
+        return cov_t**2 / denominator, gain_l if gain_l.ndim == 1 else gain_l.mean(axis=0)
 
     def observe(self, k: int) -> Ensemble:
         """The ensemble after candidate k is observed: every anomaly z becomes
@@ -160,9 +162,12 @@ def build(
     candidates_N,
     candidates_D,
     flops_per_token: Callable | None = None,
+    loss_points=None,
 ) -> tuple[Answer, Ensemble]:
     """The answer at target_flops and the ensemble over the candidates, from a fitted law and
-    its bootstrap rows. observed: (N, D, L) arrays of the fitted points."""
+    its bootstrap rows. observed: (N, D, L) arrays of the fitted points. loss_points: (N, D)
+    arrays of T points whose log L the loss term follows (the V-optimal criterion over them);
+    None: log L* at each member's own optimum."""
     N, D, L = (np.asarray(v, float) for v in observed)
     sigma = noise_sigma(law, N, D, L, len(form.constants))
     t, l = member_answers(form, samples, target_flops, flops_per_token)
@@ -181,6 +186,9 @@ def build(
         int(np.isfinite(t).sum()),
     )
     keep = trim(t, l, y)
+    if loss_points is not None:
+        l = member_predictions(form, samples, *loss_points)
+        keep &= np.all(np.isfinite(l), axis=1)
     if keep.sum() < 2:
         raise ValueError(
             f"bootstrap: {keep.sum()} of {len(t)} resamples give a finite N* at "

@@ -38,6 +38,7 @@ STOP_BUDGET = "budget"         # no candidate fits in what is left of the budget
 STOP_EXHAUSTED = "exhausted"   # every candidate (within the trust region) has been run
 LOSS_WEIGHT = 0.5              # L*'s share of the score, next to N*'s (weight 1)
 MIN_EDGE_SIZES = 3             # a valley needs 3 sizes before its minimum can sit at an edge
+LOSS_POINTS = 5               # sizes on C_target's iso-FLOP line the V-optimal loss term covers
 TRUST_SPAN = 4.0               # greedy picks N within x/÷4 of the fit's N* at their compute
 
 
@@ -132,7 +133,8 @@ def propose(runs: Runs, candidates, *, target_flops: float, budget_flops: float,
             law: str = "chinchilla", n_bootstrap: int = 200, seed: int = 0,
             flops_per_token: Callable | None = None,
             loss_weight: float = LOSS_WEIGHT, cost_exponent: float = 1.0,
-            held_before: bool = True, trust_span: float = TRUST_SPAN) -> Proposal:
+            held_before: bool = True, trust_span: float = TRUST_SPAN,
+            stop_at_tolerance: bool = True, loss_span: float | None = None) -> Proposal:
     """The next runs (module doc). budget_flops: what is left to spend on new choices;
     pending: Candidates already chosen and not yet observed. cost_exponent: the score divides
     by cost^cost_exponent: 1 is per FLOP; below 1 discounts cost, leaning toward larger runs
@@ -142,7 +144,12 @@ def propose(runs: Runs, candidates, *, target_flops: float, budget_flops: float,
     so the study stops only when two fits in a row are within tolerance (one narrow interval
     is often bootstrap noise, and stopping on it leaves the interval short of 95%).
     trust_span: greedy picks only candidates whose N is within x/÷ trust_span of the fit's
-    N* at the candidate's own compute (beyond_trust); math.inf turns the limit off."""
+    N* at the candidate's own compute (beyond_trust); math.inf turns the limit off.
+    stop_at_tolerance=False: the interval never stops the study nor ends a batch; picks go on
+    while the budget allows (beyond the trust region once nothing inside it is left).
+    loss_span: the loss term becomes the mean variance of log L over LOSS_POINTS sizes from
+    N*/loss_span to N* x loss_span on C_target's iso-FLOP line (V-optimal, arXiv 2604.22753's
+    criterion) instead of log L* at each member's own optimum."""
     if not tolerance > 1:
         raise ValueError(f"tolerance: {tolerance} must be > 1 (1.25: within x/÷1.25)")
     if not (budget_flops >= 0 and target_flops > 0):
@@ -154,11 +161,12 @@ def propose(runs: Runs, candidates, *, target_flops: float, budget_flops: float,
     answer, ens = build(form, fitted, samples, target_flops=target_flops,
                         observed=(runs.params, runs.tokens, runs.loss),
                         candidates_N=[c.params for c in every],
-                        candidates_D=[c.tokens for c in every], flops_per_token=flops_per_token)
+                        candidates_D=[c.tokens for c in every], flops_per_token=flops_per_token,
+                        loss_points=target_points(fitted, target_flops, loss_span, flops_per_token))
     state = stop_message(answer, tolerance)
-    if answer.within(tolerance) and held_before:
+    if answer.within(tolerance) and held_before and stop_at_tolerance:
         return Proposal(answer, (), STOP_TOLERANCE, state, law=fitted.params())
-    if answer.within(tolerance):
+    if answer.within(tolerance) and stop_at_tolerance:
         state += "; once: more runs to confirm it"
     for i in range(len(candidates), len(every)):
         ens = ens.observe(i)
@@ -170,17 +178,34 @@ def propose(runs: Runs, candidates, *, target_flops: float, budget_flops: float,
     if outside:
         notes.append(f"{len(outside)} of {len(candidates)} candidates left out: N beyond x/÷"
                      f"{trust_span:g} of the fit's N* at their own compute")
-    more = greedy(ens, candidates, {i for i, _ in picks} | outside, left,
-                  max_choices=None if max_choices is None else max_choices - len(picks),
-                  width=math.log(answer.ratio), tolerance=tolerance, round=round,
-                  target_flops=target_flops, loss_weight=loss_weight,
-                  cost_exponent=cost_exponent)
+    settings = dict(max_choices=None if max_choices is None else max_choices - len(picks),
+                    width=math.log(answer.ratio) if stop_at_tolerance else math.inf,
+                    tolerance=tolerance, round=round, target_flops=target_flops,
+                    loss_weight=loss_weight, cost_exponent=cost_exponent)
+    more = greedy(ens, candidates, {i for i, _ in picks} | outside, left, **settings)
+    if not (more or picks or stop_at_tolerance) and outside:
+        notes.append("nothing left near the fit's N*: picking beyond it while the budget allows")
+        more = greedy(ens, candidates, set(), left, **settings)
     choices = tuple(c for _, c in picks) + more
     usable = [c for i, c in enumerate(candidates) if i not in outside]
     stop = "" if choices or pending else exhausted(usable, budget_flops)
     said = why(stop, usable, budget_flops, len(outside), trust_span) if stop else ""
     return Proposal(answer, choices, stop, f"{state}; {said}" if stop else state,
                     tuple(notes), fitted.params())
+
+
+def target_points(fitted, target_flops: float, span: float | None, flops_per_token=None):
+    """(N, D) of LOSS_POINTS sizes N*/span .. N* x span at target_flops (the fit's N*), or None
+    without a span or a finite N*."""
+    if span is None:
+        return None
+    with np.errstate(all="ignore"):
+        n_opt = float(np.ravel(fitted.compute_optimal(float(target_flops), flops_per_token)[0])[0])
+    if not (math.isfinite(n_opt) and n_opt > 0):
+        return None
+    N = n_opt * span ** np.linspace(-1.0, 1.0, LOSS_POINTS)
+    per_token = 6.0 * N if flops_per_token is None else flops_per_token(N)
+    return N, target_flops / per_token
 
 
 def beyond_trust(fitted, candidates, span: float, flops_per_token=None) -> set[int]:
@@ -284,8 +309,8 @@ def pick_reason(round: int, target_flops: float, unit: float, per_flop_t: float,
     values = (per_flop_t, per_flop_l)
     if by_loss:
         names, values = (f"log L*({flops_label(target_flops)})", "log N*"), values[::-1]
-    per = "FLOP" if cost_exponent == 1 else f"FLOP^{cost_exponent:g}"
-    return (f"round {round}: largest variance reduction per {per} of {names[0]}: "
+    per = {1: " per FLOP", 0: ""}.get(cost_exponent, f" per FLOP^{cost_exponent:g}")
+    return (f"round {round}: largest variance reduction{per} of {names[0]}: "
             f"{values[0] * unit:.3g} per {flops_label(unit)} FLOPs ({names[1]}: "
             f"{values[1] * unit:.2g})")
 
@@ -295,7 +320,7 @@ def greedy(ens: Ensemble, candidates, taken: set, budget_flops: float, *, max_ch
            loss_weight: float, cost_exponent: float = 1.0) -> tuple[Choice, ...]:
     """Picks by score per FLOP, updating the ensemble after each (module doc, step 3).
     width: log(hi / lo) of N*'s interval now; the batch ends once the ensemble's spread
-    predicts log(hi / lo) <= 2 log(tolerance), after one pick at least."""
+    predicts log(hi / lo) <= 2 log(tolerance), after one pick at least; width inf: never."""
     cost = np.array([c.cost_flops for c in candidates], float)
     if not len(cost):
         return ()
@@ -308,8 +333,8 @@ def greedy(ens: Ensemble, candidates, taken: set, budget_flops: float, *, max_ch
     choices, left = [], budget_flops
     while max_choices is None or len(choices) < max_choices:
         # after the first pick: an interval within tolerance once still gets a run to confirm it
-        if choices and (width * math.sqrt(max(ens.variances()[0], 0.0) / var_t0)
-                        <= 2 * math.log(tolerance)):
+        if choices and math.isfinite(width) and (
+                width * math.sqrt(max(ens.variances()[0], 0.0) / var_t0) <= 2 * math.log(tolerance)):
             break
         g_t, g_l = (g[:len(cost)] for g in ens.gains())
         share_l = g_l / var_l0 if var_l0 > 0 else 0.0
