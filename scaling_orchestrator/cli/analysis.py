@@ -35,6 +35,7 @@ from scaling_orchestrator.analysis.result import FitResult
 from scaling_orchestrator.cli import adaptive_study
 
 EXIT_BAD_INPUT = 2
+DEFAULT_LAW = "chinchilla"
 
 
 def _fraction(text: str) -> float:
@@ -88,7 +89,7 @@ def _add_source_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--law",
-        default="chinchilla",
+        default=None,  # None: chinchilla, not named by the user (no stderr line when it cannot fit)
         metavar="NAME|auto",
         help=f"parametric law form, one of {', '.join(forms())}, or auto: the form "
         "that best predicts the largest-compute runs from the others "
@@ -144,13 +145,14 @@ def fit_args(args, table=None):
                       budget=args.budget, unique_tokens=args.unique_tokens,
                       param_convention=args.param_convention, flops_convention=args.flops_convention)
     targets = adaptive_study.default_targets(args)  # an adaptive study's own target by default
-    options = FitOptions(target_flops=targets, n_bootstrap=args.bootstrap, law=args.law,
+    options = FitOptions(target_flops=targets, n_bootstrap=args.bootstrap, law=args.law or DEFAULT_LAW,
                          seed=args.seed, params_threshold=args.params_threshold, sweep=args.sweep,
                          on_corrupt=_on_corrupt(args))
     with _warnings_reported(args):
         result = fit(args.source if table is None else table, columns, options,
                      name=None if table is None else args.source)
-    say_law_failure(result, args.law, getattr(args, "command", "fit"))
+    if args.law:  # an explicit --law that cannot fit says so; the default's reason is in the fit
+        say_law_failure(result, args.law, getattr(args, "command", "fit"))
     return result
 
 
