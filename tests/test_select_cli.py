@@ -46,7 +46,7 @@ def selected(tmp_path_factory):
     return rc, pool, out, json.loads(out.read_text()) if out.exists() else None
 
 
-@pytest.mark.slow  # the selection fixture refits many times
+@pytest.mark.slow  # a selection refits many times
 def test_select_writes_a_fit_of_the_chosen_runs(selected):
     rc, _, _, fitted = selected
     assert rc == 0
@@ -84,18 +84,19 @@ def test_stop_at_tolerance_stops_before_the_budget(tmp_path, capsys):
     pool = write_pool(tmp_path / "pool.csv")
     out = tmp_path / "chosen.json"
     rc = main(["select", str(pool), "--params", "n", "--tokens", "d", "--loss", "val",
-               "--budget-fraction", "0.5", "--target-flops", "1e21", "--json", str(out),
+               "--budget-fraction", "1", "--target-flops", "1e21", "--json", str(out),
                "--bootstrap", "40", "--law", "chinchilla", "--stop-at-tolerance", "--tolerance", "2"])
     assert rc == 0
     fitted = json.loads(out.read_text())
     sel = fitted["selection"]
-    assert sel["stop"] == "tolerance" and sel["spent_flops"] < sel["budget_flops"]
+    # the whole pool may be spent; the interval within x/÷2 at two fits in a row stops it first
+    assert sel["stop"] == "tolerance" and sel["spent_flops"] < 0.8 * sel["budget_flops"]
+    assert sel["n_chosen"] < sel["pool_runs"] and "<= tolerance^2 4" in sel["message"]
     assert sel["law"] == "chinchilla" and {r["law_chosen_by"] for r in sel["rounds"]} == {"given"}
     assert "chinchilla law" in capsys.readouterr().out
 
 
-
-@pytest.mark.slow  # the selection fixture refits many times
+@pytest.mark.slow  # a selection refits many times
 def test_predict_reads_the_selection(selected, tmp_path):
     rc, pool, out, _ = selected
     assert rc == 0
