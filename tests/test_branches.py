@@ -136,7 +136,7 @@ def _sweep(tmp_path, design: str):
 
 
 def test_design_options_are_checked_with_the_field_named(tmp_path):
-    from scaling_orchestrator.orchestrator.spec.design import BranchesOptions
+    from scaling_orchestrator.orchestrator.spec.sections.design import BranchesOptions
     from scaling_orchestrator.orchestrator.spec.sweep import SpecError
 
     assert _sweep(tmp_path, "branches").design.options == BranchesOptions()

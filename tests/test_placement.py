@@ -19,7 +19,7 @@ from scaling_orchestrator.orchestrator.plan.placement import (
     scaled_trial_seconds,
     trial_memory,
 )
-from scaling_orchestrator.orchestrator.spec.resources import parse_resources, resources_for
+from scaling_orchestrator.orchestrator.spec.sections.resources import parse_resources, resources_for
 from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep
 from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
 from scaling_orchestrator.orchestrator.spec.validate import SpecError

@@ -12,7 +12,7 @@ import yaml
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.orchestrator.designs import DESIGNS, make_plan
 from scaling_orchestrator.orchestrator.plan.build import HELD_OUT, makespan, select_sizes
-from scaling_orchestrator.orchestrator.spec.design import KINDS
+from scaling_orchestrator.orchestrator.spec.sections.design import KINDS
 from scaling_orchestrator.orchestrator.spec.sweep import SpecError, load_sweep, parse_sweep
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 

@@ -25,7 +25,7 @@ from scaling_orchestrator.orchestrator.backends.simulate import (
     law_loss,
     simulate_train,
 )
-from scaling_orchestrator.orchestrator.spec.simulate import parse_simulate
+from scaling_orchestrator.orchestrator.spec.sections.simulate import parse_simulate
 from scaling_orchestrator.orchestrator.spec.sweep import SpecError
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 

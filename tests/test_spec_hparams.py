@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from scaling_orchestrator.orchestrator.designs import make_plan
-from scaling_orchestrator.orchestrator.spec.hparams import HparamSpec
 from scaling_orchestrator.orchestrator.spec.references import lr_note, resolve
+from scaling_orchestrator.orchestrator.spec.sections.hparams import HparamSpec
 from scaling_orchestrator.orchestrator.spec.sweep import SpecError, load_sweep, parse_sweep
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ say backend "simulate" and the report says SIMULATED in its title: nothing it pr
 measurement of training.
 
 The spec section `simulate: {law: chinchilla, params: {E, A, B, alpha, beta}, noise: 0.01,
-seed: 0}` (checked by spec/simulate.py) names a law form of the analysis registry and its
+seed: 0}` (checked by spec/sections/simulate.py) names a law form of the analysis registry and its
 constants. A trial of N total parameters trained on D tokens then reports, at each evaluation
 the real loop would make (the same cadence: eval_every_steps, eval_at_tokens, the last step):
 

@@ -7,7 +7,7 @@
   queue.py           the base TrialQueue: what runs next, asked by the Tune searcher
   next_trials.py     `scaling next`: from finished results, the trials to run next
 
-DESIGNS is the registry: a spec's design.kind (spec/design.py parses its options) names one
+DESIGNS is the registry: a spec's design.kind (spec/sections/design.py parses its options) names one
 entry, whose make_plan(sweep) -> Plan places the trials (with plan/'s arithmetic) and whose
 make_queue(plan, todo, store) -> TrialQueue says when each may start. make_plan and make_queue
 below are what the CLI and the execution layer call.

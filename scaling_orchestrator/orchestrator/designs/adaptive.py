@@ -12,7 +12,7 @@ run, until hi / lo <= tolerance^2 or no candidate fits in what is left of study_
 _adaptive.json in the results folder says which, with every round's answer.
 
 `scaling plan` shows round 1 only: later rounds depend on results. Plan.total_flops is round
-1's FLOPs; the study spends at most study_budget_flops. The options are spec/design.py's
+1's FLOPs; the study spends at most study_budget_flops. The options are spec/sections/design.py's
 AdaptiveOptions; execution/searcher.py's adaptive_searcher runs the study in a user's own Tuner.
 
 With `trials: [{budget_flops, n_layer, d_model, seed, round, reason}, ...]` (what `scaling next`
@@ -36,7 +36,7 @@ from scaling_orchestrator.orchestrator.plan.build import (
     make_trial,
     select_sizes,
 )
-from scaling_orchestrator.orchestrator.spec.design import AdaptiveOptions
+from scaling_orchestrator.orchestrator.spec.sections.design import AdaptiveOptions
 from scaling_orchestrator.orchestrator.spec.validate import SpecError
 
 SEED_BUDGETS = 3

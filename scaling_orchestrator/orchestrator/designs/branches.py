@@ -21,7 +21,7 @@ independent runs would cost `grid_equivalent_flops`. Held-out budgets' branches 
 "held_out" (with their parent), the rest "branch"; trunks are "trunk" and never fit points.
 An extra point above the largest fitting budget would enter the back-test's fit from beyond
 the held-out budget, so it is dropped when there are held-out budgets. The options
-(cooldown_fraction, decay_shape, points, tokens_per_param) are spec/design.py's BranchesOptions.
+(cooldown_fraction, decay_shape, points, tokens_per_param) are spec/sections/design.py's BranchesOptions.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from scaling_orchestrator.orchestrator.plan.build import (
     select_sizes,
     trial_lr,
 )
-from scaling_orchestrator.orchestrator.spec.design import BranchesOptions
+from scaling_orchestrator.orchestrator.spec.sections.design import BranchesOptions
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 from scaling_orchestrator.orchestrator.spec.validate import SpecError
 

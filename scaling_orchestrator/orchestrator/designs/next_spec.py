@@ -17,7 +17,7 @@ import copy
 import dataclasses
 
 from scaling_orchestrator.models.training.config import TrainConfig
-from scaling_orchestrator.orchestrator.spec.model import parse_model
+from scaling_orchestrator.orchestrator.spec.sections.model import parse_model
 from scaling_orchestrator.orchestrator.spec.sweep import TOP_KEYS
 
 

@@ -21,7 +21,7 @@ fit the corpus: the data is one token stream per split (documents joined, models
 the limit is the val split's length, which evaluation windows are cut from (read from the
 prepared data: the first plan of a corpus tokenizes it, as a trial would). Rows are kind
 "shape"; analysis.report.shape_study reads loss against aspect ratio and context from them.
-The options are spec/design.py's ShapeOptions.
+The options are spec/sections/design.py's ShapeOptions.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from scaling_orchestrator.orchestrator.plan.build import (
     make_trial,
     trial_lr,
 )
-from scaling_orchestrator.orchestrator.spec.design import ShapeOptions
+from scaling_orchestrator.orchestrator.spec.sections.design import ShapeOptions
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 from scaling_orchestrator.orchestrator.spec.validate import SpecError, fail
 

@@ -11,7 +11,7 @@ row final with
 status "ok" and writes `stopped_early` into its metadata (_trials/<id>.json) before Tune stops
 it: a finished point at fewer tokens. Metric "val_loss", time "tokens": worker.tune_metrics
 reports both at every evaluation, and every trial of a size evaluates at the same token counts
-(spec/hparams.py rounds them to every batch size searched).
+(spec/sections/hparams.py rounds them to every batch size searched).
 
 Resume: a finished trial (final row ok or diverged) is not trained again; its rows are replayed
 to Tune, so the searcher and ASHA see what they saw the first time. random and grid draw their

@@ -35,7 +35,7 @@ from scaling_orchestrator.orchestrator.plan.placement import (
     scaled_trial_seconds,
     trial_memory,
 )
-from scaling_orchestrator.orchestrator.spec.hparams import HparamSize
+from scaling_orchestrator.orchestrator.spec.sections.hparams import HparamSize
 from scaling_orchestrator.orchestrator.spec.sweep import Recipe, Sweep
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 

@@ -26,7 +26,7 @@ import heapq
 
 from scaling_orchestrator.models.memory import estimate_memory
 from scaling_orchestrator.orchestrator.fmt import si
-from scaling_orchestrator.orchestrator.spec.resources import ResourceRules, resources_for, rule_label
+from scaling_orchestrator.orchestrator.spec.sections.resources import ResourceRules, resources_for, rule_label
 from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
 from scaling_orchestrator.orchestrator.spec.validate import SpecError
 

@@ -1,11 +1,9 @@
 """A study as typed data, checked before any compute is spent (the lowest layer but fmt).
 
   sweep.py       YAML -> a frozen Sweep (budgets, prior, recipe, throughput); load_sweep
-  model.py       the model section: a size dial or explicit shapes
-  hparams.py     the hparams search section; train.lr: {from_fit | from_search} as written
-  design.py      the design section and each kind's options (branches, adaptive, shape)
-  simulate.py    the simulate section: a law the simulate backend draws losses from
-  resources.py   resources per trial, and by size
+  sections/      one parser per section: model (a size dial or explicit shapes), hparams (the
+                 search; train.lr as written), design (each kind's options), simulate (a law the
+                 simulate backend draws losses from), resources (per trial, and by size)
   trial.py       TrialSpec (one trial, its content-hash id) and Resources
   paths.py       corpus and storage paths: checked here, or where the study runs
   references.py  resolve(sweep): reads what prior.from_fit and train.lr point to, before planning

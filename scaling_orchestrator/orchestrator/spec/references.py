@@ -29,7 +29,7 @@ from scaling_orchestrator.analysis.laws.registry import law_form
 from scaling_orchestrator.analysis.methods.hparam_laws import LrLaw, load_lr_law
 from scaling_orchestrator.analysis.methods.hparam_search import fit_hparams, split_kinds
 from scaling_orchestrator.orchestrator.fmt import si
-from scaling_orchestrator.orchestrator.spec.model import ModelSpec
+from scaling_orchestrator.orchestrator.spec.sections.model import ModelSpec
 from scaling_orchestrator.orchestrator.spec.sweep import Prior, Recipe, Sweep
 from scaling_orchestrator.orchestrator.spec.validate import SpecError, fail
 

@@ -10,7 +10,7 @@ examples/demo.yaml comments every section. Sections [defaults]:
                           "held_out"): the back-test fits without them and predicts them; the
                           headline fit then uses every run, these included [[]]
   sizes_per_budget [5], seeds [[0]]   >= 3 sizes (a parabola); one trial per budget x size x seed
-  model                   depth: {min, max} of the size dial, or shapes: [...]; seq_len (spec/model.py)
+  model                   depth: {min, max} of the size dial, or shapes: [...]; seq_len (sections/model.py)
   prior                   tokens_per_param [20] | coefficient + exponent (N* = k C^a) | from_fit
                           (`scaling fit --json` output, read by resolve: spec/references.py);
                           span [4]: sizes cover N*/span..N*·span;
@@ -18,11 +18,11 @@ examples/demo.yaml comments every section. Sections [defaults]:
   data, train, resources  models.data.tokens.DataSpec, Recipe (batch_tokens required), trial.Resources;
                           the corpus is listed here as every trial would check it (check_data),
                           or, a cluster's path, where the study runs (spec/paths.py)
-  hparams, train.lr: {from_fit}   a search at a few sizes; lr*(N) of a fit (spec/hparams.py)
+  hparams, train.lr: {from_fit}   a search at a few sizes; lr*(N) of a fit (spec/sections/hparams.py)
   max_concurrent_trials [runner decides], max_failures [2], storage [results/<name>; NFS, s3://, gs://]
   throughput              flops_per_second per trial, overhead_seconds_per_trial: estimates only
-  design [grid]           grid | {kind: branches | adaptive | shape, ...} (spec/design.py)
-  simulate                {law, params, noise, seed}: losses drawn from a law, a rehearsal (spec/simulate.py)
+  design [grid]           grid | {kind: branches | adaptive | shape, ...} (sections/design.py)
+  simulate                {law, params, noise, seed}: losses drawn from a law: a rehearsal
 
 Parsing reads no fit or results file: prior.from_fit and train.lr: {from_fit} / {from_search}
 are kept as written, and `resolve(sweep)` (spec/references.py; make_plan runs it) reads them.
@@ -50,12 +50,17 @@ from scaling_orchestrator.models.training.config import (
     TrainConfig,
     eval_interval_tokens,
 )
-from scaling_orchestrator.orchestrator.spec.design import Design, parse_design
-from scaling_orchestrator.orchestrator.spec.hparams import HparamSpec, LrSource, parse_hparams, split_lr_law
-from scaling_orchestrator.orchestrator.spec.model import ModelSpec, parse_model
 from scaling_orchestrator.orchestrator.spec.paths import check_spec_data
-from scaling_orchestrator.orchestrator.spec.resources import ResourceRules, parse_resources
-from scaling_orchestrator.orchestrator.spec.simulate import parse_simulate
+from scaling_orchestrator.orchestrator.spec.sections.design import Design, parse_design
+from scaling_orchestrator.orchestrator.spec.sections.hparams import (
+    HparamSpec,
+    LrSource,
+    parse_hparams,
+    split_lr_law,
+)
+from scaling_orchestrator.orchestrator.spec.sections.model import ModelSpec, parse_model
+from scaling_orchestrator.orchestrator.spec.sections.resources import ResourceRules, parse_resources
+from scaling_orchestrator.orchestrator.spec.sections.simulate import parse_simulate
 from scaling_orchestrator.orchestrator.spec.trial import Resources
 from scaling_orchestrator.orchestrator.spec.validate import (
     SpecError,
@@ -171,9 +176,9 @@ class Sweep:
     overhead_seconds_per_trial: float
     source: str = "<dict>"
     hparams: HparamSpec | None = None  # None without a search
-    design: Design = Design()  # how trials are placed (spec/design.py): grid by default
+    design: Design = Design()  # how trials are placed (spec/sections/design.py): grid by default
     simulate: dict | None = None
-    resource_rules: ResourceRules = ResourceRules()  # resources by size (spec/resources.py); base = resources
+    resource_rules: ResourceRules = ResourceRules()  # by size (sections/resources.py); base = resources
     # the mapping as written, every section: kept in _plan.json so `scaling next` writes a spec
     # that differs from it only in what it chose (throughput, prior, hparams... as they were)
     spec: dict | None = field(default=None, compare=False, repr=False)

@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass
 
 from scaling_orchestrator.models.shape import ModelShape
-from scaling_orchestrator.orchestrator.spec.model import ModelSpec
+from scaling_orchestrator.orchestrator.spec.sections.model import ModelSpec
 from scaling_orchestrator.orchestrator.spec.validate import (
     SpecError,
     choice,
