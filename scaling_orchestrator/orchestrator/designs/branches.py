@@ -197,6 +197,7 @@ def _trunk_and_branches(
         resources=sweep.resources,
         size_label=label,
         simulate=sweep.simulate,
+        trainer=sweep.backend,
     )
     trunk = TrialSpec(
         train=trunk_config, budget_flops=trunk_tokens * shape.flops_per_token(), group=TRUNK, **common

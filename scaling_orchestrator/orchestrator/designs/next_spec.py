@@ -61,7 +61,7 @@ def holds(spec: dict, chosen, template) -> bool:
 
 def rebuilt(template) -> dict:
     """The sections a trial carries: data, train (what differs from TrainConfig's defaults),
-    resources, simulate."""
+    resources, simulate, backend."""
     defaults = TrainConfig(total_tokens=template.train.batch_tokens, batch_tokens=template.train.batch_tokens)
     skip = ("total_tokens", "seed", "eval_every_tokens", "eval_at_tokens")
     train = {
@@ -74,6 +74,8 @@ def rebuilt(template) -> dict:
             "resources": dataclasses.asdict(template.resources)}
     if template.simulate:
         spec["simulate"] = template.simulate
+    if template.trainer:
+        spec["backend"] = {k: v for k, v in template.trainer.items() if k != "spec_dir"}
     return spec
 
 

@@ -230,6 +230,7 @@ def _trial_of_tokens(sweep, budget: float, shape: ModelShape, seed: int, tokens:
         resources=sweep.resources,
         size_label=sweep.model.label(shape),
         simulate=sweep.simulate,
+        trainer=sweep.backend,
     )
 
 

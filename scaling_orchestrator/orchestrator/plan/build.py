@@ -216,6 +216,7 @@ def make_trial(sweep: Sweep, budget: float, shape: ModelShape, seed: int, group:
         group=group,
         size_label=sweep.model.label(shape),
         simulate=sweep.simulate,
+        trainer=sweep.backend,
     )
     return place_trial(trial, sweep.resource_rules)
 
@@ -240,6 +241,7 @@ def make_hparam_trial(sweep: Sweep, size: HparamSize) -> TrialSpec:
         resources=sweep.resources,
         size_label=size.label,  # group "": not a held-out run
         simulate=sweep.simulate,
+        trainer=sweep.backend,
     )
     return place_trial(trial, sweep.resource_rules, fit_memory=False)
 

@@ -26,6 +26,7 @@ import heapq
 
 from scaling_orchestrator.models.memory import estimate_memory
 from scaling_orchestrator.orchestrator.fmt import si
+from scaling_orchestrator.orchestrator.spec.sections.backend import trial_resources
 from scaling_orchestrator.orchestrator.spec.sections.resources import ResourceRules, resources_for, rule_label
 from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
 from scaling_orchestrator.orchestrator.spec.validate import SpecError
@@ -47,8 +48,9 @@ def place_trial(trial: TrialSpec, rules: ResourceRules, *, fit_memory: bool = Tr
     plan.make_trial calls it, so every design's trials are placed before ids link them (a
     branch names its trunk's id). A search varies batch_tokens: its base trial takes
     fit_memory=False, as a cut micro-batch need not divide the batch a search picks."""
-    trial = dataclasses.replace(trial, resources=resources_for(rules, trial.shape))
-    micro = fit_micro_batch(trial) if fit_memory else trial.train.micro_batch_tokens
+    trial = dataclasses.replace(trial, resources=trial_resources(trial, resources_for(rules, trial.shape)))
+    # a trainer of the user's own holds its own model: its memory is no estimate of ours
+    micro = fit_micro_batch(trial) if fit_memory and not trial.trainer else trial.train.micro_batch_tokens
     if micro != trial.train.micro_batch_tokens:
         trial = dataclasses.replace(trial, train=dataclasses.replace(trial.train, micro_batch_tokens=micro))
     return trial

@@ -23,6 +23,8 @@ examples/demo.yaml comments every section. Sections [defaults]:
   throughput              flops_per_second per trial, overhead_seconds_per_trial: estimates only
   design [grid]           grid | {kind: branches | adaptive | shape, ...} (sections/design.py)
   simulate                {law, params, noise, seed}: losses drawn from a law: a rehearsal
+  backend [torch]         torch | simulate | {kind: command, command} | {kind: python, function}
+                          (spec/sections/backend.py; backends/contract.py: what a trainer gets)
 
 Parsing reads no fit or results file: prior.from_fit and train.lr: {from_fit} / {from_search}
 are kept as written, and `resolve(sweep)` (spec/references.py; make_plan runs it) reads them.
@@ -51,6 +53,7 @@ from scaling_orchestrator.models.training.config import (
     eval_interval_tokens,
 )
 from scaling_orchestrator.orchestrator.spec.paths import check_spec_data
+from scaling_orchestrator.orchestrator.spec.sections.backend import parse_backend
 from scaling_orchestrator.orchestrator.spec.sections.design import Design, parse_design
 from scaling_orchestrator.orchestrator.spec.sections.hparams import (
     HparamSpec,
@@ -104,6 +107,7 @@ TOP_KEYS = (
     "hparams",
     "design",
     "simulate",
+    "backend",
 )
 
 
@@ -178,6 +182,7 @@ class Sweep:
     hparams: HparamSpec | None = None  # None without a search
     design: Design = Design()  # how trials are placed (spec/sections/design.py): grid by default
     simulate: dict | None = None
+    backend: dict | None = None  # a trainer of the user's own (sections/backend.py); None: torch/simulate
     resource_rules: ResourceRules = ResourceRules()  # by size (sections/resources.py); base = resources
     # the mapping as written, every section: kept in _plan.json so `scaling next` writes a spec
     # that differs from it only in what it chose (throughput, prior, hparams... as they were)
@@ -256,6 +261,7 @@ def _parse(raw, source: str) -> Sweep:
         hparams=parse_hparams(raw["hparams"], model, train) if "hparams" in raw else None,
         design=parse_design(raw.get("design"), raw),
         simulate=_simulate(raw.get("simulate")),
+        backend=parse_backend(raw.get("backend"), source, simulate="simulate" in raw),
         resource_rules=rules,
         spec=copy.deepcopy(raw),
     )

@@ -63,12 +63,16 @@ class TrialSpec:
     parent_trial_id: str = ""  # a branch: the trunk it starts from
     branch_tokens: int = 0  # a branch: the trunk's token count at its start
     simulate: dict | None = None
+    trainer: dict | None = None  # backend: command | python (spec/sections/backend.py); None: built-in
     round: int = 0  # an adaptive study: the round that chose it; not part of the identity
     reason: str = ""  # an adaptive study: why it was chosen; not part of the identity
 
     @property
     def backend(self) -> str:
-        """ "simulate" (losses drawn from a law: a rehearsal, never a measurement) or "torch"."""
+        """ "simulate" (losses drawn from a law: a rehearsal, never a measurement), "torch", or a
+        trainer of the user's own: "command" | "python"."""
+        if self.trainer:
+            return self.trainer["kind"]
         return "simulate" if self.simulate else "torch"
 
     @property
@@ -95,6 +99,8 @@ class TrialSpec:
         for name in ("parent_trial_id", "branch_tokens", "simulate"):  # hashed once set
             if getattr(self, name):
                 identity[name] = getattr(self, name)
+        if self.trainer:  # where the spec sits is no part of what is trained
+            identity["trainer"] = {k: v for k, v in self.trainer.items() if k != "spec_dir"}
         blob = json.dumps(identity, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -118,6 +124,7 @@ class TrialSpec:
             parent_trial_id=d.get("parent_trial_id", ""),
             branch_tokens=int(d.get("branch_tokens", 0)),
             simulate=d.get("simulate"),
+            trainer=d.get("trainer"),
             round=int(d.get("round", 0)),
             reason=d.get("reason", ""),
         )
