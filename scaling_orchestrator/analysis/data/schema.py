@@ -16,13 +16,15 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # What each version added, so a reader of an older table knows what to fill in. Version 1 tables
 # (no group, size_label, parent_trial_id or backend) stay readable: check_table fills the
 # defaults below, and "no held-out group" sends the back-test to its largest-budget rule.
 # Version 3: branch_tokens (a branch's start in its trunk), round and reason (an adaptive study's).
+# Version 4: metrics (a trainer of the user's own: its other reported numbers, a JSON object).
 ADDED_IN = {2: {"group": "", "size_label": "", "parent_trial_id": "", "backend": "torch"},
-            3: {"branch_tokens": 0, "round": 0, "reason": ""}}
+            3: {"branch_tokens": 0, "round": 0, "reason": ""},
+            4: {"metrics": ""}}
 
 # Exact FLOP convention recorded in every row (never implied).
 FLOPS_CONVENTION = "chinchilla_appendix_f"
@@ -48,7 +50,8 @@ FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
      "trial kind's own role"),
     ("size_label", pa.string(), "the planner's name for the model size, e.g. 'd4' (depth 4 of the dial)"),
     ("parent_trial_id", pa.string(), "the trial this one continues from ('' unless a branch)"),
-    ("backend", pa.string(), "'torch' (real training) or 'simulate' (drawn from a law: not a measurement)"),
+    ("backend", pa.string(), "'torch' (the built-in loop), 'command' or 'python' (a trainer of the user's "
+     "own) or 'simulate' (drawn from a law: not a measurement)"),
     ("branch_tokens", pa.int64(), "a branch: the trunk's token count it started from (0 otherwise)"),
     ("round", pa.int64(), "an adaptive study: the round that chose this trial (0 otherwise)"),
     ("reason", pa.string(), "an adaptive study: why this trial was chosen ('' otherwise)"),
@@ -77,6 +80,8 @@ FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("schedule", pa.string(), "learning-rate schedule name"),
     ("wall_seconds", pa.float64(), "training wall time so far, seconds"),
     ("tokens_per_second", pa.float64(), "training throughput over the run so far"),
+    ("metrics", pa.string(), "a trainer's other reported numbers as a JSON object ('' for the built-in "
+     "loop)"),
     ("final", pa.bool_(), "True on the last row of a finished (or stopped) trial"),
     ("status", pa.string(), "one of STATUSES"),
     ("schema_version", pa.int32(), "SCHEMA_VERSION of the writer"),

@@ -49,6 +49,7 @@ from scaling_orchestrator.orchestrator.backends import simulate
 from scaling_orchestrator.orchestrator.execution import tuner
 from scaling_orchestrator.orchestrator.execution.resources import worker_bundle
 from scaling_orchestrator.orchestrator.execution.stops import stopped
+from scaling_orchestrator.orchestrator.execution.trainers import launch
 from scaling_orchestrator.orchestrator.execution.tune_config import CONFIG_KEYS, results_dir_for, spec_of
 from scaling_orchestrator.orchestrator.spec.paths import check_on_worker
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
@@ -303,7 +304,7 @@ def run_loop(
     except SystemExit:  # Tune stopping the trial; trainable says how it ended
         raise
     except BaseException as exc:
-        repeats = isinstance(exc, REPEATING_ERRORS) and not evaluated
+        repeats = isinstance(exc, launch.REPEATING) or (isinstance(exc, REPEATING_ERRORS) and not evaluated)
         if rank == 0:
             _record_error(store, spec, exc, repeats=repeats)
         if repeats:
@@ -330,6 +331,9 @@ def _train_trial(spec: TrialSpec, config, store: Store, *, scratch: str, resume_
                 f"checkpoint at {spec.branch_tokens} tokens"
             )
         start = {"start_from": start_from}
+    if spec.trainer:  # a command or function of the user's own (execution/trainers/)
+        return launch.run_trainer(spec, store, scratch=scratch, resume_from=resume_from, on_eval=on_eval,
+                                  **start)
     if spec.simulate:  # looked up on the module at call time: bench/scale.py paces it
         return simulate.simulate_train(
             spec, config, on_eval=on_eval, checkpoint_dir=checkpoint_dir, resume_from=resume_from, **start

@@ -118,11 +118,18 @@ def measurement_row(spec, m=None, *, status: str | None = None) -> dict:
         "schedule": spec.train.schedule,
         "wall_seconds": float(m.wall_seconds) if m else 0.0,
         "tokens_per_second": float(m.tokens_per_second) if m else 0.0,
+        "metrics": "",
         "final": bool(m.final) if m else True,
         "status": status or (m.status if m else "failed"),
         "schema_version": SCHEMA_VERSION,
         "code_version": code_version(),
     }
+    # a trainer of the user's own may report its params, flops_per_token and other numbers
+    # (orchestrator/backends/metrics.py): they replace the planned counts
+    overrides = getattr(m, "overrides", None) or {}
+    row.update(overrides)
+    if "params" in overrides:  # the embeddings are the plan's, the rest the trainer's count
+        row["non_embedding_params"] = overrides["params"] - row["embedding_params"]
     return row
 
 
