@@ -126,12 +126,13 @@ def _signal(proc, sig) -> bool:
 
 
 def _status(code: int) -> str:
-    if code >= 0:
-        return f"status {code}"
+    """A shell reports a child killed by signal n as 128 + n: both are named."""
+    number = -code if code < 0 else code - 128 if code > 128 else 0
     try:
-        return f"signal {signal.Signals(-code).name}"
+        name = f"signal {signal.Signals(number).name}" if number else ""
     except ValueError:
-        return f"signal {-code}"
+        name = f"signal {number}"
+    return name if code < 0 else f"status {code}" + (f" ({name})" if name else "")
 
 
 def output_tail(path: str, lines: int = TAIL_LINES) -> str:

@@ -1,0 +1,56 @@
+"""A stand-in for a lab's trainer, for the backend tests: it honours the contract (trial JSON,
+checkpoint directory, metrics JSONL) without training, its loss a formula of the tokens.
+
+    python fake_trainer.py MODE OUT_DIR [SECONDS_PER_EVAL]
+
+MODE: ok | kill (SIGKILLs itself after its 2nd evaluation, once) | short (exits 0 after its
+first) | crash (exits 3 after its first) | badline (its 2nd line is not JSON) | missing (its
+1st line lacks val_loss) | params (reports params 10% off the plan's). Each start appends
+{"resumed_at", "start_from"} to OUT_DIR/starts.jsonl.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+mode, out = sys.argv[1], sys.argv[2]
+pause = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+trial = json.load(open(os.environ["SCALING_TRIAL"]))
+ckpt, metrics = os.environ["SCALING_CHECKPOINT_DIR"], os.environ["SCALING_METRICS"]
+state = os.path.join(ckpt, "state.json")
+resumed_at = json.load(open(state))["tokens"] if os.path.exists(state) else 0
+with open(os.path.join(out, "starts.jsonl"), "a") as f:
+    f.write(json.dumps({"resumed_at": resumed_at, "start_from": os.environ.get("SCALING_START_FROM", ""),
+                        "pid": os.getpid()}) + "\n")
+
+
+def emit(record) -> None:
+    with open(metrics, "a") as f:
+        f.write((record if isinstance(record, str) else json.dumps(record)) + "\n")
+
+
+for i, tokens in enumerate(trial["eval_at_tokens"]):
+    if tokens < resumed_at:
+        continue
+    if tokens > resumed_at:  # tokens == resumed_at: the resumed trainer repeats its last line
+        time.sleep(pause)
+        tmp = state + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"tokens": tokens}, f)
+        os.replace(tmp, state)  # save, then report
+    record = {"tokens": tokens, "val_loss": 6.0 * tokens ** -0.1, "train_loss": 6.1 * tokens ** -0.1,
+              "step": tokens // trial["batch_tokens"], "lr": 1e-3, "grad_norm": 0.5, "note": "text"}
+    if mode == "missing":
+        del record["val_loss"]
+    if mode == "params":
+        record["params"] = int(trial["params"] * 1.1)
+    emit("{not json" if mode == "badline" and i == 1 else record)
+    marker = os.path.join(out, "killed")
+    if mode == "kill" and i == 1 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode in ("short", "crash"):
+        sys.exit(0 if mode == "short" else 3)
+
