@@ -63,7 +63,7 @@ SPEC = trial("x")
 
 
 def fake(mode: str, out: Path, pause: float = 0.0) -> TrialSpec:
-    return trial(f"{{python}} {FAKE} {mode} {out} {pause}")
+    return trial(f"{{python}} -S {FAKE} {mode} {out} {pause}")
 
 
 def run_attempt(spec: TrialSpec, store: Store, tmp: Path, attempt: int):
@@ -107,7 +107,8 @@ def test_every_template_field_reaches_the_command_and_its_environment(tmp_path):
     dump = tmp_path / "dump.py"
     dump.write_text("import json, os, sys\njson.dump({'argv': sys.argv[1:], 'env': dict(os.environ)}, "
                     f"open({str(tmp_path / 'seen.json')!r}, 'w'))\n")
-    spec = trial(f"{{python}} {dump} " + " ".join(f"'{{{f}}}'" for f in fields), spec_dir=str(tmp_path))
+    command = f"{{python}} -S {dump} " + " ".join(f"'{{{f}}}'" for f in fields)
+    spec = trial(command, spec_dir=str(tmp_path))
     p = paths(tmp_path)
     with pytest.raises(metrics.ContractError, match="exited 0 without a metrics line"):
         run_command(spec, paths=p, on_eval=lambda m, c: None, nproc=1)

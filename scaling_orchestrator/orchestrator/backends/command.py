@@ -2,13 +2,14 @@
 
     backend: {kind: command, command: "python {spec_dir}/external/train.py --layers {n_layer}"}
 
-The command runs in a working folder of its own (a shell command line, its process group
-started afresh), with the trial's values as template fields and SCALING_* variables
-(backends/contract.py). While it runs, its metrics file is read every POLL_SECONDS: each new
-line becomes a Measurement handed to on_eval, which writes the row, keeps the checkpoint and
-reports to Tune (execution/worker.py). While on_eval copies $SCALING_CHECKPOINT_DIR the process
-group is paused (SIGSTOP), so the copy is the save the trainer made before writing that line,
-not a half-written next one: a trainer saves, then appends its line.
+The command runs in a working folder of its own (a shell command line under backends/guard.py,
+which ends it should the trial's process die, in a process group of their own), with the
+trial's values as template fields and SCALING_* variables (backends/contract.py). While it
+runs, its metrics file is read every POLL_SECONDS: each new line becomes a Measurement handed
+to on_eval, which writes the row, keeps the checkpoint and reports to Tune (execution/worker.py).
+While on_eval copies $SCALING_CHECKPOINT_DIR the process group is paused (SIGSTOP), so the copy
+is the save the trainer made before writing that line, not a half-written next one: a trainer
+saves, then appends its line.
 
 How it ends (the trainer's exit status):
   0, last line at the trial's tokens   the final row
@@ -25,10 +26,11 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 
-from scaling_orchestrator.orchestrator.backends import metrics
+from scaling_orchestrator.orchestrator.backends import guard, metrics
 from scaling_orchestrator.orchestrator.backends.contract import Paths, environment, render, template_values
 
 POLL_SECONDS = 0.2
@@ -49,7 +51,8 @@ def run_command(spec, *, paths: Paths, on_eval, resume_from: str | None = None, 
     log(f"command: {line}")
     output = os.path.join(paths.workdir, OUTPUT_FILE)
     with open(output, "ab") as out:
-        proc = subprocess.Popen(line, shell=True, cwd=paths.workdir, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([sys.executable, "-S", guard.__file__, str(os.getpid()), line],
+                                cwd=paths.workdir, stdout=out, stderr=subprocess.STDOUT,
                                 env=environment(values, paths, gpu_ids), start_new_session=True)
     try:
         last = _follow(spec, proc, metrics.MetricsReader(paths.metrics), on_eval, paths.checkpoint_dir, log)
