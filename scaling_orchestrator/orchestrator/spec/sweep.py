@@ -10,7 +10,8 @@ examples/demo.yaml comments every section. Sections [defaults]:
                           "held_out"): the back-test fits without them and predicts them; the
                           headline fit then uses every run, these included [[]]
   sizes_per_budget [5], seeds [[0]]   >= 3 sizes (a parabola); one trial per budget x size x seed
-  model                   depth: {min, max} of the size dial, or shapes: [...]; seq_len (sections/model.py)
+  model                   depth: {min, max} of the size dial, or shapes: [...]; seq_len (sections/model.py);
+                          counts: "pkg.mod:function" for a model of the user's own (sections/counts.py)
   prior                   tokens_per_param [20] | coefficient + exponent (N* = k C^a) | from_fit
                           (`scaling fit --json` output, read by resolve: spec/references.py);
                           span [4]: sizes cover N*/span..N*·span;
@@ -33,6 +34,7 @@ are kept as written, and `resolve(sweep)` (spec/references.py; make_plan runs it
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import re
@@ -53,7 +55,8 @@ from scaling_orchestrator.models.training.config import (
     eval_interval_tokens,
 )
 from scaling_orchestrator.orchestrator.spec.paths import check_spec_data
-from scaling_orchestrator.orchestrator.spec.sections.backend import parse_backend
+from scaling_orchestrator.orchestrator.spec.sections.backend import FUNCTION, parse_backend
+from scaling_orchestrator.orchestrator.spec.sections.counts import counted_shapes
 from scaling_orchestrator.orchestrator.spec.sections.design import Design, parse_design
 from scaling_orchestrator.orchestrator.spec.sections.hparams import (
     HparamSpec,
@@ -231,7 +234,7 @@ def _parse(raw, source: str) -> Sweep:
         )
     sizes = whole_number(raw.get("sizes_per_budget", 5), "sizes_per_budget", minimum=3)
     data = build(DataSpec, dataclass_fields(raw.get("data", {}), "data", DataSpec), "data")
-    model = parse_model(raw["model"], data.effective_vocab_size)
+    model = _model(raw["model"], data.effective_vocab_size, source)
     if sizes > len(model.shapes) and budgets:
         fail("sizes_per_budget", sizes, f"at most the {len(model.shapes)} sizes the model section gives")
     train = _recipe(raw.get("train", {}), model)
@@ -265,6 +268,19 @@ def _parse(raw, source: str) -> Sweep:
         resource_rules=rules,
         spec=copy.deepcopy(raw),
     )
+
+
+def _model(raw, vocab_size: int, source: str) -> ModelSpec:
+    """The model section; its `counts` (sections/counts.py) replace each size's block formulas."""
+    counts = raw.get("counts") if isinstance(raw, dict) else None
+    model = parse_model({k: v for k, v in raw.items() if k != "counts"} if counts else raw, vocab_size)
+    if counts is None:
+        return model
+    if not isinstance(counts, str) or not FUNCTION.fullmatch(counts):
+        fail("model.counts", counts, '"package.module:function"')
+    folder = os.path.dirname(os.path.abspath(source)) if source != "<dict>" else os.getcwd()
+    shapes = sorted(counted_shapes(model.shapes, counts, folder), key=lambda s: s.param_counts()["total"])
+    return dataclasses.replace(model, shapes=tuple(shapes))
 
 
 def _simulate(raw) -> dict | None:

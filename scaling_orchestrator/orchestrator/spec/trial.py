@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from scaling_orchestrator.models.data.tokens import DataSpec
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.models.training.config import TrainConfig
+from scaling_orchestrator.orchestrator.spec.sections.counts import shape_from_dict
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class TrialSpec:
         return cls(
             sweep=d["sweep"],
             kind=d["kind"],
-            shape=ModelShape(**d["shape"]),
+            shape=shape_from_dict(d["shape"]),
             data=DataSpec(**d["data"]),
             train=TrainConfig(**d["train"]),
             budget_flops=float(d["budget_flops"]),
