@@ -184,7 +184,7 @@ def test_a_finished_command_gives_rows_with_its_columns(tmp_path):
     rows = [measurement_row(spec, m) for m, _ in seen]
     assert [r["tokens"] for r in rows] == EVALS and [r["step"] for r in rows] == [2, 4, 6, 8]
     assert last.final and [r["final"] for r in rows] == [False, False, False, True]
-    assert rows[0]["val_loss"] == pytest.approx(6.0 * 1024 ** -0.1)
+    assert rows[0]["val_loss"] == pytest.approx(6.0 * 1024 ** -0.1 * (1 + 2e-3))
     assert rows[0]["train_loss"] > rows[0]["val_loss"]
     assert json.loads(rows[0]["metrics"]) == {"grad_norm": 0.5} and seen[0][0].lr_now == 1e-3
     planned = spec.shape.param_counts()["total"]

@@ -6,7 +6,7 @@ checkpoint directory, metrics JSONL) without training, its loss a formula of the
 MODE: ok | kill (SIGKILLs itself after its 2nd evaluation, once) | short (exits 0 after its
 first) | crash (exits 3 after its first) | badline (its 2nd line is not JSON) | missing (its
 1st line lacks val_loss) | params (reports params 10% off the plan's). Each start appends
-{"resumed_at", "start_from"} to OUT_DIR/starts.jsonl.
+{"resumed_at", "start_from", "pid", "trial_id"} to OUT_DIR/starts.jsonl. Its loss grows with lr.
 """
 
 import json
@@ -23,7 +23,7 @@ state = os.path.join(ckpt, "state.json")
 resumed_at = json.load(open(state))["tokens"] if os.path.exists(state) else 0
 with open(os.path.join(out, "starts.jsonl"), "a") as f:
     f.write(json.dumps({"resumed_at": resumed_at, "start_from": os.environ.get("SCALING_START_FROM", ""),
-                        "pid": os.getpid()}) + "\n")
+                        "pid": os.getpid(), "trial_id": trial["trial_id"]}) + "\n")
 
 
 def emit(record) -> None:
@@ -40,7 +40,8 @@ for i, tokens in enumerate(trial["eval_at_tokens"]):
         with open(tmp, "w") as f:
             json.dump({"tokens": tokens}, f)
         os.replace(tmp, state)  # save, then report
-    record = {"tokens": tokens, "val_loss": 6.0 * tokens ** -0.1, "train_loss": 6.1 * tokens ** -0.1,
+    worse = 1 + trial["recipe"]["lr"]  # a higher lr, a higher loss (the ASHA test ranks by it)
+    record = {"tokens": tokens, "val_loss": 6.0 * tokens ** -0.1 * worse, "train_loss": 6.1 * tokens ** -0.1,
               "step": tokens // trial["batch_tokens"], "lr": 1e-3, "grad_norm": 0.5, "note": "text"}
     if mode == "missing":
         del record["val_loss"]
