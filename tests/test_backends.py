@@ -210,6 +210,17 @@ def test_a_command_sigkilled_mid_trial_resumes_from_its_kept_checkpoint(tmp_path
     assert [r["final"] for r in rows] == [False, False, False, True]
 
 
+def test_a_branch_command_starts_from_its_trunks_checkpoint(tmp_path):
+    trunk = tmp_path / "trunk"
+    trunk.mkdir()
+    (trunk / "state.json").write_text('{"tokens": 3072}')
+    seen = []
+    p = dataclasses.replace(paths(tmp_path), start_from=str(trunk))
+    run_command(fake("ok", tmp_path), paths=p, on_eval=lambda m, c: seen.append(m.tokens))
+    start = json.loads((tmp_path / "starts.jsonl").read_text())
+    assert start["start_from"] == str(trunk) and start["resumed_at"] == 3072 and seen == [3072, 4096]
+
+
 def test_a_function_trainer_reports_rows_and_resumes(tmp_path):
     (tmp_path / "lab_trainer.py").write_text(
         "import json, os\n"

@@ -20,7 +20,9 @@ pause = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
 trial = json.load(open(os.environ["SCALING_TRIAL"]))
 ckpt, metrics = os.environ["SCALING_CHECKPOINT_DIR"], os.environ["SCALING_METRICS"]
 state = os.path.join(ckpt, "state.json")
-resumed_at = json.load(open(state))["tokens"] if os.path.exists(state) else 0
+start_from = os.path.join(os.environ.get("SCALING_START_FROM", ""), "state.json")
+source = state if os.path.exists(state) else start_from if os.path.exists(start_from) else ""
+resumed_at = json.load(open(source))["tokens"] if source else 0  # a branch: its trunk's save
 with open(os.path.join(out, "starts.jsonl"), "a") as f:
     f.write(json.dumps({"resumed_at": resumed_at, "start_from": os.environ.get("SCALING_START_FROM", ""),
                         "pid": os.getpid(), "trial_id": trial["trial_id"]}) + "\n")
