@@ -25,7 +25,6 @@ examples/demo.yaml comments every section. Sections [defaults]:
   design [grid]           grid | {kind: branches | adaptive | shape, ...} (sections/design.py)
   simulate                {law, params, noise, seed}: losses drawn from a law: a rehearsal
   backend [torch]         torch | simulate | {kind: command, command} | {kind: python, function}
-                          (spec/sections/backend.py; backends/contract.py: what a trainer gets)
 
 Parsing reads no fit or results file: prior.from_fit and train.lr: {from_fit} / {from_search}
 are kept as written, and `resolve(sweep)` (spec/references.py; make_plan runs it) reads them.
@@ -34,7 +33,6 @@ are kept as written, and `resolve(sweep)` (spec/references.py; make_plan runs it
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import os
 import re
@@ -55,8 +53,8 @@ from scaling_orchestrator.models.training.config import (
     eval_interval_tokens,
 )
 from scaling_orchestrator.orchestrator.spec.paths import check_spec_data
-from scaling_orchestrator.orchestrator.spec.sections.backend import FUNCTION, parse_backend
-from scaling_orchestrator.orchestrator.spec.sections.counts import counted_shapes
+from scaling_orchestrator.orchestrator.spec.sections.backend import parse_backend
+from scaling_orchestrator.orchestrator.spec.sections.counts import parse_model_section
 from scaling_orchestrator.orchestrator.spec.sections.design import Design, parse_design
 from scaling_orchestrator.orchestrator.spec.sections.hparams import (
     HparamSpec,
@@ -64,7 +62,7 @@ from scaling_orchestrator.orchestrator.spec.sections.hparams import (
     parse_hparams,
     split_lr_law,
 )
-from scaling_orchestrator.orchestrator.spec.sections.model import ModelSpec, parse_model
+from scaling_orchestrator.orchestrator.spec.sections.model import ModelSpec
 from scaling_orchestrator.orchestrator.spec.sections.resources import ResourceRules, parse_resources
 from scaling_orchestrator.orchestrator.spec.sections.simulate import parse_simulate
 from scaling_orchestrator.orchestrator.spec.trial import Resources
@@ -234,7 +232,7 @@ def _parse(raw, source: str) -> Sweep:
         )
     sizes = whole_number(raw.get("sizes_per_budget", 5), "sizes_per_budget", minimum=3)
     data = build(DataSpec, dataclass_fields(raw.get("data", {}), "data", DataSpec), "data")
-    model = _model(raw["model"], data.effective_vocab_size, source)
+    model = parse_model_section(raw["model"], data.effective_vocab_size, source)
     if sizes > len(model.shapes) and budgets:
         fail("sizes_per_budget", sizes, f"at most the {len(model.shapes)} sizes the model section gives")
     train = _recipe(raw.get("train", {}), model)
@@ -263,28 +261,11 @@ def _parse(raw, source: str) -> Sweep:
         source=source,
         hparams=parse_hparams(raw["hparams"], model, train) if "hparams" in raw else None,
         design=parse_design(raw.get("design"), raw),
-        simulate=_simulate(raw.get("simulate")),
+        simulate=None if raw.get("simulate") is None else parse_simulate(raw["simulate"]),
         backend=parse_backend(raw.get("backend"), source, simulate="simulate" in raw),
         resource_rules=rules,
         spec=copy.deepcopy(raw),
     )
-
-
-def _model(raw, vocab_size: int, source: str) -> ModelSpec:
-    """The model section; its `counts` (sections/counts.py) replace each size's block formulas."""
-    counts = raw.get("counts") if isinstance(raw, dict) else None
-    model = parse_model({k: v for k, v in raw.items() if k != "counts"} if counts else raw, vocab_size)
-    if counts is None:
-        return model
-    if not isinstance(counts, str) or not FUNCTION.fullmatch(counts):
-        fail("model.counts", counts, '"package.module:function"')
-    folder = os.path.dirname(os.path.abspath(source)) if source != "<dict>" else os.getcwd()
-    shapes = sorted(counted_shapes(model.shapes, counts, folder), key=lambda s: s.param_counts()["total"])
-    return dataclasses.replace(model, shapes=tuple(shapes))
-
-
-def _simulate(raw) -> dict | None:
-    return None if raw is None else parse_simulate(raw)
 
 
 def _budgets(value, path: str, *, allow_empty: bool = True) -> tuple[float, ...]:

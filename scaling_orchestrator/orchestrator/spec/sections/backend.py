@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import string
 
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.models.training.config import TrainConfig
+from scaling_orchestrator.orchestrator.spec.sections.counts import FUNCTION
 from scaling_orchestrator.orchestrator.spec.trial import Resources
 from scaling_orchestrator.orchestrator.spec.validate import SpecError, fail, mapping
 
@@ -38,7 +38,6 @@ RUN_FIELDS = (
     "flops_per_token", "n_kv_heads", "trial_json", "metrics", "checkpoint_dir", "start_from",
     "nproc", "python", "spec_dir",
 )
-FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 def template_fields() -> tuple[str, ...]:

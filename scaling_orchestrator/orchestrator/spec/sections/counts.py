@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 from typing import ClassVar
 
 from scaling_orchestrator.models.shape import ModelShape
+from scaling_orchestrator.orchestrator.spec.sections.model import ModelSpec, parse_model
 from scaling_orchestrator.orchestrator.spec.user_code import load_function
 from scaling_orchestrator.orchestrator.spec.validate import SpecError, fail
+
+FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # "package.module:function"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +41,19 @@ class CountedShape(ModelShape):
 
     def flops_per_token(self) -> float:
         return self.counted_flops_per_token
+
+
+def parse_model_section(raw, vocab_size: int, source: str) -> ModelSpec:
+    """The model section (sections/model.py); its `counts` replace each size's block formulas."""
+    counts = raw.get("counts") if isinstance(raw, dict) else None
+    if counts is None:
+        return parse_model(raw, vocab_size)
+    model = parse_model({k: v for k, v in raw.items() if k != "counts"}, vocab_size)
+    if not isinstance(counts, str) or not FUNCTION.fullmatch(counts):
+        fail("model.counts", counts, '"package.module:function"')
+    folder = os.path.dirname(os.path.abspath(source)) if source != "<dict>" else os.getcwd()
+    shapes = sorted(counted_shapes(model.shapes, counts, folder), key=lambda s: s.param_counts()["total"])
+    return dataclasses.replace(model, shapes=tuple(shapes))
 
 
 def shape_from_dict(fields: dict) -> ModelShape:
