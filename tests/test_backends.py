@@ -10,7 +10,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import math
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -247,3 +249,44 @@ def test_a_function_that_reports_nothing_fails_once(tmp_path):
     spec = trial(kind="python", function="builtins:id")
     with pytest.raises(metrics.ContractError, match="builtins:id returned without a report"):
         run_function(spec, checkpoint_dir=str(tmp_path), on_eval=lambda m, c: None)
+
+
+@pytest.mark.slow  # three runs of the example trainer (torch), about 10 s
+def test_the_example_trainer_resumes_bitwise_after_an_interruption(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(20):  # the example reads the corpus's text files as bytes
+        (corpus / f"doc{i:02d}.txt").write_text(f"Document {i}. " + "the quick brown fox jumps. " * 200)
+    example = Path(__file__).resolve().parents[1] / "examples" / "external" / "train.py"
+    spec = dataclasses.replace(
+        trial(f"{{python}} {example}"),
+        data=DataSpec(corpus=str(corpus), tokenizer="byte", val_fraction=0.1),
+        train=TrainConfig(total_tokens=24 * 512, batch_tokens=512, eval_every_tokens=4096,
+                          eval_tokens=1024))
+
+    def attempt(name: str, on_eval, resume=None):
+        p = dataclasses.replace(paths(tmp_path / name),
+                                trial_json=write_trial_json(spec, str(tmp_path / name / "t")))
+        return run_command(spec, paths=p, on_eval=on_eval, resume_from=resume)
+
+    whole = []
+    attempt("whole", lambda m, c: whole.append(m))
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(m, ckpt):
+        shutil.copytree(ckpt, tmp_path / "kept")  # what the store keeps at the first evaluation
+        raise Stop
+
+    with pytest.raises(Stop):
+        attempt("first", interrupt)
+    resumed = []
+    attempt("second", lambda m, c: resumed.append(m), resume=str(tmp_path / "kept"))
+    print(f"\n[example trainer] val_loss {[round(m.val_loss, 4) for m in whole]}, resumed "
+          f"{[round(m.val_loss, 4) for m in resumed]}")
+    assert [m.tokens for m in whole] == [4096, 8192, 12288]
+    assert [m.tokens for m in resumed] == [8192, 12288]
+    assert [m.val_loss for m in resumed] == [m.val_loss for m in whole[1:]]  # the same batches, bitwise
+    assert whole[-1].val_loss < whole[0].val_loss < math.log(256)
+    assert whole[0].overrides["params"] == spec.shape.param_counts()["total"]  # the planned count, exactly
