@@ -87,7 +87,7 @@ class TrialSpec:
         identity = {
             "kind": self.kind,
             "shape": _fields(self.shape),
-            "data": dataclasses.asdict(self.data),
+            "data": _fields(self.data),
             "train": _fields(self.train),
             "budget_flops": float(self.budget_flops),
             "group": self.group,
