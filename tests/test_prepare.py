@@ -176,3 +176,28 @@ def test_tokenizer_file_errors_name_the_field(tmp_path, tokenizer_file):
     (tmp_path / "tokenizer.json").write_text("{}")
     with pytest.raises(ValueError, match="must be a Hugging Face tokenizer.json"):
         DataSpec(corpus="pydoc", tokenizer=str(tmp_path / "tokenizer.json")).effective_vocab_size
+
+
+def test_run_prepares_a_small_corpus_and_prepare_prints_its_manifest_last(tmp_path, capsys):
+    import yaml
+
+    from scaling_orchestrator.cli.prepare import ensure_prepared
+    from scaling_orchestrator.cli.study import main
+    from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
+
+    corpus = parquet_shards(tmp_path / "shards", documents(), 2)
+    spec = {
+        "name": "p",
+        "budgets_flops": [2e11, 5e11, 1.25e12],
+        "sizes_per_budget": 3,
+        "model": {"depth": {"min": 1, "max": 4}, "aspect_ratio": 16, "head_dim": 16, "seq_len": 16},
+        "data": {"corpus": f"{corpus}:text", "tokenizer": "byte", "cache_dir": str(tmp_path / "c")},
+        "train": {"batch_tokens": 2048},
+    }
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    manifest = ensure_prepared(load_sweep(path))  # run/demo's hook: small, so in this process
+    assert manifest == prepared_folder(load_sweep(path).data) / "manifest.json" and manifest.is_file()
+    assert main(["prepare", str(path)]) == 0  # prepared already: no Ray started
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == f"manifest: {manifest}" and "train 5" in lines[-2]
