@@ -179,11 +179,15 @@ def test_tokenizer_file_errors_name_the_field(tmp_path, tokenizer_file):
 
 
 def test_run_prepares_a_small_corpus_and_prepare_prints_its_manifest_last(tmp_path, capsys):
+    """Then the plan knows the data: epochs per trial, a warning when they repeat it, and the
+    rows carry unique_tokens and epochs."""
     import yaml
 
     from scaling_orchestrator.cli.prepare import ensure_prepared
     from scaling_orchestrator.cli.study import main
+    from scaling_orchestrator.orchestrator.designs import make_plan
     from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
+    from scaling_orchestrator.orchestrator.store.results import measurement_row
 
     corpus = parquet_shards(tmp_path / "shards", documents(), 2)
     spec = {
@@ -201,3 +205,28 @@ def test_run_prepares_a_small_corpus_and_prepare_prints_its_manifest_last(tmp_pa
     assert main(["prepare", str(path)]) == 0  # prepared already: no Ray started
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == f"manifest: {manifest}" and "train 5" in lines[-2]
+    plan = make_plan(load_sweep(path))
+    unique = json.loads(manifest.read_text())["splits"]["train"]["tokens"]
+    trial = plan.trials[-1]
+    assert (
+        trial.unique_tokens == unique and plan.trial_row(trial)["epochs"] == trial.train.total_tokens / unique
+    )
+    text = plan.render()
+    assert f"data: {unique / 1e3:.3g}k unique training tokens" in text
+    assert f"warning: {len(plan.trials)} of {len(plan.trials)} trials repeat their data" in text
+    row = measurement_row(trial, None)
+    assert row["unique_tokens"] == unique and row["epochs"] is None
+
+
+def test_data_constrained_fit_reads_the_rows_unique_tokens_by_default():
+    from argparse import Namespace
+
+    from scaling_orchestrator.analysis.data.schema import SCHEMA
+    from scaling_orchestrator.cli.analysis import _rows_unique_tokens
+
+    ours, other = SCHEMA.empty_table(), pa.table({"tokens": [1]})
+    assert (
+        _rows_unique_tokens(Namespace(law="data_constrained", source="rows.parquet"), ours) == "unique_tokens"
+    )
+    assert _rows_unique_tokens(Namespace(law="data_constrained", source="runs.csv"), other) is None
+    assert _rows_unique_tokens(Namespace(law="chinchilla", source="rows.parquet"), ours) is None

@@ -242,3 +242,16 @@ def _pretokenized(spec: DataSpec) -> TokenData:
         bytes_per_token=float("nan"),
         fingerprint=fingerprint,
     )
+
+
+def unique_train_tokens(spec: DataSpec) -> int:
+    """The training split's tokens as its manifest (or a .bin's header) says; 0 when not prepared
+    yet or not readable here (a cluster's path): the plan then says epochs are unknown."""
+    try:
+        if spec.pretokenized:
+            layout = bin_layout(spec.corpus, spec.effective_vocab_size, spec.token_dtype)
+            return _bin_cut(layout.tokens, spec.val_fraction)
+        manifest = read_manifest(prepared_folder(spec))
+    except (OSError, ValueError):
+        return 0
+    return int(manifest["splits"]["train"]["tokens"]) if manifest else 0

@@ -65,6 +65,7 @@ class TrialSpec:
     simulate: dict | None = None
     round: int = 0  # an adaptive study: the round that chose it; not part of the identity
     reason: str = ""  # an adaptive study: why it was chosen; not part of the identity
+    unique_tokens: int = 0  # its data's training-split tokens (plan/data.py; 0: unknown); not identity
 
     @property
     def backend(self) -> str:
@@ -120,6 +121,7 @@ class TrialSpec:
             simulate=d.get("simulate"),
             round=int(d.get("round", 0)),
             reason=d.get("reason", ""),
+            unique_tokens=int(d.get("unique_tokens", 0)),
         )
 
 
