@@ -200,14 +200,6 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def documents_sha256(docs: list[str]) -> str:
-    """Content hash of an ordered document list (each document's hash, so boundaries count)."""
-    outer = hashlib.sha256()
-    for doc in docs:
-        outer.update(hashlib.sha256(doc.encode("utf-8")).digest())
-    return outer.hexdigest()
-
-
 def columnar_target(corpus: str) -> tuple[str, str] | None:
     """("shards/*.parquet", "text") for a "PATH:column" corpus, else None."""
     if not isinstance(corpus, str) or ":" not in corpus:

