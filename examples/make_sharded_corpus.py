@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/fineweb-style", help="output folder")
     parser.add_argument("--shards", type=int, default=8, help="Parquet files [8]")
-    parser.add_argument("--vocab-size", type=int, default=1024, help="tokenizer vocabulary [1024, the demo's]")
+    parser.add_argument("--vocab-size", type=int, default=1024, help="vocabulary [1024, the demo's]")
     args = parser.parse_args(argv)
     out = Path(args.out)
     name, docs = documents()
