@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 from pathlib import Path
 
 from scaling_orchestrator.models.data.prepare import (
@@ -38,6 +39,8 @@ class UnitTokenizer:
     """A Ray Data actor: the tokenizer loaded once, then units -> shards + records."""
 
     def __init__(self, job: dict):
+        # one actor holds one CPU: the tokenizer's own thread pool would share it with the others
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
         self.job = job
         self.encode = make_encoder(job)
         self.folder = Path(job["folder"])
@@ -45,7 +48,9 @@ class UnitTokenizer:
     def __call__(self, batch: dict) -> dict:
         units = [unit_from_dict(json.loads(u)) for u in batch["unit"]]
         records = [process_unit(u, self.folder, self.job, self.encode) for u in units]
-        return {"record": [json.dumps(r) for r in records]}
+        # this actor's peak memory so far, for bench/prepare.py (Linux ru_maxrss is in KiB)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return {"record": [json.dumps({**r, "worker_peak_rss_bytes": peak}) for r in records]}
 
 
 def tokenize_units(units, job: dict, workers: int) -> list[dict]:
