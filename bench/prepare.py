@@ -52,13 +52,14 @@ def make_corpus(folder: Path, size_mb: int, shard_mb: int) -> None:
     """size_mb of text in shards of shard_mb, written one shard at a time (flat memory)."""
     folder.mkdir(parents=True, exist_ok=True)
     vocab, rng = words(), np.random.default_rng(1)
-    zipf = 1.0 / np.arange(1, len(vocab) + 1)
-    zipf /= zipf.sum()
+    cdf = np.cumsum(1.0 / np.arange(1, len(vocab) + 1))  # Zipf's law over the word list
+    cdf /= cdf[-1]
     written, shard = 0, 0
     while written < size_mb << 20:
         docs, size = [], 0
         while size < shard_mb << 20 and written + size < size_mb << 20:
-            doc = " ".join(vocab[rng.choice(len(vocab), rng.integers(300, 900), p=zipf)])
+            picks = np.minimum(np.searchsorted(cdf, rng.random(rng.integers(300, 900))), len(vocab) - 1)
+            doc = " ".join(vocab[picks])
             docs.append(doc)
             size += len(doc)
         pq.write_table(pa.table({"text": docs}), folder / f"train-{shard:05d}.parquet")
