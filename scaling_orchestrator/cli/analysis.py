@@ -135,14 +135,25 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _rows_unique_tokens(args, table) -> str | None:
+    """A law that needs unique tokens reads our rows' own `unique_tokens` column by default (a
+    results folder, or a table that has it); elsewhere --unique-tokens stays required."""
+    form = forms().get(args.law or "")
+    if form is None or "unique_tokens" not in form.required_columns:
+        return None
+    ours = Path(args.source).is_dir() if table is None else "unique_tokens" in table.column_names
+    return "unique_tokens" if ours else None
+
+
 def fit_args(args, table=None):
     """scaling_orchestrator.analysis.fit on the parsed flags; table: the source as _read_source
     read it (None: fit reads it). A skipped corrupt file is one warning line on stderr; any
     other warning (numpy's, scipy's) is shown as Python shows it."""
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap {args.bootstrap}: allowed 0 or more resamples")
+    unique = args.unique_tokens or _rows_unique_tokens(args, table)
     columns = Columns(params=args.params, tokens=args.tokens, flops=args.flops, loss=args.loss, run=args.run,
-                      budget=args.budget, unique_tokens=args.unique_tokens,
+                      budget=args.budget, unique_tokens=unique,
                       param_convention=args.param_convention, flops_convention=args.flops_convention)
     targets = adaptive_study.default_targets(args)  # an adaptive study's own target by default
     options = FitOptions(target_flops=targets, n_bootstrap=args.bootstrap, law=args.law or DEFAULT_LAW,

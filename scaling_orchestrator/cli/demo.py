@@ -16,6 +16,7 @@ from pathlib import Path
 
 from scaling_orchestrator.analysis import FitOptions, fit
 from scaling_orchestrator.analysis.data.schema import HELD_OUT
+from scaling_orchestrator.cli.prepare import ensure_prepared
 from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
 
@@ -30,8 +31,12 @@ def demo_spec_path(design: str = "grid") -> Path:
     return Path(str(resources.files("scaling_orchestrator.cli") / DESIGNS[design][0]))
 
 
-def build_plan(results_dir: str, spec_path: str | None = None, design: str = "grid"):
+def build_plan(
+    results_dir: str, spec_path: str | None = None, design: str = "grid", *, prepare: bool = False
+):
     sweep = load_sweep(spec_path or str(demo_spec_path(design)))
+    if prepare:  # the corpus tokenized once, before planning: the plan then knows its tokens
+        ensure_prepared(sweep)
     return make_plan(replace(sweep, storage=results_dir))
 
 
@@ -57,7 +62,7 @@ def main(args) -> int:
     design = getattr(args, "design", None) or "grid"
     results_dir = getattr(args, "results", None) or DESIGNS[design][1]
     start = time.time()
-    plan = build_plan(results_dir, getattr(args, "spec", None), design)
+    plan = build_plan(results_dir, getattr(args, "spec", None), design, prepare=True)
     budgets = sorted(set(plan.sweep.budgets_flops + plan.sweep.held_out_budgets_flops))
     held_out = sorted({t.budget_flops for t in plan.trials if t.group == HELD_OUT})
     print(

@@ -1,4 +1,4 @@
-"""`scaling`: plan, run, status, fit, report, predict, select, next, demo.
+"""`scaling`: plan, prepare, run, status, fit, report, predict, select, next, demo.
 
 Ray loads only for the commands that run trials (run, demo): the execution layer is imported
 when they run, so `scaling plan`, `status`, `fit` and `next` never load it. Expected failures
@@ -13,6 +13,7 @@ import sys
 
 from scaling_orchestrator.cli import analysis as analysis_cli
 from scaling_orchestrator.cli import demo
+from scaling_orchestrator.cli import prepare as prepare_cli
 from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.designs.next_trials import run_next
 from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
@@ -20,6 +21,7 @@ from scaling_orchestrator.orchestrator.store.status import status_text
 
 COMMANDS = {
     "plan": "print the trials of a sweep spec and their cost; nothing runs",
+    "prepare": prepare_cli.HELP,
     "run": "run the trials of a sweep spec not yet done: its "
     "hparams search, then its grid (re-running resumes)",
     "status": "what a results directory holds: done, running, failed",
@@ -59,6 +61,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help=COMMANDS["plan"], description=COMMANDS["plan"])
     p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON instead of a table")
+
+    prepare_cli.add_prepare_parser(sub)
 
     p = sub.add_parser("run", help=COMMANDS["run"], description=COMMANDS["run"])
     p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML)")
@@ -144,7 +148,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
-    plan = _load_plan(args.spec)
+    plan = _load_plan(args.spec, prepare_on=args.address or "")
     sweep, only = plan.sweep, getattr(args, "only", None)
     results = args.results or sweep.storage
     if only == "hparams" and sweep.hparams is None:
@@ -232,6 +236,7 @@ def cmd_demo(args) -> int:
 
 HANDLERS = {
     "plan": cmd_plan,
+    "prepare": prepare_cli.cmd_prepare,
     "run": cmd_run,
     "status": cmd_status,
     "fit": cmd_fit,
@@ -243,8 +248,12 @@ HANDLERS = {
 }
 
 
-def _load_plan(spec_path: str):
-    return make_plan(load_sweep(spec_path))
+def _load_plan(spec_path: str, prepare_on: str | None = None):
+    """The spec's plan; prepare_on (a Ray address, "" for local) prepares its corpus first."""
+    sweep = load_sweep(spec_path)
+    if prepare_on is not None:
+        prepare_cli.ensure_prepared(sweep, prepare_on or None)
+    return make_plan(sweep)
 
 
 def _command(argv: list[str]) -> str | None:

@@ -21,10 +21,11 @@ SCHEMA_VERSION = 4
 # (no group, size_label, parent_trial_id or backend) stay readable: check_table fills the
 # defaults below, and "no held-out group" sends the back-test to its largest-budget rule.
 # Version 3: branch_tokens (a branch's start in its trunk), round and reason (an adaptive study's).
-# Version 4: metrics (a trainer of the user's own: its other reported numbers, a JSON object).
+# Version 4: metrics (a trainer of the user's own: its other reported numbers, a JSON object), and
+# unique_tokens / epochs (the data a trial saw; null: unknown).
 ADDED_IN = {2: {"group": "", "size_label": "", "parent_trial_id": "", "backend": "torch"},
             3: {"branch_tokens": 0, "round": 0, "reason": ""},
-            4: {"metrics": ""}}
+            4: {"metrics": "", "unique_tokens": None, "epochs": None}}
 
 # Exact FLOP convention recorded in every row (never implied).
 FLOPS_CONVENTION = "chinchilla_appendix_f"
@@ -69,6 +70,10 @@ FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("budget_flops", pa.float64(), "the IsoFLOP budget this trial was planned for"),
     ("step", pa.int64(), "optimizer steps completed"),
     ("tokens", pa.int64(), "training tokens consumed at this evaluation"),
+    ("unique_tokens", pa.int64(), "tokens of the training split the trial samples from (its prepared "
+     "manifest); null when unknown"),
+    ("epochs", pa.float64(), "tokens / unique_tokens: passes over the training data so far; null "
+     "when unknown"),
     ("flops", pa.float64(), "exact training FLOPs spent at this evaluation"),
     ("flops_6n", pa.float64(), "Kaplan 6 * non_embedding_params * tokens"),
     ("flops_convention", pa.string(), "convention of `flops`"),
@@ -132,7 +137,7 @@ def check_table(table: pa.Table, source: str = "table") -> pa.Table:
             kind = SCHEMA.field(name).type
             if name not in table.column_names:
                 table = table.append_column(name, pa.array([value] * table.num_rows, kind))
-            else:  # a folder of old and new files read as one dataset: nulls in the old rows
+            elif value is not None:  # a folder of old and new files read as one dataset: nulls in old rows
                 i = table.column_names.index(name)
                 table = table.set_column(i, name, pc.fill_null(table.column(i).cast(kind), value))
     missing = [c for c in COLUMNS if c not in table.column_names]

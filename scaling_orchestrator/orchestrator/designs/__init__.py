@@ -22,6 +22,7 @@ from typing import NamedTuple
 from scaling_orchestrator.orchestrator.designs import adaptive, branches, grid, shape
 from scaling_orchestrator.orchestrator.designs.queue import TrialQueue
 from scaling_orchestrator.orchestrator.plan.build import Plan
+from scaling_orchestrator.orchestrator.plan.data import with_unique_tokens
 from scaling_orchestrator.orchestrator.plan.placement import placement_notes
 from scaling_orchestrator.orchestrator.spec import references
 from scaling_orchestrator.orchestrator.spec.sweep import Sweep
@@ -46,7 +47,7 @@ def make_plan(sweep: Sweep) -> Plan:
     by size, a micro-batch that fits). The plan's notes say what was read, then the design's
     own notes, then what placing changed."""
     sweep = references.resolve(sweep)
-    plan = DESIGNS[sweep.design.kind].make_plan(sweep)
+    plan = with_unique_tokens(DESIGNS[sweep.design.kind].make_plan(sweep))  # epochs per trial
     placed = placement_notes([*plan.trials, *plan.hparam_trials], sweep.resource_rules)
     return dataclasses.replace(plan, notes=(*references.notes(sweep), *plan.notes, *placed))
 

@@ -44,7 +44,7 @@ import time
 import traceback
 
 from scaling_orchestrator.analysis.data.schema import TRUNK
-from scaling_orchestrator.models.data.tokens import prepare_data
+from scaling_orchestrator.models.data.tokens import load_prepared
 from scaling_orchestrator.orchestrator.backends import simulate
 from scaling_orchestrator.orchestrator.execution import tuner
 from scaling_orchestrator.orchestrator.execution.resources import worker_bundle
@@ -344,7 +344,7 @@ def _train_trial(spec: TrialSpec, config, store: Store, *, scratch: str, resume_
     return train(
         spec.shape,
         config,
-        prepare_data(spec.data),
+        load_prepared(spec.data),  # the manifest and memory-mapped shards the driver prepared
         on_eval=on_eval,
         checkpoint_dir=checkpoint_dir,
         resume_from=resume_from,

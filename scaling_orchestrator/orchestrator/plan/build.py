@@ -28,6 +28,7 @@ from scaling_orchestrator.analysis.numerics import json_text
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.orchestrator.fmt import si
 from scaling_orchestrator.orchestrator.plan import text as plan_text
+from scaling_orchestrator.orchestrator.plan.data import epochs
 from scaling_orchestrator.orchestrator.plan.placement import (
     cluster_cost,
     declared_gpus,
@@ -129,7 +130,8 @@ class Plan:
             "steps": t.train.total_steps, "tokens_per_param": t.train.total_tokens / counts["total"],
             "flops": t.flops, "flops_over_budget": t.flops / t.budget_flops,
             "eval_every_tokens": t.train.eval_every_tokens, "lr": t.train.lr,
-            "estimated_seconds": self.trial_seconds(t), **trial_memory(t), "spec": t.to_dict(),
+            "estimated_seconds": self.trial_seconds(t), **trial_memory(t),
+            "unique_tokens": t.unique_tokens, "epochs": epochs(t), "spec": t.to_dict(),
         }
 
     def hparams_dict(self) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.orchestrator.fmt import duration, si
+from scaling_orchestrator.orchestrator.plan.data import data_lines
 from scaling_orchestrator.orchestrator.spec.paths import plan_notes
 
 
@@ -29,6 +30,7 @@ def render(plan) -> str:
                 "* held out of the back-test fit; the headline fit uses every run (group 'held_out')"
             )
         lines += [f"dropped {d.budget_flops:.3g}: {d.reason}" for d in plan.dropped]
+    lines += data_lines(plan)  # unique tokens, and a warning when trials repeat data
     lines += [f"note: {n}" for n in (*plan.notes, *plan_notes(s))]  # plan_notes: paths left to the cluster
     if plan.trials:
         serial = sum(plan.trial_seconds(t) for t in plan.trials)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import socket
 
+from scaling_orchestrator.models.data.corpus import columnar_target
 from scaling_orchestrator.models.data.tokens import DataSpec, cache_root, check_data
 from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
 from scaling_orchestrator.orchestrator.spec.validate import SpecError, checked
@@ -43,10 +44,15 @@ class NodePathError(RuntimeError):
 
 
 def corpus_file(corpus: str) -> str:
-    """The file or folder a corpus names ("" for a named corpus): "rows.parquet:text" -> "rows.parquet"."""
-    if corpus in NAMED_CORPORA:
+    """The file or folder a corpus names ("" for a named corpus): "rows.parquet:text" ->
+    "rows.parquet", "data/shards/*.parquet:text" -> "data/shards" (a glob's fixed folder)."""
+    if not corpus or corpus in NAMED_CORPORA:
         return ""
-    return os.path.expanduser(corpus.rsplit(":", 1)[0] if ".parquet:" in corpus else corpus)
+    target = columnar_target(corpus)
+    where = target[0] if target else corpus
+    while any(c in where for c in "*?["):
+        where = os.path.dirname(where)
+    return os.path.expanduser(where or ".")
 
 
 def storage_file(storage: str) -> str:

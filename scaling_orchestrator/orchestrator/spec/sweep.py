@@ -16,7 +16,7 @@ examples/demo.yaml comments every section. Sections [defaults]:
                           (`scaling fit --json` output, read by resolve: spec/references.py);
                           span [4]: sizes cover N*/span..N*·span;
                           params: total [Chinchilla] | non_embedding (Kaplan)
-  data, train, resources  models.data.tokens.DataSpec, Recipe (batch_tokens required), trial.Resources;
+  data, train, resources  DataSpec (sections/data.py), Recipe (batch_tokens required), trial.Resources;
                           the corpus is listed here as every trial would check it (check_data),
                           or, a cluster's path, where the study runs (spec/paths.py)
   hparams, train.lr: {from_fit}   a search at a few sizes; lr*(N) of a fit (spec/sections/hparams.py)
@@ -55,6 +55,7 @@ from scaling_orchestrator.models.training.config import (
 from scaling_orchestrator.orchestrator.spec.paths import check_spec_data
 from scaling_orchestrator.orchestrator.spec.sections.backend import parse_backend
 from scaling_orchestrator.orchestrator.spec.sections.counts import parse_model_section
+from scaling_orchestrator.orchestrator.spec.sections.data import parse_data
 from scaling_orchestrator.orchestrator.spec.sections.design import Design, parse_design
 from scaling_orchestrator.orchestrator.spec.sections.hparams import (
     HparamSpec,
@@ -68,7 +69,6 @@ from scaling_orchestrator.orchestrator.spec.sections.simulate import parse_simul
 from scaling_orchestrator.orchestrator.spec.trial import Resources
 from scaling_orchestrator.orchestrator.spec.validate import (
     SpecError,
-    build,
     choice,
     dataclass_fields,
     fail,
@@ -231,7 +231,7 @@ def _parse(raw, source: str) -> Sweep:
             else "empty when there are no budgets_flops (nothing to extrapolate from)",
         )
     sizes = whole_number(raw.get("sizes_per_budget", 5), "sizes_per_budget", minimum=3)
-    data = build(DataSpec, dataclass_fields(raw.get("data", {}), "data", DataSpec), "data")
+    data = parse_data(raw.get("data", {}))
     model = parse_model_section(raw["model"], data.effective_vocab_size, source)
     if sizes > len(model.shapes) and budgets:
         fail("sizes_per_budget", sizes, f"at most the {len(model.shapes)} sizes the model section gives")

@@ -67,6 +67,7 @@ class TrialSpec:
     trainer: dict | None = None  # backend: command | python (spec/sections/backend.py); None: built-in
     round: int = 0  # an adaptive study: the round that chose it; not part of the identity
     reason: str = ""  # an adaptive study: why it was chosen; not part of the identity
+    unique_tokens: int = 0  # its data's training-split tokens (plan/data.py; 0: unknown); not identity
 
     @property
     def backend(self) -> str:
@@ -92,7 +93,7 @@ class TrialSpec:
         identity = {
             "kind": self.kind,
             "shape": _fields(self.shape),
-            "data": dataclasses.asdict(self.data),
+            "data": _fields(self.data),
             "train": _fields(self.train),
             "budget_flops": float(self.budget_flops),
             "group": self.group,
@@ -128,6 +129,7 @@ class TrialSpec:
             trainer=d.get("trainer"),
             round=int(d.get("round", 0)),
             reason=d.get("reason", ""),
+            unique_tokens=int(d.get("unique_tokens", 0)),
         )
 
 

@@ -107,6 +107,8 @@ def measurement_row(spec, m=None, *, status: str | None = None) -> dict:
         "budget_flops": float(spec.budget_flops),
         "step": m.step if m else 0,
         "tokens": m.tokens if m else 0,
+        "unique_tokens": spec.unique_tokens or None,  # plan/data.py: from the prepared manifest
+        "epochs": m.tokens / spec.unique_tokens if m and spec.unique_tokens else None,
         "flops": float(m.flops) if m else 0.0,
         "flops_6n": float(m.flops_6n) if m else 0.0,
         "flops_convention": "chinchilla_appendix_f",
