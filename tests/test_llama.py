@@ -78,7 +78,7 @@ def test_llama_2_7b_count_and_defaults():
     ({"block": "bert"}, "ModelShape.block='bert'"),
     ({"n_kv_heads": 2}, "ModelShape.n_kv_heads=2: applies to block 'llama'"),
     ({"qk_norm": True}, "ModelShape.qk_norm=True: applies to block 'llama'"),
-    ({"block": "llama", "n_kv_heads": 3}, "ModelShape.n_kv_heads=3: must divide n_head=4"),
+    ({"block": "llama", "n_kv_heads": 3}, "ModelShape.n_kv_heads=3: must be a divisor of n_head=4"),
     ({"block": "llama", "rope_theta": 0.5}, "ModelShape.rope_theta=0.5"),
     ({"block": "llama", "ffn_multiple_of": 0}, "ModelShape.ffn_multiple_of=0"),
 ])

@@ -93,8 +93,8 @@ class ModelShape:
                 raise ValueError(f"ModelShape.{name}={value!r}: must be a whole number >= "
                                  f"{int(name == 'ffn_multiple_of')}")
         if self.n_head % self.kv_heads:
-            raise ValueError(f"ModelShape.n_kv_heads={self.n_kv_heads}: must divide n_head={self.n_head} "
-                             f"(each key/value head serves n_head / n_kv_heads query heads)")
+            raise ValueError(f"ModelShape.n_kv_heads={self.n_kv_heads}: must be a divisor of "
+                             f"n_head={self.n_head} (each key/value head serves n_head / n_kv_heads)")
         if self.head_dim % 2:
             raise ValueError(f"ModelShape.d_model={self.d_model}: d_model/n_head={self.head_dim} must be "
                              f"even under block 'llama' (rotary embeddings turn pairs of coordinates)")
