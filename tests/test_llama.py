@@ -105,7 +105,8 @@ def test_causal_rotary_and_gqa_forward():
     changed[:, 6:] = (changed[:, 6:] + 1) % 50
     assert torch.allclose(model(changed)[0][:, :6], logits[:, :6], atol=1e-6)
     cos, sin = rotary_tables(shape, 10, "cpu")
-    assert cos.shape == (10, 8) and torch.equal(cos[0], torch.ones(8)) and torch.equal(sin[0], torch.zeros(8))
+    assert cos.shape == (10, 1, 8)
+    assert torch.equal(cos[0, 0], torch.ones(8)) and torch.equal(sin[0, 0], torch.zeros(8))
     names = {n for n, _ in model.named_parameters()}
     assert "position_embedding.weight" not in names and not any(n.endswith(".bias") for n in names)
 
@@ -118,3 +119,32 @@ def test_mup_llama_at_its_base_width_is_the_standard_model():
     mup = Llama(ModelShape(**fields, parametrization="mup", base_d_model=32))
     idx = torch.randint(0, 40, (1, 8))
     assert torch.equal(standard(idx)[0], mup(idx)[0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("kv, qk", [(0, False), (2, True)])
+def test_memory_model_counts_what_a_block_saves(dtype, kv, qk):
+    """models/memory.py's llama layer term against autograd's saved tensors of one block (less
+    its weights and the shared rotary tables, which are not per token)."""
+    from scaling_orchestrator.models.memory import layer_activation_bytes
+
+    shape = ModelShape(n_layer=1, d_model=64, n_head=4, n_kv_heads=kv, qk_norm=qk, vocab_size=32,
+                       seq_len=64, block="llama")
+    model = Llama(shape)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    x = model.token_embedding(torch.randint(0, 32, (2, 64)))
+    cos, sin = rotary_tables(shape, 64, "cpu")
+    tables = {t.untyped_storage().data_ptr() for t in (cos, sin)}
+    saved: dict[int, int] = {}
+
+    def pack(t):
+        if not t.requires_grad or t.untyped_storage().data_ptr() not in params:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+        model.blocks[0](x, cos, sin)
+    casts = 2 * sum(p.numel() for p in model.blocks[0].parameters() if p.dim() == 2)  # bf16 weight copies
+    measured = sum(n for ptr, n in saved.items() if ptr not in tables) - (casts if dtype == "bfloat16" else 0)
+    assert measured == layer_activation_bytes(shape, 128, dtype)

@@ -44,13 +44,13 @@ class RMSNorm(nn.Module):
 
 def rotary_tables(shape: ModelShape, seq: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of position p x theta^(-2i/head_dim), i < head_dim/2, each repeated for the
-    two halves: (seq, head_dim). theta 10000, head_dim 64: pair 0 turns 1 rad a token, pair 31
-    1.3e-4 rad."""
+    two halves: (seq, 1, head_dim), to broadcast over (batch, seq, heads, head_dim). theta 10000,
+    head_dim 64: pair 0 turns 1 rad a token, pair 31 1.3e-4 rad."""
     k = shape.head_dim
     exponents = torch.arange(0, k, 2, dtype=torch.float, device=device) / k
     inv_freq = 1.0 / (float(shape.rope_theta) ** exponents)
     angles = torch.arange(seq, dtype=torch.float, device=device)[:, None] * inv_freq[None, :]
-    angles = torch.cat((angles, angles), dim=-1)
+    angles = torch.cat((angles, angles), dim=-1)[:, None, :]
     return angles.cos(), angles.sin()
 
 
@@ -76,13 +76,15 @@ class Attention(nn.Module):
         batch, seq, width = x.shape
         kv = self.kv_heads * self.head_dim
         q, k, v = self.qkv(x).split([width, kv, kv], dim=2)
-        # (batch, seq, heads * head_dim) -> (batch, heads, seq, head_dim)
-        q = q.view(batch, seq, self.n_head, self.head_dim).transpose(1, 2)
-        k = k.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = v.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+        q = q.view(batch, seq, self.n_head, self.head_dim)
+        k = k.view(batch, seq, self.kv_heads, self.head_dim)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        # Rotated in (batch, seq, heads, head_dim) and only then transposed to (batch, heads, seq,
+        # head_dim), as models/gpt.py: SDPA's output keeps that layout, so .contiguous() below copies
+        # nothing (rotating after the transpose made it copy: one more h per token saved, measured).
+        q, k = rotate(q, cos, sin).transpose(1, 2), rotate(k, cos, sin).transpose(1, 2)
+        v = v.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
         y = F.scaled_dot_product_attention(
             q, k, v, is_causal=True, scale=self.scale, enable_gqa=self.kv_heads != self.n_head
         )
