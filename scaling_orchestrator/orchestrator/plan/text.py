@@ -148,14 +148,18 @@ def _hparams(plan) -> list[str]:
     )
 
 
-def weights_line(trials) -> str:
+def kept_weight_bytes(trials) -> int:
     """What the study keeps on disk (store/weights.py): fp32 params x 4 bytes of every trial that
     keeps its weights (not simulated, train.keep_weights final). 16 trials of 10M params: 640 MB."""
-    kept = sum(4 * t.shape.param_counts()["total"] for t in trials
+    return sum(4 * t.shape.param_counts()["total"] for t in trials
                if not t.simulate and t.train.keep_weights == "final")
+
+
+def weights_line(trials) -> str:
+    kept = kept_weight_bytes(trials)
     if not kept:
         return "weights kept: none (simulated trials, or train.keep_weights: none)"
-    return f"weights kept: {kept / 1e9:.3g} GB in _weights/ (fp32, params x 4 bytes, each finished trial)"
+    return f"weights kept: {kept / 1e6:,.1f} MB in _weights/ (fp32, params x 4 bytes, each finished trial)"
 
 
 def _table(header, rows) -> list[str]:
