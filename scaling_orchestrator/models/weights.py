@@ -28,8 +28,8 @@ TIED_NAME = "lm_head.weight"  # the token table's second name when embeddings ar
 
 def checkpoint_state(checkpoint_dir: str) -> dict[str, torch.Tensor]:
     """The model's tensors from a training checkpoint folder (models/training/checkpoint.py)."""
-    payload = torch.load(Path(checkpoint_dir) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    return payload["model"]
+    path = Path(checkpoint_dir) / CHECKPOINT_FILE
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
 def weights_config(shape: ModelShape, **extra) -> dict:
