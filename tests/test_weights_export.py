@@ -65,6 +65,22 @@ def test_llama_exports_to_transformers_with_our_logits_and_tokenizer(tmp_path, t
     assert "weights: 1 models kept" in status_text(store.uri)
 
 
+@pytest.mark.slow  # transformers' import
+def test_mup_multipliers_fold_into_the_exported_weights(tmp_path, token_cache_dir):
+    """mup's attention scale (base head 4 of 8: sqrt(4)/8, not 1/sqrt(8)) and logit multiplier
+    1/m (m = 2) have no place in LlamaConfig: folded into q_proj and lm_head, the logits agree."""
+    transformers = pytest.importorskip("transformers")
+    fields = {**LLAMA, "parametrization": "mup", "base_d_model": 16, "base_head_dim": 4}
+    spec, store = finished_trial(tmp_path, token_cache_dir, fields, "byte")
+    assert spec.shape.output_multiplier == 0.5 and spec.shape.attention_scale == 0.25
+    assert main(["export", store.uri, spec.trial_id, "--out", str(tmp_path / "hf")]) == 0
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).eval()
+    folder = store.read_meta(spec.trial_id)["weights"]
+    ours, tokens = load_model(folder)[0], validation_tokens(folder)
+    with torch.no_grad():
+        assert torch.allclose(ours(tokens)[0], theirs(tokens).logits, atol=1e-4, rtol=0)
+
+
 @pytest.mark.slow  # the tokenizer is saved through transformers: its import is seconds
 def test_gpt2_exports_weights_our_package_reloads(tmp_path, token_cache_dir):
     pytest.importorskip("transformers")

@@ -98,7 +98,9 @@ def _numpy_state_from_plain(state: dict) -> tuple:
 
 def _check_same_run(payload: dict, shape, config, fingerprint: str, directory: str,
                     may_differ: tuple[str, ...], argument: str) -> None:
-    if payload["shape"] != dataclasses.asdict(shape):
+    # A checkpoint written before a ModelShape field existed (block, n_kv_heads, ...) had its default.
+    defaults = {f.name: f.default for f in dataclasses.fields(shape)}
+    if {**defaults, **payload["shape"]} != dataclasses.asdict(shape):
         raise ValueError(f"{argument}={directory!r}: checkpoint shape {payload['shape']} differs from "
                          f"{dataclasses.asdict(shape)}; continue only the same model")
     saved, now = payload["config"], dataclasses.asdict(config)
