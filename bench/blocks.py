@@ -2,7 +2,8 @@
 
     python bench/blocks.py RESULTS_GPT2 RESULTS_LLAMA   # two finished studies, e.g. results/demo and
                                                         # results/demo-llama (examples/demo-llama.yaml)
-    python bench/blocks.py --quick [--out bench-blocks] # runs both demo studies cut down, then compares
+    python bench/blocks.py --quick [--budgets 3] [--sizes 3] [--out bench-blocks]
+                                                        # runs both demo studies cut down, then compares
 
 Per budget: each block's best final val_loss (nats per token) and which block is lower; per block:
 the IsoFLOP exponent a (N* ~ C^a, scaling_orchestrator.analysis.fit, no bootstrap) and the
@@ -48,8 +49,9 @@ def exponents(results: str) -> dict[str, float | str]:
             "beta": par.get("beta", float("nan"))}
 
 
-def run_quick(out: str) -> dict[str, tuple[str, float]]:
-    """Both demo studies at 3 budgets x 3 sizes on local Ray: {block: (results, wall seconds)}."""
+def run_quick(out: str, budgets: int = 3, sizes: int = 3) -> dict[str, tuple[str, float]]:
+    """Both demo studies at their first `budgets` budgets x `sizes` sizes on local Ray:
+    {block: (results, wall seconds)}."""
     # Ray and the planner load only for --quick: comparing finished folders needs neither
     from scaling_orchestrator.orchestrator.designs import make_plan
     from scaling_orchestrator.orchestrator.execution.run import run_plan
@@ -58,8 +60,8 @@ def run_quick(out: str) -> dict[str, tuple[str, float]]:
     runs = {}
     for block, spec in SPECS.items():
         sweep = load_sweep(spec)
-        sweep = dataclasses.replace(sweep, budgets_flops=sweep.budgets_flops[:3], held_out_budgets_flops=(),
-                                    sizes_per_budget=3)
+        sweep = dataclasses.replace(sweep, budgets_flops=sweep.budgets_flops[:budgets],
+                                    held_out_budgets_flops=(), sizes_per_budget=sizes)
         results = os.path.join(out, block)
         start = time.perf_counter()
         summary = run_plan(make_plan(sweep), results, progress=False)
@@ -94,9 +96,11 @@ def main() -> None:
     ap.add_argument("results", nargs="*", metavar="RESULTS", help="gpt2 study, then llama study")
     ap.add_argument("--quick", action="store_true", help="run both demo studies cut down first")
     ap.add_argument("--out", default="bench-blocks", help="--quick: where the two studies go")
+    ap.add_argument("--budgets", type=int, default=3, help="--quick: the demo's first N budgets")
+    ap.add_argument("--sizes", type=int, default=3, help="--quick: sizes per budget (>= 3)")
     args = ap.parse_args()
     if args.quick:
-        runs = run_quick(args.out)
+        runs = run_quick(args.out, args.budgets, args.sizes)
         folders = {block: path for block, (path, _) in runs.items()}
         print("wall: " + ", ".join(f"{b} {w:.0f} s" for b, (_, w) in runs.items()) + " (cut-down studies)")
     elif len(args.results) == 2:
