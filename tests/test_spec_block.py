@@ -39,6 +39,20 @@ def test_llama_dial_plans_exact_counts_and_steps():
     assert {t.trial_id for t in gpt2.trials}.isdisjoint({t.trial_id for t in plan.trials})
 
 
+def test_listed_shapes_carry_the_block_through_a_next_round_spec():
+    """scaling next writes the sizes as shapes: the block, its options and untied heads carry over."""
+    from scaling_orchestrator.orchestrator.designs.next_spec import model_section
+
+    plan = make_plan(parse_sweep(base(block="llama", qk_norm=True)))
+    model = model_section(plan.trials[0], plan.trials)
+    assert model["block"] == "llama" and model["qk_norm"] is True
+    again = make_plan(parse_sweep({**base(), "model": model}))
+    assert {t.trial_id for t in again.trials} == {t.trial_id for t in plan.trials}
+    model["shapes"][0]["tied_embeddings"] = "yes"
+    with pytest.raises(SpecError, match="model.shapes.0..tied_embeddings: 'yes' must be true or false"):
+        parse_sweep({**base(), "model": model})
+
+
 def test_keep_weights_none_keeps_the_trial_ids():
     kept = make_plan(parse_sweep(base()))
     raw = base()
