@@ -83,12 +83,16 @@ def report(folders: dict[str, str]) -> None:
         print(f"{budget:9.3g}  " + "  ".join(f"{row[b]:7.4f}" for b in folders) + f"  {better}")
     fits = {block: exponents(path) for block, path in folders.items()}
     for block, f in fits.items():
-        a = f"{f['a']:.3f}" if isinstance(f["a"], float) else f["a"]
-        print(f"{block}: isoflop a {a}, parametric alpha {f['alpha']:.3f} beta {f['beta']:.3f}")
+        a = _number(f["a"]) if not isinstance(f["a"], str) else f"- ({f['a']})"
+        print(f"{block}: isoflop a {a}, parametric alpha {_number(f['alpha'])} beta {_number(f['beta'])}")
     leader = max(wins, key=wins.get)
-    a_text = ", ".join(f"{b} {f['a']:.2f}" if isinstance(f["a"], float) else f"{b} -"
-                       for b, f in fits.items())
+    a_text = ", ".join(f"{b} {_number(f['a'])}" for b, f in fits.items())
     print(f"better block: {leader} at {wins[leader]}/{len(budgets)} budgets; a {a_text}")
+
+
+def _number(x) -> str:
+    """3 decimals, or "-" for a fit that gave none (a reason, or null for NaN)."""
+    return f"{x:.3f}" if isinstance(x, (int, float)) and x == x else "-"
 
 
 def main() -> None:
