@@ -1,7 +1,7 @@
 """The memory model (models/memory.py) against the measured peak of
 scaling_orchestrator.models.training.loop's loop.
 
-    python bench/memory.py [--shapes all|quick]
+    python bench/memory.py [--shapes all|quick|llama]
 
 Each shape trains two optimizer steps (the second holds AdamW's states) and one evaluation, in
 a fresh process. CUDA: torch.cuda.max_memory_allocated, the caching allocator's own peak of
@@ -40,7 +40,9 @@ BASELINE = {
     "micro_rows": 1,
     "dtype": "float32",
 }
-# (n_layer, d_model, n_head, vocab, seq_len, tied, rows per step, rows per micro-batch, dtype)
+# (n_layer, d_model, n_head, vocab, seq_len, tied, rows per step, rows per micro-batch, dtype[, block fields])
+LLAMA = {"block": "llama"}
+GQA = {"block": "llama", "n_kv_heads": 2, "qk_norm": True}
 SHAPES = [
     (4, 256, 4, 8192, 256, True, 8, 8, "float32"),  # logits-bound
     (2, 128, 2, 256, 2048, True, 2, 2, "float32"),  # long context: an s x s matrix would add 134 MB
@@ -49,8 +51,11 @@ SHAPES = [
     (2, 64, 2, 4096, 512, True, 8, 8, "bfloat16"),  # bf16 autocast, logits-bound
     (4, 128, 4, 256, 1024, True, 4, 4, "bfloat16"),  # bf16 autocast, activation-bound
     (3, 192, 3, 2048, 256, False, 8, 4, "bfloat16"),  # bf16 autocast, untied, accumulating
+    (8, 384, 6, 1024, 512, False, 8, 4, "float32", LLAMA),  # llama: activation-bound, accumulating
+    (4, 256, 8, 8192, 256, False, 8, 8, "float32", GQA),  # llama, GQA + QK-norm: logits-bound
+    (4, 128, 4, 256, 1024, False, 4, 4, "bfloat16", GQA),  # llama, GQA + QK-norm, bf16: activation-bound
 ]
-QUICK = [0, 3, 4]  # bf16 matmuls are slow on a CPU without AVX-512 BF16: the bf16 shapes are small
+QUICK = [0, 3, 4, 7]  # bf16 matmuls are slow on a CPU without AVX-512 BF16: the bf16 shapes are small
 
 
 def measure(case: dict) -> int:
@@ -119,6 +124,7 @@ def shape_of(case: dict) -> ModelShape:
         vocab_size=case["vocab_size"],
         seq_len=case["seq_len"],
         tied_embeddings=case.get("tied", True),
+        **{k: case[k] for k in ("block", "n_kv_heads", "qk_norm") if k in case},
     )
 
 
@@ -135,7 +141,7 @@ def estimate(case: dict) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", choices=("all", "quick"), default="all")
+    parser.add_argument("--shapes", choices=("all", "quick", "llama"), default="all")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -143,7 +149,7 @@ def main() -> None:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    rows = SHAPES if args.shapes == "all" else [SHAPES[i] for i in QUICK]
+    rows = {"all": SHAPES, "quick": [SHAPES[i] for i in QUICK], "llama": SHAPES[7:]}[args.shapes]
     worst = 0.0
     baseline = None if device == "cuda" else measure({**BASELINE, "device": "cpu"})
     print(
@@ -155,7 +161,7 @@ def main() -> None:
         ),
         flush=True,
     )
-    for n_layer, d_model, n_head, vocab, seq, tied, rows_, micro, dtype in rows:
+    for n_layer, d_model, n_head, vocab, seq, tied, rows_, micro, dtype, *block in rows:
         case = dict(
             n_layer=n_layer,
             d_model=d_model,
@@ -167,12 +173,14 @@ def main() -> None:
             micro_rows=micro,
             dtype=dtype,
             device=device,
+            **(block[0] if block else {}),
         )
         est, got = estimate(case), measured_peak(case, baseline)
         error = est / got - 1
         worst = max(worst, abs(error))
         print(
-            f"{n_layer}L x {d_model}d x {n_head}h V{vocab} s{seq} {'tied' if tied else 'untied'} "
+            f"{block[0]['block'] + ' ' if block else ''}{n_layer}L x {d_model}d x {n_head}h V{vocab} s{seq} "
+            f"{'tied' if tied else 'untied'} "
             f"{micro}/{rows_} rows {dtype}: estimate {est / 1e6:.1f} MB, measured {got / 1e6:.1f} MB, "
             f"error {error:+.1%}",
             flush=True,

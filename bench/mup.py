@@ -12,7 +12,7 @@ Then Yang et al.'s coordinate check (scaling_orchestrator.models.coord_check) on
 PNG.
 Plain scaling_orchestrator.models.training.loop, no Ray; runs go two at a time, one torch thread each.
 
-    python bench/mup.py [--widths 16 32 64 128] [--steps 600] [--workers 2] [--out bench-mup]
+    python bench/mup.py [--widths 16 32 64 128] [--steps 600] [--workers 2] [--out bench-mup] [--block llama]
 
 Prints one loss row per (parametrization, width), the best lr per width, and the headlines
 `SP lr shift: Ax` and `muP lr shift: Bx`: the largest best lr over the smallest, across widths.
@@ -63,18 +63,17 @@ LRS = tuple(2.0**k for k in range(-11, -3))  # 4.9e-4 .. 0.0625, 2x apart
 WINDOW = 5
 
 
-def shape_of(width: int, parametrization: str, base: int) -> ModelShape:
+def shape_of(width: int, parametrization: str, base: int, block: str = "gpt2") -> ModelShape:
     extra = {"parametrization": "mup", "base_d_model": base} if parametrization == "mup" else {}
-    return ModelShape(
-        n_layer=N_LAYER, d_model=width, n_head=width // HEAD_DIM, vocab_size=1024, seq_len=SEQ_LEN, **extra
-    )
+    return ModelShape(n_layer=N_LAYER, d_model=width, n_head=width // HEAD_DIM, vocab_size=1024,
+                      seq_len=SEQ_LEN, block=block, **extra)
 
 
 def final_loss(job: tuple) -> tuple:
     """(parametrization, width, lr) -> the same and the final val loss (inf when it diverged)."""
-    parametrization, width, base, lr, steps = job
+    parametrization, width, base, lr, steps, block = job
     config = dataclasses.replace(RECIPE, total_tokens=steps * RECIPE.batch_tokens, lr=lr)
-    m = train(shape_of(width, parametrization, base), config, prepare_data(DATA))
+    m = train(shape_of(width, parametrization, base, block), config, prepare_data(DATA))
     return parametrization, width, lr, m.val_loss if m.status == "ok" else math.inf
 
 
@@ -138,6 +137,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="bench-mup")
+    ap.add_argument("--block", choices=("gpt2", "llama"), default="gpt2")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +145,7 @@ def main() -> None:
     base = min(args.widths)
     start = time.perf_counter()
     jobs = [
-        (p, w, base, lr, args.steps)
+        (p, w, base, lr, args.steps, args.block)
         for p in ("standard", "mup")
         for w in sorted(args.widths, reverse=True)
         for lr in LRS
@@ -162,7 +162,7 @@ def main() -> None:
     tokens = batch_at(data.train, 32, 8, seed=0, step=0)
     coords = {
         p: coord_check(
-            [shape_of(w, p, base).with_context(32) for w in sorted(args.widths)],
+            [shape_of(w, p, base, args.block).with_context(32) for w in sorted(args.widths)],
             steps=4,
             lr=3e-3,
             tokens=tokens,

@@ -29,6 +29,8 @@ from scaling_orchestrator.models.training.config import rows_per_rank
 from scaling_orchestrator.models.training.loop import TrainConfig, batch_at, train
 
 TINY = ModelShape(n_layer=2, d_model=64, n_head=2, vocab_size=256, seq_len=64)
+LLAMA = ModelShape(n_layer=2, d_model=64, n_head=4, n_kv_heads=2, qk_norm=True, vocab_size=256, seq_len=64,
+                   block="llama")
 CONFIG = TrainConfig(total_tokens=12 * 1024, batch_tokens=1024, micro_batch_tokens=256,
                      eval_every_tokens=4 * 1024, eval_tokens=2048, threads=1, device="cpu")
 WORLD_SIZE = 2
@@ -53,12 +55,13 @@ def _rank_main(rank: int, root: str, cache_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{root}/store", rank=rank, world_size=WORLD_SIZE,
                             timeout=datetime.timedelta(seconds=60))  # a rank left waiting fails, never hangs
     data = prepare_data(DataSpec(corpus="pydoc", tokenizer="byte", cache_dir=cache_dir))
-    out: dict = {name: [] for name in ("full", "crashed", "resumed", "from_one", "diverged")}
+    out: dict = {name: [] for name in ("full", "crashed", "resumed", "from_one", "diverged", "llama")}
 
     def record(name):
         return lambda m, ckpt: out[name].append((m, ckpt))
 
     train(TINY, CONFIG, data, on_eval=record("full"), checkpoint_dir=f"{root}/full/rank{rank}")
+    train(LLAMA, CONFIG, data, on_eval=record("llama"))
     try:
         train(TINY, CONFIG, data, on_eval=_crash_at(CRASH_STEP, out["crashed"]),
               checkpoint_dir=f"{root}/crash/rank{rank}")
@@ -85,6 +88,8 @@ def runs(pydoc_bytes, token_cache_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     one = []
     train(TINY, CONFIG, pydoc_bytes, on_eval=lambda m, ckpt: one.append(m))
+    one_llama = []
+    train(LLAMA, CONFIG, pydoc_bytes, on_eval=lambda m, ckpt: one_llama.append(m))
     with pytest.raises(Crash):  # a 1-process checkpoint at step 4 for the 2 ranks to resume
         train(TINY, CONFIG, pydoc_bytes, on_eval=_crash_at(CRASH_STEP, []), checkpoint_dir=str(root / "one"))
     try:
@@ -97,6 +102,8 @@ def runs(pydoc_bytes, token_cache_dir, tmp_path_factory):
             raise
         print(f"[ddp] a rank died at teardown after writing its record: {exc}")
     ranks = [pickle.loads((root / f"rank{r}.pkl").read_bytes()) for r in range(WORLD_SIZE)]
+    for record in ranks:
+        record["one_llama"] = one_llama
     return one, ranks, root
 
 
@@ -117,6 +124,16 @@ def test_two_ranks_train_the_one_process_run(runs):
     assert [(m.train_loss, m.val_loss) for m, _ in ranks[0]["full"]] == [
         (m.train_loss, m.val_loss) for m, _ in ranks[1]["full"]
     ]
+
+
+@pytest.mark.slow  # the module's 2-rank gloo spawn
+def test_two_ranks_train_the_one_process_llama_run(runs):
+    _, ranks, _ = runs
+    for record in ranks:
+        two, one = [m for m, _ in record["llama"]], record["one_llama"]
+        assert [m.step for m in two] == [m.step for m in one] == [4, 8, 12]
+        for a, b in zip(two, one):
+            assert _close(a.val_loss, b.val_loss) and _close(a.train_loss, b.train_loss), (a, b)
 
 
 @pytest.mark.slow  # the module's 2-rank gloo spawn

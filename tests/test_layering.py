@@ -58,8 +58,10 @@ def test_importing_package_modules_loads_no_forbidden_module(package):
 PACKAGE = ROOT / "scaling_orchestrator"
 ORCHESTRATOR = PACKAGE / "orchestrator"
 LAYERS = ("fmt", "spec", "plan", "store", "designs", "backends", "execution", "__init__", "cli")
-LAZY_ROOTS = {"ray", "torch", "matplotlib", "optuna"}  # heavy or optional: imported where used
-LAZY_MODULES = ("scaling_orchestrator.models.training.loop",)  # imports torch
+# heavy or optional: imported where used
+LAZY_ROOTS = {"ray", "torch", "matplotlib", "optuna", "transformers"}
+# modules that import torch
+LAZY_MODULES = tuple(f"scaling_orchestrator.models.{m}" for m in ("training.loop", "weights", "export"))
 MAX_MODULES, MAX_LINES = 12, 2000
 
 

@@ -4,6 +4,8 @@ parametrization; and the training loop trains (and resumes) a μP model with its
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -16,10 +18,11 @@ STEPS = 4
 LR = 3e-3
 
 
-def _shapes(parametrization: str) -> list[ModelShape]:
+def _shapes(parametrization: str, **block) -> list[ModelShape]:
     extra = {"parametrization": "mup", "base_d_model": WIDTHS[0]} if parametrization == "mup" else {}
     return [
-        ModelShape(n_layer=2, d_model=w, n_head=w // 16, vocab_size=256, seq_len=32, **extra) for w in WIDTHS
+        ModelShape(n_layer=2, d_model=w, n_head=w // 16, vocab_size=256, seq_len=32, **extra, **block)
+        for w in WIDTHS
     ]
 
 
@@ -31,7 +34,16 @@ def coords(pydoc_bytes):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return {p: coord_check(_shapes(p), steps=STEPS, lr=LR, tokens=tokens) for p in ("standard", "mup")}
+        coords = {p: coord_check(_shapes(p), steps=STEPS, lr=LR, tokens=tokens) for p in ("standard", "mup")}
+        # the llama block with grouped-query attention (2 query heads a key/value head) and QK-norm
+        llama = {"block": "llama", "n_kv_heads": 0, "qk_norm": True}
+        return coords | {
+            f"llama-{p}": coord_check(
+                [dataclasses.replace(s, n_kv_heads=s.n_head // 2) for s in _shapes(p, **llama)],
+                steps=STEPS, lr=LR, tokens=tokens,
+            )
+            for p in ("standard", "mup")
+        }
     finally:
         torch.set_num_threads(threads)
 
@@ -44,13 +56,16 @@ def test_coord_check_at_init_is_flat_in_both(coords):
         assert abs(slopes["embedding"]) < 0.1 and abs(slopes["ln_final"]) < 0.1
 
 
-def test_coord_check_mup_flat_standard_grows(coords):
-    mup, standard = width_slopes(coords["mup"], STEPS), width_slopes(coords["standard"], STEPS)
+@pytest.mark.parametrize("block", ["", "llama-"])
+def test_coord_check_mup_flat_standard_grows(coords, block):
+    mup = width_slopes(coords[f"{block}mup"], STEPS)
+    standard = width_slopes(coords[f"{block}standard"], STEPS)
     hidden = [k for k in mup if k.startswith("block")]
     # Measured (widths 32..256, lr 3e-3, 4 steps): standard slopes 0.9..1.7 on the block outputs
     # (Adam's update is width-independent per coordinate, so the change of W x grows like its
     # fan-in) and 0.77 on the logits; mup within -0.14..+0.17 (at lr 1e-2 its narrowest widths
-    # drift further, finite-width effects of a hotter run).
+    # drift further, finite-width effects of a hotter run). llama (GQA, QK-norm): standard 0.97..2.41,
+    # mup -0.12..+0.19.
     for layer in hidden + ["logits"]:
         assert abs(mup[layer]) < 0.3, (layer, mup[layer])
         assert standard[layer] > 0.6, (layer, standard[layer])

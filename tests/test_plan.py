@@ -151,7 +151,7 @@ def test_default_cpu_throughput_matches_the_demo_measurement():
 def test_render_and_json(plan):
     text = plan.render()
     assert "budget" in text and "tok/param" in text and "20 trials" in text and "held out" in text
-    assert len(text.splitlines()) == 3 + 1 + 20 + 1 + 1 + 2  # the data line: not prepared yet
+    assert len(text.splitlines()) == 3 + 1 + 20 + 1 + 1 + 2 + 1  # the data line and the kept weights line
     assert "data: not prepared yet, so epochs are unknown" in text
     data = json.loads(plan.to_json())
     assert data["n_trials"] == 20 and len(data["trials"]) == 20

@@ -18,6 +18,7 @@ from scaling_orchestrator.orchestrator.execution.run import run_plan
 from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
 from scaling_orchestrator.orchestrator.store.results import Store
 from scaling_orchestrator.orchestrator.store.status import status_text
+from scaling_orchestrator.orchestrator.store.weights import kept_weights
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -58,6 +59,9 @@ def test_sweep_writes_one_row_per_evaluation(sweep):
     assert duckdb.sql(query).fetchall() == [(16, 4, 4)]
     meta = Store(str(results)).read_meta(ids[0])
     assert meta["attempts"] == 1 and meta["status"] == "ok" and meta["node_id"]
+    # every finished trial keeps its model, and says where
+    assert meta["weights"] == f"{results}/_weights/{ids[0]}"
+    assert sorted(kept_weights(Store(str(results)))) == ids
 
 
 def test_rerun_of_a_finished_study_starts_nothing(sweep):

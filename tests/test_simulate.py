@@ -174,6 +174,7 @@ def test_simulated_grid_through_run_plan(local_ray, tmp_path):
     from scaling_orchestrator.orchestrator.execution.run import run_plan
     from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
     from scaling_orchestrator.orchestrator.store.results import Store
+    from scaling_orchestrator.orchestrator.store.weights import kept_weights
 
     sweep = load_sweep("examples/simulated.yaml")
     sweep = dataclasses.replace(sweep, budgets_flops=sweep.budgets_flops[:2], held_out_budgets_flops=())
@@ -182,6 +183,9 @@ def test_simulated_grid_through_run_plan(local_ray, tmp_path):
     assert len(summary.completed) == len(plan.trials) == 10 and not summary.failed
     table = Store(str(tmp_path / "res")).read_table()
     assert set(table["backend"].to_pylist()) == {"simulate"}
+    store = Store(str(tmp_path / "res"))  # a rehearsal trains no model: nothing kept, and it says so
+    assert "simulate backend" in store.read_meta(plan.trials[0].trial_id)["weights"]
+    assert kept_weights(store) == {}
     finals = table.filter(table["final"])
     law = [
         float(law_loss(sweep.simulate, n, d))

@@ -11,6 +11,8 @@ from scaling_orchestrator.models.training.loop import TrainConfig, train
 
 TINY = ModelShape(n_layer=2, d_model=64, n_head=2, vocab_size=256, seq_len=64)
 SMALLEST = ModelShape(n_layer=1, d_model=32, n_head=2, vocab_size=256, seq_len=32)
+LLAMA = ModelShape(n_layer=2, d_model=64, n_head=4, n_kv_heads=2, qk_norm=True, vocab_size=256, seq_len=64,
+                   block="llama")
 
 
 def _losses(
@@ -34,9 +36,10 @@ def _losses(
 
 
 @pytest.mark.slow  # trains for seconds
-def test_bfloat16_autocast_trains_on_cpu_near_float32(pydoc_bytes, tmp_path):
-    fp32 = _losses(TINY, pydoc_bytes)
-    bf16 = _losses(TINY, pydoc_bytes, checkpoint_dir=str(tmp_path), dtype="bfloat16")
+@pytest.mark.parametrize("shape", [TINY, LLAMA], ids=["gpt2", "llama"])
+def test_bfloat16_autocast_trains_on_cpu_near_float32(pydoc_bytes, tmp_path, shape):
+    fp32 = _losses(shape, pydoc_bytes)
+    bf16 = _losses(shape, pydoc_bytes, checkpoint_dir=str(tmp_path), dtype="bfloat16")
     assert len(bf16) == len(fp32) == 4 and all(math.isfinite(x) for pair in bf16 for x in pair)
     # bf16 matmuls round to 8 bits of mantissa: the losses move (autocast is on), by little
     # (measured 1e-4 nats over 8 steps; 0.05 allows other CPUs' kernels).

@@ -13,6 +13,7 @@ import sys
 
 from scaling_orchestrator.cli import analysis as analysis_cli
 from scaling_orchestrator.cli import demo
+from scaling_orchestrator.cli import export as export_cli
 from scaling_orchestrator.cli import prepare as prepare_cli
 from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.designs.next_trials import run_next
@@ -31,6 +32,7 @@ COMMANDS = {
     "select": "choose runs from a finished pool adaptively (loss read once chosen) and fit them",
     "next": "from finished results, the trials to run next (as a spec) to pin down N* at a target",
     "demo": "the whole loop on the shipped corpus: local Ray, CPU, minutes",
+    "export": export_cli.HELP,
 }
 ANALYSIS_COMMANDS = ("fit", "report", "predict", "select")
 
@@ -92,6 +94,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             getattr(analysis_cli, f"add_{name}_parser")(sub)
         else:  # listed in --help; the real parser is built when it is the command
             sub.add_parser(name, help=COMMANDS[name], add_help=False)
+
+    export_cli.add_parser(sub)
 
     p = sub.add_parser("next", help=COMMANDS["next"], description=COMMANDS["next"])
     p.add_argument("results", metavar="RESULTS", help="results directory of a study")
@@ -245,6 +249,7 @@ HANDLERS = {
     "select": cmd_select,
     "next": cmd_next,
     "demo": cmd_demo,
+    "export": export_cli.run,
 }
 
 

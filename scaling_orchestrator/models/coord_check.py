@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from scaling_orchestrator.models.gpt import GPT
+from scaling_orchestrator.models.build import build_model
 from scaling_orchestrator.models.mup import make_optimizer
 from scaling_orchestrator.models.shape import ModelShape
 
@@ -35,7 +35,7 @@ def coord_check(shapes: list[ModelShape], *, steps: int = 4, lr: float = 1e-2, r
     rows_out = []
     for shape in shapes:
         torch.manual_seed(seed)
-        model = GPT(shape)
+        model = build_model(shape)
         batch = tokens if tokens is not None else torch.randint(
             0, shape.vocab_size, (rows, shape.seq_len + 1), generator=torch.Generator().manual_seed(seed))
         optimizer = make_optimizer(model, shape, lr=lr, weight_decay=0.0, betas=(0.9, 0.95))

@@ -39,7 +39,8 @@ Worked example, GPT-2 small (12 x 768, 12 heads, V 50257, P 124.4M) on 8 x 1024 
 on CUDA, no accumulation: weights and AdamW 12P = 1.49 GB, bf16 copies 0.25 GB, activations
 12 x 8192 x 768 x 36 B = 2.72 GB (+ 0.04 GB of logsumexp, statistics and ids), logits
 8192 x 50257 x 14 B = 5.76 GB: 10.27 GB at the loss's backward (the 0.50 GB of gradients
-come later, as the activations go). bench/memory.py: within 3% on 7 CPU shapes.
+come later, as the activations go). bench/memory.py: within 3% on 7 CPU shapes; the llama
+block (its own layer term, _llama_layer_bytes) within 0.5% on 3 more.
 """
 
 from __future__ import annotations
@@ -87,8 +88,12 @@ def layer_activation_bytes(
     256 wide, 4 heads, fp32, 2048 tokens: 2048 * 256 * 64 + 2048 * (4*4 + 16) = 33.6 MB."""
     e = _activation_bytes(dtype)
     tokens, h = micro_batch_tokens, shape.d_model
-    per_token = h * (2 * BYTES_FP32 + e * 6) + 2 * shape.d_ff * e  # residuals, LN outs, QKV, out; GELU in+out
-    per_token += shape.n_head * BYTES_FP32 + 4 * BYTES_FP32  # logsumexp per head; 2 LayerNorms' mean, rstd
+    if shape.block == "llama":
+        per_token = _llama_layer_bytes(shape, e)
+    else:
+        per_token = h * (2 * BYTES_FP32 + e * 6) + 2 * shape.d_ff * e  # residuals, LN outs, QKV, out; GELU
+        per_token += 4 * BYTES_FP32  # 2 LayerNorms' mean and rstd
+    per_token += shape.n_head * BYTES_FP32  # SDPA's logsumexp per head
     if attention == "math":
         per_token += e * shape.n_head * shape.seq_len  # the softmax output: a*s^2*b over b*s tokens
     elif attention not in ATTENTION_KERNELS:
@@ -96,11 +101,37 @@ def layer_activation_bytes(
     return tokens * per_token
 
 
+def _llama_layer_bytes(shape: ModelShape, e: int) -> int:
+    """Bytes per token one llama block saves (models/llama.py), read off autograd's saved tensors:
+    each RMSNorm (decomposed: x * rstd * gain) keeps its fp32 input, its fp32 normalised x (for the
+    gain's gradient) and rstd, and its output is the next matmul's input (e); attention keeps the
+    fused QKV output whole (h + 2 kv: V is a view of it), the rotated Q and K (h + kv) and its
+    output (h, the output projection's input); SwiGLU its fused gate-and-up output (2f, whole:
+    SiLU keeps the gate), SiLU's output and the product (f each). At kv = h: 16h + e(8h + 4f) + 8
+    (gpt2: 8h + e(6h + 2f) + 16). QK-norm keeps the normalised Q and K in fp32 (h + kv) and an
+    rstd per head, and under bf16 also the fp32 copies it normalises (h + kv again)."""
+    h, kv = shape.d_model, shape.kv_heads * shape.head_dim
+    per_token = 4 * BYTES_FP32 * h + e * (2 * h + (h + 2 * kv) + (h + kv) + h + 4 * shape.d_ff)
+    per_token += 2 * BYTES_FP32  # the two RMSNorms' rstd
+    if shape.qk_norm:
+        per_token += BYTES_FP32 * (shape.n_head + shape.kv_heads)
+        per_token += BYTES_FP32 * (h + kv) * (1 if e == BYTES_FP32 else 2)
+    return per_token
+
+
+def _block_matrices(shape: ModelShape) -> list[int]:
+    """One block's matrices in parameter order: gpt2 QKV, out, fc, proj; llama QKV (K, V of
+    kv_heads), out, gate-and-up, down."""
+    h, f = shape.d_model, shape.d_ff
+    if shape.block == "llama":
+        return [h * (h + 2 * shape.kv_heads * shape.head_dim), h * h, 2 * f * h, f * h]
+    return [3 * h * h, h * h, f * h, h * f]
+
+
 def matmul_weight_count(shape: ModelShape) -> int:
     """Weights autocast copies to bf16: every Linear of the blocks and the output head (tied or
-    not; the embedding lookups stay fp32): L(4h^2 + 2hf) + Vh. 12 x 768, V 50257: 123.5M."""
-    h = shape.d_model
-    return shape.n_layer * (4 * h * h + 2 * h * shape.d_ff) + shape.vocab_size * h
+    not; the embedding lookups stay fp32): L(4h^2 + 2hf) + Vh for gpt2. 12 x 768, V 50257: 123.5M."""
+    return shape.n_layer * sum(_block_matrices(shape)) + shape.vocab_size * shape.d_model
 
 
 def estimate_memory(
@@ -132,6 +163,7 @@ def estimate_memory(
     activations = (
         shape.n_layer * layer_activation_bytes(shape, tokens, dtype, attention)
         + tokens * (h * (BYTES_FP32 + e) + 2 * BYTES_FP32)  # final LayerNorm: input, output, stats
+        + tokens * h * BYTES_FP32 * (shape.block == "llama")  # an RMSNorm keeps its normalised x too
         + tokens * 3 * 8
     )  # int64 inputs, targets and their flattened copy
     logits = tokens * shape.vocab_size * (e + 3 * BYTES_FP32)
@@ -156,9 +188,9 @@ def adamw_step_temporary_bytes(shape: ModelShape) -> int:
     referenced; the most of prev + 2 x current over the decay group, in scaling_orchestrator.models.gpt's
     parameter
     order. 12 x 768, V 50257, tied: the token table first, 2 x 50257 x 768 x 4 B = 309 MB."""
-    h, f, v = shape.d_model, shape.d_ff, shape.vocab_size
-    sizes = [v * h, shape.seq_len * h] + shape.n_layer * [3 * h * h, h * h, f * h, h * f]
-    sizes += [] if shape.tied_embeddings else [v * h]
+    h, v = shape.d_model, shape.vocab_size
+    sizes = [v * h] + ([shape.seq_len * h] if shape.block == "gpt2" else [])
+    sizes += shape.n_layer * _block_matrices(shape) + ([] if shape.tied_embeddings else [v * h])
     return BYTES_FP32 * max(prev + 2 * cur for prev, cur in zip([0] + sizes, sizes))
 
 

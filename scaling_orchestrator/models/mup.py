@@ -19,6 +19,10 @@ lets the output share the token table, which keeps its input init and lr. Hidden
 1/fan_in keeps GPT-2's 1/sqrt(2 n_layer) on the residual projections (a depth rule, not a width
 one). mlp.proj's fan-in is d_ff, which grows with d_model (4x), so it shares the multiplier m.
 
+The llama block (models/llama.py) names its modules alike (fused attn.qkv, SwiGLU's fused gate
+and up in mlp.fc, its down projection mlp.proj), so the same roles hold; its RMSNorm and QK-norm
+gains are vectors. Its coordinate check is in tests/test_mup_coord.py too.
+
 At m = 1 every rule is the identity: a mup model at its base width IS the standard model (same
 init draws, same forward, same updates), so an lr found there by either search carries over.
 Weight decay: torch's AdamW decays by lr * weight_decay, so hidden matrices decay at 1/m of the

@@ -1,14 +1,16 @@
 """The Transformer size family: one shape, its exact parameter count and training FLOPs.
 
-`ModelShape` describes the GPT in `scaling_orchestrator.models.gpt` (GPT-2 layout: learned absolute position
-embeddings, pre-norm LayerNorm with bias, biased linear layers, GELU MLP). `param_counts()` is
-the exact `sum(p.numel())` of that module, so analysis can pick its convention (Kaplan's
+`ModelShape` describes one of two blocks (`block`): "gpt2", the GPT of
+`scaling_orchestrator.models.gpt` (learned absolute position embeddings, pre-norm LayerNorm with
+bias, biased linear layers, GELU MLP), or "llama", `scaling_orchestrator.models.llama` (pre-norm
+RMSNorm, SwiGLU, rotary positions, no biases, optional grouped-query attention and QK-norm).
+`param_counts()` is the exact `sum(p.numel())` of that module, so analysis can pick its convention (Kaplan's
 non-embedding N, or the total). `flops_per_token()` is the exact Chinchilla count (Hoffmann et
 al. 2022, Appendix F); `flops_per_token_6n()` is Kaplan et al. 2020's 6N (Section 2.1) and
 `flops_per_token_kaplan()` their 6N + 6 n_layer n_ctx d_attn (Eq. 2.2 with its context term).
 
 Three axes, each its own number: depth (n_layer), width (d_model, with n_head heads of
-head_dim) and context (seq_len). Only the position table (seq_len x d_model) and the attention
+head_dim) and context (seq_len). Only gpt2's position table (seq_len x d_model) and the attention
 terms depend on the context; `attention_flops_per_token()` is the context-dependent part.
 
 `parametrization` "mup" (Yang et al. 2022, Tensor Programs V; rules in models/mup.py) scales
@@ -24,6 +26,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 PARAMETRIZATIONS = ("standard", "mup")
+BLOCKS = ("gpt2", "llama")  # models/gpt.py, models/llama.py
+# What only a llama block has: each must keep its default under gpt2.
+LLAMA_FIELDS = {"n_kv_heads": 0, "qk_norm": False, "ffn_multiple_of": 64, "rope_theta": 10000.0}
 
 
 def _check_positive(name: str, value) -> None:
@@ -36,16 +41,23 @@ class ModelShape:
     n_layer: int
     d_model: int
     n_head: int
-    d_ff: int = 0  # 0 means 4 * d_model, the GPT-2 / Chinchilla ratio (Table A9: ffw = 4 d_model)
+    d_ff: int = 0  # 0: gpt2 4 * d_model (Chinchilla Table A9); llama 8/3 d_model up to ffn_multiple_of
     vocab_size: int = 256
     seq_len: int = 128
-    tied_embeddings: bool = True
+    tied_embeddings: bool | None = None  # None: tied for gpt2 (GPT-2), untied for llama (Llama 2/3)
     parametrization: str = "standard"  # "standard" | "mup" (models/mup.py)
     base_d_model: int = 0  # mup: the width its hyperparameters were tuned at (<= d_model); 0 under standard
     base_head_dim: int = 0  # mup: the head size at that width; 0 -> head_dim (width grows by adding heads)
+    block: str = "gpt2"  # "gpt2" (models/gpt.py) | "llama" (models/llama.py)
+    n_kv_heads: int = 0  # llama: key/value heads, grouped-query attention (Ainslie et al. 2023); 0 -> n_head
+    qk_norm: bool = False  # llama: RMSNorm on each head's queries and keys (OLMo 2, Qwen 3)
+    ffn_multiple_of: int = 64  # llama: the default d_ff is rounded up to a multiple of this
+    rope_theta: float = 10000.0  # llama: the rotary base (Su et al. 2021)
 
     # Fields added after trial ids were published: hashed only when they differ from their default.
-    ADDED_FIELDS: ClassVar[tuple[str, ...]] = ("parametrization", "base_d_model", "base_head_dim")
+    ADDED_FIELDS: ClassVar[tuple[str, ...]] = (
+        "parametrization", "base_d_model", "base_head_dim", "block", *LLAMA_FIELDS,
+    )
 
     def __post_init__(self) -> None:
         for name in ("n_layer", "d_model", "n_head", "vocab_size", "seq_len"):
@@ -57,11 +69,49 @@ class ModelShape:
                 f"ModelShape.d_model={self.d_model}: must be a multiple of n_head={self.n_head} "
                 f"(head size d_model/n_head must be whole)"
             )
+        if self.tied_embeddings is None:
+            object.__setattr__(self, "tied_embeddings", self.block != "llama")
         if not isinstance(self.tied_embeddings, bool):
             raise ValueError(f"ModelShape.tied_embeddings={self.tied_embeddings!r}: must be true or false")
+        self._check_block()
         if self.d_ff == 0:
-            object.__setattr__(self, "d_ff", 4 * self.d_model)
+            object.__setattr__(self, "d_ff", self.default_d_ff())
         self._check_parametrization()
+
+    def _check_block(self) -> None:
+        if self.block not in BLOCKS:
+            raise ValueError(f"ModelShape.block={self.block!r}: must be one of {', '.join(BLOCKS)}")
+        if self.block == "gpt2":
+            for name, default in LLAMA_FIELDS.items():
+                if getattr(self, name) != default:
+                    raise ValueError(f"ModelShape.{name}={getattr(self, name)!r}: applies to block 'llama', "
+                                     f"not 'gpt2'")
+            return
+        for name in ("n_kv_heads", "ffn_multiple_of"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (name == "ffn_multiple_of"):
+                raise ValueError(f"ModelShape.{name}={value!r}: must be a whole number >= "
+                                 f"{int(name == 'ffn_multiple_of')}")
+        if self.n_head % self.kv_heads:
+            raise ValueError(f"ModelShape.n_kv_heads={self.n_kv_heads}: must be a divisor of "
+                             f"n_head={self.n_head} (each key/value head serves n_head / n_kv_heads)")
+        if self.head_dim % 2:
+            raise ValueError(f"ModelShape.d_model={self.d_model}: d_model/n_head={self.head_dim} must be "
+                             f"even under block 'llama' (rotary embeddings turn pairs of coordinates)")
+        if not isinstance(self.qk_norm, bool):
+            raise ValueError(f"ModelShape.qk_norm={self.qk_norm!r}: must be true or false")
+        theta = self.rope_theta
+        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 1:
+            raise ValueError(f"ModelShape.rope_theta={theta!r}: must be a number > 1")
+
+    def default_d_ff(self) -> int:
+        """gpt2: 4 d_model. llama: 8/3 d_model (SwiGLU's three matrices cost what two of 4 d_model
+        would, Shazeer 2020) rounded up to ffn_multiple_of: 128 wide, multiple 64 -> 341.3 -> 384;
+        Llama 2 7B (4096, multiple 256) -> 11008."""
+        if self.block == "gpt2":
+            return 4 * self.d_model
+        step = self.ffn_multiple_of
+        return -(-8 * self.d_model // (3 * step)) * step
 
     def _check_parametrization(self) -> None:
         if self.parametrization not in PARAMETRIZATIONS:
@@ -103,9 +153,9 @@ class ModelShape:
         """One size dial, as nanochat's `--depth`: width and heads follow by formula.
 
         d_model = depth * aspect_ratio rounded UP to a multiple of head_dim;
-        n_head = d_model / head_dim; d_ff = 4 * d_model; n_layer = depth.
+        n_head = d_model / head_dim; d_ff the block's default; n_layer = depth.
         depth 4 -> d_model 128, 4 heads; depth 6 -> 192, 6 heads (aspect 32, head_dim 32).
-        `fields` are the rest (tied_embeddings, parametrization, base_d_model, base_head_dim).
+        `fields` are the rest (block, tied_embeddings, parametrization, base_d_model, ...).
         """
         for name, value in (("depth", depth), ("aspect_ratio", aspect_ratio), ("head_dim", head_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -115,7 +165,6 @@ class ModelShape:
             n_layer=depth,
             d_model=d_model,
             n_head=d_model // head_dim,
-            d_ff=4 * d_model,
             vocab_size=vocab_size,
             seq_len=seq_len,
             **fields,
@@ -124,6 +173,11 @@ class ModelShape:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: n_kv_heads under grouped-query attention, else n_head."""
+        return self.n_kv_heads or self.n_head
 
     @property
     def aspect_ratio(self) -> float:
@@ -154,21 +208,18 @@ class ModelShape:
         return dataclasses.replace(self, seq_len=seq_len)
 
     def param_counts(self) -> dict[str, int]:
-        """Exact parameter counts of scaling_orchestrator.models.gpt.GPT built from this shape.
+        """Exact parameter counts of the block's module (models.build.build_model(shape)).
 
-        embedding = token table (vocab*d) + position table (seq_len*d); head = the untied output
-        projection (vocab*d, no bias; key only present when untied); non_embedding = the rest
-        (blocks, their biases and LayerNorms, and the final LayerNorm): Kaplan's N.
+        embedding = token table (vocab*d), + position table (seq_len*d) for gpt2; head = the
+        untied output projection (vocab*d, no bias; key only present when untied); non_embedding
+        = the rest (blocks and the final norm): Kaplan's N.
         GPT-2 small (12 x 768, vocab 50257, seq 1024, tied): 124,439,808 total.
+        Llama 2 7B (32 x 4096, d_ff 11008, vocab 32000, untied): 6,738,415,616.
         """
-        d, f = self.d_model, self.d_ff
-        attention = (d * 3 * d + 3 * d) + (d * d + d)  # fused QKV + output projection, with biases
-        mlp = (d * f + f) + (f * d + d)
-        layer_norms = 2 * (2 * d)  # two LayerNorms per block, weight + bias each
-        blocks = self.n_layer * (attention + mlp + layer_norms)
-        embedding = self.vocab_size * d + self.seq_len * d
+        d = self.d_model
+        embedding = self.vocab_size * d + (self.seq_len * d if self.block == "gpt2" else 0)
         head = 0 if self.tied_embeddings else self.vocab_size * d
-        non_embedding = blocks + 2 * d  # + final LayerNorm
+        non_embedding = self.n_layer * self._layer_params() + (2 * d if self.block == "gpt2" else d)
         counts = {
             "total": embedding + non_embedding + head,
             "embedding": embedding,
@@ -178,20 +229,38 @@ class ModelShape:
             counts["head"] = head
         return counts
 
+    def _layer_params(self) -> int:
+        """One block. gpt2: fused QKV and output projection, GELU MLP, all with biases, two
+        LayerNorms (weight + bias). llama: Q (d x d), K and V (d x kv_heads*head_dim each), the
+        output projection, SwiGLU's gate, up and down matrices, two RMSNorm gains, no biases;
+        qk_norm adds one head_dim gain each for queries and keys."""
+        d, f = self.d_model, self.d_ff
+        if self.block == "gpt2":
+            return (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d) + 2 * (2 * d)
+        kv = self.kv_heads * self.head_dim
+        attention = d * (d + 2 * kv) + d * d
+        return attention + 3 * d * f + 2 * d + (2 * self.head_dim if self.qk_norm else 0)
+
     def forward_flops_per_sequence(self, *, embeddings_and_logits: bool = True) -> int:
         """Forward FLOPs for one seq_len sequence, term by term as Chinchilla Appendix F.
 
         A multiply-add counts 2. The attention terms use the full seq x seq matrix (the paper
         does not halve for the causal mask). The embedding term is the paper's 2*seq*vocab*d
-        (a one-hot matmul), though a lookup table costs next to nothing.
+        (a one-hot matmul), though a lookup table costs next to nothing. llama: K and V project
+        to kv_heads*head_dim (grouped-query attention: 2 kv_heads/n_head of Q's cost), and the
+        SwiGLU MLP has three d x d_ff matrices. As App. F leaves out norms, activations and
+        residual sums, this leaves out llama's elementwise work: RoPE's 3 FLOPs per rotated
+        coordinate (x cos + rotate(x) sin), 3 t (n_head + kv_heads) head_dim per layer, SiLU and
+        the gate's product (about 5 t d_ff), and QK-norm; at 4L x 256d, seq 256, d_ff 704 these
+        are 0.3% of the count.
         """
         t, d, v, h, k = self.seq_len, self.d_model, self.vocab_size, self.n_head, self.head_dim
-        qkv = 2 * 3 * t * d * (k * h)
+        qkv = 2 * t * d * k * (h + 2 * (self.kv_heads if self.block == "llama" else h))
         logits_qk = 2 * t * t * (k * h)
         softmax = 3 * h * t * t
         attend_values = 2 * t * t * (k * h)
         out_projection = 2 * t * (k * h) * d
-        ffn = 2 * t * (d * self.d_ff + d * self.d_ff)
+        ffn = 2 * t * d * self.d_ff * (3 if self.block == "llama" else 2)
         flops = self.n_layer * (qkv + logits_qk + softmax + attend_values + out_projection + ffn)
         if embeddings_and_logits:
             flops += 2 * t * v * d + 2 * t * d * v  # input embeddings + final logits
@@ -244,10 +313,13 @@ def shape_summary(shape: ModelShape) -> str:
     """One line for logs: `12L x 768d x 12h, 124.4M params, 1.0 GFLOP/token`."""
     total = shape.param_counts()["total"]
     mup = f", mup on base {shape.base_d_model}" if shape.parametrization == "mup" else ""
+    mup += "" if shape.block == "gpt2" else f", {shape.block}"
     return (
         f"{shape.n_layer}L x {shape.d_model}d x {shape.n_head}h, {total / 1e6:.1f}M params, "
         f"{shape.flops_per_token() / 1e9:.3g} GFLOP/token (6N {shape.flops_per_token_6n() / 1e9:.3g}){mup}"
     )
 
 
-__all__ = ["PARAMETRIZATIONS", "ModelShape", "chinchilla_table_a4_ratio", "shape_summary"]
+__all__ = [
+    "BLOCKS", "LLAMA_FIELDS", "PARAMETRIZATIONS", "ModelShape", "chinchilla_table_a4_ratio", "shape_summary",
+]

@@ -25,7 +25,7 @@ import torch
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # Fields that change speed, not results; a resume may change them.
-RUNTIME_FIELDS = ("threads", "device", "compile")
+RUNTIME_FIELDS = ("threads", "device", "compile", "keep_weights")
 # What a branch may change from its trunk's checkpoint: where it ends and how it decays there,
 # and when it evaluates. The rest (lr, warmup, batch, optimizer, seed: the path up to the branch
 # point) must match, or the branch would not continue the trunk's run.
@@ -98,7 +98,9 @@ def _numpy_state_from_plain(state: dict) -> tuple:
 
 def _check_same_run(payload: dict, shape, config, fingerprint: str, directory: str,
                     may_differ: tuple[str, ...], argument: str) -> None:
-    if payload["shape"] != dataclasses.asdict(shape):
+    # A checkpoint written before a ModelShape field existed (block, n_kv_heads, ...) had its default.
+    defaults = {f.name: f.default for f in dataclasses.fields(shape)}
+    if {**defaults, **payload["shape"]} != dataclasses.asdict(shape):
         raise ValueError(f"{argument}={directory!r}: checkpoint shape {payload['shape']} differs from "
                          f"{dataclasses.asdict(shape)}; continue only the same model")
     saved, now = payload["config"], dataclasses.asdict(config)

@@ -14,6 +14,7 @@ SCHEDULES = ("cosine", "wsd", "constant")
 DECAY_SHAPES = ("linear", "1-sqrt")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16")
+KEEP_WEIGHTS = ("final", "none")
 EVALS_PER_RUN = 8  # evaluations of a run that gives no eval_every_tokens: a loss curve of 8 points
 
 
@@ -44,11 +45,16 @@ class TrainConfig:
     decay_shape: str = "linear"  # wsd only: "linear" | "1-sqrt" (Hagele et al. 2024, Sec. 3)
     # Extra evaluations (each with its checkpoint) at these token counts: a trunk's branch points.
     eval_at_tokens: tuple[int, ...] = ()
+    keep_weights: str = "final"  # "final": the finished model in <results>/_weights/<trial_id>/ | "none"
 
     # Fields added after trial ids were first published: scaling_orchestrator.orchestrator.spec.trial hashes
     # them only
     # when they differ from their defaults, so every earlier trial keeps its id.
-    ADDED_FIELDS: ClassVar[tuple[str, ...]] = ("warmup_tokens", "decay_shape", "eval_at_tokens")
+    ADDED_FIELDS: ClassVar[tuple[str, ...]] = (
+        "warmup_tokens", "decay_shape", "eval_at_tokens", "keep_weights",
+    )
+    # What is kept of a run, not what it trains: never part of a trial's identity.
+    UNHASHED_FIELDS: ClassVar[tuple[str, ...]] = ("keep_weights",)
 
     def __post_init__(self) -> None:
         _positive_int("total_tokens", self.total_tokens)
@@ -86,7 +92,8 @@ class TrainConfig:
         _positive_int("eval_tokens", self.eval_tokens)
         _non_negative_int("threads", self.threads)
         _non_negative_int("seed", self.seed)
-        for name, allowed in (("schedule", SCHEDULES), ("device", DEVICES), ("dtype", DTYPES)):
+        for name, allowed in (("schedule", SCHEDULES), ("device", DEVICES), ("dtype", DTYPES),
+                              ("keep_weights", KEEP_WEIGHTS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: allowed {allowed}")
         if not isinstance(self.compile, bool):

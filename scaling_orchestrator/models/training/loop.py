@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from scaling_orchestrator.models.build import build_model
 from scaling_orchestrator.models.data.tokens import TokenData
-from scaling_orchestrator.models.gpt import GPT
 from scaling_orchestrator.models.mup import make_optimizer as make_mup_optimizer
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.models.training.checkpoint import load_checkpoint, save_checkpoint
@@ -146,7 +146,7 @@ def train(
     resume_from: str | None = None,
     start_from: str | None = None,
 ) -> Measurement:
-    """Train GPT(shape) on data with config; returns the final Measurement (see module doc).
+    """Train build_model(shape) on data with config; returns the final Measurement (see module doc).
 
     start_from (used only when resume_from is None): another run's checkpoint to continue, a
     branch from its trunk: model, optimizer, RNG and step (the data position) carry over, and
@@ -197,7 +197,7 @@ def _set_up(
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    raw_model = GPT(shape).to(device)
+    raw_model = build_model(shape).to(device)
     optimizer = _make_optimizer(raw_model, config, device)
     loop = _restore(raw_model, optimizer, shape, config, data, resume_from, start_from)
     model = torch.compile(raw_model) if config.compile else raw_model

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+from scaling_orchestrator.models.shape import LLAMA_FIELDS
 from scaling_orchestrator.models.training.config import TrainConfig
 from scaling_orchestrator.orchestrator.spec.sections.model import parse_model
 from scaling_orchestrator.orchestrator.spec.sweep import TOP_KEYS
@@ -91,4 +92,7 @@ def model_section(template, trials) -> dict:
     if shape0.parametrization != "standard":
         model.update(parametrization=shape0.parametrization, base_d_model=shape0.base_d_model,
                      base_head_dim=shape0.base_head_dim)
+    if shape0.block != "gpt2":  # the block and its options where not their defaults
+        model.update(block=shape0.block, **{k: getattr(shape0, k) for k, default in LLAMA_FIELDS.items()
+                                            if getattr(shape0, k) != default})
     return model

@@ -54,6 +54,7 @@ from scaling_orchestrator.orchestrator.execution.tune_config import CONFIG_KEYS,
 from scaling_orchestrator.orchestrator.spec.paths import check_on_worker
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 from scaling_orchestrator.orchestrator.store.results import Store, is_done, measurement_row
+from scaling_orchestrator.orchestrator.store.weights import keep_final_weights
 
 # Raised before a trial's first evaluation, these come from its data or its config (the corpus
 # loader, TrainConfig and the loop's input checks), which a retry feeds in unchanged: a bad
@@ -134,6 +135,8 @@ def _run_in_process(spec: TrialSpec, config: dict, store: Store) -> None:
             store.write_row(measurement_row(spec, m))
             _maybe_fail(spec, config, store, m)
             keep_for_branches(spec, store, m, ckpt_dir)
+            if m.final:
+                keep_final_weights(spec, store, ckpt_dir)
             if ckpt_dir and not m.final:  # promoted only once its row is durable
                 store.save_checkpoint(spec.trial_id, ckpt_dir, m.step)
             tune.report(tune_metrics(spec, m))
@@ -188,6 +191,8 @@ def train_loop_per_worker(config: dict) -> None:
                 store.write_row(measurement_row(spec, m))
                 _maybe_fail(spec, config, store, m)
                 keep_for_branches(spec, store, m, ckpt_dir)
+                if m.final:
+                    keep_final_weights(spec, store, ckpt_dir)
             keep = ckpt_dir if rank == 0 and not m.final else None  # report is a barrier:
             ray.train.report(
                 tune_metrics(spec, m),  # every rank calls it at every eval

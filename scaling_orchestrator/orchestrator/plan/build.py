@@ -106,6 +106,7 @@ class Plan:
             "dropped": [{"budget_flops": d.budget_flops, "n_layer": d.shape.n_layer,
                          "d_model": d.shape.d_model, "reason": d.reason} for d in self.dropped],
             "notes": list(self.notes), "n_trials": len(self.trials), "total_flops": self.total_flops,
+            "weights_bytes": plan_text.kept_weight_bytes(self.trials),
             "flops_per_second": s.flops_per_second, "concurrency": self.concurrency,
             "estimated_wall_seconds": self.estimated_wall_seconds,
             "hparams": self.hparams_dict() if s.hparams else None,

@@ -40,6 +40,7 @@ def render(plan) -> str:
             f"{s.flops_per_second:.3g} FLOP/s and {s.overhead_seconds_per_trial:g} s overhead per "
             f"trial: {duration(serial)} of trial time, about {duration(plan.estimated_wall_seconds)} "
             f"wall with {plan.concurrency} at a time",
+            weights_line(plan.trials),
         ]
         cost = plan.cluster
         if cost["gpu_hours"]:
@@ -147,6 +148,20 @@ def _hparams(plan) -> list[str]:
             f"and {duration(serial)} of trial time; `scaling run` runs them before the scaling grid",
         ]
     )
+
+
+def kept_weight_bytes(trials) -> int:
+    """What the study keeps on disk (store/weights.py): fp32 params x 4 bytes of every trial that
+    keeps its weights (not simulated, train.keep_weights final). 16 trials of 10M params: 640 MB."""
+    return sum(4 * t.shape.param_counts()["total"] for t in trials
+               if not t.simulate and t.train.keep_weights == "final")
+
+
+def weights_line(trials) -> str:
+    kept = kept_weight_bytes(trials)
+    if not kept:
+        return "weights kept: none (simulated trials, or train.keep_weights: none)"
+    return f"weights kept: {kept / 1e6:,.1f} MB in _weights/ (fp32, params x 4 bytes, each finished trial)"
 
 
 def _table(header, rows) -> list[str]:

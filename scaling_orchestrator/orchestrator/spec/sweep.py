@@ -48,6 +48,7 @@ from scaling_orchestrator.models.training.config import (
     DEVICES,
     DTYPES,
     EVALS_PER_RUN,
+    KEEP_WEIGHTS,
     SCHEDULES,
     TrainConfig,
     eval_interval_tokens,
@@ -343,7 +344,9 @@ def _recipe(raw, model: ModelSpec) -> Recipe:
             f"0 or a multiple of model.seq_len ({seq_len}) dividing batch_tokens ({batch})",
         )
     get = lambda name: kw.get(name, getattr(TrainConfig, name, 1))  # noqa: E731 (default: TrainConfig's)
-    for name, choices in (("schedule", SCHEDULES), ("dtype", DTYPES), ("device", DEVICES)):
+    for name, choices in (
+        ("schedule", SCHEDULES), ("dtype", DTYPES), ("device", DEVICES), ("keep_weights", KEEP_WEIGHTS)
+    ):
         choice(get(name), f"train.{name}", choices)
     # (field, ok, allowed); negative numbers were refused by dataclass_fields
     for name, ok, allowed in (

@@ -114,7 +114,9 @@ def checked(make, name: str, path: str):
 def model_shape(item, path: str, vocab_size: int, seq_len: int, **fixed) -> ModelShape:
     """{n_layer, d_model, n_head[, d_ff, tied_embeddings]} -> a ModelShape of the spec's vocab and
     seq_len; `fixed` are the model section's own fields (parametrization, base_d_model, base_head_dim)."""
-    kw = dataclass_fields(item, path, ModelShape, skip=("vocab_size", "seq_len", *ModelShape.ADDED_FIELDS))
+    # tied_embeddings defaults to None (the block's own default): typed here as the bool it is
+    skip = ("vocab_size", "seq_len", "tied_embeddings", *ModelShape.ADDED_FIELDS)
+    kw = dataclass_fields(item, path, ModelShape, skip=skip, extra={"tied_embeddings": True})
     for key in ("n_layer", "d_model", "n_head"):
         if not kw.get(key):
             fail(f"{path}.{key}", kw.get(key), "a whole number >= 1 (n_layer, d_model, n_head are required)")

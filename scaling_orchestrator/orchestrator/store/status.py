@@ -17,6 +17,7 @@ from scaling_orchestrator.orchestrator.spec.paths import ADAPTIVE_FILE
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 from scaling_orchestrator.orchestrator.store.results import Store
 from scaling_orchestrator.orchestrator.store.study import adaptive_study
+from scaling_orchestrator.orchestrator.store.weights import weights_lines
 
 NO_REASON = "stopped before its last step"
 
@@ -139,7 +140,7 @@ def status_text(results_dir: str, trials=None) -> str:
     study = adaptive_study(results_dir, {t: r["round"] for t, r in last.items()}) if store.local else None
     failed = [t for t in ids if t in last and last[t]["status"] == "failed" and last[t]["final"]]
     tail = [str(failure_of(store, t)) for t in failed]
-    return "\n".join([head, *(study.lines() if study else []), *lines, *tail])
+    return "\n".join([head, *(study.lines() if study else []), *lines, *tail, *weights_lines(store)])
 
 
 def trial_state(row: dict | None) -> str:

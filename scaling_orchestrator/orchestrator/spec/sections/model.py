@@ -10,6 +10,11 @@ the parametrization, and the one name each size goes by.
           with head_dim [32] (n_head = d_model / head_dim);
           or shapes: [{n_layer, d_model, n_head[, d_ff, tied_embeddings]}] (any aspect ratio each)
           seq_len [128]            the context; a shape study plans several (designs/shape.py)
+          block [gpt2] | llama     the block (models/gpt.py, models/llama.py); llama alone takes
+            n_kv_heads [n_head]      grouped-query attention: must divide every size's n_head
+            qk_norm [false]          RMSNorm on queries and keys
+            ffn_multiple_of [64]     d_ff = 8/3 d_model rounded up to this
+            rope_theta [10000]       the rotary base
           parametrization [standard] | mup   (Yang et al. 2022; models/mup.py)
           base_d_model             mup: the width its hyperparameters are tuned at [the narrowest size's]
           base_head_dim            mup: the head size at that width [each size's head_dim: width grows by
@@ -25,14 +30,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from scaling_orchestrator.models.shape import PARAMETRIZATIONS, ModelShape
+from scaling_orchestrator.models.shape import BLOCKS, LLAMA_FIELDS, PARAMETRIZATIONS, ModelShape
 from scaling_orchestrator.orchestrator.spec.validate import (
     SpecError,
+    boolean,
     checked,
     choice,
     fail,
     mapping,
     model_shape,
+    number,
     sequence,
     whole_number,
 )
@@ -49,6 +56,8 @@ KEYS = (
     "parametrization",
     "base_d_model",
     "base_head_dim",
+    "block",
+    *LLAMA_FIELDS,
 )
 MUP_KEYS = ("base_d_model", "base_head_dim")
 
@@ -68,13 +77,15 @@ class ModelSpec:
     parametrization: str = "standard"
     base_d_model: int = 0  # mup only
     base_head_dim: int = 0  # mup only; 0: each size's own head_dim
+    block_fields: tuple[tuple[str, object], ...] = ()  # block and its options where not the default
 
     @property
     def shape_fields(self) -> dict:
-        """The parametrization fields every size of this section carries."""
+        """The block and parametrization fields every size of this section carries."""
         if self.parametrization == "standard":
-            return {}
+            return dict(self.block_fields)
         return {
+            **dict(self.block_fields),
             "parametrization": self.parametrization,
             "base_d_model": self.base_d_model,
             "base_head_dim": self.base_head_dim,
@@ -128,7 +139,7 @@ def parse_model(raw, vocab_size: int) -> ModelSpec:
         raise SpecError(
             "model: give either depth: {min, max} or width: {min, max} (a size dial), or shapes: [...]"
         )
-    spec = ModelSpec(seq_len, vocab_size)
+    spec = ModelSpec(seq_len, vocab_size, block_fields=_block(raw))
     if "shapes" in raw:
         dial_keys = sorted({"aspect_ratio", "head_dim", "d_model", "n_layer"} & raw.keys())
         if dial_keys:
@@ -165,7 +176,8 @@ def _dial(raw, spec: ModelSpec) -> ModelSpec:
     head_dim = whole_number(raw.get("head_dim", 32), "model.head_dim", minimum=1)
     spec = dataclasses.replace(spec, head_dim=head_dim)
     dial, values = _width_dial(raw, spec) if "width" in raw else _depth_dial(raw, spec)
-    return dataclasses.replace(dial, shapes=tuple(dial.at(v) for v in values))
+    shapes = tuple(checked(lambda v=v: dial.at(v), "ModelShape", "model") for v in values)
+    return dataclasses.replace(dial, shapes=shapes)
 
 
 def _width_dial(raw, spec: ModelSpec) -> tuple[ModelSpec, range]:
@@ -221,7 +233,7 @@ def _explicit_shapes(raw, model: ModelSpec) -> ModelSpec:
     shapes: list[ModelShape] = []
     for i, item in enumerate(items):
         path = f"model.shapes[{i}]"
-        shape = model_shape(item, path, model.vocab_size, model.seq_len)
+        shape = model_shape(item, path, model.vocab_size, model.seq_len, **dict(model.block_fields))
         label = model.label(shape)
         same = next((j for j, s in enumerate(shapes) if model.label(s) == label), None)
         if same is not None:
@@ -234,6 +246,24 @@ def _explicit_shapes(raw, model: ModelSpec) -> ModelSpec:
             )
         shapes.append(shape)
     return dataclasses.replace(model, shapes=tuple(sorted(shapes, key=lambda s: s.param_counts()["total"])))
+
+
+def _block(raw) -> tuple[tuple[str, object], ...]:
+    """block and llama's options, as the (field, value) pairs that differ from ModelShape's defaults."""
+    block = choice(raw.get("block", "gpt2"), "model.block", BLOCKS)
+    if block == "gpt2":
+        extra = [k for k in LLAMA_FIELDS if k in raw]
+        if extra:
+            fail(f"model.{extra[0]}", raw[extra[0]], "absent unless model.block is llama")
+        return ()
+    fields = {
+        "block": block,
+        "n_kv_heads": whole_number(raw.get("n_kv_heads", 0), "model.n_kv_heads", minimum=0),
+        "qk_norm": boolean(raw.get("qk_norm", False), "model.qk_norm"),
+        "ffn_multiple_of": whole_number(raw.get("ffn_multiple_of", 64), "model.ffn_multiple_of", minimum=1),
+        "rope_theta": number(raw.get("rope_theta", 1e4), "model.rope_theta", "a number > 1", lambda x: x > 1),
+    }
+    return tuple((k, v) for k, v in fields.items() if v != LLAMA_FIELDS.get(k))
 
 
 def _parametrize(raw, spec: ModelSpec) -> ModelSpec:
