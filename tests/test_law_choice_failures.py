@@ -124,7 +124,9 @@ def test_auto_with_no_form_that_can_predict_is_unfittable_not_nan(two_forms, mon
     assert len(plain["law"]["rejected"]) == 2
     assert all(h["method"] != "parametric" for h in plain["headline"])
     with pytest.raises(ValueError, match="not fittable"):
-        result.predict(1e9, 2e10)
+        result.predict(1e9, 2e10, method="parametric")
+    # The headline's own law still predicts, and says it is not the parametric one.
+    assert np.isfinite(result.predict(1e9, 2e10)) and "loss frontier" in result.prediction_law()
 
 
 def test_the_refit_starts_from_the_held_out_optimum_too(two_forms):
@@ -165,11 +167,11 @@ def test_predict_refuses_a_saved_law_with_a_null_constant(tmp_path, capsys):
     saved = tmp_path / "fit.json"
     saved.write_text(json.dumps(plain))
     with pytest.raises(ValueError, match="alpha = nan"):
-        FitResult.from_dict(plain).predict(1e9, 2e10)
+        FitResult.from_dict(plain).predict(1e9, 2e10, method="parametric")
     points = tmp_path / "points.csv"
     pa_csv.write_csv(pa.table({"params": [1e9], "tokens": [2e10]}), points)
     out = tmp_path / "pred.csv"
-    assert _cli(["predict", str(saved), str(points), "--out", str(out)]) == 2
+    assert _cli(["predict", str(saved), str(points), "--out", str(out), "--method", "parametric"]) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot predict" in err and "\n" not in err and not out.exists()
 

@@ -228,7 +228,7 @@ ANALYSIS_LAYERS = (
     ("judge",),
     ("report",),
     ("design",),
-    ("options", "fit_json"),
+    ("options", "fit_json", "prediction"),
     ("result",),
     ("pipeline", "predict"),
 )

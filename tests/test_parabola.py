@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaling_orchestrator.analysis.methods.parabola import window_parabola
+from scaling_orchestrator.analysis.methods.parabola import polyfit, window_parabola
 
 
 def test_window_holds_the_values_nearest_the_minimum():
@@ -41,3 +41,15 @@ def test_concave_everywhere_says_so():
     x = np.arange(5.0)
     fit = window_parabola(x, -(x - 2.0) ** 2, 3)
     assert not fit.convex and fit.window == 5
+
+
+def test_polyfit_is_numpys_bit_for_bit():
+    """The IsoFLOP bootstrap's lean polyfit: np.polyfit's coefficients exactly, its rank warning too."""
+    rng = np.random.default_rng(3)
+    for n in (3, 5, 9, 40):
+        x = np.sort(rng.uniform(5, 9, n))
+        y = 3.0 + 0.2 * (x - 7) ** 2 + 0.01 * rng.standard_normal(n)
+        for deg in (1, 2):
+            assert polyfit(x, y, deg).tobytes() == np.polyfit(x, y, deg).tobytes()
+    with pytest.warns(np.exceptions.RankWarning):
+        polyfit(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0]), 2)

@@ -1,5 +1,6 @@
 """`scaling predict`: the loss a fit predicts at the points of a table, with its bootstrap 95%
-interval.
+interval where the law has one, by the headline method's law unless --method names another
+(prediction.py); the line that reports the file names the law used.
 
 `FitResult.predict` and `scaling predict FIT_JSON POINTS` are the same computation: the fit
 (a FitResult, or fit.json read by FitResult.from_dict) gives predicted_loss from its law's
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 
 from scaling_orchestrator.analysis.data.load import load_table, source_name
 from scaling_orchestrator.analysis.laws.choice import UNIQUE_TOKENS
+from scaling_orchestrator.analysis.prediction import HEADLINE, prediction_law, prediction_method
 from scaling_orchestrator.analysis.result import FitResult
 
 
@@ -58,30 +60,41 @@ def points_columns(table: pa.Table, source: str, *, params: str, tokens: str, fl
 
 
 def predict_table(fit: FitResult | dict, source, *, params: str = "params", tokens: str = "tokens",
-                  flops: str = "flops", unique_tokens: str | None = None) -> pa.Table:
+                  flops: str = "flops", unique_tokens: str | None = None,
+                  method: str = HEADLINE) -> pa.Table:
     """The points table (any source load_table reads) with predicted_loss (and
-    predicted_loss_lo / _hi when the fit carries bootstrap samples) appended. fit: a FitResult
-    or its to_dict() structure (fit.json as read)."""
+    predicted_loss_lo / _hi when the law carries bootstrap samples) appended, by `method`'s
+    law (prediction.py: "headline" by default); the law used, in words, is the schema's
+    b"predicted_by" metadata (`predicted_by(table)`). A loss frontier reads each point's FLOPs
+    from the flops column where the table has one. fit: a FitResult or its to_dict()
+    structure (fit.json as read)."""
     result = fit if isinstance(fit, FitResult) else FitResult.from_dict(fit)
+    used = prediction_method(result, method)
     par = result.parametric
-    if not par.fittable:
+    if used == "parametric" and not par.fittable:
         raise ValueError(f"parametric: not fittable ({par.reason}); predict needs the parametric law")
     table = load_table(source)
+    needs_unique = used == "parametric" and UNIQUE_TOKENS in par.form.required_columns
     N, D, U = points_columns(table, source_name(source), params=params, tokens=tokens, flops=flops,
-                             unique_tokens=unique_tokens,
-                             needs_unique=UNIQUE_TOKENS in par.form.required_columns)
-    loss, lo, hi = result.predict(N, D, U, interval=True)
+                             unique_tokens=unique_tokens, needs_unique=needs_unique)
+    C = _column(table, flops) if used != "parametric" and flops in table.column_names else None
+    loss, lo, hi = result.predict(N, D, U, interval=True, method=used, C=C)
     table = table.append_column("predicted_loss", _finite(loss))
     if lo is not None:
         table = table.append_column("predicted_loss_lo", _finite(lo))
         table = table.append_column("predicted_loss_hi", _finite(hi))
+    meta = {**(table.schema.metadata or {}), b"predicted_by": prediction_law(result, method).encode()}
     bad = ~np.isfinite(loss)
-    if not bad.any():
-        return table
-    why = {WHY_INPUT if not (np.isfinite(n) and n > 0 and np.isfinite(d) and d > 0) else WHY_LAW
-           for n, d in zip(N[bad], D[bad])}
-    reasons = "; ".join(sorted(why)).encode()
-    return table.replace_schema_metadata({**(table.schema.metadata or {}), b"unpredicted": reasons})
+    if bad.any():
+        why = {WHY_INPUT if not (np.isfinite(n) and n > 0 and np.isfinite(d) and d > 0) else WHY_LAW
+               for n, d in zip(N[bad], D[bad])}
+        meta[b"unpredicted"] = "; ".join(sorted(why)).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def predicted_by(table: pa.Table) -> str:
+    """The law predict_table used, in words ("" for a table it did not write)."""
+    return (table.schema.metadata or {}).get(b"predicted_by", b"").decode()
 
 
 WHY_INPUT = "params or tokens missing or not > 0"

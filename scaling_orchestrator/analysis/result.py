@@ -3,9 +3,10 @@
 `scaling_orchestrator.analysis.fit(source)` returns one. Its pieces are the methods' own result
 objects (an Unfit in the slot of a method that could not run); `to_dict()` is the `scaling fit
 --json` structure (DESIGN.md) and `FitResult.from_dict` / `FitResult.load(path)` read it back
-(fit_json.py), `predict(N, D)` the parametric law, `compute_optimal(C)` the headline method's
-recommendation at any budget (method="all": every method's), `write_report(out_dir)`
-report.md / report.html / PNGs / fit.json.
+(fit_json.py), `predict(N, D)` the loss by the headline method's law (prediction.py says
+which), `compute_optimal(C)` the headline method's recommendation at any budget
+(method="all": every method's), `write_report(out_dir)` report.md / report.html / PNGs /
+fit.json.
 """
 
 from __future__ import annotations
@@ -23,19 +24,19 @@ from scaling_orchestrator.analysis.fit_json import fields_from_dict
 from scaling_orchestrator.analysis.judge.backtest import Backtest
 from scaling_orchestrator.analysis.judge.headline import Headline
 from scaling_orchestrator.analysis.judge.recommend import METHODS, Recommendation, check_targets, recommend
-from scaling_orchestrator.analysis.laws.choice import UNIQUE_TOKENS, LawChoice, not_finite
-from scaling_orchestrator.analysis.laws.registry import Form, ParametricResult
+from scaling_orchestrator.analysis.laws.choice import LawChoice
+from scaling_orchestrator.analysis.laws.registry import ParametricResult
 from scaling_orchestrator.analysis.methods.envelope import EnvelopeFit
 from scaling_orchestrator.analysis.methods.hparam_laws import HparamFit, HparamLaw
 from scaling_orchestrator.analysis.methods.isoflop import IsoflopFit
 from scaling_orchestrator.analysis.methods.single_variable import KaplanFit
 from scaling_orchestrator.analysis.numerics import to_plain
+from scaling_orchestrator.analysis.prediction import HEADLINE, predict_with, prediction_law
 from scaling_orchestrator.analysis.report.summary import format_summary
 from scaling_orchestrator.analysis.report.write import write_report
 
 EXPONENT_NAMES = ("a", "b")
-HEADLINE, ALL = "headline", "all"     # compute_optimal(C, method=...): the headline's, every method's
-PERCENTILES = (2.5, 97.5)
+ALL = "all"     # compute_optimal(C, method=...): every method's (HEADLINE: the headline's)
 
 
 @dataclass(frozen=True)
@@ -190,18 +191,19 @@ class FitResult:
         """method -> its fit (or Unfit), in METHODS order."""
         return {m: getattr(self, m) for m in METHODS}
 
-    def predict(self, N, D, U=None, *, interval: bool = False):
-        """Loss (nats/token) of the parametric law at N parameters and D tokens (U unique
-        tokens, for a law that needs them); interval=True: (loss, lo, hi), the bootstrap's
-        95% (lo, hi None without one). `scaling predict` computes the same from fit.json."""
-        par = self.parametric
-        if not par.fittable:
-            raise ValueError(f"parametric: not fittable ({par.reason}); predict needs the parametric law")
-        problem = not_finite(par.form, par.law)
-        if problem:
-            raise ValueError(f"parametric: the {par.form.name} law cannot predict: {problem}")
-        samples = None if par.samples is None else par.form.finite_samples(par.samples)
-        return predict_loss(par.law, par.form, samples, N, D, U, interval=interval)
+    def predict(self, N, D, U=None, *, interval: bool = False, method: str = HEADLINE, C=None):
+        """Loss (nats/token) at N parameters and D tokens (U unique tokens, for a law that needs
+        them) by `method`'s law (prediction.py): "headline" (default) the headline method's where
+        it has one, else the parametric law; "parametric", "isoflop" or "envelope" by name.
+        `prediction_law(method)` says which, in words. A loss frontier reads C FLOPs per point
+        (default: the table's FLOPs per token at N, times D). interval=True: (loss, lo, hi), the
+        bootstrap's 95% (lo, hi None without one). `scaling predict` computes the same from
+        fit.json."""
+        return predict_with(self, N, D, U, interval=interval, method=method, C=C)
+
+    def prediction_law(self, method: str = HEADLINE) -> str:
+        """The law predict(..., method=method) uses, in words (which method, which form)."""
+        return prediction_law(self, method)
 
     @property
     def headline_method(self) -> str:
@@ -250,22 +252,3 @@ class FitResult:
         """report.md, report.html, the PNGs and fit.json into out_dir; name -> path."""
         return write_report(self, out_dir)
 
-
-def predict_loss(law, form: Form, samples, N, D, U=None, *, interval: bool = False):
-    """Loss at (N, D[, U]); with interval=True, (loss, lo, hi) from the bootstrap rows (their
-    2.5th and 97.5th percentiles; lo and hi are None without them)."""
-    N, D = np.asarray(N, float), np.asarray(D, float)
-    U = None if U is None else np.asarray(U, float)
-    if UNIQUE_TOKENS in form.required_columns and U is None:
-        raise ValueError(f"unique_tokens: the {form.name} law needs U for each point")
-    with np.errstate(all="ignore"):
-        loss = np.asarray(law.predict(N, D, U), float)
-        if not interval:
-            return loss
-        if samples is None or not len(samples):
-            return loss, None, None
-        P = {k: np.asarray(col)[:, None] for k, col in zip(form.constants, np.asarray(samples, float).T)}
-        each = np.asarray(form.predict_values(P, N.reshape(-1)[None], D.reshape(-1)[None],
-                                              None if U is None else U.reshape(-1)[None]), float)
-        lo, hi = (q.reshape(N.shape) for q in np.nanpercentile(each, PERCENTILES, axis=0))
-    return loss, lo, hi

@@ -29,7 +29,8 @@ from scaling_orchestrator.analysis.laws.registry import forms
 from scaling_orchestrator.analysis.numerics import write_json
 from scaling_orchestrator.analysis.options import Columns, FitOptions
 from scaling_orchestrator.analysis.pipeline import fit
-from scaling_orchestrator.analysis.predict import predict_table, unpredicted, write_table
+from scaling_orchestrator.analysis.predict import predict_table, predicted_by, unpredicted, write_table
+from scaling_orchestrator.analysis.prediction import HEADLINE, PREDICT_METHODS
 from scaling_orchestrator.analysis.report.shape_study import is_shape_study, shape_studies, write_shape_report
 from scaling_orchestrator.analysis.result import FitResult
 from scaling_orchestrator.cli import adaptive_study
@@ -278,6 +279,8 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
         metavar="COL",
         help="unique-tokens column, for a data_constrained fit (default: unique_tokens)",
     )
+    p.add_argument("--method", choices=PREDICT_METHODS, default=HEADLINE, help="whose law: the headline "
+                   "method's (default; parametric where it has no loss frontier) or one by name")
     p.add_argument(
         "--out",
         required=True,
@@ -300,10 +303,12 @@ def _run_predict(args) -> int:
         tokens=args.tokens,
         flops=args.flops,
         unique_tokens=args.unique_tokens,
+        method=args.method,
     )
     write_table(table, args.out)
     bounds = " with its 95% interval" if "predicted_loss_lo" in table.column_names else ""
-    print(f"wrote {args.out}: predicted_loss{bounds} for {table.num_rows} points{unpredicted(table)}")
+    print(f"wrote {args.out}: predicted_loss{bounds} for {table.num_rows} points by "
+          f"{predicted_by(table)}{unpredicted(table)}")
     return 0
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from scaling_orchestrator.analysis.data.points import final_rows
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.methods.parabola import MIN_VALUES as MIN_POINTS
-from scaling_orchestrator.analysis.methods.parabola import window_parabola
+from scaling_orchestrator.analysis.methods.parabola import polyfit, window_parabola
 from scaling_orchestrator.analysis.methods.powerlaw import powerlaw_fit
 from scaling_orchestrator.analysis.numerics import number
 
@@ -129,14 +129,15 @@ def fit_budget(flops: float, params, tokens, loss, *, axis: str = "params",
     x_main, x_other = (params, tokens) if axis == "params" else (tokens, params)
     order = np.argsort(x_main)
     lx, lo, loss = np.log10(x_main[order]), np.log10(x_other[order]), np.asarray(loss)[order]
-    if len(np.unique(lx)) < MIN_POINTS:
+    distinct = np.unique(lx)
+    if len(distinct) < MIN_POINTS:
         return BudgetOptimum(flops, n, False, f"fewer than {MIN_POINTS} distinct {axis} values")
     edge = lx[int(np.argmin(loss))] in (lx[0], lx[-1])
-    fit = window_parabola(lx, loss, window)
+    fit = window_parabola(lx, loss, window, distinct)
     if not fit.convex:
         return BudgetOptimum(flops, n, False, "loss is not convex in log " + axis, edge=edge)
     x_star, idx = fit.x_opt, fit.rows
-    slope, icpt = np.polyfit(lx[idx], lo[idx], 1)  # log other vs log main, locally linear
+    slope, icpt = polyfit(lx[idx], lo[idx], 1)  # log other vs log main, locally linear
     main_opt, other_opt = 10.0 ** x_star, 10.0 ** (icpt + slope * x_star)
     n_opt, d_opt = (main_opt, other_opt) if axis == "params" else (other_opt, main_opt)
     return BudgetOptimum(flops, n, True, "", float(n_opt), float(d_opt), float(fit.y_opt),

@@ -34,10 +34,10 @@ import uuid
 from importlib.metadata import PackageNotFoundError, version
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from scaling_orchestrator.analysis.data.parquet import read_file, read_files
 from scaling_orchestrator.analysis.data.schema import (
     COLUMNS,
     SCHEMA,
@@ -205,7 +205,7 @@ class Store:
         data = self.read_bytes(self.trial_file(trial_id))
         if data is None:
             return []
-        return check_table(pq.read_table(pa.BufferReader(data)), self.trial_file(trial_id)).to_pylist()
+        return check_table(read_file(pa.BufferReader(data)), self.trial_file(trial_id)).to_pylist()
 
     def _write_trial(self, trial_id: str, rows: list[dict]) -> None:
         rows = sorted(rows, key=lambda r: r["step"])
@@ -257,7 +257,7 @@ class Store:
         if not files:
             return SCHEMA.empty_table()
         # one schema for every file: a folder may hold files of an older schema_version
-        table = ds.dataset(files, format="parquet", filesystem=self.fs, schema=SCHEMA).to_table()
+        table = read_files(files, schema=SCHEMA, filesystem=self.fs)
         return check_table(table, self.uri)
 
     def done_trial_ids(self) -> set[str]:

@@ -15,8 +15,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-import pyarrow.dataset as ds
-
+from scaling_orchestrator.analysis.data.parquet import read_files
 from scaling_orchestrator.analysis.data.schema import SCHEMA
 from scaling_orchestrator.orchestrator.spec.paths import ADAPTIVE_FILE, NEXT_FILE, PLAN_FILE
 
@@ -90,5 +89,5 @@ def trial_rounds(folder: str) -> dict:
     if not files:
         return {}
     # one schema for every file: one written before rows had a round reads it as null
-    table = ds.dataset(files, format="parquet", schema=SCHEMA).to_table(columns=["trial_id", "round"])
+    table = read_files(files, schema=SCHEMA, columns=["trial_id", "round"])
     return dict(zip(table["trial_id"].to_pylist(), (int(r or 0) for r in table["round"].to_pylist())))

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from scaling_orchestrator.analysis.laws.bootstrap import interval
+from scaling_orchestrator.analysis.laws.bounded import minimize_bounded
 from scaling_orchestrator.analysis.laws.engine import KEEP_STARTS
 from scaling_orchestrator.analysis.laws.forms.base import Form, allocation_exponents, converged
 from scaling_orchestrator.analysis.laws.forms.chinchilla_objective import ChinchillaObjective
@@ -81,18 +81,7 @@ class ParametricFit:
         return n_opt, d_opt, loss
 
     def _numeric_n(self, c: float, flops_per_token: Callable) -> float:
-        def loss(log_n):
-            n = np.exp(log_n)
-            return float(self.predict(n, c / flops_per_token(n)))
-
-        with np.errstate(all="ignore"):
-            guess, _ = optimal_6nd(self.A, self.B, self.alpha, self.beta, c)
-        if np.isfinite(guess) and guess > 0:
-            lo, hi = np.log(guess) - 6.0, np.log(guess) + 6.0  # a factor 400 either side
-        else:  # a degenerate law (alpha or beta ~ 0, a bootstrap resample): search 1 .. C/6
-            lo, hi = 0.0, float(np.log(max(c / 6.0, 10.0)))
-        res = minimize_scalar(loss, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
-        return float(np.exp(res.x))
+        return float(numeric_optimum(self.E, self.A, self.B, self.alpha, self.beta, c, flops_per_token)[0])
 
     @property
     def values(self) -> dict:
@@ -122,6 +111,27 @@ class ParametricFit:
             f"summed Huber(delta={self.delta:g}) = {self.objective:.6g} over {self.n_points} "
             f"points, {self.n_starts} starts, converged={self.converged}"
         )
+
+
+def numeric_optimum(E, A, B, alpha, beta, c: float, flops_per_token: Callable) -> np.ndarray:
+    """N* per row of constants at c FLOPs: L(N, c / fpt(N)) minimised over log N by scipy's
+    bounded Brent (xatol 1e-10; laws/bounded.py runs every row at once, each as scipy would),
+    a factor 400 either side of the 6ND optimum, or 1 .. C/6 for a degenerate row (alpha or
+    beta ~ 0, a bootstrap resample)."""
+    E, A, B, alpha, beta = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (E, A, B, alpha, beta))
+    fpt = np.vectorize(flops_per_token, otypes=[float])
+
+    def loss(log_n, rows):
+        n = np.exp(log_n)
+        return E[rows] + A[rows] / n ** alpha[rows] + B[rows] / (c / fpt(n)) ** beta[rows]
+
+    with np.errstate(all="ignore"):
+        guess, _ = optimal_6nd(A, B, alpha, beta, c)
+        ok = np.isfinite(guess) & (guess > 0)
+        centre = np.log(np.where(ok, guess, 1.0))
+    lo = np.where(ok, centre - 6.0, 0.0)
+    hi = np.where(ok, centre + 6.0, float(np.log(max(c / 6.0, 10.0))))
+    return np.exp(minimize_bounded(loss, lo, hi, xatol=1e-10))
 
 
 def optimal_6nd(A, B, alpha, beta, C):
@@ -279,9 +289,9 @@ class Chinchilla(Form):
                 n_opt, d_opt = optimal_6nd(A, B, alpha, beta, flops)  # Chinchilla eq. 4, all at once
                 loss = E + A / n_opt**alpha + B / d_opt**beta
         else:
-            laws = (ParametricFit(*s, objective=0.0, n_points=0, converged=True) for s in samples)
-            rows = [law.compute_optimal(flops, flops_per_token) for law in laws]
-            n_opt, d_opt, loss = (np.array([r[i] for r in rows], dtype=float) for i in range(3))
+            n_opt = numeric_optimum(E, A, B, alpha, beta, flops, flops_per_token)  # every row at once
+            d_opt = flops / np.vectorize(flops_per_token, otypes=[float])(n_opt)
+            loss = E + A / n_opt**alpha + B / d_opt**beta
         return {
             "flops": flops,
             "params_ci": interval(n_opt),
