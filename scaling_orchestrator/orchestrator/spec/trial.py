@@ -126,9 +126,10 @@ class TrialSpec:
 def _fields(obj) -> dict:
     """dataclasses.asdict(obj) less the ADDED_FIELDS that still hold their defaults, so a trial
     planned before a field existed keeps its id."""
-    added = getattr(type(obj), "ADDED_FIELDS", ())
+    added, unhashed = getattr(type(obj), "ADDED_FIELDS", ()), getattr(type(obj), "UNHASHED_FIELDS", ())
     defaults = {f.name: f.default for f in dataclasses.fields(obj)}
-    return {k: v for k, v in dataclasses.asdict(obj).items() if not (k in added and _same(v, defaults[k]))}
+    return {k: v for k, v in dataclasses.asdict(obj).items()
+            if k not in unhashed and not (k in added and _same(v, defaults[k]))}
 
 
 def _same(value, default) -> bool:

@@ -1,0 +1,103 @@
+"""Per-step curves: the loop's recorder, the store's writer, the curve table and its reader."""
+
+import dataclasses
+import math
+
+import pyarrow.parquet as pq
+import pytest
+
+from scaling_orchestrator.analysis.data.curves import (
+    CURVE_SCHEMA,
+    CURVE_SCHEMA_VERSION,
+    VERSION_KEY,
+    read_curves,
+    spike_step,
+)
+from scaling_orchestrator.models.training.config import TrainConfig, lr_at
+from scaling_orchestrator.models.training.curves import CurveRecorder, log_every_steps, peak_bf16_flops
+from scaling_orchestrator.orchestrator.store.curves import CurveWriter
+
+
+def test_default_cadence_is_about_100_points_and_at_least_every_20_steps():
+    assert log_every_steps(1000, 2048) == 10
+    assert log_every_steps(50_000, 2048) == 20
+    assert log_every_steps(60, 2048) == 1
+    assert log_every_steps(1000, 2048, log_every_tokens=5 * 2048) == 5
+    assert log_every_steps(1000, 2048, log_every_tokens=100) == 1  # below a step: every step
+
+
+def test_log_every_tokens_does_not_change_a_trial_id():
+    from scaling_orchestrator.orchestrator.spec.trial import _fields
+
+    base = TrainConfig(total_tokens=4096, batch_tokens=1024)
+    assert _fields(base) == _fields(dataclasses.replace(base, log_every_tokens=2048))
+    with pytest.raises(ValueError, match="log_every_tokens"):
+        TrainConfig(total_tokens=4096, batch_tokens=1024, log_every_tokens=-1)
+
+
+def test_known_gpu_peaks_are_matched_most_specific_first():
+    assert peak_bf16_flops("NVIDIA H100 80GB HBM3") == 9.89e14
+    assert peak_bf16_flops("NVIDIA H100 PCIe") == 7.56e14
+    assert peak_bf16_flops("NVIDIA A100-SXM4-80GB") == 3.12e14
+    assert peak_bf16_flops("Some Future GPU") is None
+
+
+def test_recorder_points_rates_mfu_and_a_nonfinite_step():
+    batches = []
+    rec = CurveRecorder(batches.append, every_steps=2, batch_tokens=100, flops_per_token=10.0, peak_flops=1e4)
+    for step in range(1, 6):
+        rec.add(step, 3.0 - 0.1 * step, 1e-3, 0.5, step_start=0.0)  # start 0: a huge step time
+    rec.add(6, math.nan, 1e-3, None, step_start=0.0)  # not a multiple of 2, recorded: not finite
+    assert batches == []  # nothing before a flush
+    rec.flush()
+    (points,) = batches
+    assert [p["step"] for p in points] == [2, 4, 6]
+    assert points[0]["tokens"] == 200 and points[0]["grad_norm"] == 0.5 and points[-1]["grad_norm"] is None
+    assert points[0]["mfu"] == pytest.approx(10.0 * points[0]["tokens_per_second"] / 1e4)
+    assert math.isnan(points[-1]["train_loss"])
+    off = CurveRecorder(None, every_steps=1, batch_tokens=1, flops_per_token=1.0)
+    off.add(1, 1.0, 1.0, None, 0.0)
+    assert off.points == []
+
+
+def test_loop_hands_the_curve_over_before_each_evaluation(pydoc_bytes):
+    from scaling_orchestrator.models.training.loop import train
+    from tests.test_train import TINY, _config
+
+    config = _config(total_tokens=4096, eval_every_tokens=2048, log_every_tokens=1024, eval_tokens=512)
+    events = []
+    train(TINY, config, pydoc_bytes, on_eval=lambda m, ckpt: events.append(("eval", m.step)),
+          on_curve=lambda points: events.append(("curve", points)))
+    assert [e[0] for e in events] == ["curve", "eval", "curve", "eval"]
+    points = events[0][1] + events[2][1]
+    assert [p["step"] for p in points] == [1, 2, 3, 4]
+    for p in points:
+        assert p["lr"] == lr_at(p["step"] - 1, config) and p["tokens"] == p["step"] * 1024
+        assert 0 < p["train_loss"] < 6 and p["grad_norm"] > 0 and p["tokens_per_second"] > 0
+        assert p["mfu"] is None  # CPU: no peak to divide by
+
+
+def test_writer_batches_versions_and_replaces_a_lost_attempts_points(tmp_path):
+    writer = CurveWriter(str(tmp_path), "t1")
+    writer.extend([{"step": s, "tokens": 10 * s, "train_loss": 5 - s / 10, "lr": 1e-3} for s in (1, 2, 3, 4)])
+    path = tmp_path / "_curves" / "t1.parquet"
+    meta = pq.read_schema(path).metadata
+    assert int(meta[VERSION_KEY]) == CURVE_SCHEMA_VERSION
+    # A resumed attempt from step 2 records 3, 4, ... again: the old 3 and 4 go.
+    again = CurveWriter(str(tmp_path), "t1")
+    again.add({"step": 3, "tokens": 30, "train_loss": 1.0, "lr": 1e-3})
+    again.flush()
+    table = read_curves(str(tmp_path))
+    assert table.schema.equals(CURVE_SCHEMA, check_metadata=False)
+    assert table.column("step").to_pylist() == [1, 2, 3]
+    assert table.column("train_loss").to_pylist()[-1] == 1.0
+    assert table.column("grad_norm").null_count == 3  # not given: null, not 0
+
+
+def test_spike_step_flags_a_loss_spike_and_a_nan():
+    steps = list(range(10, 210, 10))
+    healthy = [5.0 - 0.15 * i for i in range(20)]
+    assert spike_step(steps, healthy) is None
+    spiky = healthy[:12] + [healthy[11] * 1.8] + healthy[13:]
+    assert spike_step(steps, spiky) == 130
+    assert spike_step(steps, healthy[:5] + [math.inf] + healthy[6:]) == 60
