@@ -101,3 +101,54 @@ def test_spike_step_flags_a_loss_spike_and_a_nan():
     spiky = healthy[:12] + [healthy[11] * 1.8] + healthy[13:]
     assert spike_step(steps, spiky) == 130
     assert spike_step(steps, healthy[:5] + [math.inf] + healthy[6:]) == 60
+
+
+def test_simulated_curve_follows_the_schedule_and_lands_on_the_final_loss():
+    from tests.test_simulate import run, trial
+
+    batches = []
+    spec = trial(schedule="wsd", total_steps=1000)
+    final, _ = run(spec, on_curve=batches.append)
+    points = [p for batch in batches for p in batch]
+    assert [p["step"] for p in points] == list(range(10, 1001, 10))  # 1,000 steps: every 10th
+    losses = [p["train_loss"] for p in points]
+    assert losses[-1] == pytest.approx(final.val_loss)
+    decay_start = int(0.8 * 1000)  # wsd: the LR drops over the last 20%, and the loss with it
+    before = next(p for p in points if p["step"] == decay_start)
+    assert before["lr"] == pytest.approx(spec.train.lr)
+    drop = before["train_loss"] - losses[-1]
+    stable = points[59]["train_loss"] - before["train_loss"]  # steps 600..800, lr flat
+    assert drop > stable > 0
+
+
+def test_status_shows_a_running_trials_last_loss_and_rate(tmp_path):
+    from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
+    from scaling_orchestrator.orchestrator.store.status import status_text
+    from tests.test_store import measurement, spec
+
+    store = Store(str(tmp_path))
+    running = spec(1)
+    store.write_plan([running])
+    store.write_row(measurement_row(running, measurement(2)))
+    CurveWriter(store, running.trial_id).extend(
+        [{"step": 3, "tokens": 3072, "train_loss": 3.21049, "lr": 1e-3, "tokens_per_second": 12345.6}]
+    )
+    assert "| step 3 loss 3.2105 12,346 tok/s" in status_text(str(tmp_path))
+
+
+def test_load_curves_joins_each_trials_columns(tmp_path):
+    from scaling_orchestrator.analysis import load_curves
+    from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
+    from tests.test_store import measurement, spec
+
+    store = Store(str(tmp_path))
+    a, b = spec(0), spec(1)
+    for s in (a, b):
+        store.write_row(measurement_row(s, measurement(2)))
+        points = [{"step": k, "tokens": 512 * k, "train_loss": 4.0} for k in (1, 2)]
+        CurveWriter(store, s.trial_id).extend(points)
+    table = load_curves(str(tmp_path))
+    assert table.num_rows == 4
+    assert set(table.column("trial_id").to_pylist()) == {a.trial_id, b.trial_id}
+    row = table.to_pylist()[0]
+    assert row["params"] > 0 and row["sweep"] == a.sweep and row["peak_lr"] == a.train.lr
