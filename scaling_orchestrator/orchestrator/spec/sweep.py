@@ -23,6 +23,7 @@ examples/demo.yaml comments every section. Sections [defaults]:
   throughput              flops_per_second per trial, overhead_seconds_per_trial: estimates only
   design [grid]           grid | {kind: branches | adaptive | shape, ...} (sections/design.py)
   simulate                {law, params, noise, seed}: losses drawn from a law: a rehearsal
+  tracking [none]         wandb, mlflow, tensorboard: a run per trial (spec/sections/tracking.py)
 
 Parsing reads no fit or results file: prior.from_fit and train.lr: {from_fit} / {from_search}
 are kept as written, and `resolve(sweep)` (spec/references.py; make_plan runs it) reads them.
@@ -61,6 +62,7 @@ from scaling_orchestrator.orchestrator.spec.sections.hparams import (
 from scaling_orchestrator.orchestrator.spec.sections.model import ModelSpec, parse_model
 from scaling_orchestrator.orchestrator.spec.sections.resources import ResourceRules, parse_resources
 from scaling_orchestrator.orchestrator.spec.sections.simulate import parse_simulate
+from scaling_orchestrator.orchestrator.spec.sections.tracking import Tracking, parse_tracking
 from scaling_orchestrator.orchestrator.spec.trial import Resources
 from scaling_orchestrator.orchestrator.spec.validate import (
     SpecError,
@@ -102,8 +104,7 @@ TOP_KEYS = (
     "storage",
     "throughput",
     "hparams",
-    "design",
-    "simulate",
+    "design", "simulate", "tracking",
 )
 
 
@@ -179,6 +180,7 @@ class Sweep:
     design: Design = Design()  # how trials are placed (spec/sections/design.py): grid by default
     simulate: dict | None = None
     resource_rules: ResourceRules = ResourceRules()  # by size (sections/resources.py); base = resources
+    tracking: Tracking = Tracking()  # trackers with a run per trial (sections/tracking.py): none by default
     # the mapping as written, every section: kept in _plan.json so `scaling next` writes a spec
     # that differs from it only in what it chose (throughput, prior, hparams... as they were)
     spec: dict | None = field(default=None, compare=False, repr=False)
@@ -257,6 +259,7 @@ def _parse(raw, source: str) -> Sweep:
         design=parse_design(raw.get("design"), raw),
         simulate=_simulate(raw.get("simulate")),
         resource_rules=rules,
+        tracking=parse_tracking(raw.get("tracking")),
         spec=copy.deepcopy(raw),
     )
 
