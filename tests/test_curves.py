@@ -152,3 +152,39 @@ def test_load_curves_joins_each_trials_columns(tmp_path):
     assert set(table.column("trial_id").to_pylist()) == {a.trial_id, b.trial_id}
     row = table.to_pylist()[0]
     assert row["params"] > 0 and row["sweep"] == a.sweep and row["peak_lr"] == a.train.lr
+
+
+def _spiky_results(folder) -> tuple:
+    from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
+    from tests.test_store import measurement, spec
+
+    store = Store(str(folder))
+    healthy, spiky = spec(0), spec(1)
+    for trial, spike_at in ((healthy, None), (spiky, 70)):
+        store.write_row(measurement_row(trial, measurement(100, final=True)))
+        losses = [5.0 - 0.02 * k for k in range(1, 101)]
+        if spike_at:
+            losses[spike_at - 1] = math.nan
+        points = [{"step": k, "tokens": 512 * k, "train_loss": y} for k, y in enumerate(losses, 1)]
+        CurveWriter(store, trial.trial_id).extend(points)
+    return healthy, spiky
+
+
+def test_report_lists_a_train_loss_divergence_with_its_step(tmp_path):
+    from scaling_orchestrator.analysis.report.curves import spike_blocks
+
+    _, spiky = _spiky_results(tmp_path)
+    blocks = spike_blocks(str(tmp_path))
+    assert blocks[0] == ("h2", "Training-loss divergences")
+    (item,) = blocks[-1][1]
+    assert item.endswith(f"(trial {spiky.trial_id}): step 70")
+    assert spike_blocks(str(tmp_path / "nowhere")) == []
+
+
+@pytest.mark.slow  # matplotlib
+def test_report_draws_the_curves(tmp_path):
+    from scaling_orchestrator.analysis.report.curves import plot_curves
+
+    _spiky_results(tmp_path)
+    assert plot_curves(str(tmp_path), tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert plot_curves("", tmp_path / "x.png") is None
