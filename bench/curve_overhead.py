@@ -11,7 +11,10 @@ The A/B difference is within run-to-run noise on a shared machine, so the headli
 count: every call of CurveRecorder.add and of the sink (flush + file write) timed with
 perf_counter in the "with" runs, over the loop's wall time.
 
-    python bench/curve_overhead.py [--repeats 3]
+    python bench/curve_overhead.py [--repeats 3] [--steps 0]
+
+--steps N trains the trial's first N steps only (its schedule over N steps; its one evaluation
+at the end): a shorter run on a busy machine. 0 keeps the whole trial.
 """
 
 from __future__ import annotations
@@ -68,9 +71,14 @@ def one_run(spec, data, record: bool, clock: Clock) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=0)
     args = parser.parse_args()
     plan = make_plan(load_sweep(DEMO))
     spec = sorted(plan.trials, key=lambda t: t.train.total_steps)[len(plan.trials) // 2]
+    if args.steps:
+        tokens = args.steps * spec.train.batch_tokens
+        spec = dataclasses.replace(spec, train=dataclasses.replace(
+            spec.train, total_tokens=tokens, eval_every_tokens=tokens, eval_at_tokens=()))
     steps = spec.train.total_steps
     print(f"demo trial {spec.size_label} at {spec.budget_flops:.3g} FLOPs: {steps} steps of "
           f"{spec.train.batch_tokens} tokens, a curve point every {spec.train.log_every_steps} steps")
@@ -83,12 +91,12 @@ def main() -> None:
             before = clock.seconds
             cpu, wall, points = one_run(spec, data, record, clock)
             times[record].append((cpu / steps, wall / steps, clock.seconds - before))
+            print(f"  {'with' if record else 'without'}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
     for record in (False, True):
         cpu = statistics.median(t[0] for t in times[record]) * 1e3
         wall = statistics.median(t[1] for t in times[record]) * 1e3
         print(f"{'with' if record else 'without'} curve: {cpu:.3f} ms CPU, {wall:.3f} ms wall per step")
-    recorded = [t for t in times[True]]
-    share = statistics.median(t[2] / (t[1] * steps) for t in recorded)
+    share = statistics.median(t[2] / (t[1] * steps) for t in times[True])
     ab = statistics.median(t[0] for t in times[True]) / statistics.median(t[0] for t in times[False]) - 1
     print(f"{points} points; A/B CPU difference {100 * ab:+.2f}% (noise); "
           f"curve overhead {100 * share:.3f}% of step time (recorder + writes, counted)")

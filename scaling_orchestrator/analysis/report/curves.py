@@ -87,18 +87,18 @@ def plot_curves(source: str, path: Path) -> Path | None:
     trials = _trials(load_curves(source))
     if not trials:
         return None
-    # matplotlib loads only for a report (the rest of analysis never draws)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # matplotlib loads only for a report (the rest of analysis never draws); the Figure API
+    # draws with Agg and leaves pyplot's global backend alone
+    from matplotlib import colormaps  # lazy: matplotlib, as above
+    from matplotlib.figure import Figure  # lazy: matplotlib, as above
+    from matplotlib.lines import Line2D  # lazy: matplotlib, as above
 
     sizes = sorted({t["size"]: t["params"] for _, t in trials}.items(), key=lambda kv: kv[1])
     budgets = sorted({t["budget"] for _, t in trials})
-    cmap = plt.get_cmap("viridis", max(len(budgets), 2))
+    cmap = colormaps["viridis"].resampled(max(len(budgets), 2))
     cols = min(4, len(sizes))
     rows = math.ceil(len(sizes) / cols)
-    fig = plt.figure(figsize=(3.4 * cols + 1.2, 3.6 * rows), layout="constrained")
+    fig = Figure(figsize=(3.4 * cols + 1.2, 3.6 * rows), layout="constrained")
     grid = fig.add_gridspec(2 * rows, cols, height_ratios=[3, 1] * rows)
     for k, (size, _) in enumerate(sizes):
         r, c = divmod(k, cols)
@@ -115,12 +115,11 @@ def plot_curves(source: str, path: Path) -> Path | None:
         if c == 0:
             loss_ax.set_ylabel("train loss (nats)", fontsize=8)
             lr_ax.set_ylabel("lr", fontsize=8)
-    handles = [plt.Line2D([], [], color=cmap(i), label=f"{b:.3g}".replace("e+", "e"))
+    handles = [Line2D([], [], color=cmap(i), label=f"{b:.3g}".replace("e+", "e"))
                for i, b in enumerate(budgets)]
     fig.legend(handles=handles, title="budget (FLOPs)", loc="outside right upper", fontsize=7,
                title_fontsize=8)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
