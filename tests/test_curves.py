@@ -36,9 +36,10 @@ def test_log_every_tokens_does_not_change_a_trial_id():
 
 
 def test_known_gpu_peaks_are_matched_most_specific_first():
-    assert peak_bf16_flops("NVIDIA H100 80GB HBM3") == 9.89e14
-    assert peak_bf16_flops("NVIDIA H100 PCIe") == 7.56e14
-    assert peak_bf16_flops("NVIDIA A100-SXM4-80GB") == 3.12e14
+    assert peak_bf16_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_bf16_flops("NVIDIA H100 PCIe") == 756e12
+    assert peak_bf16_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert peak_bf16_flops("NVIDIA L40") == 181e12  # not the L4's 121e12
     assert peak_bf16_flops("Some Future GPU") is None
 
 

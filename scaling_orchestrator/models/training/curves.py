@@ -27,24 +27,24 @@ from collections.abc import Callable
 
 CURVE_FIELDS = ("step", "tokens", "train_loss", "lr", "grad_norm", "tokens_per_second", "mfu")
 
-# Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, FLOP/s per GPU; matched
-# against torch.cuda.get_device_name() in this order, so "H100 PCIe" is found before "H100".
+# Dense (no 2:4 sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, FLOP/s per GPU (the
+# figures of bench/gpu_check_lib.py's table), matched against torch.cuda.get_device_name() in this
+# order: the more specific first ("H100 PCIe" before "H100", "L40S" before "L40" before "L4").
 PEAK_BF16_FLOPS = (
-    ("GB200", 2.5e15),
     ("B200", 2.25e15),
-    ("H200", 9.89e14),
-    ("GH200", 9.89e14),
-    ("H100 PCIe", 7.56e14),
-    ("H100 NVL", 8.35e14),
-    ("H100", 9.89e14),
-    ("H800", 9.89e14),
-    ("A100", 3.12e14),
-    ("A800", 3.12e14),
-    ("L40S", 3.62e14),
-    ("L4", 1.21e14),
-    ("A10G", 1.25e14),
-    ("A10", 1.25e14),
-    ("RTX 4090", 1.65e14),
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),  # SXM5: "NVIDIA H100 80GB HBM3"
+    ("H200", 989e12),  # the H100's compute (GH200 too), more and faster memory
+    ("H800", 989e12),
+    ("A100", 312e12),
+    ("A800", 312e12),
+    ("A10G", 125e12),  # the A10's data-sheet figure; AWS's A10G may clock lower
+    ("A10", 125e12),
+    ("L40S", 362e12),
+    ("L40", 181e12),
+    ("L4", 121e12),
+    ("RTX 4090", 165e12),
 )
 
 
