@@ -8,6 +8,7 @@ for: the runs are written under `dir` (default `<results>/_wandb`) for a later `
 
 from __future__ import annotations
 
+import ray
 from ray.air.integrations.wandb import WandbLoggerCallback
 
 from scaling_orchestrator.orchestrator.execution.tracking.runs import (
@@ -22,6 +23,10 @@ from scaling_orchestrator.orchestrator.spec.sections.tracking import WandbTracki
 from scaling_orchestrator.orchestrator.store.results import Store
 
 NO_KEY_MODES = ("offline", "disabled")
+# How long a trial's end waits for its run's wandb.finish (seconds). Tune's callback kills the
+# logging actor without waiting when the Tuner ends (its __del__ gives 2 s): a run still
+# finishing then kept an empty .wandb file, seen for a study's last trial on a busy machine.
+FINISH_SECONDS = 120
 
 
 class WandbRuns(Feeding, WandbLoggerCallback):
@@ -54,3 +59,9 @@ class WandbRuns(Feeding, WandbLoggerCallback):
             config=run_config(spec),
             **self.kwargs,
         )
+
+    def log_trial_end(self, trial, failed: bool = False):
+        self._signal_logging_actor_stop(trial=trial)
+        if trial in self._trial_logging_futures:
+            ray.wait([self._trial_logging_futures[trial]], timeout=FINISH_SECONDS)
+        self._cleanup_logging_actors()
