@@ -196,3 +196,4 @@ def test_simulated_grid_through_run_plan(local_ray, tmp_path):
     paths = fit(str(tmp_path / "res"), options=FitOptions(n_bootstrap=0)).write_report(tmp_path / "report")
     text = paths["markdown"].read_text()
     assert text.startswith("# SIMULATED") and "not a measurement" in text
+    assert "curves" in paths  # every trial's curve in _curves/, drawn in the report

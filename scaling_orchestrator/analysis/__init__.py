@@ -12,7 +12,7 @@ Layers, each importing only from those before it: errors, numerics < data (schem
 points) < laws < methods < judge < report < design < options, fit_json < result < pipeline
 (fit), predict.
 
-These four names load on first use (PEP 562): a training worker importing the row schema
+These names load on first use (PEP 562): a training worker importing the row schema
 (data.schema) runs this file too, and should not pay for scipy.
 """
 
@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["Columns", "FitOptions", "FitResult", "fit"]
-_HOME = {"Columns": "options", "FitOptions": "options", "FitResult": "result", "fit": "pipeline"}
+__all__ = ["Columns", "FitOptions", "FitResult", "fit", "load_curves"]
+_HOME = {"Columns": "options", "FitOptions": "options", "FitResult": "result", "fit": "pipeline",
+         "load_curves": "data.curves"}
 
 
 def __getattr__(name: str):

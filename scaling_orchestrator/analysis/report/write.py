@@ -16,6 +16,8 @@ from scaling_orchestrator.analysis.judge.headline import span
 from scaling_orchestrator.analysis.judge.warnings import WIDE_SPAN
 from scaling_orchestrator.analysis.methods.hparam_search import NO_ROWS
 from scaling_orchestrator.analysis.numerics import quiet_numerics, write_json
+from scaling_orchestrator.analysis.report.curves import CAPTION as CURVES_CAPTION
+from scaling_orchestrator.analysis.report.curves import plot_curves, spike_blocks
 from scaling_orchestrator.analysis.report.render import to_html, to_markdown
 from scaling_orchestrator.analysis.report.summary import fmt, fmt_ci
 from scaling_orchestrator.analysis.report.text import (
@@ -36,6 +38,7 @@ CAPTIONS = {
               "lr*(N) with its bootstrap 95% band (right)",
     "batch_law": "Loss against batch tokens per size (best lr at each batch) with the window "
                  "parabolas (left); B*(C) with its bootstrap 95% band (right)",
+    "curves": CURVES_CAPTION,
 }
 # A fitted scale (Kaplan's N_c, D_c) this far beyond the data is a number the data cannot place:
 # Kaplan et al. 2020 fit N_c = 8.8e13 with models up to 1.5e9 (6e4x), so 1e6x leaves room.
@@ -220,6 +223,7 @@ def build_blocks(result, plots: dict[str, Path]) -> list:
     blocks = title_blocks(result) + headline_blocks(result)
     blocks += data_blocks(result) + recommendation_blocks(result) + interval_blocks(result)
     blocks += method_blocks(result) + backtest_blocks(result) + hparam_blocks(result)
+    blocks += spike_blocks(result.data.source)  # the curve table's, when the source has one
     blocks += [("h2", "Figures")] + [("img", path, CAPTIONS[name]) for name, path in plots.items()]
     return blocks
 
@@ -232,6 +236,9 @@ def write_report(result, out_dir) -> dict[str, Path]:
     plain = result.to_dict()
     with quiet_numerics():   # a degenerate law overflows where it is drawn; the text says so
         plots = make_plots(plain, result.points, out_dir)
+        curves = plot_curves(result.data.source, out_dir / "curves.png")  # None: the source has none
+    if curves is not None:
+        plots["curves"] = curves
     blocks = build_blocks(result, plots)
     md, page, fit_json = out_dir / "report.md", out_dir / "report.html", out_dir / "fit.json"
     md.write_text(to_markdown(blocks), encoding="utf-8")

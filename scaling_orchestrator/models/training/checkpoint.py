@@ -25,7 +25,7 @@ import torch
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # Fields that change speed, not results; a resume may change them.
-RUNTIME_FIELDS = ("threads", "device", "compile", "keep_weights")
+RUNTIME_FIELDS = ("threads", "device", "compile", "keep_weights", "log_every_tokens")
 # What a branch may change from its trunk's checkpoint: where it ends and how it decays there,
 # and when it evaluates. The rest (lr, warmup, batch, optimizer, seed: the path up to the branch
 # point) must match, or the branch would not continue the trunk's run.

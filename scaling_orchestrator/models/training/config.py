@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+from scaling_orchestrator.models.training.curves import log_every_steps
+
 SCHEDULES = ("cosine", "wsd", "constant")
 DECAY_SHAPES = ("linear", "1-sqrt")
 DEVICES = ("auto", "cpu", "cuda")
@@ -46,15 +48,17 @@ class TrainConfig:
     # Extra evaluations (each with its checkpoint) at these token counts: a trunk's branch points.
     eval_at_tokens: tuple[int, ...] = ()
     keep_weights: str = "final"  # "final": the finished model in <results>/_weights/<trial_id>/ | "none"
+    # Tokens between per-step curve points (models/training/curves.py); 0 -> about 100 points
+    # per run, at least one every 20 steps. What is recorded, not what is trained: not hashed.
+    log_every_tokens: int = 0
 
-    # Fields added after trial ids were first published: scaling_orchestrator.orchestrator.spec.trial hashes
-    # them only
-    # when they differ from their defaults, so every earlier trial keeps its id.
+    # Fields added after trial ids were first published: orchestrator/spec/trial.py hashes them
+    # only when they differ from their defaults, so every earlier trial keeps its id.
     ADDED_FIELDS: ClassVar[tuple[str, ...]] = (
         "warmup_tokens", "decay_shape", "eval_at_tokens", "keep_weights",
     )
-    # What is kept of a run, not what it trains: never part of a trial's identity.
-    UNHASHED_FIELDS: ClassVar[tuple[str, ...]] = ("keep_weights",)
+    # What is kept or recorded of a run, not what it trains: never part of a trial's identity.
+    UNHASHED_FIELDS: ClassVar[tuple[str, ...]] = ("keep_weights", "log_every_tokens")
 
     def __post_init__(self) -> None:
         _positive_int("total_tokens", self.total_tokens)
@@ -99,6 +103,7 @@ class TrainConfig:
         if not isinstance(self.compile, bool):
             raise ValueError(f"TrainConfig.compile={self.compile!r}: must be true or false")
         _non_negative_int("warmup_tokens", self.warmup_tokens)
+        _non_negative_int("log_every_tokens", self.log_every_tokens)
         if self.warmup_tokens > self.total_tokens:
             raise ValueError(
                 f"TrainConfig.warmup_tokens={self.warmup_tokens}: must be at most "
@@ -131,6 +136,10 @@ class TrainConfig:
     @property
     def total_steps(self) -> int:
         return self.total_tokens // self.batch_tokens
+
+    @property
+    def log_every_steps(self) -> int:
+        return log_every_steps(self.total_steps, self.batch_tokens, self.log_every_tokens)
 
     @property
     def micro_tokens(self) -> int:

@@ -7,15 +7,14 @@ last step. Each optimizer step's batch is a pure function of (seed, step), so th
 IS the step: a run stopped at step k and resumed from its checkpoint gives bitwise-identical
 losses on CPU. The same holds across runs: a branch started from a constant-LR trunk's
 checkpoint at step s (start_from; the trunk evaluates and checkpoints at eval_at_tokens)
-continues exactly as one run of the branch's schedule would from step s. Worked example: batch 16 rows x 128
-tokens = 2,048 batch_tokens; with
-micro_batch_tokens 512 that is 4 forward/backward passes of 4 rows per optimizer step.
+continues exactly as one run of the branch's schedule would from step s. Worked example: batch
+16 rows x 128 tokens = 2,048 batch_tokens; with micro_batch_tokens 512 that is 4 forward/backward
+passes of 4 rows per optimizer step. Per-step curve points go to on_curve (training/curves.py).
 
-Data-parallel (scaling_orchestrator.models.training.distributed): when a process group of W > 1 ranks is
-initialized, the
-model is wrapped in DistributedDataParallel and rank r trains on the r-th 1/W of each step's
-global batch (the same rows one process would draw), so batch_tokens, tokens and flops stay
-global counts and the losses match a one-process run up to float rounding. Every rank
+Data-parallel (scaling_orchestrator.models.training.distributed): when a process group of W > 1
+ranks is initialized, the model is wrapped in DistributedDataParallel and rank r trains on the
+r-th 1/W of each step's global batch (the same rows one process would draw), so batch_tokens,
+tokens and flops stay global counts and the losses match a one-process run up to float rounding. Every rank
 - reports the same train_loss (all-reduced mean) and stops on the same step when it diverges;
 - evaluates its contiguous share of the held-out windows, and the (loss sum, token count)
   pairs are all-reduced, so val_loss is the whole slice's mean on every rank at 1/W the cost;
@@ -43,6 +42,7 @@ from scaling_orchestrator.models.mup import make_optimizer as make_mup_optimizer
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.models.training.checkpoint import load_checkpoint, save_checkpoint
 from scaling_orchestrator.models.training.config import Measurement, TrainConfig, lr_at, rows_per_rank
+from scaling_orchestrator.models.training.curves import CurveRecorder
 from scaling_orchestrator.models.training.distributed import (
     Replica,
     barrier,
@@ -145,6 +145,7 @@ def train(
     checkpoint_dir: str | None = None,
     resume_from: str | None = None,
     start_from: str | None = None,
+    on_curve: Callable[[list[dict]], None] | None = None,
 ) -> Measurement:
     """Train build_model(shape) on data with config; returns the final Measurement (see module doc).
 
@@ -154,6 +155,8 @@ def train(
     flops and wall_seconds continue the trunk's count: a branch from step 800 to 1,000 reports
     tokens = 1,000 x batch_tokens, the whole path that produced its model."""
     run, loop = _set_up(shape, config, data, resume_from, start_from)
+    curve = CurveRecorder.for_run(on_curve, config, run.device, run.flops_per_token, run.replica)
+    on_eval = curve.before(on_eval)
     interval = _Interval(start=time.perf_counter())
     result = Measurement(**loop.last) if loop.last else None
     if loop.step >= config.total_steps and result is not None:
@@ -162,7 +165,8 @@ def train(
     eval_at = config.eval_at_steps
     while loop.step < config.total_steps:
         step_start = time.perf_counter()
-        lr_now, loss = _train_step(run, loop.step)
+        lr_now, loss, grad_norm = _train_step(run, loop.step)
+        curve.add(loop.step + 1, loss, lr_now, grad_norm, step_start)
         if not math.isfinite(loss):  # the step is not counted: its update was skipped
             loop.wall_seconds += time.perf_counter() - interval.start
             return _report(
@@ -282,8 +286,9 @@ def _restore(
     return loop
 
 
-def _train_step(run: _Run, step: int) -> tuple[float, float]:
-    """Optimizer step `step` at its scheduled LR on its (seed, step) batch: (lr, global mean loss)."""
+def _train_step(run: _Run, step: int) -> tuple[float, float, torch.Tensor | None]:
+    """Optimizer step `step` at its scheduled LR on its (seed, step) batch: (lr, global mean
+    loss, the pre-clip global grad norm or None when grad_clip is 0)."""
     lr_now = lr_at(step, run.config)
     for group in run.optimizer.param_groups:
         group["lr"] = lr_now
@@ -296,7 +301,7 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
         rank=run.replica.rank,
         world_size=run.replica.world_size,
     ).to(run.device, non_blocking=True)
-    loss = _optimizer_step(
+    loss, grad_norm = _optimizer_step(
         run.train_model,
         run.optimizer,
         batch,
@@ -306,7 +311,7 @@ def _train_step(run: _Run, step: int) -> tuple[float, float]:
         run.ddp,
         run.replica,
     )
-    return lr_now, loss
+    return lr_now, loss, grad_norm
 
 
 def _evaluate_interval(
@@ -359,34 +364,28 @@ def _checkpoint(run: _Run, loop: _Loop, checkpoint_dir: str | None) -> str | Non
     ckpt = None
     if checkpoint_dir and run.replica.primary:
         ckpt = save_checkpoint(
-            checkpoint_dir,
-            model=run.raw_model,
-            optimizer=run.optimizer,
-            loop_state=loop.__dict__,
-            shape=run.shape,
-            config=run.config,
-            fingerprint=run.data.fingerprint,
+            checkpoint_dir, model=run.raw_model, optimizer=run.optimizer, loop_state=loop.__dict__,
+            shape=run.shape, config=run.config, fingerprint=run.data.fingerprint,
         )
     barrier(run.replica, run.device)  # so on every rank, on_eval runs once rank 0's checkpoint is in place
     return ckpt
 
 
 def _report(result: Measurement, ckpt: str | None, on_eval) -> Measurement:
-    if on_eval is not None:
-        on_eval(result, ckpt)
+    on_eval(result, ckpt)  # never None: CurveRecorder.before wraps it
     return result
 
 
 def _optimizer_step(
     model, optimizer, batch: torch.Tensor, micro_rows: int, autocast, grad_clip: float, ddp, replica: Replica
-) -> float:
-    """Accumulate gradients over micro-batches, clip, step; returns the global batch's mean loss.
+) -> tuple[float, torch.Tensor | None]:
+    """Accumulate gradients over micro-batches, clip, step: (the global batch's mean loss, the
+    grad norm clipping measured, a tensor left unsynced, or None without clipping).
 
     A non-finite loss (on any rank: the mean is all-reduced) skips the update on every rank
     (the run is over; nothing is worth applying).
     """
-    rows = len(batch)
-    loss = 0.0
+    rows, loss = len(batch), 0.0
     for start in range(0, rows, micro_rows):
         chunk = batch[start : start + micro_rows]
         with no_sync(ddp, last=start + micro_rows >= rows):
@@ -394,13 +393,13 @@ def _optimizer_step(
                 _, micro_loss = model(chunk[:, :-1], chunk[:, 1:])
             (micro_loss * (len(chunk) / rows)).backward()  # each micro-batch's share of the batch mean
         loss += micro_loss.detach() * (len(chunk) / rows)
-    loss = mean_loss(loss, replica)
+    loss, norm = mean_loss(loss, replica), None
     if math.isfinite(loss):
         if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(optimizer_params(optimizer), grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(optimizer_params(optimizer), grad_clip)
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss
+    return loss, norm
 
 
 def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:

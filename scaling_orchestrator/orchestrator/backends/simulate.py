@@ -121,10 +121,11 @@ def _start(spec, config: TrainConfig, resume_from: str | None, start_from: str |
 
 
 def simulate_train(spec, config: TrainConfig, *, on_eval=None, checkpoint_dir: str | None = None,
-                   resume_from: str | None = None, start_from: str | None = None) -> Measurement:
-    """scaling_orchestrator.models.training.loop.train's contract, the losses drawn from spec.simulate (module
-    doc):
-    on_eval(Measurement, checkpoint dir or None) per evaluation; returns the final one."""
+                   resume_from: str | None = None, start_from: str | None = None,
+                   on_curve=None) -> Measurement:
+    """scaling_orchestrator.models.training.loop.train's contract, the losses drawn from spec.simulate
+    (module doc): on_eval(Measurement, checkpoint dir or None) per evaluation, returns the final
+    one; on_curve(points) before each evaluation, the curve of L(T) every log_every_steps."""
     state = _start(spec, config, resume_from, start_from)
     if state["last"] is not None and state["step"] >= config.total_steps:
         last = Measurement(**state["last"])  # resumed at the end: report it again
@@ -164,7 +165,21 @@ def simulate_train(spec, config: TrainConfig, *, on_eval=None, checkpoint_dir: s
             "shape": dataclasses.asdict(spec.shape),
         }
         ckpt = write_state(checkpoint_dir, state) if checkpoint_dir else None
+        if on_curve is not None:
+            on_curve(curve_points(spec, config, params, state["log_noise"], previous, step,
+                                  result.tokens_per_second))
         if on_eval is not None:
             on_eval(result, ckpt)
         previous = step
     return result
+
+
+def curve_points(spec, config: TrainConfig, params: float, log_noise: float, after: int, upto: int,
+                 tokens_per_second: float) -> list[dict]:
+    """The curve points (models/training/curves.py) of steps after..upto: L(T) at each multiple
+    of log_every_steps, the LR the step ran at; nothing is measured, so no grad norm or MFU."""
+    every = config.log_every_steps
+    return [{"step": s, "tokens": s * config.batch_tokens, "lr": lr_at(s - 1, config),
+             "train_loss": curve_loss(spec.simulate, params, config, s, spec.shape.vocab_size, log_noise),
+             "grad_norm": None, "tokens_per_second": tokens_per_second, "mfu": None}
+            for s in range((after // every + 1) * every, upto + 1, every)]

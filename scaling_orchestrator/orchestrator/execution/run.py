@@ -18,6 +18,7 @@ from scaling_orchestrator.orchestrator.designs import make_queue
 from scaling_orchestrator.orchestrator.designs.queue import TrialQueue
 from scaling_orchestrator.orchestrator.execution.progress import make_live_progress
 from scaling_orchestrator.orchestrator.execution.resources import max_concurrent
+from scaling_orchestrator.orchestrator.execution.tracking import tracking_callbacks
 from scaling_orchestrator.orchestrator.execution.tuner import (
     build_tuner,
     check_batch_split,
@@ -72,11 +73,12 @@ class _Settings:
     max_concurrent_trials: int | None
     progress: bool
     extra_config: dict
+    callbacks: tuple = ()  # the spec's trackers' (execution/tracking/) and the caller's
 
 
 def run_plan(plan: Plan, results_dir: str | None = None, *, address: str | None = None,
              max_concurrent_trials: int | None = None, progress: bool = True,
-             extra_config: dict | None = None) -> RunSummary:
+             extra_config: dict | None = None, callbacks=()) -> RunSummary:
     """Run every trial of the plan that the results folder does not hold a final row for.
 
     results_dir defaults to the spec's storage. Retries per trial within this run come from
@@ -87,7 +89,8 @@ def run_plan(plan: Plan, results_dir: str | None = None, *, address: str | None 
     (StudyLockedError) and a trial the cluster can never place is a ValueError naming its
     resources field; a results folder that did not exist is then not created.
     extra_config is merged into every trial's Tune config (worker.trainable documents the
-    keys, e.g. fail_at_step for fault-injection drills, torch_backend).
+    keys, e.g. fail_at_step for fault-injection drills, torch_backend). callbacks: any Tune
+    callbacks for every Tuner pass, next to the trackers of the spec's tracking: section.
     """
     start, sweep = time.time(), plan.sweep
     trials = list({t.trial_id: t for t in plan.trials}.values())  # a trial planned twice runs once
@@ -101,7 +104,8 @@ def run_plan(plan: Plan, results_dir: str | None = None, *, address: str | None 
     if pending:
         check_on_driver(pending, store.uri)  # a cluster's paths, checked where the study runs
     settings = _Settings(sweep.max_failures, max_concurrent_trials or sweep.max_concurrent_trials,
-                         progress, extra_config or {})
+                         progress, extra_config or {},
+                         (*tracking_callbacks(sweep.tracking, sweep.name, store.uri), *callbacks))
     with ray_session(address, needed=more) as started:
         if pending:
             check_cluster(pending)
@@ -186,7 +190,8 @@ def _tune_pass(queue: TrialQueue, trials, done_before, store: Store, attempt: in
                                or max_concurrent([t.resources for t in queue.planned()], cluster)),
         trial_name_creator=lambda t: t.config["trial"]["trial_id"],
         trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
-        callbacks=[make_live_progress(trials, done_before, queue=queue)] if settings.progress else [])
+        callbacks=[*([make_live_progress(trials, done_before, queue=queue)] if settings.progress else []),
+                   *settings.callbacks])
     errors, lost = {}, set()
     for result in tuner.fit():
         if result.error is not None and result.config:

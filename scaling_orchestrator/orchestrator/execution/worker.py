@@ -53,6 +53,7 @@ from scaling_orchestrator.orchestrator.execution.trainers import launch
 from scaling_orchestrator.orchestrator.execution.tune_config import CONFIG_KEYS, results_dir_for, spec_of
 from scaling_orchestrator.orchestrator.spec.paths import check_on_worker
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
+from scaling_orchestrator.orchestrator.store.curves import CurveWriter
 from scaling_orchestrator.orchestrator.store.results import Store, is_done, measurement_row
 from scaling_orchestrator.orchestrator.store.weights import keep_final_weights
 
@@ -303,8 +304,10 @@ def run_loop(
 
     try:
         check_on_worker(spec, store.uri, config.get("driver_host", ""))  # the cluster's paths, here
+        curve = CurveWriter(store, tid).extend if rank == 0 else None  # _curves/<trial_id>.parquet
         final = _train_trial(
-            spec, train_config, store, scratch=scratch, resume_from=resume_from, on_eval=on_eval
+            spec, train_config, store, scratch=scratch, resume_from=resume_from, on_eval=on_eval,
+            on_curve=curve,
         )
     except SystemExit:  # Tune stopping the trial; trainable says how it ended
         raise
@@ -319,7 +322,8 @@ def run_loop(
         store.update_meta(tid, status=final.status, finished=time.time(), error=None)
 
 
-def _train_trial(spec: TrialSpec, config, store: Store, *, scratch: str, resume_from: str | None, on_eval):
+def _train_trial(spec: TrialSpec, config, store: Store, *, scratch: str, resume_from: str | None, on_eval,
+                 on_curve=None):
     """The one place a trial's loop is chosen: the simulate backend (losses drawn from a law), or
     scaling_orchestrator.models.training.loop on the trial's data. A branch's first attempt (no checkpoint of
     its own yet)
@@ -341,7 +345,8 @@ def _train_trial(spec: TrialSpec, config, store: Store, *, scratch: str, resume_
                                   **start)
     if spec.simulate:  # looked up on the module at call time: bench/scale.py paces it
         return simulate.simulate_train(
-            spec, config, on_eval=on_eval, checkpoint_dir=checkpoint_dir, resume_from=resume_from, **start
+            spec, config, on_eval=on_eval, checkpoint_dir=checkpoint_dir, resume_from=resume_from,
+            on_curve=on_curve, **start,
         )
     # torch loads in a trial's process, and only for the built-in loop (simulate needs none)
     from scaling_orchestrator.models.training.loop import train
@@ -351,6 +356,7 @@ def _train_trial(spec: TrialSpec, config, store: Store, *, scratch: str, resume_
         config,
         load_prepared(spec.data),  # the manifest and memory-mapped shards the driver prepared
         on_eval=on_eval,
+        on_curve=on_curve,
         checkpoint_dir=checkpoint_dir,
         resume_from=resume_from,
         **start,

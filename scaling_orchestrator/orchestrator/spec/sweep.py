@@ -25,6 +25,7 @@ examples/demo.yaml comments every section. Sections [defaults]:
   design [grid]           grid | {kind: branches | adaptive | shape, ...} (sections/design.py)
   simulate                {law, params, noise, seed}: losses drawn from a law: a rehearsal
   backend [torch]         torch | simulate | {kind: command, command} | {kind: python, function}
+  tracking [none]         wandb, mlflow, tensorboard: a run per trial (spec/sections/tracking.py)
 
 Parsing reads no fit or results file: prior.from_fit and train.lr: {from_fit} / {from_search}
 are kept as written, and `resolve(sweep)` (spec/references.py; make_plan runs it) reads them.
@@ -67,6 +68,7 @@ from scaling_orchestrator.orchestrator.spec.sections.hparams import (
 from scaling_orchestrator.orchestrator.spec.sections.model import ModelSpec
 from scaling_orchestrator.orchestrator.spec.sections.resources import ResourceRules, parse_resources
 from scaling_orchestrator.orchestrator.spec.sections.simulate import parse_simulate
+from scaling_orchestrator.orchestrator.spec.sections.tracking import Tracking, parse_tracking
 from scaling_orchestrator.orchestrator.spec.trial import Resources
 from scaling_orchestrator.orchestrator.spec.validate import (
     SpecError,
@@ -110,6 +112,7 @@ TOP_KEYS = (
     "design",
     "simulate",
     "backend",
+    "tracking",
 )
 
 
@@ -186,6 +189,7 @@ class Sweep:
     simulate: dict | None = None
     backend: dict | None = None  # a trainer of the user's own (sections/backend.py); None: torch/simulate
     resource_rules: ResourceRules = ResourceRules()  # by size (sections/resources.py); base = resources
+    tracking: Tracking = Tracking()  # trackers with a run per trial (sections/tracking.py): none by default
     # the mapping as written, every section: kept in _plan.json so `scaling next` writes a spec
     # that differs from it only in what it chose (throughput, prior, hparams... as they were)
     spec: dict | None = field(default=None, compare=False, repr=False)
@@ -265,6 +269,7 @@ def _parse(raw, source: str) -> Sweep:
         simulate=None if raw.get("simulate") is None else parse_simulate(raw["simulate"]),
         backend=parse_backend(raw.get("backend"), source, simulate="simulate" in raw),
         resource_rules=rules,
+        tracking=parse_tracking(raw.get("tracking")),
         spec=copy.deepcopy(raw),
     )
 

@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from scaling_orchestrator.analysis.data.curves import last_points
 from scaling_orchestrator.orchestrator.fmt import duration
 from scaling_orchestrator.orchestrator.spec.paths import ADAPTIVE_FILE
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
@@ -123,6 +124,7 @@ def status_text(results_dir: str, trials=None) -> str:
             last[row["trial_id"]] = row
     planned = {t.trial_id: t for t in trials}
     ids = list(planned) + sorted(set(last) - set(planned))
+    live = last_points(results_dir) if store.local else {}  # each trial's latest curve point
     lines, counts = [], {"done": 0, "diverged": 0, "failed": 0, "running": 0, "pending": 0}
     flops_done = flops_total = 0.0
     for tid in ids:
@@ -132,7 +134,7 @@ def status_text(results_dir: str, trials=None) -> str:
         inherited = spec.flops - spec.own_flops if spec else 0.0  # a branch's trunk share is the trunk's
         flops_done += max(0.0, row["flops"] - inherited) if row else 0.0
         flops_total += spec.own_flops if spec else max(row["flops"], row["budget_flops"])
-        lines.append(trial_line(tid, state, row))
+        lines.append(trial_line(tid, state, row) + (live_text(live.get(tid)) if state == "running" else ""))
     sweep = trials[0].sweep if trials else (next(iter(last.values()))["sweep"] if last else "?")
     head = (f"study {sweep} at {store.uri}: {len(ids)} trials | "
             + ", ".join(f"{v} {k}" for k, v in counts.items())
@@ -149,6 +151,14 @@ def trial_state(row: dict | None) -> str:
     if row["final"]:
         return {"ok": "done"}.get(row["status"], row["status"])
     return "running"  # or stopped mid-way by a crash: `scaling run` resumes it
+
+
+def live_text(point: dict | None) -> str:
+    """A running trial's latest curve point: ' | step 420 loss 3.2104 12,345 tok/s'."""
+    if point is None:
+        return ""
+    return (f" | step {point['step']} loss {point['train_loss']:.4f} "
+            f"{point['tokens_per_second'] or 0:,.0f} tok/s")
 
 
 def trial_line(tid: str, state: str, row: dict | None) -> str:
