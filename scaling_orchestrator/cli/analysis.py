@@ -32,7 +32,7 @@ from scaling_orchestrator.analysis.pipeline import fit
 from scaling_orchestrator.analysis.predict import predict_table, unpredicted, write_table
 from scaling_orchestrator.analysis.report.shape_study import is_shape_study, shape_studies, write_shape_report
 from scaling_orchestrator.analysis.result import FitResult
-from scaling_orchestrator.cli import adaptive_study
+from scaling_orchestrator.cli import adaptive_study, curves
 
 EXIT_BAD_INPUT = 2
 DEFAULT_LAW = "chinchilla"
@@ -123,6 +123,7 @@ def add_fit_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("fit", help="fit scaling laws and recommend (N*, D*) per budget")
     _add_source_flags(p)
     p.add_argument("--json", metavar="OUT", help="write the full result as JSON here")
+    curves.add_flags(p)
     p.set_defaults(func=run_fit)
     return p
 
@@ -211,6 +212,8 @@ def _read_source(args):
 
 
 def _run_fit(args) -> int:
+    if curves.wanted(args):
+        return curves.run_fit(args)
     table, studies = _read_source(args)
     if studies is not None:  # no IsoFLOP points: the spread across shapes is the answer
         for study in studies:
@@ -273,6 +276,7 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
         metavar="OUT",
         help="the points with predicted_loss (and _lo/_hi): .csv or .parquet",
     )
+    curves.add_flags(p, predict=True)
     p.set_defaults(func=run_predict)
     return p
 
@@ -282,6 +286,8 @@ def run_predict(args) -> int:
 
 
 def _run_predict(args) -> int:
+    if curves.wanted(args):
+        return curves.run_predict(args)
     table = predict_table(
         FitResult.load(args.fit_json),
         args.points,
