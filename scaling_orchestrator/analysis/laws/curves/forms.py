@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from scaling_orchestrator.analysis.laws.curves.schedule import Areas
 from scaling_orchestrator.analysis.laws.engine import Objective
@@ -54,8 +55,17 @@ class CurveColumns:
         self.frame = frame or CurveFrame(float(np.log(self.N).mean()), float(log_s1.mean()), lr_ref)
         self.u = np.log(self.N) - self.frame.mn
         self.s = log_s1 - self.frame.ms
-        self.log_lr = np.log(areas.drop_lr) - self.frame.lr_ref
-        self.log_area = np.log(np.where(areas.drop_area > 0, areas.drop_area, 1.0))
+        # the drops as a sparse list (a trunk's constant LR has none): point, drop, log LR, log area
+        point, k = np.nonzero(areas.drop > 0)
+        self.drop = areas.drop[point, k]
+        self.log_lr = np.log(areas.drop_lr[point, k]) - self.frame.lr_ref
+        self.log_area = np.log(np.maximum(areas.drop_area[point, k], 1e-300))
+        self.to_points = csr_matrix((np.ones(len(point)), (point, np.arange(len(point)))),
+                                    shape=(len(self.y), len(point)))
+
+    def per_point(self, x) -> np.ndarray:
+        """Sum (k, nnz) values over each point's drops -> (k, n)."""
+        return np.asarray(self.to_points @ np.asarray(x).T).T
 
     def __len__(self) -> int:
         return len(self.y)
@@ -179,18 +189,18 @@ class MultiPower(CurveForm):
 
     def body_terms(self, z, cols):
         term, d_term = self.data_term(z, cols)
-        b, c, beta, gamma = (z[:, i:i + 1, None] for i in range(2, 6))
-        drop = cols.areas.drop
+        b, c, beta, gamma = (z[:, i:i + 1] for i in range(2, 6))
+        drop, total = cols.drop, cols.per_point
         with np.errstate(all="ignore"):
-            q = np.exp(c + cols.log_area - gamma * cols.log_lr)          # (k, n, K)
+            q = np.exp(c + cols.log_area - gamma * cols.log_lr)          # (k, nnz)
             base = 1.0 + q
             power = base ** -np.exp(beta)
             scale = np.exp(b)
-            ld = scale[..., 0] * (drop * (1.0 - power)).sum(-1)
+            ld = scale * total(drop * (1.0 - power))
             dg_dq = np.exp(beta) * power / base                           # dG/dq
-            d_c = -scale[..., 0] * (drop * dg_dq * q).sum(-1)
-            d_gamma = scale[..., 0] * (drop * dg_dq * q * cols.log_lr).sum(-1)
-            d_beta = -scale[..., 0] * (drop * np.exp(beta) * np.log(base) * power).sum(-1)
+            d_c = -scale * total(drop * dg_dq * q)
+            d_gamma = scale * total(drop * dg_dq * q * cols.log_lr)
+            d_beta = -scale * total(drop * np.exp(beta) * np.log(base) * power)
         return term - ld, d_term + [-ld, d_c, d_beta, d_gamma]
 
     def body_starts(self, cols):

@@ -116,3 +116,16 @@ def _logged(folder, trial: str):
     ok = (steps >= 1) & np.isfinite(lrs)
     steps, idx = np.unique(steps[ok], return_index=True)
     return steps, lrs[ok][idx]
+
+
+def size_recipes(table: pa.Table, params: str = "params") -> dict:
+    """{N: (FLOPs per token, tokens per step, peak LR)} of the table's scaling rows."""
+    needed = (params, "flops_per_token", "batch_tokens", "lr")
+    missing = [c for c in needed if c not in table.column_names]
+    if missing:
+        raise NotFittable(f"the curve method needs our row schema's {', '.join(missing)} columns")
+    out = {}
+    for row in table.select(list(needed)).to_pylist():
+        out.setdefault(float(row[params]), (float(row["flops_per_token"]), float(row["batch_tokens"]),
+                                            float(row["lr"])))
+    return out
