@@ -148,7 +148,7 @@ def fit_args(args, table=None):
     targets = adaptive_study.default_targets(args)  # an adaptive study's own target by default
     options = FitOptions(target_flops=targets, n_bootstrap=args.bootstrap, law=args.law or DEFAULT_LAW,
                          seed=args.seed, params_threshold=args.params_threshold, sweep=args.sweep,
-                         on_corrupt=_on_corrupt(args))
+                         on_corrupt=_on_corrupt(args), curve_law=getattr(args, "curve_law", None) or "")
     with _warnings_reported(args):
         result = fit(args.source if table is None else table, columns, options,
                      name=None if table is None else args.source)

@@ -31,6 +31,9 @@ def add_flags(p: argparse.ArgumentParser, *, predict: bool = False) -> None:
     p.add_argument("--step", metavar="COL", help="curves: optimizer-step column (one row per logged step)")
     p.add_argument("--lr", metavar="COL", help="curves: learning-rate column; with --step the source is "
                    "curves and the law a curve law: lr_annealing, multi_power or auto")
+    if not predict:
+        p.add_argument("--curve-law", metavar="NAME", help="the curve method on our own rows: lr_annealing, "
+                       "multi_power, auto or none (default: multi_power where the rows hold trunks)")
     if predict:
         p.add_argument("--run", default="trial_id", help="curves: run id column (default: trial_id)")
 

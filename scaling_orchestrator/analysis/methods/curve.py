@@ -22,11 +22,13 @@ import numpy as np
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, CurveSet, fit_curves
 from scaling_orchestrator.analysis.laws.curves.schedule import Areas, recipe_lr
+from scaling_orchestrator.analysis.laws.curves.tables import row_curves, size_recipes
 
 GRID_POINTS = 41
 GRID_WIDEN = 4.0
 MIN_SIZES = 3
 MAX_STEPS = 4096
+MAX_BOOTSTRAP = 200   # whole-run resamples of a curve law (each a multi_power refit)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class CurveMethod:
     schedule: str = "cosine"
     budgets: tuple = ()
     a: float | None = None
+    b: float | None = None
     ci95: dict = field(default_factory=dict)
     fittable: ClassVar[bool] = True
 
@@ -118,7 +121,7 @@ class CurveMethod:
 
     def to_dict(self) -> dict:
         return {"fittable": True, "law": self.law.to_dict(), "schedule": self.schedule, "a": self.a,
-                "ci95": self.ci95, "budgets": list(self.budgets),
+                "b": self.b, "ci95": self.ci95, "budgets": list(self.budgets),
                 "sizes": {k: getattr(self.sizes, k).tolist() for k in
                           ("params", "flops_per_token", "batch_tokens", "lr")}}
 
@@ -127,7 +130,8 @@ class CurveMethod:
         sizes = Sizes(*(np.asarray(plain["sizes"][k], float) for k in
                         ("params", "flops_per_token", "batch_tokens", "lr")))
         return CurveMethod(CurveFit.from_dict(plain["law"]), sizes, plain.get("schedule", "cosine"),
-                           tuple(plain.get("budgets") or ()), plain.get("a"), dict(plain.get("ci95") or {}))
+                           tuple(plain.get("budgets") or ()), plain.get("a"), plain.get("b"),
+                           dict(plain.get("ci95") or {}))
 
 
 def final_points(params, steps, lr, schedule: str) -> CurveSet:
@@ -162,23 +166,39 @@ def fit_curve_method(curves: CurveSet, sizes: Sizes, budgets, *, law: str = "mul
         n, d, loss, edge = method.optimum(C)
         rows.append({"flops": C, "params_opt": float(n[0]), "tokens_opt": float(d[0]),
                      "loss_opt": float(loss[0]), "edge": bool(edge[0])})
-    a, ci = exponent(method, budgets)
-    return CurveMethod(fitted, sizes, schedule, tuple(rows), a, ci)
+    a, b, ci = exponents(method, budgets)
+    return CurveMethod(fitted, sizes, schedule, tuple(rows), a, b, ci)
 
 
-def exponent(method: CurveMethod, budgets) -> tuple[float | None, dict]:
-    """a of N* ~ C^a across the budgets, and its 95% interval over the bootstrap rows."""
+def exponents(method: CurveMethod, budgets) -> tuple[float | None, float | None, dict]:
+    """(a, b) of N* ~ C^a, D* ~ C^b across the budgets (least squares in log-log), and their
+    95% intervals over the bootstrap rows."""
     if len(budgets) < 2:
-        return None, {}
+        return None, None, {}
     logc = np.log(budgets)
-    n_fit = [method.optimum(C)[0][0] for C in budgets]
-    a = float(np.polyfit(logc, np.log(n_fit), 1)[0])
+    best = [method.optimum(C) for C in budgets]
+    a, b = (float(np.polyfit(logc, np.log([o[i][0] for o in best]), 1)[0]) for i in (0, 1))
     samples = method.law.samples
-    if samples is None:
-        return a, {}
-    rows = samples[np.all(np.isfinite(samples), 1)]
-    if len(rows) < 10:
-        return a, {}
-    n_rows = np.array([method.optimum(C, rows)[0] for C in budgets])     # (B, R)
-    slopes = np.polyfit(logc, np.log(n_rows), 1)[0]
-    return a, {"a": [float(q) for q in np.nanpercentile(slopes, [2.5, 97.5])]}
+    rows = None if samples is None else samples[np.all(np.isfinite(samples), 1)]
+    if rows is None or len(rows) < 10:
+        return a, b, {}
+    found = [method.optimum(C, rows) for C in budgets]
+    ci = {}
+    for name, i in (("a", 0), ("b", 1)):
+        with np.errstate(all="ignore"):
+            slopes = np.polyfit(logc, np.log(np.array([o[i] for o in found])), 1)[0]
+        ci[name] = [float(q) for q in np.nanpercentile(slopes, [2.5, 97.5])]
+    return a, b, ci
+
+
+def curve_section(table, budgets, *, law: str = "multi_power", schedule: str = "cosine",
+                  n_bootstrap: int = 0, seed: int = 0, without=(), folder=None) -> CurveMethod:
+    """The curve method on our own result rows (laws/curves/tables.py reads each trial's
+    schedule), leaving out the runs in `without` (the back-test's held-out runs)."""
+    curves = row_curves(table, folder=folder)
+    curves = curves.select(~np.isin(curves.run.astype(str), np.asarray(without, dtype=str)))
+    recipes = size_recipes(table)
+    kept = sorted(set(curves.params.tolist()))
+    sizes = Sizes(*(np.array([recipes[n][i] if i >= 0 else n for n in kept]) for i in (-1, 0, 1, 2)))
+    return fit_curve_method(curves, sizes, budgets, law=law, schedule=schedule,
+                            n_bootstrap=min(n_bootstrap, MAX_BOOTSTRAP), seed=seed)
