@@ -192,10 +192,11 @@ def exponents(method: CurveMethod, budgets) -> tuple[float | None, float | None,
 
 
 def curve_section(table, budgets, *, law: str = "multi_power", schedule: str = "cosine",
-                  n_bootstrap: int = 0, seed: int = 0, without=(), folder=None) -> CurveMethod:
+                  n_bootstrap: int = 0, seed: int = 0, without=(), folder=None,
+                  recipes: dict | None = None) -> CurveMethod:
     """The curve method on our own result rows (laws/curves/tables.py reads each trial's
     schedule), leaving out the runs in `without` (the back-test's held-out runs)."""
-    curves = row_curves(table, folder=folder)
+    curves = row_curves(table, folder=folder, recipes=recipes)
     curves = curves.select(~np.isin(curves.run.astype(str), np.asarray(without, dtype=str)))
     recipes = size_recipes(table)
     kept = sorted(set(curves.params.tolist()))

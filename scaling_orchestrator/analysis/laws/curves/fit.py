@@ -123,6 +123,13 @@ class CurveFit:
                         dict(plain.get("ci95") or {}))
 
 
+def curve_law_loss(law: str, values: dict, params: float, eta, steps) -> np.ndarray:
+    """The joint curve law `law` with constants `values`: the loss of a run of N = params under
+    the schedule eta (schedule.py) at each of steps."""
+    fitted = CurveFit(curve_form(law, joint=True), values, 0.0, 0, 0)
+    return fitted.predict(CurveSet.from_runs([("run", params, eta, steps, None)]))
+
+
 def fit_curves(curves: CurveSet, law: str = "multi_power", *, joint: bool | None = None,
                n_bootstrap: int = 0, seed: int = 0) -> CurveFit:
     """Fit `law` (a curve law's name or "auto") to curves; joint: across sizes (default: when

@@ -15,6 +15,7 @@ witness. Rows of failed or diverged trials and unfinished trials are left out.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,10 @@ def foreign_curves(table: pa.Table, **columns) -> CurveSet:
 
 
 def row_curves(table: pa.Table, *, loss: str = "val_loss", params: str = "params",
-               folder: str | Path | None = None) -> CurveSet:
-    """Every evaluation of our own finished scaling trials, with each trial's exact schedule."""
+               folder: str | Path | None = None, recipes: dict | None = None) -> CurveSet:
+    """Every evaluation of our own finished scaling trials, with each trial's exact schedule.
+    recipes: {trial_id: its TrainConfig's fields}, read from the folder's _plan.json when None."""
+    recipes = planned_recipes(folder) if recipes is None else recipes
     keep = pc.equal(table.column("status"), "ok") if "status" in table.column_names else None
     if "kind" in table.column_names:
         scaling = pc.equal(table.column("kind"), "scaling")
@@ -80,19 +83,28 @@ def row_curves(table: pa.Table, *, loss: str = "val_loss", params: str = "params
         if trial not in total:
             continue
         trial_rows.sort(key=lambda r: r["step"])
-        eta = trial_schedule(trial_rows[-1], total, folder)
+        eta = trial_schedule(trial_rows[-1], total, folder, recipes.get(trial))
         good = [r for r in trial_rows if r[loss] is not None and np.isfinite(r[loss]) and r["step"] >= 1]
         runs.append((trial, float(trial_rows[-1][params]), eta, [r["step"] for r in good],
                      [r[loss] for r in good]))
     return CurveSet.from_runs(runs)
 
 
-def trial_schedule(row: dict, total: dict, folder=None) -> np.ndarray:
-    """eta of a finished trial from its last row (module doc)."""
+def trial_schedule(row: dict, total: dict, folder=None, recipe: dict | None = None) -> np.ndarray:
+    """eta of a finished trial: its logged LR, else its planned recipe, else its last row
+    (module doc)."""
     steps = total[row["trial_id"]]
     logged = _logged(folder, row["trial_id"])
     if logged is not None and len(logged[0]) and logged[0].max() >= steps:
         return logged_lr(*logged)[:steps]
+    if recipe:
+        batch = int(recipe["batch_tokens"])
+        warmup = (int(recipe["warmup_tokens"]) // batch if recipe.get("warmup_tokens")
+                  else int(float(recipe.get("warmup_fraction", WARMUP_FRACTION)) * steps))
+        return recipe_lr(steps, float(recipe["lr"]), recipe.get("schedule", "cosine"), warmup_steps=warmup,
+                         min_lr_ratio=float(recipe.get("min_lr_ratio", 0.1)),
+                         decay_fraction=float(recipe.get("decay_fraction", 0.2)),
+                         decay_shape=recipe.get("decay_shape", "linear"))
     schedule = row.get("schedule") or "cosine"
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule: trial {row['trial_id']}: {schedule!r} is not one of {SCHEDULES}")
@@ -129,3 +141,18 @@ def size_recipes(table: pa.Table, params: str = "params") -> dict:
         out.setdefault(float(row[params]), (float(row["flops_per_token"]), float(row["batch_tokens"]),
                                             float(row["lr"])))
     return out
+
+
+def planned_recipes(folder) -> dict:
+    """{trial_id: TrainConfig fields} of the trials in a results folder's _plan.json ({} when
+    there is none): the exact warmup, floor and decay each trial trained with."""
+    path = None if folder is None else Path(folder) / "_plan.json"
+    if path is None or not path.is_file():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    trials = saved.get("trials", []) if isinstance(saved, dict) else saved
+    return {t["trial_id"]: t["train"] for t in trials
+            if isinstance(t, dict) and "trial_id" in t and isinstance(t.get("train"), dict)}
