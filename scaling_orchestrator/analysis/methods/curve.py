@@ -6,7 +6,8 @@ It then gives the final loss of a run of any size and token count under the stud
 schedule (the recipe's: cosine to 10% with 5% warmup unless the spec says otherwise), so at any
 budget C the IsoFLOP profile is L(N, T = C / (fpt(N) batch(N))) over a fine grid of N, and
 N*(C), D*(C) = C / fpt(N*), L*(C) are its minimum (refined by the parabola through the grid
-point and its neighbours). The grid spans the studied sizes widened GRID_WIDEN times each way;
+point and its neighbours). The grid spans the studied sizes / 8 to x 64 (a target 10x past the
+largest budget wants a model ~3x past the largest size; an optimum at the grid's end is flagged);
 fpt(N) is the sizes' own per-token FLOPs as a power law, the peak LR and batch the nearest
 size's. Intervals: the same profile under every whole-run bootstrap row of the law (a run's
 evaluations move together). N* ~ C^a: the slope of log N* on log C across the study's budgets.
@@ -24,8 +25,8 @@ from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, CurveSet, fi
 from scaling_orchestrator.analysis.laws.curves.schedule import Areas, recipe_lr
 from scaling_orchestrator.analysis.laws.curves.tables import row_curves, size_recipes
 
-GRID_POINTS = 41
-GRID_WIDEN = 4.0
+GRID_POINTS = 61
+GRID_BELOW, GRID_ABOVE = 8.0, 64.0   # the profile's N grid: sizes / 8 .. sizes x 64
 MIN_SIZES = 3
 MAX_STEPS = 4096
 MAX_BOOTSTRAP = 200   # whole-run resamples of a curve law (each a multi_power refit)
@@ -41,10 +42,16 @@ class Sizes:
     lr: np.ndarray
 
     def fpt(self, N) -> np.ndarray:
-        """FLOPs per token at N: the sizes' own counts as a power law in N."""
-        logn, logf = np.log(self.params), np.log(self.flops_per_token)
-        slope, icept = np.polyfit(logn, logf, 1) if len(logn) > 1 else (1.0, logf[0] - logn[0])
-        return np.exp(icept + slope * np.log(np.asarray(N, float)))
+        """FLOPs per token at N: a N + b N^(2/3) through the sizes' own counts (least squares).
+        Why that form: at a fixed aspect ratio N ~ 12 L d^2 ~ d^3, so the 6N term goes as N and
+        the attention logits' 6 L T d (Chinchilla App. F) as N^(2/3); a pure power law through
+        small sizes misjudged fpt 3x past them enough to move N* by ~10%."""
+        n = self.params
+        basis = np.column_stack([n, n ** (2 / 3)])
+        coef = np.linalg.lstsq(basis, self.flops_per_token, rcond=None)[0] if len(n) > 1 else [
+            self.flops_per_token[0] / n[0], 0.0]
+        N = np.asarray(N, float)
+        return coef[0] * N + coef[1] * N ** (2 / 3)
 
     def nearest(self, N) -> np.ndarray:
         return np.abs(np.log(self.params)[None, :] - np.log(np.atleast_1d(N))[:, None]).argmin(1)
@@ -64,7 +71,7 @@ class CurveMethod:
     fittable: ClassVar[bool] = True
 
     def grid(self) -> np.ndarray:
-        lo, hi = self.sizes.params.min() / GRID_WIDEN, self.sizes.params.max() * GRID_WIDEN
+        lo, hi = self.sizes.params.min() / GRID_BELOW, self.sizes.params.max() * GRID_ABOVE
         return np.geomspace(lo, hi, GRID_POINTS)
 
     def profile(self, C: float, rows=None) -> tuple[np.ndarray, np.ndarray]:
