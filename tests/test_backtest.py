@@ -63,7 +63,7 @@ def test_two_held_out_budgets_are_each_judged_by_a_fit_without_both(two_held_out
             "threshold", "predicted_params", "observed_params", "params_rel_error"}
     assert all(keys <= set(b) for b in out["budgets"]) and keys <= set(out)
     # Per method: both forecasts, each against its threshold; "passed" is the headline's.
-    assert set(out["methods"]) == {"parametric", "isoflop", "envelope"}
+    assert set(out["methods"]) == {"parametric", "isoflop", "envelope", "curve"}
     assert out["params_threshold"] == 0.25 and out["method"] == out["ranking"][0]
     assert out["passed"] is out["methods"][out["method"]]["passed"]
     iso = out["budgets"][0]["methods"]["isoflop"]

@@ -98,7 +98,7 @@ def test_json_structure_matches_design(result):
 
 def test_compute_optimal_rows_per_target_and_method(result):
     rows = {(r["flops"], r["method"]): r for r in result["compute_optimal"]}
-    assert set(rows) == {(c, m) for c in (1e19, 1e20) for m in ("parametric", "isoflop", "envelope")}
+    assert set(rows) == {(c, m) for c in (1e19, 1e20) for m in ("parametric", "isoflop", "envelope", "curve")}
     assert rows[(1e20, "envelope")]["fittable"] is False
     for method in ("parametric", "isoflop"):
         r = rows[(1e20, method)]
@@ -124,7 +124,7 @@ def test_fit_result_is_typed_and_answers_questions(typed, result):
     row = next(r for r in result["compute_optimal"] if r["method"] == "parametric" and r["flops"] == 1e20)
     assert again.params == row["params"] and list(again.ci95["params"]) == row["ci95"]["params"]
     off_grid = typed.compute_optimal(3e20, method="all")
-    assert [r.method for r in off_grid] == ["parametric", "isoflop", "envelope"]
+    assert [r.method for r in off_grid] == ["parametric", "isoflop", "envelope", "curve"]
     n_opt = 6.35e8 * 3**A_TRUE  # N* ~ C^a from 6.35e8 at 1e20: 1.04e9 at 3e20
     assert off_grid[0].params == pytest.approx(n_opt, rel=0.05)
     assert off_grid[0].ci95["params"][0] < off_grid[0].params < off_grid[0].ci95["params"][1]

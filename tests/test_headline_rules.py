@@ -147,7 +147,7 @@ def test_compute_optimal_answers_with_the_headline(fitted):
     assert isinstance(one, Recommendation) and one.method == method
     assert [r.method for r in fitted.compute_optimal([3e20, 1e21])] == [method, method]
     assert [r.method for r in fitted.compute_optimal(3e20, method="all")] == [
-        "parametric", "isoflop", "envelope"]
+        "parametric", "isoflop", "envelope", "curve"]
     assert fitted.compute_optimal(3e20, "parametric").method == "parametric"
     with pytest.raises(ValueError, match="allowed headline, all, parametric"):
         fitted.compute_optimal(3e20, method="best")

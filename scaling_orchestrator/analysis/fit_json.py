@@ -32,6 +32,7 @@ from scaling_orchestrator.analysis.laws.registry import (
     law_form,
     law_from_dict,
 )
+from scaling_orchestrator.analysis.methods.curve import CurveMethod
 from scaling_orchestrator.analysis.methods.envelope import EnvelopeFit
 from scaling_orchestrator.analysis.methods.hparam_laws import HparamFit
 from scaling_orchestrator.analysis.methods.isoflop import IsoflopFit
@@ -51,6 +52,7 @@ def fields_from_dict(plain) -> dict:
         "parametric": _read(plain, "parametric", lambda d: read_section(d, parametric_from_dict)),
         "isoflop": _read(plain, "isoflop", lambda d: read_section(d, IsoflopFit.from_dict)),
         "envelope": _read(plain, "envelope", lambda d: read_section(d, EnvelopeFit.from_dict)),
+        "curve": _read(plain, "curve", lambda d: read_section(d, CurveMethod.from_dict)),
     }
     rows = _read(plain, "compute_optimal", lambda d: tuple(map(Recommendation.from_dict, d or ())))
     grid = _read(plain, "frontier_grid", lambda d: {m: tuple(map(Recommendation.from_dict, r))

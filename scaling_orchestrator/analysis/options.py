@@ -66,6 +66,9 @@ class FitOptions:
     params_threshold: float = DEFAULT_PARAMS_THRESHOLD
     sweep: str | None = None
     on_corrupt: str = "raise"
+    # the curve method's law: "" = multi_power where the table holds trunk rows (a trunks or
+    # branches study), else not run; "none": never; lr_annealing | multi_power | auto: always
+    curve_law: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "target_flops", check_targets(_sequence("target_flops", self.target_flops)))
@@ -81,6 +84,7 @@ class FitOptions:
         if self.sweep is not None and not isinstance(self.sweep, str):
             raise ValueError(f"sweep={self.sweep!r}: a sweep name (a string) or None")
         _one_of("on_corrupt", self.on_corrupt, ON_CORRUPT)
+        _one_of("curve_law", self.curve_law, ("", "none", "lr_annealing", "multi_power", "auto"))
 
     def _whole(self, name: str, minimum: int | None, allowed: str) -> None:
         value = getattr(self, name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +28,7 @@ from scaling_orchestrator.analysis.data.load import (
     table_sweeps,
 )
 from scaling_orchestrator.analysis.data.points import Points, final_rows
+from scaling_orchestrator.analysis.data.schema import TRUNK
 from scaling_orchestrator.analysis.errors import NotFittable, Unfit
 from scaling_orchestrator.analysis.judge.backtest import run_backtest
 from scaling_orchestrator.analysis.judge.forecast import DEFAULT_THRESHOLD
@@ -50,6 +52,7 @@ from scaling_orchestrator.analysis.laws.choice import (
     not_finite,
 )
 from scaling_orchestrator.analysis.laws.registry import LawForm, fit_law, law_form
+from scaling_orchestrator.analysis.methods.curve import curve_section
 from scaling_orchestrator.analysis.methods.envelope import fit_envelope, has_curves
 from scaling_orchestrator.analysis.methods.hparam_search import fit_hparams, split_kinds
 from scaling_orchestrator.analysis.methods.isoflop import fit_isoflop
@@ -143,9 +146,12 @@ def assemble(points, curves, table, hparams, options: FitOptions, form: LawForm 
     fpt = flops_per_token_model(points)
     form, choice, law = (form, given(form), None) if form is not None else choose_law(points)
     sections = fit_sections(points, curves, options, form, fpt, law, choice)
+    curve_fit, why_not = curve_runner(table, budgets, options, name)
+    sections["curve"] = _attempt(lambda: curve_fit((), options.n_bootstrap)) if curve_fit else Unfit(why_not)
     backtest = _attempt(lambda: run_backtest(points, curves, threshold=DEFAULT_THRESHOLD,
                                              params_threshold=options.params_threshold,
-                                             window=options.window, form=form))
+                                             window=options.window, form=form,
+                                             curve_fit=curve_fit and (lambda held: curve_fit(held, 0))))
     frontiers = {m: loss_frontier(m, sections[m]) for m in ("isoflop", "envelope")}
     result = FitResult(
         data_summary(points, curves, table, hparams, name),
@@ -177,6 +183,22 @@ def fit_sections(points: Points, curves: Points, options: FitOptions, form: LawF
         "isoflop": _attempt(lambda: fit_isoflop(points, window=options.window, **boot)),
         "envelope": _attempt(lambda: fit_envelope(curves)),
     }
+
+
+def curve_runner(table, budgets, options: FitOptions, name: str):
+    """(fit(without run ids, resamples) -> CurveMethod, "") when the curve method runs on this
+    table (FitOptions.curve_law), else (None, why not)."""
+    law = options.curve_law
+    has_trunks = "group" in table.column_names and TRUNK in set(table.column("group").to_pylist())
+    if law == "none" or (law == "" and not has_trunks):
+        return None, ("not attempted: curve_law none" if law == "none" else
+                      "not attempted: no trunk rows (run a trunks or branches design, or set curve_law)")
+    folder = name if Path(name).is_dir() else None
+
+    def run(without, resamples):
+        return curve_section(table, budgets, law=law or "multi_power", n_bootstrap=resamples,
+                             seed=options.seed, without=without, folder=folder)
+    return run, ""
 
 
 def parametric_section(points: Points, form: LawForm, fpt, law, choice: LawChoice | None, boot: dict):

@@ -155,6 +155,7 @@ class FitResult:
     headline: tuple[Headline, ...] = ()  # one recommendation per target (judge/headline.py)
     warnings: tuple[str, ...] = ()  # sentences a reader needs (judge/warnings.py)
     law: LawChoice | None = None  # the parametric form and how it was chosen
+    curve: object = Unfit("not attempted")  # the curve method: CurveMethod | Unfit (methods/curve.py)
 
     @classmethod
     def from_dict(cls, plain: dict) -> FitResult:

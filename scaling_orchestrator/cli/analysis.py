@@ -33,7 +33,7 @@ from scaling_orchestrator.analysis.predict import predict_table, predicted_by, u
 from scaling_orchestrator.analysis.prediction import HEADLINE, PREDICT_METHODS
 from scaling_orchestrator.analysis.report.shape_study import is_shape_study, shape_studies, write_shape_report
 from scaling_orchestrator.analysis.result import FitResult
-from scaling_orchestrator.cli import adaptive_study
+from scaling_orchestrator.cli import adaptive_study, curves
 
 EXIT_BAD_INPUT = 2
 DEFAULT_LAW = "chinchilla"
@@ -124,6 +124,7 @@ def add_fit_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("fit", help="fit scaling laws and recommend (N*, D*) per budget")
     _add_source_flags(p)
     p.add_argument("--json", metavar="OUT", help="write the full result as JSON here")
+    curves.add_flags(p)
     p.set_defaults(func=run_fit)
     return p
 
@@ -159,7 +160,7 @@ def fit_args(args, table=None):
     targets = adaptive_study.default_targets(args)  # an adaptive study's own target by default
     options = FitOptions(target_flops=targets, n_bootstrap=args.bootstrap, law=args.law or DEFAULT_LAW,
                          seed=args.seed, params_threshold=args.params_threshold, sweep=args.sweep,
-                         on_corrupt=_on_corrupt(args))
+                         on_corrupt=_on_corrupt(args), curve_law=getattr(args, "curve_law", None) or "")
     with _warnings_reported(args):
         result = fit(args.source if table is None else table, columns, options,
                      name=None if table is None else args.source)
@@ -223,6 +224,8 @@ def _read_source(args):
 
 
 def _run_fit(args) -> int:
+    if curves.wanted(args):
+        return curves.run_fit(args)
     table, studies = _read_source(args)
     if studies is not None:  # no IsoFLOP points: the spread across shapes is the answer
         for study in studies:
@@ -287,6 +290,7 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
         metavar="OUT",
         help="the points with predicted_loss (and _lo/_hi): .csv or .parquet",
     )
+    curves.add_flags(p, predict=True)
     p.set_defaults(func=run_predict)
     return p
 
@@ -296,6 +300,8 @@ def run_predict(args) -> int:
 
 
 def _run_predict(args) -> int:
+    if curves.wanted(args):
+        return curves.run_predict(args)
     table = predict_table(
         FitResult.load(args.fit_json),
         args.points,

@@ -148,7 +148,7 @@ class Backtest:
     def methods(self) -> dict:
         """method -> {passed, tier, score, loss_rel_error, params_rel_error, loss, params}."""
         return {m: method_summary([b.checks[m] for b in self.budgets], self.held_out_flops)
-                for m in METHODS}
+                for m in METHODS if all(m in b.checks for b in self.budgets)}
 
     @property
     def ranking(self) -> list[str]:
@@ -263,16 +263,18 @@ class _Fitted:
     env_frontier: object | None
     env_frontier_why: str
     fpt: Callable | None
+    curve: object = Unfit("not attempted")   # CurveMethod | Unfit
 
 
 def run_backtest(points: Points, curves: Points | None = None, *,
                  threshold: float = DEFAULT_THRESHOLD,
                  params_threshold: float = DEFAULT_PARAMS_THRESHOLD, window: int = 5,
-                 form: LawForm | None = None) -> Backtest:
+                 form: LawForm | None = None, curve_fit: Callable | None = None) -> Backtest:
     """Fit every method without the held-out runs (curves: every evaluation, for the
     envelope), judge each held-out budget; NotFittable when fewer than 2 budgets are left.
     form: the parametric law form (chinchilla when None); one needing unique tokens reads
-    them from points.unique."""
+    them from points.unique. curve_fit(held-out run ids): the curve method fitted without
+    them, judged like the others when given."""
     form = form or law_form(DEFAULT_FORM)
     rows = final_rows(points)
     fit_rows, test_rows, held_out_by = held_out_split(points, rows, window)
@@ -286,6 +288,8 @@ def run_backtest(points: Points, curves: Points | None = None, *,
         train_curves = curves.select(~np.isin(np.asarray(curves.run), held_runs))
     fitted = _fit_without(points.select(fit_rows), train_curves, which, form,
                           window, flops_per_token_model(points))
+    if curve_fit is not None:
+        fitted = replace(fitted, curve=_attempt(lambda: curve_fit(held_runs), f"curve on the {which}"))
     checks = tuple(replace(_judge(points, test_rows[budget[test_rows] == b], float(b), fitted,
                                   (threshold, params_threshold), window),
                            caveat=grid_caveat(points, test_rows[budget[test_rows] == b], fit_rows))
@@ -343,7 +347,8 @@ def _judge(points, rows, held: float, fitted: _Fitted, thresholds, window: int) 
               "isoflop": _power_law("isoflop", fitted.iso, fitted.iso_frontier,
                                     fitted.iso_frontier_why, held, measured, n_obs, thresholds),
               "envelope": _power_law("envelope", fitted.env, fitted.env_frontier,
-                                     fitted.env_frontier_why, held, measured, n_obs, thresholds)}
+                                     fitted.env_frontier_why, held, measured, n_obs, thresholds),
+              "curve": _power_law("curve", fitted.curve, fitted.curve, "", held, measured, n_obs, thresholds)}
     if n_obs is None:
         checks = {m: replace(c, params=not_judged("params", thresholds[1], n_how))
                   for m, c in checks.items()}

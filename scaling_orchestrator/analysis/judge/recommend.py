@@ -23,7 +23,7 @@ from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.methods.single_variable import Frontier, fit_frontier
 from scaling_orchestrator.analysis.numerics import number
 
-METHODS = ("parametric", "isoflop", "envelope")
+METHODS = ("parametric", "isoflop", "envelope", "curve")
 
 
 def _plain(x):
@@ -186,6 +186,7 @@ def recommend(sections: dict, frontiers: dict, targets, fpt) -> tuple[Recommenda
     rows = parametric_rows(sections["parametric"], targets, fpt)
     for method in ("isoflop", "envelope"):
         rows += law_rows(method, sections[method], frontiers.get(method), targets)
+    rows += curve_rows(sections["curve"], targets)
     for method in METHODS:   # a method that cannot run says why, once per target
         if not sections[method].fittable:
             rows += [Recommendation(C, method, reason=sections[method].reason) for C in targets]
@@ -196,4 +197,18 @@ def frontier_grid(sections: dict, frontiers: dict, grid, fpt) -> dict:
     """method -> rows on the plot grid (the parametric band from every bootstrap row)."""
     return {"parametric": tuple(parametric_rows(sections["parametric"], grid, fpt, band=True)),
             **{m: tuple(law_rows(m, sections[m], frontiers.get(m), grid))
-               for m in ("isoflop", "envelope")}}
+               for m in ("isoflop", "envelope")},
+            "curve": tuple(curve_rows(sections["curve"], grid, intervals=False))}
+
+
+def curve_rows(fit, targets, *, intervals: bool = True) -> list[Recommendation]:
+    """The curve method's N*, D*, L* at each target: its IsoFLOP profile's minimum under the
+    reference schedule, ci95 over its whole-run bootstrap rows (methods/curve.py)."""
+    if not fit.fittable:
+        return []
+    rows = []
+    for C in targets:
+        n, d, loss = fit.params_opt(C), fit.tokens_opt(C), fit.predict(C)
+        ci = fit.interval(C) if intervals else {"params": None, "tokens": None, "loss": None}
+        rows.append(Recommendation(C, "curve", n, d, loss, ci))
+    return rows

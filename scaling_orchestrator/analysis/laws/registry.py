@@ -17,6 +17,8 @@ was imported is found by name (`scaling_orchestrator.analysis.fit(..., law="myfo
   data_constrained  Chinchilla in effective N', D'         Muennighoff et al. 2023 (needs U)
   farseer           exp(s N^q + S) + exp(B N^b + Q) D^-beta(N)   Li et al. 2025
   kaplan            [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D  Kaplan et al. 2020
+Curve laws (fitted to every evaluation under its LR schedule, analysis/laws/curves/) are listed
+by curve_forms(): lr_annealing (Tissue et al. 2024), multi_power (Luo et al. 2025).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 
 import scaling_orchestrator.analysis.laws.forms
 from scaling_orchestrator.analysis.errors import NotFittable, Unfit
+from scaling_orchestrator.analysis.laws.curves.forms import CurveForm
 from scaling_orchestrator.analysis.laws.forms.base import Form
 
 for _module in pkgutil.iter_modules(scaling_orchestrator.analysis.laws.forms.__path__):
@@ -43,6 +46,12 @@ DEFAULT_FORM = "chinchilla"
 def forms() -> dict[str, Form]:
     """Every form defined so far, by name: the default (chinchilla) first, then by name."""
     return {name: Form.registry[name] for name in sorted(Form.registry, key=lambda n: (n != DEFAULT_FORM, n))}
+
+
+def curve_forms() -> dict[str, type]:
+    """The schedule-aware loss-curve laws L(N, t; eta) (analysis/laws/curves/forms.py:
+    lr_annealing, multi_power), by name: fitted to whole curves, not to final points."""
+    return dict(CurveForm.registry)
 
 
 class Law(Protocol):

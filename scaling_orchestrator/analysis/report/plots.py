@@ -19,7 +19,8 @@ from scaling_orchestrator.analysis.data.points import final_rows  # noqa: E402
 from scaling_orchestrator.analysis.judge.forecast import tier_word  # noqa: E402
 from scaling_orchestrator.analysis.laws.registry import DEFAULT_FORM, law_form, law_from_dict  # noqa: E402
 
-METHOD_COLORS = {"parametric": "tab:blue", "isoflop": "tab:orange", "envelope": "tab:green"}
+METHOD_COLORS = {"parametric": "tab:blue", "isoflop": "tab:orange", "envelope": "tab:green",
+                 "curve": "tab:red"}
 
 
 def _arrays(points):

@@ -13,6 +13,10 @@ the real loop would make (the same cadence: eval_every_steps, eval_at_tokens, th
     L(T) = min(ln V, L_law(N, T) + ANNEAL_GAP (lr(T) - lr_end) / lr_peak (L_law(N, T) - floor))
            x exp(noise z),   z ~ N(0, 1) drawn once per run from (seed, trial id)
 
+(A curve law, `simulate: {law: multi_power, params: {E, A_N, alpha_N, A, alpha, B, C, beta,
+gamma}}`, draws L(T) from the law itself under the trial's own schedule, the recipe's lr_at
+arithmetic: a trunk's constant LR, a branch's cooldown, a grid run's cosine; see
+analysis/laws/curves.)
 so the final loss is exactly the law's L(N, D) times the run's log-normal factor, and the
 curve above it is shaped by the schedule: a constant LR leaves no gap, a cosine closes it as
 the LR anneals, a WSD run drops in its decay (Hagele et al. 2024 Fig. 3). Worked number:
@@ -37,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scaling_orchestrator.analysis.laws.curves.fit import CURVE_LAWS, curve_law_loss
+from scaling_orchestrator.analysis.laws.curves.schedule import recipe_lr
 from scaling_orchestrator.analysis.laws.registry import law_form
 from scaling_orchestrator.models.training.config import Measurement, TrainConfig, lr_at
 
@@ -66,7 +72,14 @@ def run_noise(simulate: dict, trial_id: str) -> float:
 
 def curve_loss(simulate: dict, params: float, config: TrainConfig, step: int,
                vocab_size: int, log_noise: float) -> float:
-    """L(T) of the module doc at optimizer step `step` (T = step x batch_tokens)."""
+    """L(T) of the module doc at optimizer step `step` (T = step x batch_tokens); a curve law
+    (lr_annealing, multi_power) draws it under the trial's own schedule instead."""
+    if simulate["law"] in CURVE_LAWS:
+        eta = recipe_lr(config.total_steps, config.lr, config.schedule, warmup_steps=config.warmup_steps,
+                        min_lr_ratio=config.min_lr_ratio, decay_fraction=config.decay_fraction,
+                        decay_shape=config.decay_shape)
+        loss = float(curve_law_loss(simulate["law"], simulate["params"], params, eta, [max(step, 1)])[0])
+        return min(loss, math.log(vocab_size)) * math.exp(log_noise)
     tokens = max(step, 1) * config.batch_tokens
     law = float(law_loss(simulate, params, tokens))
     peak = config.lr

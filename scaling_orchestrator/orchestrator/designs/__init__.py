@@ -3,6 +3,7 @@
   grid.py            every budget x size x seed from scratch (the default)
   branches.py        constant-LR trunks with cooldown branches, and their queue
   adaptive.py        rounds that follow the fit; adaptive_queue.py refits as trials land
+  trunks.py          a constant-LR trunk and 1-2 cooldowns per size, for the curve method
   shape.py           shapes at a fixed parameter count or compute (Kaplan et al. 2020, Sec. 3.1)
   queue.py           the base TrialQueue: what runs next, asked by the Tune searcher
   next_trials.py     `scaling next`: from finished results, the trials to run next
@@ -19,7 +20,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
-from scaling_orchestrator.orchestrator.designs import adaptive, branches, grid, shape
+from scaling_orchestrator.orchestrator.designs import adaptive, branches, grid, shape, trunks
 from scaling_orchestrator.orchestrator.designs.queue import TrialQueue
 from scaling_orchestrator.orchestrator.plan.build import Plan
 from scaling_orchestrator.orchestrator.plan.data import with_unique_tokens
@@ -38,6 +39,7 @@ DESIGNS: dict[str, DesignKind] = {
     "branches": DesignKind(branches.make_plan, branches.make_queue),
     "adaptive": DesignKind(adaptive.make_plan, adaptive.make_queue),
     "shape": DesignKind(shape.make_plan, shape.make_queue),
+    "trunks": DesignKind(trunks.make_plan, trunks.make_queue),
 }
 
 

@@ -4,6 +4,7 @@
   design: {kind: branches, ...}     constant-LR trunks with cooldown branches (designs/branches.py)
   design: {kind: adaptive, ...}     rounds that follow the fit (designs/adaptive.py)
   design: {kind: shape, ...}        shapes at fixed params or compute (designs/shape.py)
+  design: {kind: trunks, ...}       a trunk and 1-2 cooldowns per size, read whole (designs/trunks.py)
 
 Parsing a kind's options is data checking, so it lives here with the rest of the spec: each kind
 other than grid has a frozen options dataclass and a parser in OPTIONS. What a kind does with
@@ -175,8 +176,35 @@ def _ascending(raw, path: str, check, allow_empty: bool = False) -> tuple:
     return tuple(sorted(values))
 
 
+@dataclass(frozen=True)
+class TrunksOptions:
+    cooldowns: int = 2  # cooldown branches per size: to its budget's tokens, and to half of them
+    cooldown_fraction: float = 0.2  # of each branch's steps (Hagele et al. 2024)
+    decay_shape: str = "1-sqrt"
+    evals: int = 40  # evaluations per trunk, for the curve law (Luo et al. 2025 fit every step)
+
+
+def parse_trunks(raw: dict, sweep_raw: dict) -> TrunksOptions:
+    mapping(raw, "design", ("cooldowns", "cooldown_fraction", "decay_shape", "evals"))
+    if sweep_raw.get("held_out_budgets_flops"):
+        raise SpecError("held_out_budgets_flops: a trunk passes every token count below its end, so "
+                        "held-out runs would be seen by the fit; judge a trunks study on a separate grid")
+    kw = {}
+    if "cooldowns" in raw:
+        kw["cooldowns"] = whole_number(raw["cooldowns"], "design.cooldowns", minimum=1)
+    if "cooldown_fraction" in raw:
+        kw["cooldown_fraction"] = number(raw["cooldown_fraction"], "design.cooldown_fraction", "in (0, 1)",
+                                         lambda x: 0 < x < 1)
+    if "decay_shape" in raw:
+        kw["decay_shape"] = choice(raw["decay_shape"], "design.decay_shape", DECAY_SHAPES)
+    if "evals" in raw:
+        kw["evals"] = whole_number(raw["evals"], "design.evals", minimum=4)
+    return TrunksOptions(**kw)
+
+
 # kind -> its options' parser (raw options, the whole raw spec) -> frozen options; grid has none
-OPTIONS = {"branches": parse_branches, "adaptive": parse_adaptive, "shape": parse_shape}
+OPTIONS = {"branches": parse_branches, "adaptive": parse_adaptive, "shape": parse_shape,
+           "trunks": parse_trunks}
 KINDS = ("grid", *OPTIONS)
 
 

@@ -1,0 +1,147 @@
+"""Trunks + the curve method against the grid and the branches design, on a known curve law.
+
+    python bench/trunks.py [--seeds 20] [--scales 3e19 1e20 3e20] [--resamples 100]
+
+The truth is a joint multi-power law (analysis/laws/curves, Luo et al. 2025) whose floor is
+Epoch's Chinchilla N term (E = 1.82, A_N = 482, alpha_N = 0.348) and whose data term is Epoch's
+D term read through examples/simulated.yaml's recipe (lr 1e-3, 262,144 tokens a step: S1 =
+3.8e-9 D, so A = 2085 x (3.8e-9)^0.366 = 1.72, alpha = 0.366), with an annealing term (B = 300,
+C = 2, beta = 0.6, gamma = 0.5). Its N*(C) is the minimum of its own IsoFLOP profile under the
+reference schedule (cosine to 10%, 5% warmup) over examples/simulated.yaml's depth dial.
+
+Per study scale (the largest budget B: budgets B x 10^(-k/2), k = 0..4) and seed, each design is
+planned as `scaling run` would (designs.make_plan on examples/simulated.yaml with the simulate
+section set to the truth), every trial's evaluations are drawn as the simulate backend draws them
+(the same curve_loss and per-run noise, a branch sharing its trunk's draw), and the rows are
+fitted: the grid and branches by `scaling fit` (the headline's N*), trunks by the curve method
+(multi_power). A seed succeeds when N*(C_target = 1e21) is within x1.25 of the truth and the truth
+lies in its 95% interval. Prints per design and scale the study's FLOPs and the share of seeds that
+succeed, then `FLOPs to x1.25 with the truth inside in 90% of seeds: ...` per design and
+`trunks+curve vs grid: X`. No Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scaling_orchestrator.analysis import fit  # noqa: E402
+from scaling_orchestrator.analysis.laws.curves.fit import CurveFit  # noqa: E402
+from scaling_orchestrator.analysis.laws.curves.forms import curve_form  # noqa: E402
+from scaling_orchestrator.analysis.methods.curve import CurveMethod, Sizes, curve_section  # noqa: E402
+from scaling_orchestrator.models.training.config import Measurement, lr_at  # noqa: E402
+from scaling_orchestrator.orchestrator.backends.simulate import curve_loss, eval_steps, run_noise  # noqa: E402
+from scaling_orchestrator.orchestrator.designs import make_plan  # noqa: E402
+from scaling_orchestrator.orchestrator.spec.sections.design import Design, TrunksOptions  # noqa: E402
+from scaling_orchestrator.orchestrator.spec.sweep import load_sweep  # noqa: E402
+from scaling_orchestrator.orchestrator.store.results import measurement_row  # noqa: E402
+
+SPEC = Path(__file__).resolve().parents[1] / "examples" / "simulated.yaml"
+TRUTH = {"E": 1.82, "A_N": 482.0, "alpha_N": 0.348, "A": 1.72, "alpha": 0.366, "B": 300.0, "C": 2.0,
+         "beta": 0.6, "gamma": 0.5}
+TARGET = 1e21
+TOLERANCE = 1.25
+SHARE = 0.9
+
+
+def sweep_for(scale: float, design: Design, seed: int):
+    sweep = load_sweep(SPEC)
+    budgets = tuple(sorted(scale * 10 ** (-k / 2) for k in range(5)))
+    simulate = {"law": "multi_power", "params": TRUTH, "noise": 0.01, "seed": seed}
+    return dataclasses.replace(sweep, budgets_flops=budgets, held_out_budgets_flops=(), design=design,
+                               simulate=simulate)
+
+
+def rows(plan) -> pa.Table:
+    """Every evaluation of every planned trial, drawn as the simulate backend draws them."""
+    out = []
+    for trial in plan.trials:
+        config, sim = trial.train, trial.simulate
+        noise = run_noise(sim, trial.parent_trial_id or trial.trial_id)
+        params = float(trial.shape.param_counts()["total"])
+        start = trial.branch_tokens // config.batch_tokens
+        for step in eval_steps(config, start):
+            loss = curve_loss(sim, params, config, step, trial.shape.vocab_size, noise)
+            tokens = step * config.batch_tokens
+            m = Measurement(step=step, tokens=tokens, flops=tokens * trial.shape.flops_per_token(),
+                            flops_6n=tokens * trial.shape.flops_per_token_6n(), train_loss=loss,
+                            val_loss=loss,
+                            val_bpb=float("nan"), lr_now=lr_at(step - 1, config), wall_seconds=0.0,
+                            tokens_per_second=0.0, final=step == config.total_steps, status="ok")
+            out.append(measurement_row(trial, m))
+    return pa.Table.from_pylist(out)
+
+
+def true_optimum(sweep) -> float:
+    shapes = sweep.model.shapes
+    n = np.array([s.param_counts()["total"] for s in shapes], float)
+    sizes = Sizes(n, np.array([s.flops_per_token() for s in shapes]), np.full(len(n), 262144.0),
+                  np.full(len(n), 1e-3))
+    return CurveMethod(CurveFit(curve_form("multi_power", True), TRUTH, 0, 0, 0), sizes).params_opt(TARGET)
+
+
+def answer(kind: str, plan, table: pa.Table, resamples: int, seed: int):
+    """(N* at the target, its 95% interval) of the design's own analysis."""
+    if kind == "trunks":
+        recipes = {t.trial_id: dataclasses.asdict(t.train) for t in plan.trials}
+        method = curve_section(table, plan.sweep.budgets_flops, n_bootstrap=resamples, seed=seed,
+                               recipes=recipes)
+        return method.params_opt(TARGET), method.interval(TARGET)["params"]
+    result = fit(table, options={"target_flops": [TARGET], "n_bootstrap": resamples, "seed": seed,
+                                 "curve_law": "none"})
+    head = result.headline[0]
+    return head.params, head.ci95.get("params")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--scales", type=float, nargs="+", default=[3e19, 1e20, 3e20])
+    parser.add_argument("--resamples", type=int, default=100)
+    parser.add_argument("--verbose", action="store_true", help="a line per seed")
+    parser.add_argument("--designs", nargs="+", default=["trunks", "grid", "branches"])
+    args = parser.parse_args()
+    designs = {"grid": Design("grid"), "branches": Design("branches", None),
+               "trunks": Design("trunks", TrunksOptions())}
+    truth = true_optimum(load_sweep(SPEC))
+    print(f"truth: N*({TARGET:.0e}) = {truth:.4g}")
+    needed = {}
+    for kind in args.designs:
+        for scale in sorted(args.scales):
+            hits, cost, began = 0, 0.0, time.time()
+            for seed in range(args.seeds):
+                plan = make_plan(sweep_for(scale, designs[kind], seed))
+                cost = plan.total_flops
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    n_opt, ci = answer(kind, plan, rows(plan), args.resamples, seed)
+                within = max(n_opt / truth, truth / n_opt) <= TOLERANCE
+                inside = bool(ci) and None not in ci and ci[0] <= truth <= ci[1]
+                hits += within and inside
+                if args.verbose:
+                    print(f"  seed {seed}: N* {n_opt / truth - 1:+.1%} of the truth, 95% "
+                          f"[{(ci or [np.nan])[0] / truth:.2f}, {(ci or [np.nan, np.nan])[1] / truth:.2f}]x",
+                          flush=True)
+            share = hits / args.seeds
+            print(f"{kind:8s} largest budget {scale:.0e}: {cost:.3e} FLOPs, {hits}/{args.seeds} seeds within "
+                  f"x{TOLERANCE} with the truth inside ({time.time() - began:.0f} s)", flush=True)
+            if share >= SHARE and kind not in needed:
+                needed[kind] = cost
+    said = ", ".join(f"{k} {v:.3e}" if v else f"{k} not reached" for k, v in
+                     ((k, needed.get(k)) for k in args.designs))
+    print(f"FLOPs to x{TOLERANCE} with the truth inside in {SHARE:.0%} of seeds: {said}")
+    if "trunks" in needed and "grid" in needed:
+        print(f"trunks+curve vs grid: {needed['trunks'] / needed['grid']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

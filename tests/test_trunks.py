@@ -1,0 +1,104 @@
+"""The trunks design, the simulate backend's curve laws, and the curve method read from their rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import yaml
+
+from scaling_orchestrator.analysis import fit
+from scaling_orchestrator.analysis.data.schema import BRANCH, TRUNK
+from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, curve_law_loss
+from scaling_orchestrator.analysis.laws.curves.forms import curve_form
+from scaling_orchestrator.analysis.laws.curves.schedule import recipe_lr
+from scaling_orchestrator.analysis.methods.curve import CurveMethod, Sizes
+from scaling_orchestrator.models.training.config import Measurement, TrainConfig, lr_at
+from scaling_orchestrator.orchestrator.backends.simulate import curve_loss, eval_steps, run_noise
+from scaling_orchestrator.orchestrator.designs import make_plan
+from scaling_orchestrator.orchestrator.spec.sections.simulate import parse_simulate
+from scaling_orchestrator.orchestrator.spec.sweep import SpecError, parse_sweep
+from scaling_orchestrator.orchestrator.store.results import measurement_row
+
+ROOT = Path(__file__).resolve().parents[1]
+TRUTH = {"E": 1.82, "A_N": 482.0, "alpha_N": 0.348, "A": 1.72, "alpha": 0.366, "B": 300.0, "C": 2.0,
+         "beta": 0.6, "gamma": 0.5}
+
+
+def simulated_spec(**changes) -> dict:
+    raw = yaml.safe_load((ROOT / "examples" / "simulated.yaml").read_text())
+    raw.pop("held_out_budgets_flops")
+    raw["simulate"] = {"law": "multi_power", "params": TRUTH, "noise": 0.0}
+    raw["design"] = {"kind": "trunks"}
+    return {**raw, **changes}
+
+
+def test_trunks_plan_one_trunk_and_two_cooldowns_a_size_for_a_fraction_of_the_grid():
+    plan = make_plan(parse_sweep(simulated_spec()))
+    trunks = [t for t in plan.trials if t.group == TRUNK]
+    cooldowns = [t for t in plan.trials if t.group == BRANCH]
+    assert len(cooldowns) == 2 * len(trunks) and len({t.shape for t in trunks}) == len(trunks) >= 6
+    assert all(t.train.schedule == "constant" and t.train.total_tokens // t.train.eval_every_steps
+               // t.train.batch_tokens >= 39 for t in trunks)
+    assert {c.parent_trial_id for c in cooldowns} == {t.trial_id for t in trunks}
+    assert plan.total_flops < 0.3 * plan.extra["grid_flops"]
+    assert any("the grid" in n for n in plan.notes)
+
+
+def test_trunks_refuse_held_out_budgets_and_curve_laws_need_their_constants():
+    with pytest.raises(SpecError, match="held_out_budgets_flops"):
+        parse_sweep(simulated_spec(held_out_budgets_flops=[1e21]))
+    with pytest.raises(SpecError, match="simulate.params: gamma missing"):
+        parse_simulate({"law": "multi_power", "params": {k: v for k, v in TRUTH.items() if k != "gamma"}})
+
+
+def test_simulated_curves_follow_each_trials_own_schedule():
+    sim = parse_simulate({"law": "multi_power", "params": TRUTH, "noise": 0.0})
+    losses = {}
+    for schedule in ("constant", "cosine", "wsd"):
+        config = TrainConfig(total_tokens=2000 * 4096, batch_tokens=4096, lr=1e-3, schedule=schedule)
+        losses[schedule] = curve_loss(sim, 1e8, config, 2000, 32768, 0.0)
+        eta = recipe_lr(2000, 1e-3, schedule)
+        expected = float(curve_law_loss("multi_power", TRUTH, 1e8, eta, [2000])[0])
+        assert losses[schedule] == pytest.approx(expected)
+    assert losses["wsd"] < losses["constant"]   # nearly the same LR area, and the decay pays
+
+
+def rows_of(plan) -> pa.Table:
+    out = []
+    for trial in plan.trials:
+        config = trial.train
+        noise = run_noise(trial.simulate, trial.parent_trial_id or trial.trial_id)
+        for step in eval_steps(config, trial.branch_tokens // config.batch_tokens):
+            loss = curve_loss(trial.simulate, float(trial.shape.param_counts()["total"]), config, step,
+                              trial.shape.vocab_size, noise)
+            tokens = step * config.batch_tokens
+            m = Measurement(step, tokens, tokens * trial.shape.flops_per_token(), 0.0, loss, loss, np.nan,
+                            lr_at(step - 1, config), 0.0, 0.0, step == config.total_steps, "ok")
+            out.append(measurement_row(trial, m))
+    return pa.Table.from_pylist(out)
+
+
+TISSUE = {"E": 1.82, "A_N": 482.0, "alpha_N": 0.348, "A": 1.72, "alpha": 0.366, "C": 0.1}
+
+
+@pytest.mark.slow  # a simulated trunks study fitted twice (the back-test's fit without its largest budget)
+def test_the_curve_method_reads_the_truths_optimum_from_a_trunks_study():
+    raw = simulated_spec(simulate={"law": "lr_annealing", "params": TISSUE, "noise": 0.0})
+    raw["train"]["warmup_fraction"] = 0.05   # the recipe's default: rows alone rebuild the schedule
+    raw["budgets_flops"] = [1e18, 3e18, 1e19, 3e19]
+    raw["design"] = {"kind": "trunks", "evals": 20}
+    plan = make_plan(parse_sweep(raw))
+    options = {"target_flops": [1e21], "n_bootstrap": 0, "curve_law": "lr_annealing"}
+    result = fit(rows_of(plan), options=options)
+    assert result.curve.fittable, result.curve
+    shapes = plan.sweep.model.shapes
+    n = np.array([s.param_counts()["total"] for s in shapes], float)
+    truth = CurveMethod(CurveFit(curve_form("lr_annealing", True), TISSUE, 0, 0, 0),
+                        Sizes(n, np.array([s.flops_per_token() for s in shapes]), np.full(len(n), 262144.0),
+                              np.full(len(n), 1e-3)))
+    row = next(r for r in result.recommendations if r.method == "curve")
+    assert row.params == pytest.approx(truth.params_opt(1e21), rel=0.1)
+    assert "curve" in result.to_dict()["backtest"]["methods"]
