@@ -27,6 +27,9 @@ from scaling_orchestrator.orchestrator.store.results import Store
 WEIGHTS_DIR = "_weights"
 NOT_KEPT_SIMULATED = "none: the simulate backend trains no model"
 
+NOT_KEPT_TRAINER = ("none: a trainer of the user's own (backend: command | python) saves its own "
+                    "checkpoints; train.keep_weights applies to the built-in loop")
+
 
 def weights_dir(store: Store, trial_id: str) -> str:
     return store.path(WEIGHTS_DIR, trial_id)
@@ -40,6 +43,9 @@ def keep_final_weights(spec, store: Store, checkpoint_dir: str | None) -> str | 
         return None
     if spec.simulate:
         store.update_meta(spec.trial_id, weights=NOT_KEPT_SIMULATED)
+        return None
+    if spec.trainer:  # its checkpoint is in the trainer's own format: nothing here can read it
+        store.update_meta(spec.trial_id, weights=NOT_KEPT_TRAINER)
         return None
     if not checkpoint_dir:
         return None
