@@ -251,7 +251,7 @@ def test_a_function_that_reports_nothing_fails_once(tmp_path):
         run_function(spec, checkpoint_dir=str(tmp_path), on_eval=lambda m, c: None)
 
 
-@pytest.mark.slow  # three runs of the example trainer (torch), about 10 s
+@pytest.mark.slow  # four runs of the example trainer (torch), about 15 s
 def test_the_example_trainer_resumes_bitwise_after_an_interruption(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -287,10 +287,16 @@ def test_the_example_trainer_resumes_bitwise_after_an_interruption(tmp_path):
           f"{[round(m.val_loss, 4) for m in resumed]}")
     assert [m.tokens for m in whole] == [4096, 8192, 12288]
     # The kept copy is the newest save when the 4096 line was read: that save, or a later one when
-    # the trainer saved again before the line was polled (a loaded machine). Either way the resumed
-    # run goes on from it with the same batches, bitwise.
-    done = len(whole) - len(resumed)
-    assert 1 <= done < len(whole) and [m.tokens for m in resumed] == [m.tokens for m in whole[done:]]
-    assert [m.val_loss for m in resumed] == [m.val_loss for m in whole[done:]]
+    # the trainer saved again before the line was polled (a loaded machine). The trainer repeats the
+    # lines saved with it, then goes on with the same batches: every line again, bitwise.
+    assert [m.tokens for m in resumed] == [m.tokens for m in whole]
+    assert [m.val_loss for m in resumed] == [m.val_loss for m in whole]
+    # The same trainer as a function (examples/external-python.yaml) resumes from ctx.resume_dir.
+    as_function = dataclasses.replace(spec, trainer={"kind": "python", "function": "train:train",
+                                                      "spec_dir": str(example.parent)})
+    again = []
+    run_function(as_function, checkpoint_dir=str(tmp_path / "fn"), resume_from=str(tmp_path / "kept"),
+                 on_eval=lambda m, c: again.append(m))
+    assert [m.val_loss for m in again] == [m.val_loss for m in whole]
     assert whole[-1].val_loss < whole[0].val_loss < math.log(256)
     assert whole[0].overrides["params"] == spec.shape.param_counts()["total"]  # the planned count, exactly

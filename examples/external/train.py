@@ -11,10 +11,11 @@ and as a function (examples/external-python.yaml: `function: "external.train:tra
 The trial JSON gives the shape, the tokens, the recipe (lr, warmup, cosine/wsd/constant decay,
 weight decay, clipping, seed), the evaluation points and the corpus's text files; the bytes of
 the files are the tokens (vocab 256), the last val_fraction of the files the validation text.
-At each evaluation it saves model and optimizer (atomically: a temporary file, then rename),
-THEN appends {"tokens", "val_loss", ...} to the metrics file; started with a save in the
-checkpoint directory it resumes from it, with a save in $SCALING_START_FROM (a branch) it
-continues its trunk. Batches are drawn from a generator seeded by (seed, step), so a resumed run
+At each evaluation it saves model, optimizer and the lines reported so far (atomically: a
+temporary file, then rename), THEN appends {"tokens", "val_loss", ...} to the metrics file;
+started with a save in the checkpoint directory it repeats the saved lines (the kept save can be
+newer than the last line the store read; rows are upserted) and resumes from it, with a save in
+$SCALING_START_FROM (a branch) it continues its trunk. Batches are drawn from a generator seeded by (seed, step), so a resumed run
 sees the batches an uninterrupted one would.
 """
 
@@ -91,7 +92,7 @@ def lr_at(step: int, steps: int, r: dict) -> float:
     return low + 0.5 * (r["lr"] - low) * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
-def run(trial: dict, checkpoint_dir: str, report, start_from: str = "") -> None:
+def run(trial: dict, checkpoint_dir: str, report, start_from: str = "", resume_dir: str = "") -> None:
     s, r, seq = trial["shape"], trial["recipe"], trial["shape"]["seq_len"]
     torch.manual_seed(r["seed"])
     torch.set_num_threads(max(1, r["threads"]))
@@ -101,13 +102,18 @@ def run(trial: dict, checkpoint_dir: str, report, start_from: str = "") -> None:
                             weight_decay=r["weight_decay"])
     rows, steps = trial["batch_tokens"] // seq, trial["steps"]
     saved = os.path.join(checkpoint_dir, "state.pt")
-    source = saved if os.path.exists(saved) else os.path.join(start_from, "state.pt") if start_from else ""
-    step = 0
+    resume = saved if os.path.exists(saved) else os.path.join(resume_dir, "state.pt") if resume_dir else ""
+    source = resume or (os.path.join(start_from, "state.pt") if start_from else "")
+    step, reported = 0, []
     if source:
         state = torch.load(source)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
+        if resume:  # not a branch's trunk: repeat what this run reported
+            reported = state["reported"]
+            for line in reported:
+                report(**line)
     evals, losses = set(trial["eval_at_tokens"]), []
     while step < steps:
         g = torch.Generator().manual_seed(r["seed"] * 1_000_003 + step)
@@ -126,12 +132,15 @@ def run(trial: dict, checkpoint_dir: str, report, start_from: str = "") -> None:
         step += 1
         if step * trial["batch_tokens"] in evals or step == steps:
             val_loss = evaluate(model, val, seq, r["eval_tokens"])
+            line = dict(tokens=step * trial["batch_tokens"], step=step, val_loss=val_loss,
+                        train_loss=sum(losses) / len(losses), lr=opt.param_groups[0]["lr"],
+                        val_bpb=val_loss / math.log(2), params=sum(p.numel() for p in model.parameters()))
+            reported.append(line)
             tmp = saved + ".tmp"
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                        "reported": reported}, tmp)
             os.replace(tmp, saved)  # save, then report
-            report(tokens=step * trial["batch_tokens"], step=step, val_loss=val_loss,
-                   train_loss=sum(losses) / len(losses), lr=opt.param_groups[0]["lr"],
-                   val_bpb=val_loss / math.log(2), params=sum(p.numel() for p in model.parameters()))
+            report(**line)
             losses = []
 
 
@@ -144,7 +153,8 @@ def evaluate(model, val, seq: int, eval_tokens: int) -> float:
 
 def train(ctx) -> None:
     """The function backend's entry: the same loop, reporting through ctx."""
-    run(ctx.trial, ctx.checkpoint_dir, ctx.report, start_from=ctx.start_from or "")
+    run(ctx.trial, ctx.checkpoint_dir, ctx.report, start_from=ctx.start_from or "",
+        resume_dir=ctx.resume_dir or "")
 
 
 def main() -> None:
