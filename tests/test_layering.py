@@ -60,8 +60,10 @@ ORCHESTRATOR = PACKAGE / "orchestrator"
 LAYERS = ("fmt", "spec", "plan", "store", "designs", "backends", "execution", "__init__", "cli")
 # heavy or optional: imported where used
 LAZY_ROOTS = {"ray", "torch", "matplotlib", "optuna", "transformers"}
-# modules that import torch
-LAZY_MODULES = tuple(f"scaling_orchestrator.models.{m}" for m in ("training.loop", "weights", "export"))
+# modules that import torch, and the simulate backend (scipy, with the law forms), which a trial
+# process of the built-in loop never needs
+LAZY_MODULES = tuple(f"scaling_orchestrator.models.{m}" for m in ("training.loop", "weights", "export")) + (
+    "scaling_orchestrator.orchestrator.backends.simulate",)
 MAX_MODULES, MAX_LINES = 12, 2000
 
 

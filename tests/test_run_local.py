@@ -7,6 +7,8 @@ TorchTrainer path is exercised by tests/test_multinode.py.
 
 from __future__ import annotations
 
+import sys
+
 import duckdb
 import pytest
 from ray_helpers import plan_of, rows_by_trial
@@ -128,3 +130,22 @@ def test_tunes_own_trial_logs_are_off_and_their_absence_is_not_warned(sweep):
     finally:
         analysis.removeHandler(handler)
     assert seen == ["another warning"]
+
+
+@pytest.mark.slow  # a task on the session's local Ray, under a second once it is up
+def test_the_workers_of_a_local_ray_import_this_checkout(local_ray):
+    """start_local_ray hands its workers the checkout's root on PYTHONPATH (a source checkout
+    runs without `pip install`) through the environment, not a runtime_env."""
+    import ray  # the test's own task; collecting this module need not load Ray
+
+    from scaling_orchestrator.orchestrator.execution.tuner import SOURCE_ROOT
+
+    @ray.remote(num_cpus=0)
+    def where() -> tuple[list[str], str]:
+        import scaling_orchestrator
+
+        return sys.path, scaling_orchestrator.__file__
+
+    path, package = ray.get(where.remote())
+    assert SOURCE_ROOT in path and package.startswith(SOURCE_ROOT)
+    assert not ray.get_runtime_context().runtime_env.get("env_vars")

@@ -15,8 +15,8 @@ At each evaluation it saves model, optimizer and the lines reported so far (atom
 temporary file, then rename), THEN appends {"tokens", "val_loss", ...} to the metrics file;
 started with a save in the checkpoint directory it repeats the saved lines (the kept save can be
 newer than the last line the store read; rows are upserted) and resumes from it, with a save in
-$SCALING_START_FROM (a branch) it continues its trunk. Batches are drawn from a generator seeded by (seed, step), so a resumed run
-sees the batches an uninterrupted one would.
+$SCALING_START_FROM (a branch) it continues its trunk. Batches are drawn from a generator seeded
+by (seed, step), so a resumed run sees the batches an uninterrupted one would.
 """
 
 import argparse

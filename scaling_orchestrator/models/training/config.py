@@ -184,6 +184,14 @@ class Measurement:
     status: str  # "ok" | "diverged"
 
 
+def eval_steps(config: TrainConfig, after: int) -> list[int]:
+    """The steps the real loop evaluates at, after step `after`: every eval_every_steps, each
+    of eval_at_tokens, and the last."""
+    total, every = config.total_steps, config.eval_every_steps
+    steps = set(range(every, total + 1, every)) | set(config.eval_at_steps) | {total}
+    return sorted(s for s in steps if after < s <= total)
+
+
 def lr_at(step: int, config: TrainConfig) -> float:
     """Learning rate for optimizer step `step` (0-based).
 

@@ -25,7 +25,7 @@ import os
 import sys
 
 from scaling_orchestrator.models.data.corpus import check_corpus
-from scaling_orchestrator.orchestrator.backends.simulate import eval_steps
+from scaling_orchestrator.models.training.config import eval_steps
 
 
 def trial_json(spec) -> dict:

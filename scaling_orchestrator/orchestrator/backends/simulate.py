@@ -44,7 +44,7 @@ import numpy as np
 from scaling_orchestrator.analysis.laws.curves.fit import CURVE_LAWS, curve_law_loss
 from scaling_orchestrator.analysis.laws.curves.schedule import recipe_lr
 from scaling_orchestrator.analysis.laws.registry import law_form
-from scaling_orchestrator.models.training.config import Measurement, TrainConfig, lr_at
+from scaling_orchestrator.models.training.config import Measurement, TrainConfig, eval_steps, lr_at
 
 STATE_FILE = "simulate_state.json"
 ANNEAL_GAP = 0.1          # reducible loss 10% above the annealed law at peak LR
@@ -87,14 +87,6 @@ def curve_loss(simulate: dict, params: float, config: TrainConfig, step: int,
     gap = ANNEAL_GAP * max(lr_at(max(step - 1, 0), config) - end, 0.0) / peak
     loss = law + gap * max(law - loss_floor(simulate), 0.0)
     return min(loss, math.log(vocab_size)) * math.exp(log_noise)
-
-
-def eval_steps(config: TrainConfig, after: int) -> list[int]:
-    """The steps the real loop evaluates at, after step `after`: every eval_every_steps, each
-    of eval_at_tokens, and the last."""
-    total, every = config.total_steps, config.eval_every_steps
-    steps = set(range(every, total + 1, every)) | set(config.eval_at_steps) | {total}
-    return sorted(s for s in steps if after < s <= total)
 
 
 def read_state(directory: str) -> dict:

@@ -22,6 +22,8 @@ from scaling_orchestrator.orchestrator.store.lock import local_ray_processes
 from scaling_orchestrator.orchestrator.store.results import Store, absolute
 
 QUIET = dict(log_to_driver=False, configure_logging=True, logging_level="WARNING")
+# the folder holding the scaling_orchestrator package: a source checkout's root
+SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def start_local_ray(num_cpus: int | None = None, **kwargs) -> None:
@@ -35,10 +37,17 @@ def start_local_ray(num_cpus: int | None = None, **kwargs) -> None:
 
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
         _drop_auth_enabled_notice)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-             runtime_env={"env_vars": {"PYTHONPATH": path}}, **{**QUIET, **kwargs})
+    # Ray's processes, and the workers they start, inherit this environment: PYTHONPATH set here
+    # rather than as a runtime_env, which costs every new worker process about 1 s (measured)
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SOURCE_ROOT, before) if p)
+    try:
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **{**QUIET, **kwargs})
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 def _drop_auth_enabled_notice(record: logging.LogRecord) -> bool:

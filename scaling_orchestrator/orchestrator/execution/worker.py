@@ -45,7 +45,6 @@ import traceback
 
 from scaling_orchestrator.analysis.data.schema import TRUNK
 from scaling_orchestrator.models.data.tokens import load_prepared
-from scaling_orchestrator.orchestrator.backends import simulate
 from scaling_orchestrator.orchestrator.execution import tuner
 from scaling_orchestrator.orchestrator.execution.resources import worker_bundle
 from scaling_orchestrator.orchestrator.execution.stops import stopped
@@ -343,7 +342,11 @@ def _train_trial(spec: TrialSpec, config, store: Store, *, scratch: str, resume_
     if spec.trainer:  # a command or function of the user's own (execution/trainers/)
         return launch.run_trainer(spec, store, scratch=scratch, resume_from=resume_from, on_eval=on_eval,
                                   **start)
-    if spec.simulate:  # looked up on the module at call time: bench/scale.py paces it
+    if spec.simulate:
+        # the simulate backend loads scipy with the law forms (2 s): only its own trials load it;
+        # simulate_train is looked up on the module at call time (bench/scale.py paces it)
+        import scaling_orchestrator.orchestrator.backends.simulate as simulate
+
         return simulate.simulate_train(
             spec, config, on_eval=on_eval, checkpoint_dir=checkpoint_dir, resume_from=resume_from,
             on_curve=on_curve, **start,
