@@ -27,6 +27,7 @@ import numpy as np
 
 from scaling_orchestrator.analysis.data.points import final_rows
 from scaling_orchestrator.analysis.errors import NotFittable
+from scaling_orchestrator.analysis.methods.isoflop_bootstrap import bootstrap_rows
 from scaling_orchestrator.analysis.methods.parabola import MIN_VALUES as MIN_POINTS
 from scaling_orchestrator.analysis.methods.parabola import polyfit, window_parabola
 from scaling_orchestrator.analysis.methods.powerlaw import powerlaw_fit
@@ -187,18 +188,10 @@ def fit_isoflop(points, *, axis: str = "params", window: int = DEFAULT_WINDOW,
 
 
 def _bootstrap(points, groups, axis, window, n_resamples, seed) -> np.ndarray:
-    """Resample runs with replacement within each budget and refit; (a, b, k, k') rows.
-
-    The budget grid is the design and stays fixed; the runs inside it are the noise."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n_resamples):
-        resampled = [(b, rng.choice(g, size=len(g), replace=True)) for b, g in groups]
-        try:
-            out.append(_law(_optima(points, resampled, axis, window)))
-        except (NotFittable, np.linalg.LinAlgError, ValueError):
-            continue
-    rows = np.asarray(out, dtype=float).reshape(-1, 4)
-    # A resample that repeats one run can leave a budget's window on two abscissae plus a
-    # duplicate: the vertex is then NaN and so is its power law; such rows are dropped.
-    return rows[np.all(np.isfinite(rows), axis=1)]
+    """Resample runs with replacement within each budget and refit; (a, b, k, k') rows, every
+    resample at once (isoflop_bootstrap.py). The budget grid is the design and stays fixed; the
+    runs inside it are the noise. A resample that repeats one run can leave a budget's window on
+    two abscissae plus a duplicate, or no two interior budgets: its row is dropped."""
+    N, D, L = (np.asarray(points.params, float), np.asarray(points.tokens, float),
+               np.asarray(points.loss, float))
+    return bootstrap_rows(N, D, L, groups, axis, window, n_resamples, seed)
