@@ -35,8 +35,12 @@ def read_files(files, *, schema: pa.Schema | None = None, filesystem=None, colum
     with ThreadPoolExecutor(READ_THREADS) as readers:
         tables = list(readers.map(read, files))
     if schema is not None:
-        return pa.concat_tables(tables) if tables else schema.empty_table()
-    return pa.concat_tables(tables, promote_options="default")
+        table = pa.concat_tables(tables) if tables else schema.empty_table()
+    else:
+        table = pa.concat_tables(tables, promote_options="default")
+    # one chunk per column, not one per file: a filter or cast of a 1,000-file table otherwise
+    # runs per chunk and column (0.57 s against 0.03 s for a fit's row selections, measured)
+    return table.combine_chunks()
 
 
 def read_file(source, schema: pa.Schema | None = None) -> pa.Table:
