@@ -104,13 +104,13 @@ def test_nan_held_out_loss_is_reported_once_as_diverged(pydoc_bytes, tmp_path, m
     # reported once, as the final "diverged" row, never first as an "ok" row with a NaN loss.
     import scaling_orchestrator.models.training.loop as loop
 
-    evaluate, calls = loop._evaluate, []
+    evaluate, calls = loop.evaluate, []
 
     def nan_on_second(*args):
         calls.append(evaluate(*args))
         return math.nan if len(calls) == 2 else calls[-1]
 
-    monkeypatch.setattr(loop, "_evaluate", nan_on_second)
+    monkeypatch.setattr(loop, "evaluate", nan_on_second)
     reports = []
     final = train(
         TINY,
@@ -151,8 +151,8 @@ def test_wall_and_throughput_accounting_on_a_fake_clock(pydoc_bytes, monkeypatch
 
         return timed
 
-    monkeypatch.setattr(loop, "_optimizer_step", taking(2.0, loop._optimizer_step))
-    monkeypatch.setattr(loop, "_evaluate", taking(3.0, loop._evaluate))
+    monkeypatch.setattr(loop, "optimizer_step", taking(2.0, loop.optimizer_step))
+    monkeypatch.setattr(loop, "evaluate", taking(3.0, loop.evaluate))
     reports = []
     train(TINY, _config(), pydoc_bytes, on_eval=lambda m, c: reports.append(m))
     assert [(m.step, m.wall_seconds, m.tokens_per_second) for m in reports] == [
