@@ -42,18 +42,7 @@ from pathlib import Path
 
 import yaml
 
-from scaling_orchestrator.analysis.methods.hparam_laws import LrLaw
 from scaling_orchestrator.models.data.tokens import DataSpec
-from scaling_orchestrator.models.shape import ModelShape
-from scaling_orchestrator.models.training.config import (
-    DEVICES,
-    DTYPES,
-    EVALS_PER_RUN,
-    KEEP_WEIGHTS,
-    SCHEDULES,
-    TrainConfig,
-    eval_interval_tokens,
-)
 from scaling_orchestrator.orchestrator.spec.paths import check_spec_data
 from scaling_orchestrator.orchestrator.spec.sections.backend import parse_backend
 from scaling_orchestrator.orchestrator.spec.sections.counts import parse_model_section
@@ -61,19 +50,17 @@ from scaling_orchestrator.orchestrator.spec.sections.data import parse_data
 from scaling_orchestrator.orchestrator.spec.sections.design import Design, parse_design
 from scaling_orchestrator.orchestrator.spec.sections.hparams import (
     HparamSpec,
-    LrSource,
     parse_hparams,
-    split_lr_law,
 )
 from scaling_orchestrator.orchestrator.spec.sections.model import ModelSpec
+from scaling_orchestrator.orchestrator.spec.sections.prior import Prior, parse_prior
 from scaling_orchestrator.orchestrator.spec.sections.resources import ResourceRules, parse_resources
 from scaling_orchestrator.orchestrator.spec.sections.simulate import parse_simulate
 from scaling_orchestrator.orchestrator.spec.sections.tracking import Tracking, parse_tracking
+from scaling_orchestrator.orchestrator.spec.sections.train import Recipe, parse_recipe
 from scaling_orchestrator.orchestrator.spec.trial import Resources
 from scaling_orchestrator.orchestrator.spec.validate import (
     SpecError,
-    choice,
-    dataclass_fields,
     fail,
     mapping,
     number,
@@ -91,7 +78,6 @@ __all__ = ["ModelSpec", "Prior", "Recipe", "SpecError", "Sweep", "load_sweep", "
 # 3.96e14 per GPU. Overhead: a Tune function trial costs ~1.5 s, one with a TorchTrainer worker
 # group ~20 s.
 CPU_FLOPS_PER_SECOND = 4.5e10
-MIN_STEPS = 25  # train.min_steps' default: whole-step rounding stays within 2% of a budget: 0.5/25
 GPU_FLOPS_PER_SECOND = 0.4 * 989e12
 TOP_KEYS = (
     "name",
@@ -114,56 +100,6 @@ TOP_KEYS = (
     "backend",
     "tracking",
 )
-
-
-@dataclass(frozen=True)
-class Prior:
-    """N*(C) = coefficient * C^exponent, N counted as `params` ("total" or "non_embedding")."""
-
-    coefficient: float  # 0 until a prior.from_fit is read (resolve)
-    exponent: float
-    span: float = 4.0
-    params: str = "total"
-    source: str = "tokens_per_param=20"
-    from_fit: str = ""  # prior.from_fit as written: the `scaling fit --json` file it comes from
-
-    def optimal_params(self, budget_flops: float) -> float:
-        if not self.coefficient:
-            raise ValueError(f"prior.from_fit {self.from_fit!r} is not read yet: "
-                             "resolve(sweep) (spec/references.py; make_plan runs it) reads it")
-        return self.coefficient * float(budget_flops) ** self.exponent
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The training recipe shared by all trials; the planner sets total_tokens, seed, eval cadence."""
-
-    config: TrainConfig  # total_tokens = one step here, a placeholder
-    evals_per_trial: int = EVALS_PER_RUN  # used when config.eval_every_tokens is 0
-    min_steps: int = MIN_STEPS
-    lr_law: LrLaw | None = None  # from train.lr: {from_fit} or {from_search}, once read: lr = law(N)
-    lr_params: str = "total"  # the law's N: total or non_embedding params
-    lr_source: LrSource | None = None  # train.lr: {from_fit} / {from_search} as written
-
-    def steps(self, budget_flops: float, shape: ModelShape) -> int:
-        """Whole optimizer steps nearest a budget: round(C / (flops_per_token * batch_tokens));
-        1.25e12 FLOPs at 2L x 32d x 2h (vocab 1024, seq 128) in 2048-token steps -> 948."""
-        return round(budget_flops / (shape.flops_per_token() * self.config.batch_tokens))
-
-    def too_few_steps(self, steps: int, batch_tokens: int = 0) -> str:
-        """Why `steps` optimizer steps of batch_tokens (0: the recipe's) are too few, or "" when
-        they reach train.min_steps: the one minimum-steps rule of the spec, planner and search."""
-        if steps >= self.min_steps:
-            return ""
-        tokens = batch_tokens or self.config.batch_tokens
-        return f"{steps} steps of {tokens} tokens < train.min_steps {self.min_steps}"
-
-    def eval_every_tokens(self, total_tokens: int, grain_tokens: int) -> int:
-        """The evaluation interval of a trial of total_tokens, in whole grains
-        (scaling_orchestrator.models.training.config)."""
-        return eval_interval_tokens(
-            total_tokens, grain_tokens, self.config.eval_every_tokens, self.evals_per_trial
-        )
 
 
 @dataclass(frozen=True)
@@ -240,7 +176,7 @@ def _parse(raw, source: str) -> Sweep:
     model = parse_model_section(raw["model"], data.effective_vocab_size, source)
     if sizes > len(model.shapes) and budgets:
         fail("sizes_per_budget", sizes, f"at most the {len(model.shapes)} sizes the model section gives")
-    train = _recipe(raw.get("train", {}), model)
+    train = parse_recipe(raw.get("train", {}), model)
     rules = parse_resources(raw.get("resources", {}))
     resources = rules.base
     _check_smallest_model(budgets, model, train)
@@ -254,7 +190,7 @@ def _parse(raw, source: str) -> Sweep:
         held_out_budgets_flops=held_out,
         sizes_per_budget=sizes,
         model=model,
-        prior=_prior(raw.get("prior", {})),
+        prior=parse_prior(raw.get("prior", {})),
         data=data,
         train=train,
         seeds=seeds,
@@ -295,82 +231,6 @@ def _storage(value) -> str:
     ):
         fail("storage", value, "a directory or NFS path, or an s3://, gs:// or file:// URI")
     return value
-
-
-def _prior(raw) -> Prior:
-    mapping(raw, "prior", ("tokens_per_param", "coefficient", "exponent", "from_fit", "span", "params"))
-    span = number(raw.get("span", 4), "prior.span", "a number > 1", lambda x: x > 1)
-    params = choice(raw.get("params", "total"), "prior.params", ("total", "non_embedding"))
-    given = [k for k in ("tokens_per_param", "coefficient", "from_fit") if k in raw]
-    if len(given) > 1 or ("exponent" in raw and "coefficient" not in raw):
-        fail(
-            "prior",
-            {k: raw[k] for k in raw if k not in ("span", "params")},
-            "one of tokens_per_param, coefficient (+ exponent: N* = coefficient C^exponent), from_fit",
-        )
-    if "coefficient" in raw:
-        k = number(raw["coefficient"], "prior.coefficient", "a positive number", lambda x: x > 0)
-        a = number(raw.get("exponent", 0.5), "prior.exponent", "in (0, 1)", lambda x: 0 < x < 1)
-        return Prior(k, a, span, params, f"N* = {k:.3g} C^{a:.3g}")
-    if "from_fit" in raw:  # read by resolve (spec/references.py), before planning
-        path = raw["from_fit"]
-        if not isinstance(path, str) or not path:
-            fail("prior.from_fit", path, "a path")
-        return Prior(0.0, 0.0, span, params, f"from_fit {path}", from_fit=path)
-    # Chinchilla: C = 6 N D and D = r N give N* = sqrt(C / (6 r)); r = 20 -> sqrt(C / 120), so
-    # 1e12 FLOPs -> 91k params (Hoffmann et al. 2022, Table 3: 20 tokens per parameter).
-    r = number(
-        raw.get("tokens_per_param", 20), "prior.tokens_per_param", "a positive number", lambda x: x > 0
-    )
-    return Prior((6.0 * r) ** -0.5, 0.5, span, params, f"tokens_per_param={r:g}: N* = sqrt(C/{6 * r:g})")
-
-
-def _recipe(raw, model: ModelSpec) -> Recipe:
-    source, raw = split_lr_law(raw, model)  # train.lr: {from_fit: PATH} or {from_search: PATH} (mup)
-    seq_len = model.seq_len
-    kw = dataclass_fields(
-        raw,
-        "train",
-        TrainConfig,
-        skip=("total_tokens", "seed"),
-        extra={"evals_per_trial": EVALS_PER_RUN, "min_steps": MIN_STEPS},
-    )
-    if "batch_tokens" not in kw:
-        raise SpecError(f"train.batch_tokens: missing; a positive multiple of model.seq_len ({seq_len})")
-    if "eval_every_tokens" in kw and "evals_per_trial" in kw:
-        fail("train.eval_every_tokens", kw["eval_every_tokens"], "absent when evals_per_trial is given")
-    batch, micro = kw["batch_tokens"], kw.get("micro_batch_tokens", 0)
-    if batch <= 0 or batch % seq_len:
-        fail("train.batch_tokens", batch, f"a positive multiple of model.seq_len ({seq_len})")
-    if micro and (micro % seq_len or batch % micro):
-        fail(
-            "train.micro_batch_tokens",
-            micro,
-            f"0 or a multiple of model.seq_len ({seq_len}) dividing batch_tokens ({batch})",
-        )
-    get = lambda name: kw.get(name, getattr(TrainConfig, name, 1))  # noqa: E731 (default: TrainConfig's)
-    for name, choices in (
-        ("schedule", SCHEDULES), ("dtype", DTYPES), ("device", DEVICES), ("keep_weights", KEEP_WEIGHTS)
-    ):
-        choice(get(name), f"train.{name}", choices)
-    # (field, ok, allowed); negative numbers were refused by dataclass_fields
-    for name, ok, allowed in (
-        ("lr", lambda x: x > 0, "> 0"),
-        ("warmup_fraction", lambda x: x < 1, "in [0, 1)"),
-        ("min_lr_ratio", lambda x: x <= 1, "in [0, 1]"),
-        ("decay_fraction", lambda x: 0 < x <= 1, "in (0, 1]"),
-        ("beta1", lambda x: x < 1, "in [0, 1)"),
-        ("beta2", lambda x: x < 1, "in [0, 1)"),
-        ("eval_tokens", lambda x: x >= seq_len, f">= model.seq_len ({seq_len}): whole sequences"),
-        ("evals_per_trial", lambda x: x >= 1, ">= 1"),
-        ("min_steps", lambda x: x >= 1, ">= 1"),
-    ):
-        if not ok(get(name)):
-            fail(f"train.{name}", get(name), allowed)
-    extra = {k: kw.pop(k) for k in ("evals_per_trial", "min_steps") if k in kw}
-    if source is not None:
-        extra.update(lr_source=source, lr_params=source.params)
-    return Recipe(TrainConfig(total_tokens=batch, **kw), **extra)
 
 
 def _throughput(raw, resources: Resources) -> dict:
