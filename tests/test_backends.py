@@ -169,7 +169,7 @@ def test_metrics_lines_are_checked_and_named_by_line_number(tmp_path):
 
 @pytest.mark.parametrize("mode, error, reason", [
     ("short", metrics.ContractError, "exited 0 at 1,024 tokens, short of the trial's 4,096"),
-    ("badline", metrics.ContractError, "metrics.jsonl line 2: not JSON"),
+    ("badline", metrics.ContractError, "metrics.jsonl line 4: not JSON"),  # its 2nd evaluation
     ("missing", metrics.ContractError, "metrics.jsonl line 1: missing required key val_loss"),
     ("crash", metrics.TrainerCrashed, "exited with status 3"),
 ])
@@ -180,9 +180,16 @@ def test_exit_codes_and_bad_lines(tmp_path, mode, error, reason):
 
 
 def test_a_finished_command_gives_rows_with_its_columns(tmp_path):
-    spec, seen, lines = fake("params", tmp_path), [], []
-    last = run_command(spec, paths=paths(tmp_path), on_eval=lambda m, c: seen.append((m, c)),
-                       log=lines.append)
+    spec, seen, lines, events = fake("params", tmp_path), [], [], []
+
+    def on_eval(m, c):
+        seen.append((m, c))
+        events.append(("row", m.step))
+
+    last = run_command(spec, paths=paths(tmp_path), on_eval=on_eval, log=lines.append,
+                       on_curve=lambda points: events.append(("curve", [p["step"] for p in points])))
+    # curve lines and the evaluations' train_loss reach the curve sink before each row
+    assert events == [e for k in (2, 4, 6, 8) for e in (("curve", [k - 1, k]), ("row", k))]
     rows = [measurement_row(spec, m) for m, _ in seen]
     assert [r["tokens"] for r in rows] == EVALS and [r["step"] for r in rows] == [2, 4, 6, 8]
     assert last.final and [r["final"] for r in rows] == [False, False, False, True]
@@ -245,6 +252,22 @@ def test_a_function_trainer_reports_rows_and_resumes(tmp_path):
     assert json.loads(measurement_row(spec, resumed[0])["metrics"]) == {"tok_per_s": 10.0}
 
 
+def test_a_function_reports_curve_points_between_its_evaluations(tmp_path):
+    (tmp_path / "curvy.py").write_text(
+        "def train(ctx):\n"
+        "    for t in ctx.trial['eval_at_tokens']:\n"
+        "        ctx.report(tokens=t - 512, train_loss=5.0, lr=1e-3, grad_norm=0.3, note='x')\n"
+        "        ctx.report(tokens=t, val_loss=4.0)\n")
+    spec = trial(kind="python", function="curvy:train", spec_dir=str(tmp_path))
+    batches, rows = [], []
+    run_function(spec, checkpoint_dir=str(tmp_path / "ckpt"), on_eval=lambda m, c: rows.append(m.tokens),
+                 on_curve=batches.append)
+    assert rows == EVALS and [[p["tokens"] for p in b] for b in batches] == [[t - 512] for t in EVALS]
+    assert batches[0] == [{"step": 1, "tokens": 512, "train_loss": 5.0, "lr": 1e-3, "grad_norm": 0.3}]
+    with pytest.raises(metrics.ContractError, match="each curve line tokens and train_loss"):
+        metrics.parse_line('{"tokens": 5, "lr": 0.1}', "where")
+
+
 def test_a_function_that_reports_nothing_fails_once(tmp_path):
     spec = trial(kind="python", function="builtins:id")
     with pytest.raises(metrics.ContractError, match="builtins:id returned without a report"):
@@ -264,13 +287,17 @@ def test_the_example_trainer_resumes_bitwise_after_an_interruption(tmp_path):
         train=TrainConfig(total_tokens=24 * 512, batch_tokens=512, eval_every_tokens=4096,
                           eval_tokens=1024))
 
-    def attempt(name: str, on_eval, resume=None):
+    def attempt(name: str, on_eval, resume=None, on_curve=None):
         p = dataclasses.replace(paths(tmp_path / name),
                                 trial_json=write_trial_json(spec, str(tmp_path / name / "t")))
-        return run_command(spec, paths=p, on_eval=on_eval, resume_from=resume)
+        return run_command(spec, paths=p, on_eval=on_eval, resume_from=resume, on_curve=on_curve)
 
-    whole = []
-    attempt("whole", lambda m, c: whole.append(m))
+    whole, points = [], []
+    attempt("whole", lambda m, c: whole.append(m), on_curve=points.extend)
+    # a curve line every log_every_steps (here every step of 24); an evaluation's own train_loss
+    # at a step with a curve point is not a second point
+    assert [p["step"] for p in points] == list(range(1, 25))
+    assert all(p["train_loss"] > 0 and p["lr"] > 0 for p in points)
 
     class Stop(Exception):
         pass

@@ -1,6 +1,6 @@
 """Trainers of the user's own on a local Ray: an ASHA stop of a command trial ends its process
 and leaves a final row; a function trainer as the train_loop_per_worker of a 2-worker
-TorchTrainer, rank 0's reports recorded.
+TorchTrainer, rank 0's reports (and curve points) recorded.
 
 The command is tests/trainers/fake_trainer.py (no training: its loss a formula of tokens and lr);
 the function is written beside the test. Each test prints what it found (`pytest -s`).
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from ray_helpers import plan_of, rows_by_trial
 
+from scaling_orchestrator.analysis import load_curves
 from scaling_orchestrator.models.data.tokens import DataSpec
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.models.training.config import TrainConfig
@@ -32,6 +33,7 @@ import torch.distributed as dist
 
 def train(ctx):
     for tokens in ctx.trial["eval_at_tokens"]:
+        ctx.report(tokens=tokens - 256, train_loss=5.0 + ctx.rank, lr=1e-3)   # a curve point
         total = torch.tensor([float(ctx.rank + 1)])
         dist.all_reduce(total)   # the process group Ray Train set up: 1 + 2 over 2 ranks
         ctx.report(tokens=tokens, val_loss=6.0 * tokens ** -0.1, rank=ctx.rank,
@@ -106,3 +108,6 @@ def test_a_function_trainer_under_a_two_worker_torchtrainer(local_ray, tmp_path)
     assert all(e == {"rank": 0, "world_size": 2, "rank_sum": 3.0} for e in extras)  # rank 0's
     assert rows[0]["backend"] == "python" and os.path.exists(Store(str(tmp_path / "results")).log_file(
         spec.trial_id))
+    curve = load_curves(str(tmp_path / "results"))  # rank 0's curve points, in _curves/
+    assert curve["tokens"].to_pylist() == [768, 1792, 2816, 3840]
+    assert set(curve["train_loss"].to_pylist()) == {5.0}

@@ -11,9 +11,10 @@ and as a function (examples/external-python.yaml: `function: "external.train:tra
 The trial JSON gives the shape, the tokens, the recipe (lr, warmup, cosine/wsd/constant decay,
 weight decay, clipping, seed), the evaluation points and the corpus's text files; the bytes of
 the files are the tokens (vocab 256), the last val_fraction of the files the validation text.
-At each evaluation it saves model, optimizer and the lines reported so far (atomically: a
-temporary file, then rename), THEN appends {"tokens", "val_loss", ...} to the metrics file;
-started with a save in the checkpoint directory it repeats the saved lines (the kept save can be
+Every log_every_steps it appends a curve line {"tokens", "step", "train_loss", "lr"} to the
+metrics file. At each evaluation it saves model, optimizer and the evaluations reported so far
+(atomically: a temporary file, then rename), THEN appends {"tokens", "val_loss", ...}; started
+with a save in the checkpoint directory it repeats the saved lines (the kept save can be
 newer than the last line the store read; rows are upserted) and resumes from it, with a save in
 $SCALING_START_FROM (a branch) it continues its trunk. Batches are drawn from a generator seeded
 by (seed, step), so a resumed run sees the batches an uninterrupted one would.
@@ -130,6 +131,9 @@ def run(trial: dict, checkpoint_dir: str, report, start_from: str = "", resume_d
         opt.step()
         losses.append(loss.item())
         step += 1
+        if step % trial["log_every_steps"] == 0:  # a point of the training curve (no val_loss)
+            report(tokens=step * trial["batch_tokens"], step=step, train_loss=losses[-1],
+                   lr=opt.param_groups[0]["lr"])
         if step * trial["batch_tokens"] in evals or step == steps:
             val_loss = evaluate(model, val, seq, r["eval_tokens"])
             line = dict(tokens=step * trial["batch_tokens"], step=step, val_loss=val_loss,

@@ -4,8 +4,9 @@ checkpoint directory, metrics JSONL) without training, its loss a formula of the
     python fake_trainer.py MODE OUT_DIR [SECONDS_PER_EVAL]
 
 MODE: ok | kill (SIGKILLs itself after its 2nd evaluation, once) | short (exits 0 after its
-first) | crash (exits 3 after its first) | badline (its 2nd line is not JSON) | missing (its
-1st line lacks val_loss) | params (reports params 10% off the plan's). Each start appends
+first) | crash (exits 3 after its first) | badline (its 2nd evaluation line is not JSON) | missing (its
+1st evaluation lacks val_loss and train_loss) | params (reports params 10% off the plan's). Before
+each evaluation it logs a curve line (train_loss, no val_loss) one step earlier. Each start appends
 {"resumed_at", "start_from", "pid", "trial_id"} to OUT_DIR/starts.jsonl. Its loss grows with lr.
 """
 
@@ -42,11 +43,15 @@ for i, tokens in enumerate(trial["eval_at_tokens"]):
         with open(tmp, "w") as f:
             json.dump({"tokens": tokens}, f)
         os.replace(tmp, state)  # save, then report
+    step = tokens // trial["batch_tokens"]
+    if tokens > resumed_at and mode != "missing":
+        emit({"tokens": tokens - trial["batch_tokens"], "step": step - 1, "train_loss": 6.2 * tokens ** -0.1,
+              "lr": 1e-3, "tokens_per_second": 100.0})
     worse = 1 + trial["recipe"]["lr"]  # a higher lr, a higher loss (the ASHA test ranks by it)
     record = {"tokens": tokens, "val_loss": 6.0 * tokens ** -0.1 * worse, "train_loss": 6.1 * tokens ** -0.1,
               "step": tokens // trial["batch_tokens"], "lr": 1e-3, "grad_norm": 0.5, "note": "text"}
     if mode == "missing":
-        del record["val_loss"]
+        del record["val_loss"], record["train_loss"]
     if mode == "params":
         record["params"] = int(trial["params"] * 1.1)
     emit("{not json" if mode == "badline" and i == 1 else record)

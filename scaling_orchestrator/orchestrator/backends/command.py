@@ -40,8 +40,9 @@ TAIL_LINES = 30
 
 
 def run_command(spec, *, paths: Paths, on_eval, resume_from: str | None = None, gpu_ids=None,
-                nproc: int = 1, log=lambda line: None):
-    """Run the trial's command to its end (module doc); returns the final Measurement."""
+                nproc: int = 1, log=lambda line: None, on_curve=None):
+    """Run the trial's command to its end (module doc); returns the final Measurement.
+    on_curve: the sink of its curve points (metrics.CurveBuffer), None to drop them."""
     if resume_from and os.path.abspath(resume_from) != os.path.abspath(paths.checkpoint_dir):
         shutil.copytree(resume_from, paths.checkpoint_dir, dirs_exist_ok=True)
     os.makedirs(paths.checkpoint_dir, exist_ok=True)
@@ -55,18 +56,24 @@ def run_command(spec, *, paths: Paths, on_eval, resume_from: str | None = None, 
                                 cwd=paths.workdir, stdout=out, stderr=subprocess.STDOUT,
                                 env=environment(values, paths, gpu_ids), start_new_session=True)
     try:
-        last = _follow(spec, proc, metrics.MetricsReader(paths.metrics), on_eval, paths.checkpoint_dir, log)
+        last = _follow(spec, proc, metrics.MetricsReader(paths.metrics), on_eval, paths.checkpoint_dir, log,
+                       metrics.CurveBuffer(spec, on_curve))
     finally:
         stop_group(proc)
     return _outcome(spec, proc.returncode, last, output)
 
 
-def _follow(spec, proc, reader, on_eval, checkpoint_dir: str, log):
-    """Hand each new metrics line to on_eval until the process exits; the last Measurement."""
+def _follow(spec, proc, reader, on_eval, checkpoint_dir: str, log, curve):
+    """Hand each new evaluation line to on_eval, and curve lines to curve, until the process
+    exits; the last Measurement."""
     began, last = time.perf_counter(), None
     while True:
         done = proc.poll() is not None
         for record in reader.read(at_end=done):
+            curve.add(record)
+            if not metrics.is_evaluation(record):
+                continue
+            curve.flush()
             warning = metrics.params_warning(spec, record)
             if warning and last is None:
                 log(f"warning: {warning}")
@@ -75,6 +82,7 @@ def _follow(spec, proc, reader, on_eval, checkpoint_dir: str, log):
             with paused(proc):
                 on_eval(last, checkpoint_dir if os.listdir(checkpoint_dir) else None)
         if done:
+            curve.flush()
             return last
         time.sleep(POLL_SECONDS)
 

@@ -49,6 +49,7 @@ def trial_json(spec) -> dict:
         "batch_tokens": config.batch_tokens,
         "recipe": {k: v for k, v in dataclasses.asdict(config).items() if k != "eval_at_tokens"},
         "eval_at_tokens": [s * config.batch_tokens for s in eval_steps(config, 0)],
+        "log_every_steps": config.log_every_steps,  # a curve line this often (backends/metrics.py)
         "data": {**dataclasses.asdict(spec.data), "files": corpus_files(spec.data.corpus)},
         "parent_trial_id": spec.parent_trial_id,
         "branch_tokens": spec.branch_tokens,

@@ -44,20 +44,28 @@ class TrainContext:
     _report: object = field(default=None, repr=False)
 
     def report(self, **values) -> None:
-        """One evaluation: tokens and val_loss, and any of the contract's optional keys."""
+        """One evaluation (tokens and val_loss) or one point of the training curve (tokens and
+        train_loss, no val_loss), and any of the contract's optional keys (backends/metrics.py)."""
         self._report(values)
 
 
 def run_function(spec, *, checkpoint_dir: str, on_eval, resume_from: str | None = None,
-                 start_from: str | None = None, rank: int = 0, world_size: int = 1, log=lambda line: None):
-    """Call the trial's function to its end (module doc); returns the final Measurement."""
+                 start_from: str | None = None, rank: int = 0, world_size: int = 1, log=lambda line: None,
+                 on_curve=None):
+    """Call the trial's function to its end (module doc); returns the final Measurement.
+    on_curve: the sink of its curve points (metrics.CurveBuffer), None to drop them."""
     fn = load_function(spec.trainer["function"], spec.trainer.get("spec_dir", ""))
     os.makedirs(checkpoint_dir, exist_ok=True)
     began = time.perf_counter()
     ctx = TrainContext(trial_json(spec), checkpoint_dir, resume_from, start_from, rank, world_size)
+    curve = metrics.CurveBuffer(spec, on_curve)
 
     def report(values: dict) -> None:
         record = metrics.check_record(values, f"report {len(ctx.reported) + 1}")
+        curve.add(record)
+        if not metrics.is_evaluation(record):
+            return
+        curve.flush()
         warning = metrics.params_warning(spec, record)
         if warning and not ctx.reported and rank == 0:
             log(f"warning: {warning}")
@@ -68,6 +76,7 @@ def run_function(spec, *, checkpoint_dir: str, on_eval, resume_from: str | None 
 
     ctx._report = report
     fn(ctx)
+    curve.flush()
     last = ctx.reported[-1] if ctx.reported else None
     if last is None:
         raise metrics.ContractError(

@@ -9,6 +9,15 @@ keywords of ctx.report (a function):
     {"grad_norm": 0.4, "mfu": 0.41}                                       any other number: the
                                                                           row's `metrics` (JSON)
 
+A line with train_loss and no val_loss is a point of the trial's training curve, not an
+evaluation (no row, no Tune report):
+
+    {"tokens": 20480, "step": 10, "train_loss": 5.1, "lr": 0.003,
+     "grad_norm": 0.4, "tokens_per_second": 5.2e4, "mfu": 0.38}         the last three optional
+
+Curve points (and the train_loss of evaluations) go to `_curves/<trial_id>.parquet` when the
+next evaluation is recorded, as the built-in loop's do.
+
 `step` defaults to tokens // batch_tokens (rows are upserted by step, so a resumed trainer that
 repeats lines rewrites the same rows). `lr` is the learning rate at that step (the row's `lr`
 column stays the trial's peak LR; the curve keeps the reported one). `params` and
@@ -30,7 +39,7 @@ from dataclasses import dataclass, field
 
 from scaling_orchestrator.models.training.config import Measurement
 
-REQUIRED = ("tokens", "val_loss")
+REQUIRED = ("tokens", "val_loss")  # an evaluation; a curve line has train_loss instead of val_loss
 OPTIONAL = ("step", "train_loss", "lr", "params", "flops_per_token", "val_bpb")
 INTEGERS = ("tokens", "step", "params")
 PARAMS_TOLERANCE = 0.02  # a reported params this far from the plan's is a warning
@@ -65,10 +74,10 @@ def check_record(record, where: str) -> dict:
     """The record's contract keys, typed; other numeric keys under "metrics"."""
     if not isinstance(record, dict):
         raise ContractError(f"{where}: a JSON object is required, got {type(record).__name__}")
-    missing = [k for k in REQUIRED if k not in record]
+    missing = [k for k in REQUIRED if k not in record and not (k == "val_loss" and "train_loss" in record)]
     if missing:
-        raise ContractError(f"{where}: missing required key {', '.join(missing)} "
-                            f"(each evaluation reports tokens and val_loss)")
+        raise ContractError(f"{where}: missing required key {', '.join(missing)} (each evaluation "
+                            f"reports tokens and val_loss, each curve line tokens and train_loss)")
     out, extra = {}, {}
     for key, value in record.items():
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -83,6 +92,47 @@ def check_record(record, where: str) -> dict:
         raise ContractError(f"{where}: tokens={out['tokens']} must be > 0")
     out["metrics"] = extra
     return out
+
+
+def is_evaluation(record: dict) -> bool:
+    """An evaluation (a row), as opposed to a point of the training curve only."""
+    return "val_loss" in record
+
+
+CURVE_EXTRAS = ("grad_norm", "tokens_per_second", "mfu")  # read from a line's other numbers
+
+
+def curve_point(spec, record: dict) -> dict | None:
+    """The record as a point of the trial's curve (models/training/curves.CURVE_FIELDS), or None
+    when it has no train_loss."""
+    if "train_loss" not in record:
+        return None
+    extra = record["metrics"]
+    return {"step": record.get("step", record["tokens"] // spec.train.batch_tokens),
+            "tokens": record["tokens"], "train_loss": record["train_loss"], "lr": record.get("lr"),
+            **{k: float(extra[k]) for k in CURVE_EXTRAS if k in extra}}
+
+
+class CurveBuffer:
+    """A trainer's curve points, handed to the trial's curve sink (on_curve) in one batch just
+    before each evaluation is recorded, and at the end."""
+
+    def __init__(self, spec, on_curve):
+        self.spec, self.on_curve, self.points = spec, on_curve, []
+
+    def add(self, record: dict) -> None:
+        """A record's point; one at the step of the point before it is dropped (a curve line and
+        the evaluation at its step: the curve line's per-step loss stays)."""
+        point = curve_point(self.spec, record)
+        if point is None or self.on_curve is None:
+            return
+        if not self.points or self.points[-1]["step"] != point["step"]:
+            self.points.append(point)
+
+    def flush(self) -> None:
+        if self.points:
+            self.on_curve(self.points)
+            self.points = []
 
 
 def to_measurement(spec, record: dict, *, previous: Measurement | None, wall_seconds: float) -> Reported:

@@ -341,7 +341,7 @@ def _train_trial(spec: TrialSpec, config, store: Store, *, scratch: str, resume_
         start = {"start_from": start_from}
     if spec.trainer:  # a command or function of the user's own (execution/trainers/)
         return launch.run_trainer(spec, store, scratch=scratch, resume_from=resume_from, on_eval=on_eval,
-                                  **start)
+                                  on_curve=on_curve, **start)
     if spec.simulate:
         # the simulate backend loads scipy with the law forms (2 s): only its own trials load it;
         # simulate_train is looked up on the module at call time (bench/scale.py paces it)

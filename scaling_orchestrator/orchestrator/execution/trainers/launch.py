@@ -12,7 +12,7 @@ from scaling_orchestrator.orchestrator.backends.function import run_function
 
 
 def run_trainer(spec, store, *, scratch: str, resume_from: str | None, on_eval,
-                start_from: str | None = None):
+                start_from: str | None = None, on_curve=None):
     """The trial's trainer to its end: rows, checkpoints and Tune reports through on_eval (the
     worker's), the last Measurement returned final (a diverged run's last row made final here)."""
     in_group = spec.resources.num_workers >= 1 and spec.trainer["kind"] == "python"
@@ -28,14 +28,16 @@ def run_trainer(spec, store, *, scratch: str, resume_from: str | None, on_eval,
     checkpoint_dir = os.path.join(scratch, "ckpt")
     if spec.trainer["kind"] == "python":
         last = run_function(spec, checkpoint_dir=checkpoint_dir, on_eval=on_eval, resume_from=resume_from,
-                            start_from=start_from, rank=rank, world_size=world_size, log=log)
+                            start_from=start_from, rank=rank, world_size=world_size, log=log,
+                            on_curve=on_curve)
     else:
         paths = Paths(trial_json=write_trial_json(spec, os.path.join(scratch, "trial.json")),
                       metrics=os.path.join(scratch, "metrics.jsonl"), checkpoint_dir=checkpoint_dir,
                       start_from=start_from or "", workdir=os.path.join(scratch, "work"))
         gpu_ids = _gpu_ids()
         last = run_command(spec, paths=paths, on_eval=on_eval, resume_from=resume_from, gpu_ids=gpu_ids,
-                           nproc=process_count(gpu_ids, spec.resources.gpus_per_trial), log=log)
+                           nproc=process_count(gpu_ids, spec.resources.gpus_per_trial), log=log,
+                           on_curve=on_curve)
     if last.status == "diverged":
         on_eval(last, None)  # the row of its last evaluation, now final
     return last
