@@ -135,7 +135,7 @@ def asha(local_ray, tmp_path_factory):
     from scaling_orchestrator.orchestrator.execution.search import run_search
 
     results = tmp_path_factory.mktemp("asha")
-    sweep = parse_sweep(tiny(results))
+    sweep = parse_sweep({**tiny(results), "tracking": {"tensorboard": True}})  # a tracker run per trial
     return sweep, results, run_search(make_plan(sweep), str(results), progress=False)
 
 
@@ -190,6 +190,8 @@ def test_asha_stops_trials_early_and_lands_every_row(asha):
     assert size.flops == pytest.approx(sum(rs[-1]["tokens"] for rs in rows.values()) / FULL * full_flops)
     assert size.best["val_loss"] == min(rows[t][-1]["val_loss"] for t in size.completed)
     assert "d1 (" in str(summary) and "stopped early" in str(summary)
+    runs = {p.name.split("_")[-1] for p in (results / "_tensorboard").iterdir()}  # the spec's tracker
+    assert runs == set(rows)
 
 
 @pytest.mark.ray

@@ -39,6 +39,8 @@ def test_run_names_say_size_budget_and_kind():
     trial = dataclasses.replace(spec(0), size_label="d4", budget_flops=1.4e12)
     assert run_name(trial) == "d4@1.4e12"
     assert run_name(dataclasses.replace(trial, group="branch", round=2)) == "d4@1.4e12+branch+r2"
+    searched = dataclasses.replace(trial, kind="hparam", train=dataclasses.replace(trial.train, lr=3e-3))
+    assert run_name(searched) == "d4@1.4e12+hparam+lr0.003"
     assert run_id(trial) == f"{trial.sweep}-{trial.trial_id}"
 
 

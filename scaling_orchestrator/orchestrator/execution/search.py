@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from scaling_orchestrator.orchestrator.execution.resources import max_concurrent
 from scaling_orchestrator.orchestrator.execution.stops import TIME_ATTR, finalize_stopped, recording_asha
+from scaling_orchestrator.orchestrator.execution.tracking import tracking_callbacks
 from scaling_orchestrator.orchestrator.execution.tune_config import (
     apply_overrides,
     overrides,
@@ -154,11 +155,13 @@ def run_search(
     address: str | None = None,
     progress: bool = True,
     max_concurrent_trials: int | None = None,
+    callbacks=(),
 ) -> SearchSummary:
     """Run the plan's hparams search, one Tuner per base trial (plan.hparam_trials, one per
     size); finished trials are replayed, not retrained. results_dir defaults to the spec's
     storage; trials at a time: max_concurrent_trials, else the spec's, else what the cluster
-    holds; retries per trial: the spec's max_failures."""
+    holds; retries per trial: the spec's max_failures. callbacks: Tune callbacks for every
+    Tuner, next to the trackers of the spec's tracking: section (one run per search trial)."""
     sweep = plan.sweep
     if sweep.hparams is None:
         raise ValueError(f"{sweep.source}: hparams: missing; the spec has no search to run")
@@ -167,13 +170,15 @@ def run_search(
     start = time.time()
     check_batch_split(list(plan.hparam_trials))  # num_workers > 1: batch_tokens must split
     store = Store(results_dir or sweep.storage)
+    callbacks = (*tracking_callbacks(sweep.tracking, sweep.name, store.uri), *callbacks)
     with StudyLock(store) as lock, ray_session(address) as started:
         if started and not joins_a_cluster(address):  # as run_plan: a crash's leftovers get reaped
             lock.record(**local_ray_record())
         cluster = check_cluster(list(plan.hparam_trials))
         sizes = tuple(
             _search_size(
-                sweep, base, store, cluster, progress=progress, max_concurrent_trials=max_concurrent_trials
+                sweep, base, store, cluster, progress=progress, max_concurrent_trials=max_concurrent_trials,
+                callbacks=callbacks,
             )
             for base in plan.hparam_trials
         )
@@ -181,11 +186,12 @@ def run_search(
 
 
 def _search_size(
-    sweep, base: TrialSpec, store: Store, cluster: dict, *, progress: bool, max_concurrent_trials: int | None
+    sweep, base: TrialSpec, store: Store, cluster: dict, *, progress: bool, max_concurrent_trials: int | None,
+    callbacks=(),
 ) -> SizeResult:
     done_before = store.done_trial_ids()
     specs, errors = {}, {}
-    for result in _tuner(sweep, base, store, cluster, progress, max_concurrent_trials).fit():
+    for result in _tuner(sweep, base, store, cluster, progress, max_concurrent_trials, callbacks).fit():
         if result.config:
             spec = resolve(result.config)[1]
             specs[spec.trial_id] = spec
@@ -197,7 +203,8 @@ def _search_size(
 
 
 def _tuner(
-    sweep, base: TrialSpec, store: Store, cluster: dict, progress: bool, max_concurrent_trials: int | None
+    sweep, base: TrialSpec, store: Store, cluster: dict, progress: bool, max_concurrent_trials: int | None,
+    callbacks=(),
 ):
     h = sweep.hparams
     concurrency = (
@@ -217,7 +224,7 @@ def _tuner(
         num_samples=h.num_samples,
         trial_name_creator=lambda t: resolve(t.config)[1].trial_id,
         trial_dirname_creator=lambda t: f"{resolve(t.config)[1].trial_id}-{t.trial_id}",
-        callbacks=[_progress(base.size_label, h.trials_per_size)] if progress else [],
+        callbacks=[*([_progress(base.size_label, h.trials_per_size)] if progress else []), *callbacks],
     )
 
 

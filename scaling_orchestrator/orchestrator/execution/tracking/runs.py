@@ -39,6 +39,7 @@ def run_name(spec: TrialSpec) -> str:
     name += f"+{spec.group}" if spec.group else ""
     name += f"+r{spec.round}" if spec.round else ""
     name += f"+{spec.kind}" if spec.kind != "scaling" else ""
+    name += f"+lr{spec.train.lr:.3g}" if spec.kind == "hparam" else ""  # a search's runs of one size
     return name + (f"+seed{spec.train.seed}" if spec.train.seed else "")
 
 
