@@ -27,15 +27,16 @@ def one_at_a_time(N, D, L, groups, axis, window, n_resamples, seed) -> np.ndarra
 
 
 def budgets(seed: int, noise: float):
-    """Six budgets of 7 sizes (two seeds of some sizes, one budget of 2 runs), loss a noisy
-    valley in log N: edges, duplicates and non-convex resamples all occur."""
+    """Seven budgets of 7 sizes (two seeds of some sizes, one budget of 2 runs, one of 3, where a
+    resample often holds fewer than 3 distinct sizes), loss a noisy valley in log N: edges,
+    duplicates and non-convex resamples all occur."""
     rng = np.random.default_rng(seed)
     N, D, L, groups, start = [], [], [], [], 0
-    for i, C in enumerate(np.logspace(18, 20.5, 6)):
+    for i, C in enumerate(np.logspace(18, 21, 7)):
         n_opt = 0.1 * C ** 0.5
         sizes = n_opt * np.logspace(-0.8, 0.8, 7) * (1.4 if i == 2 else 1.0)
         sizes = np.concatenate([sizes, sizes[[1, 3]]]) if i % 2 else sizes
-        sizes = sizes[:2] if i == 5 else sizes
+        sizes = sizes[:2] if i == 5 else sizes[2:5] if i == 6 else sizes
         N += list(sizes)
         D += list(C / (6 * sizes))
         L += list(2 + 0.05 * np.log10(sizes / n_opt) ** 2 * 10 + noise * rng.standard_normal(len(sizes)))

@@ -37,8 +37,7 @@ def _weighted_fit(t, y, w, degree: int) -> np.ndarray:
     moments = w @ powers.T  # (k, 2d+1): sum w t^j
     lhs = np.stack([moments[:, i:i + degree + 1] for i in range(degree + 1)], axis=1)
     rhs = w @ (powers[:degree + 1] * y[None, :]).T  # (k, d+1)
-    with np.errstate(all="ignore"):
-        return np.linalg.solve(lhs, rhs[..., None])[..., 0]
+    return _solve(lhs, rhs)
 
 
 def bootstrap_rows(N, D, L, groups, axis: str, window: int, n_resamples: int, seed: int) -> np.ndarray:
@@ -109,8 +108,18 @@ def _weighted_fit_centred(lx, y, w, centre) -> np.ndarray:
     moments = np.einsum("km,kjm->kj", w, powers)
     lhs = np.stack([moments[:, i:i + 3] for i in range(3)], axis=1)
     rhs = np.einsum("km,kjm->kj", w * y[None, :], powers[:, :3])
+    return _solve(lhs, rhs)
+
+
+def _solve(lhs, rhs) -> np.ndarray:
+    """Each row's solution of lhs x = rhs; NaN for a singular system (a resample whose window
+    holds too few distinct sizes), which np.linalg.solve would raise on for the whole batch."""
     with np.errstate(all="ignore"):
-        return np.linalg.solve(lhs, rhs[..., None])[..., 0]
+        singular = ~(np.abs(np.linalg.det(lhs)) > 0)
+        eye = np.broadcast_to(np.eye(lhs.shape[-1]), lhs.shape)
+        x = np.linalg.solve(np.where(singular[:, None, None], eye, lhs), rhs[..., None])[..., 0]
+    x[singular] = np.nan
+    return x
 
 
 def power_laws(flops, usable, log_opt) -> tuple[np.ndarray, np.ndarray]:
