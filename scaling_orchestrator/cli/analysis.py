@@ -1,5 +1,5 @@
-"""`scaling fit`, `scaling report`, `scaling predict` and `scaling select`: argparse over
-`scaling_orchestrator.analysis` (fit, FitResult.load, predict, design.pool), mounted by the main CLI.
+"""`scaling fit`, `scaling report` and `scaling predict`: argparse over `scaling_orchestrator.analysis`
+(fit, FitResult.load, predict), mounted by the main CLI (`scaling select`: cli/selection.py).
 
 Bad input (a missing file or column, an unreadable table, a bad flag value) prints one line
 on stderr naming the problem and returns 2; no traceback reaches the user.
@@ -14,17 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from scaling_orchestrator.analysis.data.load import MixedSweepsWarning, SkippedFileWarning, load_table
-from scaling_orchestrator.analysis.design.law_pick import auto_forms
-from scaling_orchestrator.analysis.design.pool import (
-    COST_EXPONENT,
-    chosen_table,
-    read_pool,
-    select_pool,
-    selection_dict,
-)
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.judge.forecast import DEFAULT_PARAMS_THRESHOLD
-from scaling_orchestrator.analysis.laws.choice import AUTO
 from scaling_orchestrator.analysis.laws.registry import forms
 from scaling_orchestrator.analysis.numerics import write_json
 from scaling_orchestrator.analysis.options import Columns, FitOptions
@@ -39,7 +30,7 @@ EXIT_BAD_INPUT = 2
 DEFAULT_LAW = "chinchilla"
 
 
-def _fraction(text: str) -> float:
+def fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -49,7 +40,7 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -73,7 +64,7 @@ def _add_source_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flops-convention", choices=("exact", "6n"), default="exact")
     p.add_argument(
         "--target-flops",
-        type=_positive_float,
+        type=positive_float,
         nargs="+",
         default=[],
         metavar="C",
@@ -108,7 +99,7 @@ def _add_source_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--params-threshold",
-        type=_fraction,
+        type=fraction,
         default=DEFAULT_PARAMS_THRESHOLD,
         metavar="F",
         help=f"back-test: largest relative N* miss that passes (default {DEFAULT_PARAMS_THRESHOLD})",
@@ -195,7 +186,7 @@ def _warnings_reported(args):
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
-def _guard(fn, args, command: str) -> int:
+def guard(fn, args, command: str) -> int:
     try:
         return fn(args)
     except (ValueError, NotFittable, OSError, KeyError) as exc:
@@ -205,7 +196,7 @@ def _guard(fn, args, command: str) -> int:
 
 
 def run_fit(args) -> int:
-    return _guard(_run_fit, args, "fit")
+    return guard(_run_fit, args, "fit")
 
 
 def _read_source(args):
@@ -244,7 +235,7 @@ def _run_fit(args) -> int:
 
 
 def run_report(args) -> int:
-    return _guard(_run_report, args, "report")
+    return guard(_run_report, args, "report")
 
 
 def _run_report(args) -> int:
@@ -296,7 +287,7 @@ def add_predict_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_predict(args) -> int:
-    return _guard(_run_predict, args, "predict")
+    return guard(_run_predict, args, "predict")
 
 
 def _run_predict(args) -> int:
@@ -315,136 +306,4 @@ def _run_predict(args) -> int:
     bounds = " with its 95% interval" if "predicted_loss_lo" in table.column_names else ""
     print(f"wrote {args.out}: predicted_loss{bounds} for {table.num_rows} points by "
           f"{predicted_by(table)}{unpredicted(table)}")
-    return 0
-
-
-def add_select_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "select",
-        help="choose runs from an existing pool adaptively and fit them",
-        description="Adaptive selection over a table of finished runs: a run's loss is read "
-        "only once it is chosen; rounds add the runs that narrow N*(C)'s 95% "
-        "interval and the loss forecast at C most per cost^X until the budget is spent "
-        "(or, with --stop-at-tolerance, N*'s interval is within x/÷ tolerance). "
-        "OUT is a `scaling fit --json` of the chosen runs plus "
-        '"selection" (each row\'s round and reason).',
-    )
-    p.add_argument("pool", metavar="POOL", help="Parquet / Arrow / CSV table of runs")
-    p.add_argument("--params", required=True, metavar="COL", help="parameter-count column")
-    p.add_argument(
-        "--tokens",
-        default="tokens",
-        metavar="COL",
-        help="training-tokens column (default: tokens; with --flops and no such column, D = C / (6 N))",
-    )
-    p.add_argument("--loss", required=True, metavar="COL", help="final-loss column, nats/token")
-    p.add_argument("--flops", metavar="COL", help="training-FLOPs column, each run's cost (default: 6 N D)")
-    p.add_argument(
-        "--budget-fraction",
-        type=_fraction,
-        required=True,
-        metavar="F",
-        help="share of the pool's total FLOPs the selection may spend (0.1)",
-    )
-    p.add_argument(
-        "--target-flops",
-        type=_positive_float,
-        required=True,
-        metavar="C",
-        help="the budget whose N* the selection pins down; above every pool run",
-    )
-    p.add_argument(
-        "--tolerance",
-        type=float,
-        default=1.25,
-        metavar="X",
-        help="N*'s 95%% interval within x/÷ X (hi/lo <= X^2) is what --stop-at-tolerance stops at "
-        "and each round reports; default 1.25",
-    )
-    p.add_argument(
-        "--law",
-        default=AUTO,
-        choices=(AUTO, *(n for n, f in forms().items() if not f.required_columns)),
-        help="the law each round plans with and the chosen runs are fitted with; auto (default): "
-        f"each round, the one of {', '.join(auto_forms())} that best forecasts the largest budget "
-        "chosen so far from the others (farseer only when named: minutes a fit)",
-    )
-    p.add_argument(
-        "--stop-at-tolerance",
-        action="store_true",
-        help="stop once N*'s interval is within --tolerance at two rounds in a row "
-        "(default: keep choosing until --budget-fraction is spent)",
-    )
-    p.add_argument(
-        "--batch",
-        type=int,
-        default=4,
-        metavar="K",
-        help="runs added per round, at least (and a quarter of those chosen)",
-    )
-    p.add_argument(
-        "--cost-exponent",
-        type=float,
-        default=COST_EXPONENT,
-        metavar="X",
-        help=f"rank runs by uncertainty removed / cost^X: 0 the most informative run the budget "
-        f"allows, 1 per FLOP, 0.4 arXiv 2604.22753's (default {COST_EXPONENT:g})",
-    )
-    p.add_argument(
-        "--bootstrap",
-        type=int,
-        default=200,
-        metavar="N",
-        help="bootstrap resamples, per round and for the final fit (default 200)",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", required=True, metavar="OUT", help="write the fit and selection")
-    p.set_defaults(func=run_select)
-    return p
-
-
-def run_select(args) -> int:
-    return _guard(_run_select, args, "select")
-
-
-def _say_round(round_, proposal, law: str) -> None:
-    a = proposal.answer
-    print(f"round {round_}: {a.n_points} runs, {law} law, N* {a.params:.3g} "
-          f"[{a.params_ci[0]:.3g}, {a.params_ci[1]:.3g}], +{len(proposal.choices)} runs")
-
-
-def _run_select(args) -> int:
-    for flag, value, ok, allowed in (
-        ("--budget-fraction", args.budget_fraction, args.budget_fraction <= 1, "at most 1"),
-        ("--tolerance", args.tolerance, args.tolerance > 1, "> 1"),
-        ("--batch", args.batch, args.batch >= 1, ">= 1"),
-        ("--bootstrap", args.bootstrap, args.bootstrap >= 2, ">= 2"),
-        ("--cost-exponent", args.cost_exponent, 0 <= args.cost_exponent <= 1, "in [0, 1]"),
-    ):
-        if not ok:
-            raise ValueError(f"{flag} {value:g}: must be {allowed}")
-    pool, table_rows = read_pool(args.pool, params=args.params, tokens=args.tokens, loss=args.loss,
-                                 flops=args.flops)
-    selection = select_pool(pool, target_flops=args.target_flops,
-                            budget_flops=args.budget_fraction * pool.total_flops, tolerance=args.tolerance,
-                            batch=args.batch, law=args.law, n_bootstrap=args.bootstrap, seed=args.seed,
-                            cost_exponent=args.cost_exponent, stop_at_tolerance=args.stop_at_tolerance,
-                            on_round=_say_round)
-    result = fit(
-        chosen_table(pool, selection),
-        Columns(loss="loss", run="run"),
-        FitOptions(target_flops=(args.target_flops,), law=selection.law, n_bootstrap=args.bootstrap,
-                   seed=args.seed),
-    )
-    say_law_failure(result, args.law, "select")
-    out = result.to_dict()
-    out["selection"] = selection_dict(pool, selection, table_rows, source=str(args.pool),
-                                      target_flops=args.target_flops, tolerance=args.tolerance,
-                                      budget_fraction=args.budget_fraction)
-    write_json(args.json, out)
-    print(f"{selection.message}")
-    print(
-        f"chose {len(selection.rows)} of {len(pool)} runs, {selection.spent_flops:.3g} of "
-        f"{selection.budget_flops:.3g} FLOPs; wrote {args.json}"
-    )
     return 0

@@ -15,6 +15,7 @@ from scaling_orchestrator.cli import analysis as analysis_cli
 from scaling_orchestrator.cli import demo
 from scaling_orchestrator.cli import export as export_cli
 from scaling_orchestrator.cli import prepare as prepare_cli
+from scaling_orchestrator.cli import selection as selection_cli
 from scaling_orchestrator.orchestrator.designs import make_plan
 from scaling_orchestrator.orchestrator.designs.next_trials import run_next
 from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
@@ -55,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The full parser; fit/report/predict/select parsers come from scaling_orchestrator.cli.analysis
-    when they are the command (listed by name otherwise)."""
+    """The full parser; fit/report/predict parsers come from scaling_orchestrator.cli.analysis (select's
+    from cli.selection) when they are the command (listed by name otherwise)."""
     parser = argparse.ArgumentParser(prog="scaling", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -91,7 +92,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     for name in ANALYSIS_COMMANDS:
         if name == command:
-            getattr(analysis_cli, f"add_{name}_parser")(sub)
+            module = selection_cli if name == "select" else analysis_cli
+            getattr(module, f"add_{name}_parser")(sub)
         else:  # listed in --help; the real parser is built when it is the command
             sub.add_parser(name, help=COMMANDS[name], add_help=False)
 
@@ -227,7 +229,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_select(args) -> int:
-    return analysis_cli.run_select(args)
+    return selection_cli.run_select(args)
 
 
 def cmd_next(args) -> int:
