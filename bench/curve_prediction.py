@@ -1,14 +1,18 @@
 """Curve laws on our own runs: fit one size on a constant-LR and a cosine run, predict a WSD run
 and a cosine run twice as long.
 
-    python bench/curve_prediction.py [--depth 2] [--steps 400] [--law multi_power]
+    python bench/curve_prediction.py [--depth 2] [--steps 400] [--law auto] [--curve-points]
 
 Four runs of one size of the demo's dial (its corpus, BPE and recipe: lr 3e-3, 2,048 tokens a
 step, 5% warmup, cosine to 10%), plain scaling_orchestrator.models.training.loop, no Ray, one
 torch thread: constant and cosine for `--steps` (fitted, every evaluation), WSD (20% linear
 decay) for `--steps` and cosine for 2x `--steps` (predicted from their schedules alone). Each
-schedule is rebuilt exactly from the recipe (analysis/laws/curves/schedule.recipe_lr). Prints
-each run's predicted and measured final loss and the headline `worst final-loss error: X%`.
+schedule is rebuilt exactly from the recipe (analysis/laws/curves/schedule.recipe_lr). A run's
+evaluations and per-step train losses are kept in `--cache` (the system's temp folder by
+default) and read back by a later call with the same runs. Prints each law's final-loss
+errors at each burn-in, then the fit of `--law` (auto: the law and burn-in chosen on held-out
+points of the fitted runs alone), each predicted run's final loss and the headline
+`worst final-loss error: X%`.
 """
 
 from __future__ import annotations
