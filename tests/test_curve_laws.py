@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
 
+import scaling_orchestrator.analysis.laws.curves.fit as curve_fit_module
 from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, CurveSet, fit_curves, held_out
 from scaling_orchestrator.analysis.laws.curves.forms import curve_form
 from scaling_orchestrator.analysis.laws.curves.schedule import areas, logged_lr, recipe_lr
@@ -144,3 +145,21 @@ def test_cli_fits_foreign_curves_and_predicts_an_unseen_schedule(tmp_path, capsy
     assert np.abs(predicted / unseen.loss - 1).max() < 0.02
     assert main(["fit", str(tmp_path / "seen.csv"), *flags, "--loss", "train", "--law", "chinchilla"]) == 2
     assert "curve fit takes" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # eight fits and two refits: about 5 s
+def test_auto_passes_over_a_choice_whose_fit_on_every_point_is_not_finite(monkeypatch):
+    seen = with_transient(truth_curves(TISSUE, "lr_annealing",
+                                       [("constant", 2000, "constant"), ("cosine", 2000, "cosine")]))
+    real = curve_fit_module.fit_curves
+
+    def runs_off(curves, law="multi_power", **kw):   # the best choice's refit runs to C = inf
+        fitted = real(curves, law, **kw)
+        if law == "lr_annealing" and kw.get("burn_in") == 0.3:
+            return CurveFit(fitted.form, {**fitted.values, "C": float("inf")}, 0.0, 0, 0)
+        return fitted
+
+    monkeypatch.setattr(curve_fit_module, "fit_curves", runs_off)
+    fitted = curve_fit_module.choose_curve_law(seen, joint=False)
+    assert "passed over" in fitted.chosen and "lr_annealing at burn-in 30%" in fitted.chosen
+    assert np.isfinite(list(fitted.values.values())).all()

@@ -197,15 +197,22 @@ def choose_curve_law(curves: CurveSet, joint: bool, *, n_bootstrap: int = 0, see
         except (NotFittable, ValueError):
             error = float("inf")
         errors[name, burn_in] = error if np.isfinite(error) else float("inf")
-    best, burn_in = min(errors, key=errors.get)
-    if not np.isfinite(errors[best, burn_in]):
-        raise NotFittable(f"--law auto: no curve law predicts {what}")
     said = ", ".join(f"{name} {100 * v:.2f}% (burn-in {b:.0%})" for name in CURVE_LAWS
                      for b, v in [min(((b, errors[name, b]) for b in BURN_INS), key=lambda x: x[1])])
-    fitted = fit_curves(curves, best, joint=joint, n_bootstrap=n_bootstrap, seed=seed, burn_in=burn_in)
+    skipped = []
+    for best, burn_in in sorted((k for k in errors if np.isfinite(errors[k])), key=errors.get):
+        fitted = fit_curves(curves, best, joint=joint, burn_in=burn_in)
+        if np.isfinite(list(fitted.values.values())).all() and np.isfinite(fitted.predict(curves)).all():
+            break
+        skipped.append(f"{best} at burn-in {burn_in:.0%}")
+    else:
+        raise NotFittable(f"--law auto: no curve law predicts {what} with finite constants")
+    if n_bootstrap > 0:
+        fitted = fit_curves(curves, best, joint=joint, n_bootstrap=n_bootstrap, seed=seed, burn_in=burn_in)
+    passed = f" (passed over, its fit on every point not finite: {', '.join(skipped)})" if skipped else ""
     return CurveFit(fitted.form, fitted.values, fitted.objective, fitted.n_points, fitted.n_runs,
                     fitted.samples, f"auto chose {best}, burn-in {burn_in:.0%} of each run's steps: mean "
-                    f"error on {what} {said}", fitted.ci95)
+                    f"error on {what} {said}{passed}", fitted.ci95)
 
 
 def held_out(curves: CurveSet) -> tuple[np.ndarray, np.ndarray, str]:
