@@ -6,15 +6,17 @@ Huber delta 1e-3 on log L) and, with n_bootstrap > 0, refits it on resamples of 
 (laws/bootstrap.py: a run's evaluations are not independent draws).
 
 Burn-in: `burn_in` leaves out each run's evaluations before that share of its steps. Real runs
-start with a transient the laws do not describe (a tiny model sits on the unigram plateau for
-its first ~10% of steps, then falls faster than any power of S1), and a fit that must pass
-through it bends A and alpha away from the rest of the curve.
+start with a transient the laws do not describe (the demo's 62k-parameter model sits on a
+plateau near loss 6.0 for steps 30-60 of 300, then falls faster than any power of S1), and a
+fit that must pass through it bends A and alpha away from the rest of the curve.
 
 `law="auto"` holds points out, fits each law at each burn-in of BURN_INS on the rest, keeps the
 pair whose predictions of the held-out points are closest (mean |relative error|), refits it on
-everything and says which, and why, in `CurveFit.chosen`. Held out: with two or more runs whose
-LR anneals, the last 25% of the longest such run's steps, that run left out of the fit (a
-held-out schedule); else the last 25% of every run's steps (held-out run tails).
+everything (passing over a pair whose refit is not finite) and says which, and why, in
+`CurveFit.chosen`. Held out: where two or more schedules anneal (a schedule: the runs of one
+size, length and LR area), the last 25% of the longest such schedule's steps, that schedule
+left out of the fit (a held-out schedule); else the last 25% of every run's steps (held-out
+run tails).
 """
 
 from __future__ import annotations
