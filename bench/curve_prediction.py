@@ -1,7 +1,8 @@
 """Curve laws on our own runs: fit one size on a constant-LR and a cosine run, predict a WSD run
 and a cosine run twice as long.
 
-    python bench/curve_prediction.py [--depth 2] [--steps 400] [--law auto] [--curve-points]
+    python bench/curve_prediction.py [--depth 2] [--steps 400] [--law auto] [--seed 0] [--curve-points]
+                                     [--fit-wsd]
 
 Four runs of one size of the demo's dial (its corpus, BPE and recipe: lr 3e-3, 2,048 tokens a
 step, 5% warmup, cosine to 10%), plain scaling_orchestrator.models.training.loop, no Ray, one
@@ -12,7 +13,8 @@ evaluations and per-step train losses are kept in `--cache` (the system's temp f
 default) and read back by a later call with the same runs. Prints each law's final-loss
 errors at each burn-in, then the fit of `--law` (auto: the law and burn-in chosen on held-out
 points of the fitted runs alone), each predicted run's final loss and the headline
-`worst final-loss error: X%`.
+`worst final-loss error: X%`. --fit-wsd fits the WSD run as a third schedule and predicts the
+2x cosine alone.
 """
 
 from __future__ import annotations
@@ -65,13 +67,13 @@ def run(shape: ModelShape, data, schedule: str, steps: int, evals: int, cache: P
     return {"eta": eta, **json.loads(path.read_text())}
 
 
-def fitted_runs(runs: dict, curve_points: bool) -> CurveSet:
+def fitted_runs(runs: dict, curve_points: bool, fitted: tuple = FITTED) -> CurveSet:
     """The constant and cosine runs' evaluations; with curve_points also their per-step train
     losses, put on the evaluations' scale by the median log ratio of each evaluation to the
     mean train loss of the 15 steps around it (the validation slice is another part of the
     corpus: its loss sits ~0.8% below the train batches')."""
     parts, ratios = [], []
-    for k in FITTED:
+    for k in fitted:
         r = runs[k]
         parts.append((k, 1.0, r["eta"], r["steps"], r["losses"]))
         at, train = np.asarray(r["curve_steps"]), np.log(r["curve_losses"])
@@ -79,17 +81,17 @@ def fitted_runs(runs: dict, curve_points: bool) -> CurveSet:
     if curve_points:
         scale = np.exp(np.median(ratios))
         parts += [(f"{k} train", 1.0, runs[k]["eta"], runs[k]["curve_steps"],
-                   scale * np.asarray(runs[k]["curve_losses"])) for k in FITTED]
+                   scale * np.asarray(runs[k]["curve_losses"])) for k in fitted]
     return CurveSet.from_runs(parts)
 
 
-def final_errors(fitted, runs: dict) -> list[float]:
+def final_errors(fitted, runs: dict, predicted: tuple = PREDICTED) -> list[float]:
     """Relative error of the predicted final loss of each predicted run."""
     out = []
-    for name in PREDICTED:
+    for name in predicted:
         eta, steps, losses = (runs[name][k] for k in ("eta", "steps", "losses"))
-        predicted = fitted.predict(CurveSet.from_runs([(name, 1.0, eta, steps, None)]))
-        out.append(predicted[-1] / losses[-1] - 1)
+        loss_hat = fitted.predict(CurveSet.from_runs([(name, 1.0, eta, steps, None)]))
+        out.append(loss_hat[-1] / losses[-1] - 1)
     return out
 
 
@@ -101,6 +103,7 @@ def main() -> None:
     parser.add_argument("--burn-in", type=float, default=0.0, help="with a named law: the share of each "
                         "run's steps left out of the fit (auto chooses its own)")
     parser.add_argument("--curve-points", action="store_true", help="fit the per-step train losses too")
+    parser.add_argument("--fit-wsd", action="store_true", help="fit the WSD run too; predict the 2x cosine")
     parser.add_argument("--evals", type=int, default=EVALS)
     parser.add_argument("--seed", type=int, default=0, help="the runs' seed (initialisation and data order)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "curve_prediction_runs",
@@ -115,25 +118,26 @@ def main() -> None:
             for name, schedule, steps in plan}
     print(f"4 runs of {shape.param_counts()['total']} params in {time.perf_counter() - began:.0f} s "
           f"(cached in {args.cache})")
-    seen = fitted_runs(runs, args.curve_points)
-    print("each law at each burn-in: final-loss error " + " / ".join(PREDICTED))
+    fitted_on, predicted = (FITTED + ("wsd",), PREDICTED[1:]) if args.fit_wsd else (FITTED, PREDICTED)
+    seen = fitted_runs(runs, args.curve_points, fitted_on)
+    print("each law at each burn-in: final-loss error " + " / ".join(predicted))
     for law in CURVE_LAWS:
         for burn_in in BURN_INS:
-            errors = final_errors(fit_curves(seen, law, burn_in=burn_in), runs)
+            errors = final_errors(fit_curves(seen, law, burn_in=burn_in), runs, predicted)
             print(f"  {law:12s} burn-in {burn_in:.0%}: " + " / ".join(f"{100 * e:+.2f}%" for e in errors))
     fitted = fit_curves(seen, args.law, burn_in=args.burn_in)
     print(f"{fitted.form.name}: " + ", ".join(f"{k} = {v:.4g}" for k, v in fitted.values.items()))
     if fitted.chosen:
         print(fitted.chosen)
-    for name, error in zip(PREDICTED, final_errors(fitted, runs)):
+    for name, error in zip(predicted, final_errors(fitted, runs, predicted)):
         eta, steps, losses = (runs[name][k] for k in ("eta", "steps", "losses"))
-        predicted = fitted.predict(CurveSet.from_runs([(name, 1.0, eta, steps, None)]))
-        miss = np.abs(predicted / np.asarray(losses) - 1)
+        loss_hat = fitted.predict(CurveSet.from_runs([(name, 1.0, eta, steps, None)]))
+        miss = np.abs(loss_hat / np.asarray(losses) - 1)
         late = np.asarray(steps) >= max(BURN_INS) * steps[-1]
-        print(f"{name:10s} final loss predicted {predicted[-1]:.4f}, measured {losses[-1]:.4f} "
+        print(f"{name:10s} final loss predicted {loss_hat[-1]:.4f}, measured {losses[-1]:.4f} "
               f"({100 * error:+.2f}%); worst on the curve {100 * miss.max():.2f}%, from "
               f"{max(BURN_INS):.0%} of its steps on {100 * miss[late].max():.2f}%")
-    print(f"worst final-loss error: {100 * max(map(abs, final_errors(fitted, runs))):.2f}%")
+    print(f"worst final-loss error: {100 * max(map(abs, final_errors(fitted, runs, predicted))):.2f}%")
 
 
 if __name__ == "__main__":
