@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
 
-from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, CurveSet, fit_curves
+import scaling_orchestrator.analysis.laws.curves.fit as curve_fit_module
+from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, CurveSet, fit_curves, held_out
 from scaling_orchestrator.analysis.laws.curves.forms import curve_form
 from scaling_orchestrator.analysis.laws.curves.schedule import areas, logged_lr, recipe_lr
 from scaling_orchestrator.cli.study import main
@@ -53,6 +54,48 @@ def test_lr_annealing_recovers_its_constants_and_predicts_an_unseen_schedule():
         assert fitted.values[k] == pytest.approx(v, rel=0.01), k
     unseen = truth_curves(TISSUE, "lr_annealing", [("wsd", 2000, "wsd"), ("long", 4000, "cosine")])
     assert np.abs(fitted.predict(unseen) / unseen.loss - 1).max() < 0.005
+
+
+def with_transient(curves: CurveSet) -> CurveSet:
+    """curves with a real run's early transient: +30% at step 0, fading over ~60 steps."""
+    return CurveSet(curves.run, curves.params, curves.step,
+                    curves.loss * (1 + 0.3 * np.exp(-curves.step / 60)), curves.areas)
+
+
+def test_burn_in_leaves_out_the_early_transient_and_recovers_the_law():
+    seen = with_transient(truth_curves(TISSUE, "lr_annealing",
+                                       [("constant", 2000, "constant"), ("cosine", 2000, "cosine")]))
+    assert seen.burned(0.2).step.min() == 400 and len(seen.burned(0.2).step) == 2 * 17
+    fitted = fit_curves(seen, "lr_annealing", burn_in=0.2)
+    for k, v in TISSUE.items():          # through the transient (burn_in 0): L0 2.13, alpha 0.56
+        assert fitted.values[k] == pytest.approx(v, rel=0.01), k
+    unseen = truth_curves(TISSUE, "lr_annealing", [("wsd", 2000, "wsd"), ("long", 4000, "cosine")])
+    final = unseen.step == unseen.last_steps()
+    assert np.abs(fitted.predict(unseen)[final] / unseen.loss[final] - 1).max() < 0.001
+
+
+def test_auto_holds_out_a_schedule_where_two_runs_anneal_else_run_tails():
+    runs = [("constant", 2000, "constant"), ("cosine", 2000, "cosine"), ("wsd", 1000, "wsd")]
+    curves = truth_curves(TISSUE, "lr_annealing", runs)
+    train = CurveSet(np.where(curves.run == "cosine", "cosine train", curves.run), curves.params,
+                     curves.step, curves.loss, curves.areas)  # the same schedule under another run id
+    held, fitted_on, what = held_out(CurveSet.concat([curves, train]))
+    assert set(np.concatenate([curves.run, train.run])[held]) == {"cosine", "cosine train"}
+    assert not (held & fitted_on).any() and "held-out schedule" in what
+    assert not np.isin(np.concatenate([curves.run, train.run])[fitted_on], ["cosine", "cosine train"]).any()
+    two = curves.select(curves.run != "wsd")
+    held, fitted_on, what = held_out(two)
+    assert "run tails" in what and np.array_equal(held, two.step > 1500) and np.array_equal(fitted_on, ~held)
+
+
+@pytest.mark.slow  # eight fits: about 4 s
+def test_auto_picks_the_law_and_a_burn_in_by_held_out_tails_and_says_which():
+    seen = with_transient(truth_curves(TISSUE, "lr_annealing",
+                                       [("constant", 2000, "constant"), ("cosine", 2000, "cosine")]))
+    fitted = fit_curves(seen, "auto")
+    assert fitted.form.name == "lr_annealing" and fitted.values["alpha"] == pytest.approx(0.5, rel=0.01)
+    assert fitted.chosen.startswith("auto chose lr_annealing, burn-in 30%")
+    assert "held-out run tails" in fitted.chosen and "multi_power" in fitted.chosen
 
 
 def test_joint_law_recovers_the_floors_dependence_on_model_size():
@@ -102,3 +145,21 @@ def test_cli_fits_foreign_curves_and_predicts_an_unseen_schedule(tmp_path, capsy
     assert np.abs(predicted / unseen.loss - 1).max() < 0.02
     assert main(["fit", str(tmp_path / "seen.csv"), *flags, "--loss", "train", "--law", "chinchilla"]) == 2
     assert "curve fit takes" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # eight fits and two refits: about 5 s
+def test_auto_passes_over_a_choice_whose_fit_on_every_point_is_not_finite(monkeypatch):
+    seen = with_transient(truth_curves(TISSUE, "lr_annealing",
+                                       [("constant", 2000, "constant"), ("cosine", 2000, "cosine")]))
+    real = curve_fit_module.fit_curves
+
+    def runs_off(curves, law="multi_power", **kw):   # the best choice's refit runs to C = inf
+        fitted = real(curves, law, **kw)
+        if law == "lr_annealing" and kw.get("burn_in") == 0.3:
+            return CurveFit(fitted.form, {**fitted.values, "C": float("inf")}, 0.0, 0, 0)
+        return fitted
+
+    monkeypatch.setattr(curve_fit_module, "fit_curves", runs_off)
+    fitted = curve_fit_module.choose_curve_law(seen, joint=False)
+    assert "passed over" in fitted.chosen and "lr_annealing at burn-in 30%" in fitted.chosen
+    assert np.isfinite(list(fitted.values.values())).all()

@@ -4,8 +4,8 @@ the schedule-aware curve laws (analysis/laws/curves) on any table of logged step
 A fit or predict given --lr (or --step) reads its source as curves: one row per logged step of
 a run, the LR integrated over steps by the trapezoid rule from LR 0 at step 0. `--params` names
 a size column; without one the runs are one size. `--law lr_annealing | multi_power | auto`
-(default multi_power); auto picks the law whose fit on each run's first 75% of steps predicts
-the rest best, and says which.
+(default multi_power); auto picks the law and a burn-in by the error on a held-out schedule or
+held-out run tails, and says which (analysis/laws/curves/fit.py).
 """
 
 from __future__ import annotations

@@ -3,13 +3,25 @@
 `CurveSet` holds evaluated points of runs (run, N, step, loss) and the schedule areas at each;
 `fit_curves` fits one law through the shared engine (laws/engine.py: multi-start batched L-BFGS,
 Huber delta 1e-3 on log L) and, with n_bootstrap > 0, refits it on resamples of whole runs
-(laws/bootstrap.py: a run's evaluations are not independent draws). `law="auto"` fits both laws
-on each run's first 75% of steps and keeps the one whose predicted tails (the last 25%) are
-closer, and says so in `CurveFit.chosen`.
+(laws/bootstrap.py: a run's evaluations are not independent draws).
+
+Burn-in: `burn_in` leaves out each run's evaluations before that share of its steps. Real runs
+start with a transient the laws do not describe (the demo's 62k-parameter model sits on a
+plateau near loss 6.0 for steps 30-60 of 300, then falls faster than any power of S1), and a
+fit that must pass through it bends A and alpha away from the rest of the curve.
+
+`law="auto"` holds points out, fits each law at each burn-in of BURN_INS on the rest, keeps the
+pair whose predictions of the held-out points are closest (mean |relative error|), refits it on
+everything (passing over a pair whose refit is not finite) and says which, and why, in
+`CurveFit.chosen`. Held out: where two or more schedules anneal (a schedule: the runs of one
+size, length and LR area), the last 25% of the longest such schedule's steps, that schedule
+left out of the fit (a held-out schedule); else the last 25% of every run's steps (held-out
+run tails).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +35,8 @@ from scaling_orchestrator.analysis.laws.engine import fit_from_starts
 AUTO = "auto"
 CURVE_LAWS = ("lr_annealing", "multi_power")
 MAX_POINTS_PER_RUN = 40   # evaluations of one run a fit reads (evenly spaced; the last kept)
-TAIL_FRACTION = 0.25      # auto: the last quarter of each run's steps is held out
+TAIL_FRACTION = 0.25      # auto: the last quarter of a run's steps is held out
+BURN_INS = (0.0, 0.1, 0.2, 0.3)   # auto: the burn-ins (shares of a run's steps left out) it tries
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,17 @@ class CurveSet:
     def columns(self, frame=None) -> CurveColumns:
         loss = np.where(np.isfinite(self.loss), self.loss, 1.0)
         return CurveColumns(self.params, loss, self.areas, frame)
+
+    def last_steps(self) -> np.ndarray:
+        """The last evaluated step of each point's run."""
+        runs, inverse = np.unique(self.run.astype(str), return_inverse=True)
+        last = np.zeros(len(runs))
+        np.maximum.at(last, inverse, self.step)
+        return last[inverse]
+
+    def burned(self, burn_in: float) -> CurveSet:
+        """Without each run's evaluations before burn_in x its last step (module doc)."""
+        return self if burn_in <= 0 else self.select(self.step >= burn_in * self.last_steps())
 
     def thinned(self, per_run: int = MAX_POINTS_PER_RUN) -> CurveSet:
         """At most per_run evaluations of each run, evenly spaced, its last kept."""
@@ -131,13 +155,15 @@ def curve_law_loss(law: str, values: dict, params: float, eta, steps) -> np.ndar
 
 
 def fit_curves(curves: CurveSet, law: str = "multi_power", *, joint: bool | None = None,
-               n_bootstrap: int = 0, seed: int = 0) -> CurveFit:
+               n_bootstrap: int = 0, seed: int = 0, burn_in: float = 0.0) -> CurveFit:
     """Fit `law` (a curve law's name or "auto") to curves; joint: across sizes (default: when
-    the curves hold more than one N)."""
-    curves = curves.select(np.isfinite(curves.loss)).thinned()
+    the curves hold more than one N); burn_in: the share of each run's steps whose evaluations
+    are left out (auto chooses its own)."""
+    curves = curves.select(np.isfinite(curves.loss))
     joint = len(np.unique(curves.params)) > 1 if joint is None else joint
     if law == AUTO:
         return choose_curve_law(curves, joint, n_bootstrap=n_bootstrap, seed=seed)
+    curves = curves.burned(burn_in).thinned()
     form = curve_form(law, joint)
     if len(curves.loss) < 2 * len(form.constants):
         raise NotFittable(f"{len(curves.loss)} evaluated points; the {law} law has {len(form.constants)} "
@@ -160,25 +186,53 @@ def fit_curves(curves: CurveSet, law: str = "multi_power", *, joint: bool | None
 
 
 def choose_curve_law(curves: CurveSet, joint: bool, *, n_bootstrap: int = 0, seed: int = 0) -> CurveFit:
-    """The law whose fit on each run's first 75% of steps predicts the last 25% best (mean
-    |relative error|), refitted on everything; CurveFit.chosen says which and the errors."""
-    last = {run: curves.step[curves.run == run].max() for run in np.unique(curves.run)}
-    tail = curves.step > np.array([(1 - TAIL_FRACTION) * last[r] for r in curves.run])
+    """The law and burn-in whose fit predicts the held-out points best, refitted on everything;
+    CurveFit.chosen says which, what was held out and each law's error (module doc)."""
+    held, fitted_on, what = held_out(curves)
+    last = curves.last_steps()
+    errors = {}
+    for name, burn_in in itertools.product(CURVE_LAWS, BURN_INS):
+        try:   # the burn-in counted in the whole run's steps, as in the final fit
+            head = fit_curves(curves.select(fitted_on & (curves.step >= burn_in * last)), name, joint=joint)
+            pred = head.predict(curves.select(held))
+            error = float(np.mean(np.abs(pred / curves.loss[held] - 1)))
+        except (NotFittable, ValueError):
+            error = float("inf")
+        errors[name, burn_in] = error if np.isfinite(error) else float("inf")
+    said = ", ".join(f"{name} {100 * v:.2f}% (burn-in {b:.0%})" for name in CURVE_LAWS
+                     for b, v in [min(((b, errors[name, b]) for b in BURN_INS), key=lambda x: x[1])])
+    skipped = []
+    for best, burn_in in sorted((k for k in errors if np.isfinite(errors[k])), key=errors.get):
+        fitted = fit_curves(curves, best, joint=joint, burn_in=burn_in)
+        if np.isfinite(list(fitted.values.values())).all() and np.isfinite(fitted.predict(curves)).all():
+            break
+        skipped.append(f"{best} at burn-in {burn_in:.0%}")
+    else:
+        raise NotFittable(f"--law auto: no curve law predicts {what} with finite constants")
+    if n_bootstrap > 0:
+        fitted = fit_curves(curves, best, joint=joint, n_bootstrap=n_bootstrap, seed=seed, burn_in=burn_in)
+    passed = f" (passed over, its fit on every point not finite: {', '.join(skipped)})" if skipped else ""
+    return CurveFit(fitted.form, fitted.values, fitted.objective, fitted.n_points, fitted.n_runs,
+                    fitted.samples, f"auto chose {best}, burn-in {burn_in:.0%} of each run's steps: mean "
+                    f"error on {what} {said}{passed}", fitted.ci95)
+
+
+def held_out(curves: CurveSet) -> tuple[np.ndarray, np.ndarray, str]:
+    """(points auto predicts, points it fits on, what they are): a held-out schedule where two
+    or more runs anneal, else held-out run tails (module doc)."""
+    last = curves.last_steps()
+    tail = curves.step > (1 - TAIL_FRACTION) * last
+    runs = curves.run.astype(str)
+    # a schedule: runs of one size, length and LR area (a run's evaluations and its train losses)
+    end = curves.step == last
+    key = {r: (n, t, float(f"{s1:.9g}")) for r, n, t, s1 in
+           zip(runs[end], curves.params[end], curves.step[end], curves.areas.s1[end])}
+    annealed = sorted({key[r] for r in np.unique(runs) if curves.areas.drop[runs == r].any()})
+    if len(annealed) >= 2:
+        longest = max(annealed, key=lambda k: k[1])
+        mine = np.array([key[r] == longest for r in runs])
+        return mine & tail, ~mine, (f"the held-out schedule of run {runs[mine][0]} (the last "
+                                    f"{TAIL_FRACTION:.0%} of its steps, the run not fitted)")
     if tail.all() or not tail.any():
         raise NotFittable("--law auto: no run has evaluations both before and after 75% of its steps")
-    errors = {}
-    for name in CURVE_LAWS:
-        try:
-            head = fit_curves(curves.select(~tail), name, joint=joint)
-            pred = head.predict(curves.select(tail))
-            errors[name] = float(np.mean(np.abs(pred / curves.loss[tail] - 1)))
-        except (NotFittable, ValueError):
-            errors[name] = float("inf")
-        if not np.isfinite(errors[name]):
-            errors[name] = float("inf")
-    best = min(errors, key=errors.get)
-    said = ", ".join(f"{k} {100 * v:.2f}%" for k, v in errors.items())
-    fitted = fit_curves(curves, best, joint=joint, n_bootstrap=n_bootstrap, seed=seed)
-    return CurveFit(fitted.form, fitted.values, fitted.objective, fitted.n_points, fitted.n_runs,
-                    fitted.samples, f"auto chose {best}: mean error on held-out run tails (last 25% of "
-                    f"each run's steps) {said}", fitted.ci95)
+    return tail, ~tail, f"held-out run tails (the last {TAIL_FRACTION:.0%} of each run's steps)"
