@@ -63,7 +63,7 @@ class Forecast:
             return None
         if self.broken:
             return False
-        return self.rel_error <= self.threshold if self.observed_ci is None else self.score <= 1.0
+        return bool(self.rel_error <= self.threshold if self.observed_ci is None else self.score <= 1.0)
 
     @property
     def score(self) -> float | None:
