@@ -85,7 +85,7 @@ def test_a_caveat_is_named_in_the_why_and_caps_the_verdict():
 
 
 def test_held_out_sizes_capped_by_the_dial_are_flagged():
-    # examples/simulated.yaml, seed 0: depth max 48 caps 1e21 at 5.54e9 params.
+    # examples/simulated.yaml's first design, seed 0: depth max 48 capped 1e21 at 5.54e9 params.
     grid = {3e20: [3.79e8, 8.23e8, 1.53e9, 3.23e9, 5.54e9],
             1e20: [2.36e8, 4.37e8, 9.21e8, 1.84e9, 3.73e9],
             1e21: [7.32e8, 1.39e9, 2.78e9, 5.21e9, 5.54e9]}

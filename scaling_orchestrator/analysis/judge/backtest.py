@@ -25,8 +25,9 @@ vertex is at the grid's edge). A held-out budget whose sizes cannot pin that ver
 flagged (BudgetCheck.caveat) and still judged, the caveat said beside every verdict: two sizes
 within 25% of each other (NEAR_DUPLICATE), or a grid under 3/4 of the fitted budgets' median
 span in log N whose largest size is the largest the table holds (the dial's cap). E.g.
-examples/simulated.yaml's 1e21 FLOPs: depth max 48 makes its sizes 7.3e8 .. 5.2e9, 5.5e9 (a
-7.6x span against 15x below it), and its vertex 2.2e9 is 21% under the law's 2.78e9.
+examples/simulated.yaml's first design at 1e21 FLOPs: depth max 48 made its sizes 7.3e8 ..
+5.2e9, 5.5e9 (a 7.6x span against 15x below it), and its vertex 2.2e9 was 21% under the
+law's 2.78e9. The measured N* is judged with its own 95% interval (vertex.py).
 The JSON's top-level keys describe the largest held-out budget (the longest extrapolation);
 "budgets" lists every one, "methods" the verdict per method.
 """
@@ -52,6 +53,7 @@ from scaling_orchestrator.analysis.judge.forecast import (
     rank,
 )
 from scaling_orchestrator.analysis.judge.recommend import METHODS, flops_per_token_model, frontier_or_reason
+from scaling_orchestrator.analysis.judge.vertex import vertex_interval
 from scaling_orchestrator.analysis.laws.registry import DEFAULT_FORM, LawForm, law_form, law_from_dict
 from scaling_orchestrator.analysis.methods.envelope import fit_envelope, has_curves
 from scaling_orchestrator.analysis.methods.isoflop import fit_budget, fit_isoflop
@@ -349,9 +351,9 @@ def _judge(points, rows, held: float, fitted: _Fitted, thresholds, window: int) 
               "envelope": _power_law("envelope", fitted.env, fitted.env_frontier,
                                      fitted.env_frontier_why, held, measured, n_obs, thresholds),
               "curve": _power_law("curve", fitted.curve, fitted.curve, "", held, measured, n_obs, thresholds)}
-    if n_obs is None:
-        checks = {m: replace(c, params=not_judged("params", thresholds[1], n_how))
-                  for m, c in checks.items()}
+    ci = None if n_obs is None else vertex_interval(N, L, window)   # the vertex's own 95%
+    checks = {m: replace(c, params=not_judged("params", thresholds[1], n_how) if n_obs is None
+                         else replace(c.params, observed_ci=ci)) for m, c in checks.items()}
     return BudgetCheck(held, int(len(rows)), observed, n_obs, n_how, optimal_loss, checks)
 
 

@@ -8,7 +8,10 @@ stated threshold:
   the ~0.5% seed noise of small runs and below the gap between the papers' approaches.
 - N*: |predicted - observed| / observed <= 25% (DEFAULT_PARAMS_THRESHOLD). N* sits in a flat
   valley (Chinchilla Fig. 3: a 30% miss in N* costs under 1% in loss), so its threshold is
-  wider, but it is the quantity the recommendation is for: a 29% miss is a miss.
+  wider, but it is the quantity the recommendation is for: a 29% miss is a miss. The
+  measured N* is a parabola vertex through a few noisy runs, with its own 95% interval
+  (vertex.py): the forecast holds when it is within the threshold of some value inside that
+  interval ([lo (1 - t), hi (1 + t)]), and its score is the distance to the nearest such value.
 
 A method PASSES when both of its forecasts were judged (each at some held-out budget) and held
 wherever they were judged.
@@ -36,6 +39,7 @@ class Forecast:
     threshold: float               # largest |error| that passes
     note: str = ""                 # how the observed value was read, or why nothing was judged
     broken: bool = False           # the method's fit gave no finite forecast: a miss
+    observed_ci: tuple | None = None  # the measured value's own 95% interval, when it has one
 
     @property
     def judged(self) -> bool:
@@ -57,19 +61,30 @@ class Forecast:
         """None when not judged."""
         if not self.judged:
             return None
-        return not self.broken and self.rel_error <= self.threshold
+        if self.broken:
+            return False
+        return bool(self.rel_error <= self.threshold if self.observed_ci is None else self.score <= 1.0)
 
     @property
     def score(self) -> float | None:
-        """|error| in units of the threshold (1.16: 16% past it); inf for a broken fit."""
+        """|error| in units of the threshold (1.16: 16% past it); inf for a broken fit. With
+        observed_ci, the error to the nearest value inside it (0 within it)."""
         if not self.judged:
             return None
-        return math.inf if self.broken else self.rel_error / self.threshold
+        if self.broken:
+            return math.inf
+        if self.observed_ci is None:
+            return self.rel_error / self.threshold
+        lo, hi = min(self.observed_ci[0], self.observed), max(self.observed_ci[1], self.observed)
+        nearest = min(max(self.predicted, lo), hi)
+        return abs(self.predicted - nearest) / nearest / self.threshold
 
     def to_dict(self) -> dict:
         out = {"predicted": self.predicted, "observed": self.observed, "error": self.error,
                "rel_error": self.rel_error, "threshold": self.threshold,
                "judged": self.judged, "passed": self.passed}
+        if self.observed_ci is not None:
+            out["observed_ci"] = [float(v) for v in self.observed_ci]
         if self.note:
             out["note"] = self.note
         return out
@@ -78,7 +93,8 @@ class Forecast:
     def from_dict(cls, d: dict, quantity: str) -> Forecast:
         """A forecast as fit.json holds it: a judged one without an error was broken."""
         return cls(quantity, d["predicted"], d["observed"], float(d["threshold"]), d.get("note", ""),
-                   broken=bool(d["judged"]) and d["error"] is None)
+                   broken=bool(d["judged"]) and d["error"] is None,
+                   observed_ci=tuple(d["observed_ci"]) if d.get("observed_ci") else None)
 
 
 def not_judged(quantity: str, threshold: float, why: str, observed=None) -> Forecast:

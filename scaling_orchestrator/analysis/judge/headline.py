@@ -9,10 +9,12 @@ alone carries intervals for N*, D* and L*). Methods whose back-test held (every 
 forecast within its threshold) are tied: the back-test cannot tell a 9% miss from a 23% one on
 a 25% threshold, one held-out budget at a time. A tie goes to a method with intervals, so the
 envelope (one winning run per FLOP value, no interval) answers only when no bootstrapped
-method's back-test held. E.g. on examples/simulated.yaml (seed 0) the envelope's N* forecast
-missed by 9% and IsoFLOP's by 23%, both held; the envelope's headline was 37% below the law's
-N* at 3e21 FLOPs with no interval, IsoFLOP's 12% below with the law inside its interval. The
-verdict:
+method's back-test held. E.g. on examples/simulated.yaml's first design (seed 0) the
+envelope's N* forecast missed by 9% and IsoFLOP's by 23%, both held; the envelope's headline
+was 37% below the law's N* at 3e21 FLOPs with no interval, IsoFLOP's 12% below with the law
+inside its interval. Among tied methods with intervals the narrowest N* interval at the
+largest target answers: the held-out budget's vertex scatters too widely to rank them (its
+own interval, vertex.py), their intervals do not. The verdict:
 
 - "confident": its loss and N* forecasts both held, N*'s 95% interval spans at most 4x
   (CONFIDENT_SPAN) and N* is at most 10x (CONFIDENT_EXTRAPOLATION) the largest model trained;
@@ -125,7 +127,7 @@ def choose_method(result: dict) -> tuple[str, str]:
         best = (ranked or usable)[0]
         ranked = held_with_intervals_first(ranked, bt["methods"], result)
         method = (ranked or usable)[0]
-        why = f"{lead_text(method, best, bt['methods'])}: {miss_text(bt['methods'][method])}"
+        why = f"{lead_text(method, best, bt['methods'], result)}: {miss_text(bt['methods'][method])}"
         why += budget_caveats(bt)
     if method in broken:
         why += "; every method that could answer is degenerate here, this one included"
@@ -149,14 +151,26 @@ def held(summary: dict) -> bool:
 
 def held_with_intervals_first(ranked: list[str], summaries: dict, result: dict) -> list[str]:
     """`ranked` with the methods whose back-test held tied: among them, those with intervals
-    come first (in their ranked order); the rest keep their order."""
+    come first, the narrowest N* interval at the largest target first (the back-test cannot
+    tell them apart, their intervals can); the rest keep their order."""
     held_ones = [m for m in ranked if held(summaries[m])]
-    first = ([m for m in held_ones if has_intervals(result, m)]
-             + [m for m in held_ones if not has_intervals(result, m)])
+    with_ci = sorted((m for m in held_ones if has_intervals(result, m)),
+                     key=lambda m: interval_span(result, m))
+    first = with_ci + [m for m in held_ones if m not in with_ci]
     return first + [m for m in ranked if m not in first]
 
 
-def lead_text(method: str, best: str, summaries: dict) -> str:
+def interval_span(result: dict, method: str) -> float:
+    """hi / lo of `method`'s N* interval at the largest target it answers (inf without one)."""
+    rows = [r for r in result.get("compute_optimal", [])
+            if r["method"] == method and r.get("fittable", True)]
+    if not rows:
+        return math.inf
+    top = max(rows, key=lambda r: r["flops"])
+    return span((top.get("ci95") or {}).get("params")) or math.inf
+
+
+def lead_text(method: str, best: str, summaries: dict, result: dict) -> str:
     """Why `method` answers, in the back-test's own words (held / missed / not judged); best:
     the method the back-test alone ranks first."""
     summary = summaries[method]
@@ -167,8 +181,12 @@ def lead_text(method: str, best: str, summaries: dict) -> str:
         return "its back-test held where it could be judged"
     if method == best:
         return "its back-test held best"
-    return (f"its back-test held, as did {best}'s (closer, but without intervals); a tie within "
-            "the thresholds goes to a method with intervals")
+    if not has_intervals(result, best):
+        return (f"its back-test held, as did {best}'s (closer, but without intervals); a tie "
+                "within the thresholds goes to a method with intervals")
+    return (f"its back-test held, as did {best}'s (closer); a tie within the thresholds goes to "
+            f"the narrowest N* interval ({interval_span(result, method):.2g}x against "
+            f"{interval_span(result, best):.2g}x at the largest target)")
 
 
 def budget_caveats(bt: dict) -> str:
