@@ -167,7 +167,7 @@ def test_importing_the_backend_loads_no_torch():
 @pytest.mark.slow  # a local Ray
 @pytest.mark.ray
 def test_simulated_grid_through_run_plan(local_ray, tmp_path):
-    """examples/simulated.yaml cut to its 2 smallest budgets: 30 trials through Tune, the store
+    """examples/simulated.yaml cut to its 2 smallest budgets and 5 sizes: 10 trials through Tune, the store
     and the fit; every row says backend simulate and the report's title says SIMULATED."""
     from scaling_orchestrator.analysis import FitOptions, fit
     from scaling_orchestrator.orchestrator.designs import make_plan
@@ -177,10 +177,11 @@ def test_simulated_grid_through_run_plan(local_ray, tmp_path):
     from scaling_orchestrator.orchestrator.store.weights import kept_weights
 
     sweep = load_sweep("examples/simulated.yaml")
-    sweep = dataclasses.replace(sweep, budgets_flops=sweep.budgets_flops[:2], held_out_budgets_flops=())
+    sweep = dataclasses.replace(sweep, budgets_flops=sweep.budgets_flops[:2], held_out_budgets_flops=(),
+                                sizes_per_budget=5)
     plan = make_plan(sweep)
     summary = run_plan(plan, str(tmp_path / "res"), progress=False)
-    assert len(summary.completed) == len(plan.trials) == 2 * sweep.sizes_per_budget and not summary.failed
+    assert len(summary.completed) == len(plan.trials) == 10 and not summary.failed
     table = Store(str(tmp_path / "res")).read_table()
     assert set(table["backend"].to_pylist()) == {"simulate"}
     store = Store(str(tmp_path / "res"))  # a rehearsal trains no model: nothing kept, and it says so
