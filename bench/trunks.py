@@ -109,9 +109,15 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=100)
     parser.add_argument("--verbose", action="store_true", help="a line per seed")
     parser.add_argument("--designs", nargs="+", default=["trunks", "grid", "branches"])
+    parser.add_argument("--above", type=int, default=3, help="trunks: sizes over the largest budget's N*")
+    parser.add_argument("--above-share", type=float, default=0.1, help="trunks: each one's share of it")
+    parser.add_argument("--below", type=int, default=1, help="trunks: sizes under the smallest budget's")
+    parser.add_argument("--repeats", type=int, default=2, help="trunks: seeds per size")
     args = parser.parse_args()
+    options = TrunksOptions(below=args.below, above=args.above, above_share=args.above_share,
+                            repeats=args.repeats)
     designs = {"grid": Design("grid"), "branches": Design("branches", None),
-               "trunks": Design("trunks", TrunksOptions())}
+               "trunks": Design("trunks", options)}
     truth = true_optimum(load_sweep(SPEC))
     print(f"truth: N*({TARGET:.0e}) = {truth:.4g}")
     needed = {}

@@ -131,13 +131,14 @@ def curve_law_loss(law: str, values: dict, params: float, eta, steps) -> np.ndar
 
 
 def fit_curves(curves: CurveSet, law: str = "multi_power", *, joint: bool | None = None,
-               n_bootstrap: int = 0, seed: int = 0) -> CurveFit:
+               n_bootstrap: int = 0, seed: int = 0, groups: dict | None = None) -> CurveFit:
     """Fit `law` (a curve law's name or "auto") to curves; joint: across sizes (default: when
-    the curves hold more than one N)."""
+    the curves hold more than one N). groups: {run: the unit the bootstrap draws} where runs
+    share a draw (a branch and its trunk share their weights); default each run its own."""
     curves = curves.select(np.isfinite(curves.loss)).thinned()
     joint = len(np.unique(curves.params)) > 1 if joint is None else joint
     if law == AUTO:
-        return choose_curve_law(curves, joint, n_bootstrap=n_bootstrap, seed=seed)
+        return choose_curve_law(curves, joint, n_bootstrap=n_bootstrap, seed=seed, groups=groups)
     form = curve_form(law, joint)
     if len(curves.loss) < 2 * len(form.constants):
         raise NotFittable(f"{len(curves.loss)} evaluated points; the {law} law has {len(form.constants)} "
@@ -148,7 +149,8 @@ def fit_curves(curves: CurveSet, law: str = "multi_power", *, joint: bool | None
     fitted = CurveFit(form, values, found.objective, len(cols), len(np.unique(curves.run)))
     if n_bootstrap <= 0:
         return fitted
-    weights = run_weights(curves.run.astype(str), n_bootstrap, np.random.default_rng(seed))
+    units = np.array([str((groups or {}).get(r, r)) for r in curves.run])
+    weights = run_weights(units, n_bootstrap, np.random.default_rng(seed))
     z, _, _ = refit_resamples(form.objective(cols), weights, found.z[None, :],
                               np.empty((0, len(found.z))), n_grid_starts=0)
     with np.errstate(all="ignore"):
@@ -159,7 +161,8 @@ def fit_curves(curves: CurveSet, law: str = "multi_power", *, joint: bool | None
     return CurveFit(form, values, found.objective, len(cols), fitted.n_runs, samples, ci95=ci)
 
 
-def choose_curve_law(curves: CurveSet, joint: bool, *, n_bootstrap: int = 0, seed: int = 0) -> CurveFit:
+def choose_curve_law(curves: CurveSet, joint: bool, *, n_bootstrap: int = 0, seed: int = 0,
+                     groups: dict | None = None) -> CurveFit:
     """The law whose fit on each run's first 75% of steps predicts the last 25% best (mean
     |relative error|), refitted on everything; CurveFit.chosen says which and the errors."""
     last = {run: curves.step[curves.run == run].max() for run in np.unique(curves.run)}
@@ -178,7 +181,7 @@ def choose_curve_law(curves: CurveSet, joint: bool, *, n_bootstrap: int = 0, see
             errors[name] = float("inf")
     best = min(errors, key=errors.get)
     said = ", ".join(f"{k} {100 * v:.2f}%" for k, v in errors.items())
-    fitted = fit_curves(curves, best, joint=joint, n_bootstrap=n_bootstrap, seed=seed)
+    fitted = fit_curves(curves, best, joint=joint, n_bootstrap=n_bootstrap, seed=seed, groups=groups)
     return CurveFit(fitted.form, fitted.values, fitted.objective, fitted.n_points, fitted.n_runs,
                     fitted.samples, f"auto chose {best}: mean error on held-out run tails (last 25% of "
                     f"each run's steps) {said}", fitted.ci95)
