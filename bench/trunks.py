@@ -1,6 +1,7 @@
 """Trunks + the curve method against the grid and the branches design, on a known curve law.
 
-    python bench/trunks.py [--seeds 20] [--scales 3e19 1e20 3e20] [--resamples 100]
+    python bench/trunks.py [--seeds 20] [--first-seed 0] [--scales 3e19 1e20 3e20] [--resamples 100]
+                           [--above 3] [--above-share 0.1] [--below 1] [--repeats 2]
 
 The truth is a joint multi-power law (analysis/laws/curves, Luo et al. 2025) whose floor is
 Epoch's Chinchilla N term (E = 1.82, A_N = 482, alpha_N = 0.348) and whose data term is Epoch's
@@ -105,6 +106,7 @@ def answer(kind: str, plan, table: pa.Table, resamples: int, seed: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed drawn")
     parser.add_argument("--scales", type=float, nargs="+", default=[3e19, 1e20, 3e20])
     parser.add_argument("--resamples", type=int, default=100)
     parser.add_argument("--verbose", action="store_true", help="a line per seed")
@@ -124,7 +126,7 @@ def main() -> None:
     for kind in args.designs:
         for scale in sorted(args.scales):
             hits, cost, began = 0, 0.0, time.time()
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 plan = make_plan(sweep_for(scale, designs[kind], seed))
                 cost = plan.total_flops
                 with warnings.catch_warnings():

@@ -11,8 +11,8 @@ import yaml
 
 from scaling_orchestrator.analysis import fit
 from scaling_orchestrator.analysis.data.schema import BRANCH, TRUNK
-from scaling_orchestrator.analysis.laws.curves import fit as curve_fit
-from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, CurveSet, curve_law_loss, fit_curves
+from scaling_orchestrator.analysis.laws.bootstrap import run_weights
+from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, bootstrap_units, curve_law_loss
 from scaling_orchestrator.analysis.laws.curves.forms import curve_form
 from scaling_orchestrator.analysis.laws.curves.schedule import recipe_lr
 from scaling_orchestrator.analysis.methods.curve import CurveMethod, Sizes, trunk_of
@@ -124,20 +124,12 @@ def test_trunks_reach_over_the_largest_budget_and_repeat_each_size():
         parse_sweep({**raw, "design": {"kind": "trunks", "above_share": 1.5}})
 
 
-def test_a_cooldown_is_drawn_with_its_trunk_in_the_curve_bootstrap(monkeypatch):
+def test_a_cooldown_is_drawn_with_its_trunk_in_the_curve_bootstrap():
     table = pa.table({"trial_id": ["t", "t", "c", "u"], "parent_trial_id": ["", "", "t", ""]})
     assert trunk_of(table) == {"c": "t"}
-    drawn = []
-
-    def units(runs, n, rng):
-        drawn.append(sorted(set(runs)))
-        raise StopIteration
-
-    monkeypatch.setattr(curve_fit, "run_weights", units)
-    steps = np.array([100, 200, 300, 400])
-    eta = recipe_lr(400, 1e-3, "constant")
-    curves = CurveSet.from_runs([(run, 1e7, eta, steps, 3 + (1e-3 * steps) ** -0.5) for run in "tcu"])
-    for groups, expected in ((None, ["c", "t", "u"]), (trunk_of(table), ["t", "u"])):
-        with pytest.raises(StopIteration):
-            fit_curves(curves, "lr_annealing", joint=False, n_bootstrap=4, groups=groups)
-        assert drawn.pop() == expected
+    runs = np.array(["t", "t", "c", "u"], dtype=object)
+    assert bootstrap_units(runs).tolist() == ["t", "t", "c", "u"]
+    units = bootstrap_units(runs, trunk_of(table))
+    assert units.tolist() == ["t", "t", "t", "u"]
+    weights = run_weights(units, 50, np.random.default_rng(0))
+    assert np.all(weights[:, 2] == weights[:, 0]) and np.any(weights[:, 3] != weights[:, 0])

@@ -149,8 +149,7 @@ def fit_curves(curves: CurveSet, law: str = "multi_power", *, joint: bool | None
     fitted = CurveFit(form, values, found.objective, len(cols), len(np.unique(curves.run)))
     if n_bootstrap <= 0:
         return fitted
-    units = np.array([str((groups or {}).get(r, r)) for r in curves.run])
-    weights = run_weights(units, n_bootstrap, np.random.default_rng(seed))
+    weights = run_weights(bootstrap_units(curves.run, groups), n_bootstrap, np.random.default_rng(seed))
     z, _, _ = refit_resamples(form.objective(cols), weights, found.z[None, :],
                               np.empty((0, len(found.z))), n_grid_starts=0)
     with np.errstate(all="ignore"):
@@ -159,6 +158,11 @@ def fit_curves(curves: CurveSet, law: str = "multi_power", *, joint: bool | None
     ci = {k: [float(v) for v in np.percentile(ok[:, i], [2.5, 97.5])] for i, k in enumerate(form.constants)
           } if len(ok) >= 10 else {}
     return CurveFit(form, values, found.objective, len(cols), fitted.n_runs, samples, ci95=ci)
+
+
+def bootstrap_units(runs, groups: dict | None = None) -> np.ndarray:
+    """The unit the whole-run bootstrap draws for each point: its run's group, else its run."""
+    return np.array([str((groups or {}).get(r, r)) for r in runs])
 
 
 def choose_curve_law(curves: CurveSet, joint: bool, *, n_bootstrap: int = 0, seed: int = 0,
