@@ -21,8 +21,8 @@ share its weights), so each trunk is one noisy reading of its size's floor, and 
 the floor's slope near N*(C_target). Measured on a simulated multi-power law (bench/trunks.py):
 N*(1e21) from one trunk per size at budgets up to 1e20 erred by -30% .. +100%; sizes above the
 largest budget's N* put floor readings where the answer is read (a short run of a big model
-costs little, and the joint law's shared data term carries it), and `repeats` averages each
-size's draw (a repeat is a trunk alone, without cooldowns).
+costs little, and the joint law's shared data term carries it), and `repeats` 2 averages each
+size's draw.
 
 The study spends the trunks and the cooldowns; the plan's notes and `scaling plan --json`
 (`grid_flops`) set that beside the grid's FLOPs for the same budgets.
@@ -56,12 +56,12 @@ def make_plan(sweep) -> Plan:
     trunks, cooldowns = [], []
     for shape, size_points in points.items():
         chosen = pick_points(size_points, options.cooldowns)
-        for seed, first in trunk_seeds(sweep.seeds, options.repeats):
+        for seed in trunk_seeds(sweep.seeds, options.repeats):
             trunk, size_branches, too_early = branches._trunk_and_branches(dense, like, shape, chosen, seed)
-            dropped += too_early if first else []
+            dropped += too_early
             if trunk is not None:
                 trunks.append(trunk)
-                cooldowns += size_branches if first else []
+                cooldowns += size_branches
     trunks.sort(key=lambda t: -t.flops)
     spend = sum(t.flops for t in trunks) + sum(branches.cooldown_flops(b) for b in cooldowns)
     grid_flops = grid.make_plan(dataclasses.replace(sweep, design=dataclasses.replace(
@@ -112,12 +112,9 @@ def wanted_sizes(sweep, options: TrunksOptions) -> list[tuple[float, float]]:
     return wanted
 
 
-def trunk_seeds(seeds, repeats: int) -> list[tuple[int, bool]]:
-    """(seed, whether it is the spec seed's first trunk): `repeats` distinct seeds per spec seed
-    (repeats 1: the spec's seeds). Only the first carries cooldowns: they pin the annealing term,
-    which the law shares across runs, while a repeat adds a reading of its size's floor, which
-    its trunk alone gives (a cooldown shares its trunk's draw)."""
-    return [(seed * repeats + r, r == 0) for seed in seeds for r in range(repeats)]
+def trunk_seeds(seeds, repeats: int) -> list[int]:
+    """`repeats` distinct seeds per spec seed (the spec's own first: repeats 1 is the spec's seeds)."""
+    return [seed * repeats + r for seed in seeds for r in range(repeats)]
 
 
 def pick_points(points: list, cooldowns: int) -> list:
