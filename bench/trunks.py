@@ -117,9 +117,10 @@ def main() -> None:
     parser.add_argument("--above-share", type=float, default=0.1, help="trunks: each one's share of it")
     parser.add_argument("--below", type=int, default=1, help="trunks: sizes under the smallest budget's")
     parser.add_argument("--repeats", type=int, default=3, help="trunks: seeds per size")
+    parser.add_argument("--largest-repeats", type=int, default=0, help="trunks: of the largest budget's size")
     args = parser.parse_args()
     options = TrunksOptions(below=args.below, above=args.above, above_share=args.above_share,
-                            repeats=args.repeats)
+                            repeats=args.repeats, largest_repeats=args.largest_repeats)
     designs = {"grid": Design("grid"), "branches": Design("branches", None),
                "trunks": Design("trunks", options)}
     truth = true_optimum(load_sweep(SPEC))

@@ -122,6 +122,10 @@ def test_trunks_reach_over_the_largest_budget_and_repeat_each_size():
     assert plan.total_flops < 2.5 * base.total_flops < 0.6 * plan.extra["grid_flops"]
     with pytest.raises(SpecError, match="design.above_share"):
         parse_sweep({**raw, "design": {"kind": "trunks", "above_share": 1.5}})
+    raw["design"]["largest_repeats"] = 1   # the largest budget's size, the dearest, runs once
+    fewer = [t for t in make_plan(parse_sweep(raw)).trials if t.group == TRUNK]
+    top = max(trunks, key=lambda t: t.flops).shape
+    assert [t.shape for t in fewer].count(top) == 1 and len(fewer) == len(trunks) - 1
 
 
 def test_a_cooldown_is_drawn_with_its_trunk_in_the_curve_bootstrap():

@@ -56,7 +56,9 @@ def make_plan(sweep) -> Plan:
     trunks, cooldowns = [], []
     for shape, size_points in points.items():
         chosen = pick_points(size_points, options.cooldowns)
-        for seed in trunk_seeds(sweep.seeds, options.repeats):
+        top = size_points[-1].budget_flops >= max(sweep.budgets_flops)
+        for seed in trunk_seeds(sweep.seeds, options.largest_repeats if top and options.largest_repeats
+                                else options.repeats):
             trunk, size_branches, too_early = branches._trunk_and_branches(dense, like, shape, chosen, seed)
             dropped += too_early
             if trunk is not None:
