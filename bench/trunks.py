@@ -1,7 +1,7 @@
 """Trunks + the curve method against the grid and the branches design, on a known curve law.
 
     python bench/trunks.py [--seeds 20] [--first-seed 0] [--scales 3e19 1e20 3e20] [--resamples 100]
-                           [--above 3] [--above-share 0.1] [--below 1] [--repeats 5]
+                           [--above 3] [--above-share 0.1] [--below 1] [--repeats 6]
                            [--largest-repeats 1]
 
 The truth is a joint multi-power law (analysis/laws/curves, Luo et al. 2025) whose floor is
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--above", type=int, default=3, help="trunks: sizes over the largest budget's N*")
     parser.add_argument("--above-share", type=float, default=0.1, help="trunks: each one's share of it")
     parser.add_argument("--below", type=int, default=1, help="trunks: sizes under the smallest budget's")
-    parser.add_argument("--repeats", type=int, default=5, help="trunks: seeds per size")
+    parser.add_argument("--repeats", type=int, default=6, help="trunks: seeds per size")
     parser.add_argument("--largest-repeats", type=int, default=1, help="trunks: of the largest budget's size")
     args = parser.parse_args()
     options = TrunksOptions(below=args.below, above=args.above, above_share=args.above_share,

@@ -21,8 +21,8 @@ share its weights), so each trunk is one noisy reading of its size's floor, and 
 the floor's slope near N*(C_target). Measured on a simulated multi-power law (bench/trunks.py,
 N*(1e21) within x1.25 with the truth inside): one trunk a size, 6-7 of 20 seeds; sizes above
 the largest budget's N* (a short run of a big model costs little, and the joint law's shared
-data term carries it) and `repeats` 5 (one for the largest budget's size, `largest_repeats`),
-17 of 20 at 0.24x the grid's FLOPs.
+data term carries it) and `repeats` 6 (one for the largest budget's size, `largest_repeats`),
+18 of 20 at 0.28x the grid's FLOPs.
 
 The study spends the trunks and the cooldowns; the plan's notes and `scaling plan --json`
 (`grid_flops`) set that beside the grid's FLOPs for the same budgets.
