@@ -1,6 +1,8 @@
 """Trunks + the curve method against the grid and the branches design, on a known curve law.
 
-    python bench/trunks.py [--seeds 20] [--scales 3e19 1e20 3e20] [--resamples 100]
+    python bench/trunks.py [--seeds 20] [--first-seed 0] [--scales 3e19 1e20 3e20] [--resamples 100]
+                           [--above 3] [--above-share 0.1] [--below 1] [--repeats 6]
+                           [--largest-repeats 1]
 
 The truth is a joint multi-power law (analysis/laws/curves, Luo et al. 2025) whose floor is
 Epoch's Chinchilla N term (E = 1.82, A_N = 482, alpha_N = 0.348) and whose data term is Epoch's
@@ -14,9 +16,11 @@ planned as `scaling run` would (designs.make_plan on examples/simulated.yaml wit
 section set to the truth), every trial's evaluations are drawn as the simulate backend draws them
 (the same curve_loss and per-run noise, a branch sharing its trunk's draw), and the rows are
 fitted: the grid and branches by `scaling fit` (the headline's N*), trunks by the curve method
-(multi_power). A seed succeeds when N*(C_target = 1e21) is within x1.25 of the truth and the truth
-lies in its 95% interval. Prints per design and scale the study's FLOPs and the share of seeds that
-succeed, then `FLOPs to x1.25 with the truth inside in 90% of seeds: ...` per design and
+(multi_power). The trunks design takes --above, --above-share, --below and --repeats
+(designs/trunks.py); --first-seed draws seeds no design choice saw. A seed succeeds when
+N*(C_target = 1e21) is within x1.25 of the truth and the truth lies in its 95% interval.
+Prints per design and scale the study's FLOPs and the share of seeds that succeed, then
+`FLOPs to x1.25 with the truth inside in 90% of seeds: ...` per design and
 `trunks+curve vs grid: X`. No Ray.
 """
 
@@ -55,6 +59,11 @@ SHARE = 0.9
 
 def sweep_for(scale: float, design: Design, seed: int):
     sweep = load_sweep(SPEC)
+    # the design the figures in bench/README.md were measured on (examples/simulated.yaml before
+    # its 15-size grid): 5 sizes per budget over N*/4 .. 4 N*, depth at most 48
+    model = dataclasses.replace(sweep.model, shapes=tuple(s for s in sweep.model.shapes if s.n_layer <= 48))
+    sweep = dataclasses.replace(sweep, sizes_per_budget=5, prior=dataclasses.replace(sweep.prior, span=4.0),
+                                model=model)
     budgets = tuple(sorted(scale * 10 ** (-k / 2) for k in range(5)))
     simulate = {"law": "multi_power", "params": TRUTH, "noise": 0.01, "seed": seed}
     return dataclasses.replace(sweep, budgets_flops=budgets, held_out_budgets_flops=(), design=design,
@@ -105,20 +114,28 @@ def answer(kind: str, plan, table: pa.Table, resamples: int, seed: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed drawn")
     parser.add_argument("--scales", type=float, nargs="+", default=[3e19, 1e20, 3e20])
     parser.add_argument("--resamples", type=int, default=100)
     parser.add_argument("--verbose", action="store_true", help="a line per seed")
     parser.add_argument("--designs", nargs="+", default=["trunks", "grid", "branches"])
+    parser.add_argument("--above", type=int, default=3, help="trunks: sizes over the largest budget's N*")
+    parser.add_argument("--above-share", type=float, default=0.1, help="trunks: each one's share of it")
+    parser.add_argument("--below", type=int, default=1, help="trunks: sizes under the smallest budget's")
+    parser.add_argument("--repeats", type=int, default=6, help="trunks: seeds per size")
+    parser.add_argument("--largest-repeats", type=int, default=1, help="trunks: of the largest budget's size")
     args = parser.parse_args()
+    options = TrunksOptions(below=args.below, above=args.above, above_share=args.above_share,
+                            repeats=args.repeats, largest_repeats=args.largest_repeats)
     designs = {"grid": Design("grid"), "branches": Design("branches", None),
-               "trunks": Design("trunks", TrunksOptions())}
+               "trunks": Design("trunks", options)}
     truth = true_optimum(load_sweep(SPEC))
     print(f"truth: N*({TARGET:.0e}) = {truth:.4g}")
     needed = {}
     for kind in args.designs:
         for scale in sorted(args.scales):
             hits, cost, began = 0, 0.0, time.time()
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 plan = make_plan(sweep_for(scale, designs[kind], seed))
                 cost = plan.total_flops
                 with warnings.catch_warnings():

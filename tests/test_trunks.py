@@ -11,10 +11,11 @@ import yaml
 
 from scaling_orchestrator.analysis import fit
 from scaling_orchestrator.analysis.data.schema import BRANCH, TRUNK
-from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, curve_law_loss
+from scaling_orchestrator.analysis.laws.bootstrap import run_weights
+from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, bootstrap_units, curve_law_loss
 from scaling_orchestrator.analysis.laws.curves.forms import curve_form
 from scaling_orchestrator.analysis.laws.curves.schedule import recipe_lr
-from scaling_orchestrator.analysis.methods.curve import CurveMethod, Sizes
+from scaling_orchestrator.analysis.methods.curve import CurveMethod, Sizes, trunk_of
 from scaling_orchestrator.models.training.config import Measurement, TrainConfig, lr_at
 from scaling_orchestrator.orchestrator.backends.simulate import curve_loss, eval_steps, run_noise
 from scaling_orchestrator.orchestrator.designs import make_plan
@@ -102,3 +103,37 @@ def test_the_curve_method_reads_the_truths_optimum_from_a_trunks_study():
     row = next(r for r in result.recommendations if r.method == "curve")
     assert row.params == pytest.approx(truth.params_opt(1e21), rel=0.1)
     assert "curve" in result.to_dict()["backtest"]["methods"]
+
+
+def test_trunks_reach_over_the_largest_budget_and_repeat_each_size():
+    base = make_plan(parse_sweep(simulated_spec()))
+    raw = simulated_spec()
+    raw["design"] = {"kind": "trunks", "above": 3, "above_share": 0.1, "repeats": 2, "below": 2}
+    plan = make_plan(parse_sweep(raw))
+    trunks = [t for t in plan.trials if t.group == TRUNK]
+    sizes = lambda p: sorted({t.shape.param_counts()["total"] for t in p.trials})  # noqa: E731
+    assert len(sizes(plan)) == len(sizes(base)) + 4 and sizes(plan)[0] < sizes(base)[0]
+    over = [t for t in trunks if t.shape.param_counts()["total"] > sizes(base)[-1]]
+    largest = max(plan.sweep.budgets_flops)
+    assert len(over) == 6 and all(t.flops < 0.1 * largest for t in over)
+    for size in sizes(plan):
+        seeds = [t.train.seed for t in trunks if t.shape.param_counts()["total"] == size]
+        assert len(set(seeds)) == 2
+    assert plan.total_flops < 2.5 * base.total_flops < 0.6 * plan.extra["grid_flops"]
+    with pytest.raises(SpecError, match="design.above_share"):
+        parse_sweep({**raw, "design": {"kind": "trunks", "above_share": 1.5}})
+    raw["design"]["largest_repeats"] = 1   # the largest budget's size, the dearest, runs once
+    fewer = [t for t in make_plan(parse_sweep(raw)).trials if t.group == TRUNK]
+    top = max(trunks, key=lambda t: t.flops).shape
+    assert [t.shape for t in fewer].count(top) == 1 and len(fewer) == len(trunks) - 1
+
+
+def test_a_cooldown_is_drawn_with_its_trunk_in_the_curve_bootstrap():
+    table = pa.table({"trial_id": ["t", "t", "c", "u"], "parent_trial_id": ["", "", "t", ""]})
+    assert trunk_of(table) == {"c": "t"}
+    runs = np.array(["t", "t", "c", "u"], dtype=object)
+    assert bootstrap_units(runs).tolist() == ["t", "t", "c", "u"]
+    units = bootstrap_units(runs, trunk_of(table))
+    assert units.tolist() == ["t", "t", "t", "u"]
+    weights = run_weights(units, 50, np.random.default_rng(0))
+    assert np.all(weights[:, 2] == weights[:, 0]) and np.any(weights[:, 3] != weights[:, 0])

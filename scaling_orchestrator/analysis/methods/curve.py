@@ -10,7 +10,8 @@ point and its neighbours). The grid spans the studied sizes / 8 to x 64 (a targe
 largest budget wants a model ~3x past the largest size; an optimum at the grid's end is flagged);
 fpt(N) is the sizes' own per-token FLOPs as a power law, the peak LR and batch the nearest
 size's. Intervals: the same profile under every whole-run bootstrap row of the law (a run's
-evaluations move together). N* ~ C^a: the slope of log N* on log C across the study's budgets.
+evaluations move together; a cooldown is drawn with its trunk). N* ~ C^a: the slope of log N* on
+log C across the study's budgets.
 """
 
 from __future__ import annotations
@@ -160,12 +161,13 @@ def final_points(params, steps, lr, schedule: str) -> CurveSet:
 
 
 def fit_curve_method(curves: CurveSet, sizes: Sizes, budgets, *, law: str = "multi_power",
-                     schedule: str = "cosine", n_bootstrap: int = 0, seed: int = 0) -> CurveMethod:
-    """The curve method on every evaluation of the study's runs (module doc)."""
+                     schedule: str = "cosine", n_bootstrap: int = 0, seed: int = 0,
+                     groups: dict | None = None) -> CurveMethod:
+    """The curve method on every evaluation of the study's runs (module doc); groups: fit_curves'."""
     if len(sizes.params) < MIN_SIZES:
         raise NotFittable(f"the curve method needs curves of at least {MIN_SIZES} sizes; "
                           f"these runs have {len(sizes.params)}")
-    fitted = fit_curves(curves, law, joint=True, n_bootstrap=n_bootstrap, seed=seed)
+    fitted = fit_curves(curves, law, joint=True, n_bootstrap=n_bootstrap, seed=seed, groups=groups)
     method = CurveMethod(fitted, sizes, schedule)
     budgets = sorted(float(b) for b in budgets)
     rows = []
@@ -209,4 +211,14 @@ def curve_section(table, budgets, *, law: str = "multi_power", schedule: str = "
     kept = sorted(set(curves.params.tolist()))
     sizes = Sizes(*(np.array([recipes[n][i] if i >= 0 else n for n in kept]) for i in (-1, 0, 1, 2)))
     return fit_curve_method(curves, sizes, budgets, law=law, schedule=schedule,
-                            n_bootstrap=min(n_bootstrap, MAX_BOOTSTRAP), seed=seed)
+                            n_bootstrap=min(n_bootstrap, MAX_BOOTSTRAP), seed=seed, groups=trunk_of(table))
+
+
+def trunk_of(table) -> dict:
+    """{branch trial: its trunk}: a cooldown shares its trunk's weights (and the trunk's noise),
+    so the whole-run bootstrap draws a trunk with its cooldowns."""
+    if "parent_trial_id" not in table.column_names:
+        return {}
+    runs = table.column("trial_id").to_pylist()
+    parents = table.column("parent_trial_id").to_pylist()
+    return {run: parent for run, parent in zip(runs, parents) if parent}

@@ -155,14 +155,16 @@ def curve_law_loss(law: str, values: dict, params: float, eta, steps) -> np.ndar
 
 
 def fit_curves(curves: CurveSet, law: str = "multi_power", *, joint: bool | None = None,
-               n_bootstrap: int = 0, seed: int = 0, burn_in: float = 0.0) -> CurveFit:
+               n_bootstrap: int = 0, seed: int = 0, burn_in: float = 0.0,
+               groups: dict | None = None) -> CurveFit:
     """Fit `law` (a curve law's name or "auto") to curves; joint: across sizes (default: when
     the curves hold more than one N); burn_in: the share of each run's steps whose evaluations
-    are left out (auto chooses its own)."""
+    are left out (auto chooses its own). groups: {run: the unit the bootstrap draws} where runs
+    share a draw (a branch and its trunk share their weights); default each run its own."""
     curves = curves.select(np.isfinite(curves.loss))
     joint = len(np.unique(curves.params)) > 1 if joint is None else joint
     if law == AUTO:
-        return choose_curve_law(curves, joint, n_bootstrap=n_bootstrap, seed=seed)
+        return choose_curve_law(curves, joint, n_bootstrap=n_bootstrap, seed=seed, groups=groups)
     curves = curves.burned(burn_in).thinned()
     form = curve_form(law, joint)
     if len(curves.loss) < 2 * len(form.constants):
@@ -174,7 +176,7 @@ def fit_curves(curves: CurveSet, law: str = "multi_power", *, joint: bool | None
     fitted = CurveFit(form, values, found.objective, len(cols), len(np.unique(curves.run)))
     if n_bootstrap <= 0:
         return fitted
-    weights = run_weights(curves.run.astype(str), n_bootstrap, np.random.default_rng(seed))
+    weights = run_weights(bootstrap_units(curves.run, groups), n_bootstrap, np.random.default_rng(seed))
     z, _, _ = refit_resamples(form.objective(cols), weights, found.z[None, :],
                               np.empty((0, len(found.z))), n_grid_starts=0)
     with np.errstate(all="ignore"):
@@ -185,7 +187,13 @@ def fit_curves(curves: CurveSet, law: str = "multi_power", *, joint: bool | None
     return CurveFit(form, values, found.objective, len(cols), fitted.n_runs, samples, ci95=ci)
 
 
-def choose_curve_law(curves: CurveSet, joint: bool, *, n_bootstrap: int = 0, seed: int = 0) -> CurveFit:
+def bootstrap_units(runs, groups: dict | None = None) -> np.ndarray:
+    """The unit the whole-run bootstrap draws for each point: its run's group, else its run."""
+    return np.array([str((groups or {}).get(r, r)) for r in runs])
+
+
+def choose_curve_law(curves: CurveSet, joint: bool, *, n_bootstrap: int = 0, seed: int = 0,
+                     groups: dict | None = None) -> CurveFit:
     """The law and burn-in whose fit predicts the held-out points best, refitted on everything;
     CurveFit.chosen says which, what was held out and each law's error (module doc)."""
     held, fitted_on, what = held_out(curves)
@@ -210,7 +218,8 @@ def choose_curve_law(curves: CurveSet, joint: bool, *, n_bootstrap: int = 0, see
     else:
         raise NotFittable(f"--law auto: no curve law predicts {what} with finite constants")
     if n_bootstrap > 0:
-        fitted = fit_curves(curves, best, joint=joint, n_bootstrap=n_bootstrap, seed=seed, burn_in=burn_in)
+        fitted = fit_curves(curves, best, joint=joint, n_bootstrap=n_bootstrap, seed=seed, burn_in=burn_in,
+                            groups=groups)
     passed = f" (passed over, its fit on every point not finite: {', '.join(skipped)})" if skipped else ""
     return CurveFit(fitted.form, fitted.values, fitted.objective, fitted.n_points, fitted.n_runs,
                     fitted.samples, f"auto chose {best}, burn-in {burn_in:.0%} of each run's steps: mean "

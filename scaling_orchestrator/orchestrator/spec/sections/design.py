@@ -182,10 +182,16 @@ class TrunksOptions:
     cooldown_fraction: float = 0.2  # of each branch's steps (Hagele et al. 2024)
     decay_shape: str = "1-sqrt"
     evals: int = 40  # evaluations per trunk, for the curve law (Luo et al. 2025 fit every step)
+    below: int = 1  # sizes under the smallest budget's N*: N*/span, N*/span^2, ...
+    above: int = 0  # sizes over the largest budget's N*, a budget step apart, each a short trunk
+    above_share: float = 0.1  # each size above spends this share of the largest budget
+    repeats: int = 1  # independent trunks (seeds) per size and spec seed
+    largest_repeats: int = 0  # those of the largest budget's size (0: repeats); it costs the most
 
 
 def parse_trunks(raw: dict, sweep_raw: dict) -> TrunksOptions:
-    mapping(raw, "design", ("cooldowns", "cooldown_fraction", "decay_shape", "evals"))
+    mapping(raw, "design", ("cooldowns", "cooldown_fraction", "decay_shape", "evals", "below", "above",
+                            "above_share", "repeats", "largest_repeats"))
     if sweep_raw.get("held_out_budgets_flops"):
         raise SpecError("held_out_budgets_flops: a trunk passes every token count below its end, so "
                         "held-out runs would be seen by the fit; judge a trunks study on a separate grid")
@@ -199,6 +205,12 @@ def parse_trunks(raw: dict, sweep_raw: dict) -> TrunksOptions:
         kw["decay_shape"] = choice(raw["decay_shape"], "design.decay_shape", DECAY_SHAPES)
     if "evals" in raw:
         kw["evals"] = whole_number(raw["evals"], "design.evals", minimum=4)
+    for key, least in (("below", 0), ("above", 0), ("repeats", 1), ("largest_repeats", 0)):
+        if key in raw:
+            kw[key] = whole_number(raw[key], f"design.{key}", minimum=least)
+    if "above_share" in raw:
+        kw["above_share"] = number(raw["above_share"], "design.above_share", "in (0, 1]",
+                                   lambda x: 0 < x <= 1)
     return TrunksOptions(**kw)
 
 
