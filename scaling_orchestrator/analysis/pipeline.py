@@ -12,7 +12,6 @@ most informative, and they have been validated by then.
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -146,20 +145,13 @@ def assemble(points, curves, table, hparams, options: FitOptions, form: LawForm 
     targets = options.target_flops or default_targets(budgets)
     fpt = flops_per_token_model(points)
     form, choice, law = (form, given(form), None) if form is not None else choose_law(points)
+    sections = fit_sections(points, curves, options, form, fpt, law, choice)
     curve_fit, why_not = curve_runner(table, budgets, options, name)
-    def backtest_aside():  # a thread of its own: numpy's errstate is per thread (contextvars)
-        with np.errstate(all="ignore"):
-            return _attempt(lambda: run_backtest(
-                points, curves, threshold=DEFAULT_THRESHOLD, params_threshold=options.params_threshold,
-                window=options.window, form=form, curve_fit=curve_fit and (lambda held: curve_fit(held, 0))))
-
-    # The back-test's refits run beside the main fits (numpy's kernels release the GIL)
-    with ThreadPoolExecutor(1) as aside:
-        backtest = aside.submit(backtest_aside)
-        sections = fit_sections(points, curves, options, form, fpt, law, choice)
-        sections["curve"] = (_attempt(lambda: curve_fit((), options.n_bootstrap)) if curve_fit
-                             else Unfit(why_not))
-        backtest = backtest.result()
+    sections["curve"] = _attempt(lambda: curve_fit((), options.n_bootstrap)) if curve_fit else Unfit(why_not)
+    backtest = _attempt(lambda: run_backtest(points, curves, threshold=DEFAULT_THRESHOLD,
+                                             params_threshold=options.params_threshold,
+                                             window=options.window, form=form,
+                                             curve_fit=curve_fit and (lambda held: curve_fit(held, 0))))
     frontiers = {m: loss_frontier(m, sections[m]) for m in ("isoflop", "envelope")}
     result = FitResult(
         data_summary(points, curves, table, hparams, name),
