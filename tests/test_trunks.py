@@ -31,6 +31,8 @@ TRUTH = {"E": 1.82, "A_N": 482.0, "alpha_N": 0.348, "A": 1.72, "alpha": 0.366, "
 def simulated_spec(**changes) -> dict:
     raw = yaml.safe_load((ROOT / "examples" / "simulated.yaml").read_text())
     raw.pop("held_out_budgets_flops")
+    # the dial the trunks design was measured on (bench/trunks.py): depth 4..48, span 4
+    raw["model"]["depth"]["max"], raw["prior"]["span"] = 48, 4
     raw["simulate"] = {"law": "multi_power", "params": TRUTH, "noise": 0.0}
     raw["design"] = {"kind": "trunks"}
     return {**raw, **changes}
