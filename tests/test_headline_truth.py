@@ -67,6 +67,8 @@ def test_the_measured_vertex_has_its_own_interval():
     assert narrow[0] < 2e9 < narrow[1]
     assert wide[1] / wide[0] > narrow[1] / narrow[0] > 1.0
     assert vertex_interval(N[:3], exact[:3], window=5) is None   # no degree of freedom left
+    # 4 runs leave one: Student's t at 12.7 would hold any forecast, so the vertex itself judges
+    assert vertex_interval(N[2:6], exact[2:6] * np.exp(0.002 * noise[2:6]), window=5) is None
 
 
 def test_a_forecast_inside_the_measured_interval_holds():

@@ -18,11 +18,13 @@ from scipy.stats import t as student_t
 from scaling_orchestrator.analysis.methods.parabola import MIN_VALUES, window_parabola
 
 LEVEL = 0.95
+MIN_DOF = 2  # one degree of freedom (4 runs) puts Student's t at 12.7: an interval that holds anything
 
 
 def vertex_interval(params, loss, window: int) -> tuple[float, float] | None:
     """[lo, hi] of the N* the runs (params, loss) of one budget measure, at 95%; None when the
-    window leaves no degree of freedom or is not convex. E.g. sizes 1e8..1e9 with losses
+    window leaves fewer than MIN_DOF degrees of freedom (the forecast is then judged against the
+    vertex itself) or is not convex. E.g. sizes 1e8..1e9 with losses
     exactly on a parabola give a zero-width interval at its vertex."""
     x = np.log10(np.asarray(params, float))
     order = np.argsort(x)
@@ -32,7 +34,7 @@ def vertex_interval(params, loss, window: int) -> tuple[float, float] | None:
     fit = window_parabola(x, y, window)
     xs, ys = x[fit.rows], y[fit.rows]
     dof = len(xs) - 3
-    if not fit.convex or dof < 1:
+    if not fit.convex or dof < MIN_DOF:
         return None
     design = np.column_stack([xs ** 2, xs, np.ones_like(xs)])
     residual = ys - design @ np.array([fit.c2, fit.c1, fit.c0])
