@@ -64,8 +64,11 @@ def with_held_out(adaptive: pa.Table, grid: pa.Table) -> pa.Table:
     return both.set_column(both.column_names.index("sweep"), "sweep", pa.array(["adaptive"] * both.num_rows))
 
 
-def describe(name: str, table: pa.Table, seconds: float, n_bootstrap: int) -> dict:
-    result = fit(table, options=FitOptions(target_flops=(TARGET,), n_bootstrap=n_bootstrap)).to_dict()
+def describe(name: str, table: pa.Table, seconds: float, n_bootstrap: int, folder: str | None = None) -> dict:
+    """folder: the results folder the rows came from (its _plan.json gives each trial's exact
+    schedule to the curve method; rows alone rebuild it from the recipe's defaults)."""
+    options = FitOptions(target_flops=(TARGET,), n_bootstrap=n_bootstrap)
+    result = fit(table, options=options, name=folder).to_dict()
     bt = result["backtest"]
     print(
         f"{name}: FLOPs spent {spent(table):.3g} (fitted trials), wall {seconds:,.0f} s, "

@@ -63,7 +63,9 @@ def main() -> None:
     g_wall, t_wall = wall(args.grid, held), wall(args.trunks, set())
     exponent("grid", describe("grid", grid, g_wall, args.bootstrap), "isoflop")
     judged = with_held_out(trunks, grid)
-    exponent("trunks", describe("trunks", judged, t_wall, args.bootstrap), "curve")
+    result = describe("trunks", judged, t_wall, args.bootstrap, folder=args.trunks)
+    for method in ("curve", "parametric"):
+        exponent("trunks", result, method)
     everything = float(pc.sum(final_rows(grid).column("flops")).as_py())
     print(f"trunks FLOPs {own_flops(trunks):.3g} (a branch's own steps only): "
           f"{own_flops(trunks) / everything:.2f}x the demo's {everything:.3g} (held-out runs included), "

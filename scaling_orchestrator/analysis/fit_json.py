@@ -14,8 +14,6 @@ not keep is rebuilt from what it does, or left out:
 
 from __future__ import annotations
 
-import numpy as np
-
 from scaling_orchestrator.analysis.errors import read_section
 from scaling_orchestrator.analysis.judge.backtest import Backtest
 from scaling_orchestrator.analysis.judge.headline import Headline
@@ -27,17 +25,13 @@ from scaling_orchestrator.analysis.judge.recommend import (
 )
 from scaling_orchestrator.analysis.laws.choice import Candidate, LawChoice
 from scaling_orchestrator.analysis.laws.registry import (
-    DEFAULT_FORM,
     ParametricResult,
-    law_form,
-    law_from_dict,
 )
 from scaling_orchestrator.analysis.methods.curve import CurveMethod
 from scaling_orchestrator.analysis.methods.envelope import EnvelopeFit
 from scaling_orchestrator.analysis.methods.hparam_laws import HparamFit
 from scaling_orchestrator.analysis.methods.isoflop import IsoflopFit
 from scaling_orchestrator.analysis.methods.single_variable import KaplanFit
-from scaling_orchestrator.analysis.numerics import number
 
 SECTIONS = ("data", *METHODS, "kaplan", "backtest", "compute_optimal", "lr_law", "batch_law")
 
@@ -76,17 +70,8 @@ def fields_from_dict(plain) -> dict:
 
 
 def parametric_from_dict(d: dict) -> ParametricResult:
-    """The law from its constants, its 95% intervals, and its bootstrap rows (null -> inf
-    where the form allows it, NaN otherwise; None when the fit had no bootstrap)."""
-    form = law_form(d.get("law") or DEFAULT_FORM)
-    rows = d.get("samples")
-    samples = None
-    if rows:
-        infinite_ok = [c in form.may_be_infinite for c in form.constants]
-        samples = np.array([[np.inf if v is None and ok else number(v) for v, ok in zip(row, infinite_ok)]
-                            for row in rows], dtype=float)
-    return ParametricResult(law_from_dict(d), form, {k: list(v) for k, v in (d.get("ci95") or {}).items()},
-                            samples)
+    """The parametric section back (ParametricResult.from_dict)."""
+    return ParametricResult.from_dict(d)
 
 
 def law_choice_from_dict(d: dict | None) -> LawChoice | None:

@@ -196,7 +196,7 @@ def curve_runner(table, budgets, options: FitOptions, name: str):
     folder = name if Path(name).is_dir() else None
 
     def run(without, resamples):
-        return curve_section(table, budgets, law=law or "multi_power", n_bootstrap=resamples,
+        return curve_section(table, budgets, law=law or "auto", n_bootstrap=resamples,
                              seed=options.seed, without=without, folder=folder)
     return run, ""
 

@@ -35,6 +35,7 @@ import scaling_orchestrator.analysis.laws.forms
 from scaling_orchestrator.analysis.errors import NotFittable, Unfit
 from scaling_orchestrator.analysis.laws.curves.forms import CurveForm
 from scaling_orchestrator.analysis.laws.forms.base import Form
+from scaling_orchestrator.analysis.numerics import number
 
 for _module in pkgutil.iter_modules(scaling_orchestrator.analysis.laws.forms.__path__):
     importlib.import_module(f"scaling_orchestrator.analysis.laws.forms.{_module.name}")
@@ -121,6 +122,20 @@ class ParametricResult:
         (Farseer's a and b are constants: written over them, every saved Farseer law read
         back with a = b = NaN)."""
         return {k: v for k, v in (("a", self.a), ("b", self.b)) if k not in self.form.constants}
+
+    @staticmethod
+    def from_dict(d: dict) -> ParametricResult:
+        """The law from its constants, its 95% intervals, and its bootstrap rows (null -> inf
+        where the form allows it, NaN otherwise; None when the fit had no bootstrap)."""
+        form = law_form(d.get("law") or DEFAULT_FORM)
+        rows = d.get("samples")
+        samples = None
+        if rows:
+            infinite_ok = [c in form.may_be_infinite for c in form.constants]
+            samples = np.array([[np.inf if v is None and ok else number(v) for v, ok in zip(row, infinite_ok)]
+                                for row in rows], dtype=float)
+        ci95 = {k: list(v) for k, v in (d.get("ci95") or {}).items()}
+        return ParametricResult(law_from_dict(d), form, ci95, samples)
 
     def to_dict(self) -> dict:
         """The law's constants, a, b, ci95 and "samples": every finite bootstrap row (the

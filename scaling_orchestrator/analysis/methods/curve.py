@@ -1,17 +1,30 @@
 """The `curve` method: the compute-optimal answer read from whole loss curves.
 
-A joint curve law (laws/curves: L0(N) = E + A_N N^-alpha_N under Tissue et al.'s or Luo et
-al.'s schedule terms) is fitted to every evaluation of every run, trunks and cooldowns included.
-It then gives the final loss of a run of any size and token count under the study's reference
-schedule (the recipe's: cosine to 10% with 5% warmup unless the spec says otherwise), so at any
-budget C the IsoFLOP profile is L(N, T = C / (fpt(N) batch(N))) over a fine grid of N, and
-N*(C), D*(C) = C / fpt(N*), L*(C) are its minimum (refined by the parabola through the grid
-point and its neighbours). The grid spans the studied sizes / 8 to x 64 (a target 10x past the
-largest budget wants a model ~3x past the largest size; an optimum at the grid's end is flagged);
-fpt(N) is the sizes' own per-token FLOPs as a power law, the peak LR and batch the nearest
-size's. Intervals: the same profile under every whole-run bootstrap row of the law (a run's
-evaluations move together; a cooldown is drawn with its trunk). N* ~ C^a: the slope of log N* on
-log C across the study's budgets.
+A joint curve law (laws/curves: Tissue et al.'s or Luo et al.'s schedule terms, its floor
+L0(N) = E + A_N N^-alpha_N; `auto` picks the law and burn-in that predict a held-out schedule
+best) is fitted to every evaluation of every run, trunks and cooldowns included. It is trusted
+with the schedule, not with N:
+
+1. each evaluation past START_SHARE of its run's steps is translated to the loss a constant-LR
+   run would have at that step (laws/curves/translate.py; a trunk's own evaluations barely move,
+   a cooldown's lose their annealing gain);
+2. Chinchilla's parametric law (Approach 3's engine) is fitted to those points at D = steps x
+   tokens per step: under a constant LR the joint law IS Chinchilla's form (S1 = eta T), so on a
+   known joint law this recovers it, and on real curves the N dependence is the well-studied
+   separable one, not the curve law's floor;
+3. at budget C the IsoFLOP profile over a grid of N is that law at D = C / fpt(N) times the curve
+   law's ratio of the reference schedule's final loss to the constant LR's at that step count
+   (the recipe's schedule: cosine to 10% with 5% warmup unless the spec says otherwise); N*, D*,
+   L* are its minimum, parabola-refined. The grid spans the sizes / 8 to x 64 (an optimum at its
+   end is flagged); fpt(N) is the sizes' own per-token FLOPs, the peak LR and batch the nearest
+   size's.
+
+Intervals: the same profile under every run-bootstrap row of step 2's fit (a run's evaluations
+are drawn together, a cooldown with its trunk); the translation and the ratio are held at the
+point fit (their own uncertainty is not in the intervals). N* ~ C^a: the slope of log N* on log
+C across the study's budgets. Why not the joint law's own profile: extrapolated in N it missed the
+demo's real held-out budget by -63% in N* (laws/curves/translate.py). Where the joint law is the
+truth (a simulated study, a test), `CurveMethod` without an answer reads the law's own profile.
 """
 
 from __future__ import annotations
@@ -22,15 +35,19 @@ from typing import ClassVar
 import numpy as np
 
 from scaling_orchestrator.analysis.errors import NotFittable
-from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, CurveSet, fit_curves
+from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, CurveSet, bootstrap_units, fit_curves
 from scaling_orchestrator.analysis.laws.curves.schedule import Areas, recipe_lr
 from scaling_orchestrator.analysis.laws.curves.tables import row_curves, size_recipes
+from scaling_orchestrator.analysis.laws.curves.translate import START_SHARE, read_points, translated_loss
+from scaling_orchestrator.analysis.laws.registry import ParametricResult, fit_law, law_form
 
 GRID_POINTS = 61
 GRID_BELOW, GRID_ABOVE = 8.0, 64.0   # the profile's N grid: sizes / 8 .. sizes x 64
 MIN_SIZES = 3
 MAX_STEPS = 4096
-MAX_BOOTSTRAP = 200   # whole-run resamples of a curve law (each a multi_power refit)
+MAX_BOOTSTRAP = 200   # run resamples of the answer's parametric fit
+ANSWER_FORM = "chinchilla"
+CONSTANT = "constant"
 
 
 @dataclass(frozen=True)
@@ -60,7 +77,8 @@ class Sizes:
 
 @dataclass(frozen=True)
 class CurveMethod:
-    """The fitted curve law and the compute-optimal allocations it implies."""
+    """The fitted curve law, the parametric law on its translated evaluations (the answer), and
+    the compute-optimal allocations they imply (module doc)."""
 
     law: CurveFit
     sizes: Sizes
@@ -69,11 +87,18 @@ class CurveMethod:
     a: float | None = None
     b: float | None = None
     ci95: dict = field(default_factory=dict)
+    answer: ParametricResult | None = None   # None: the joint law's own profile (a known truth)
     fittable: ClassVar[bool] = True
 
     def grid(self) -> np.ndarray:
         lo, hi = self.sizes.params.min() / GRID_BELOW, self.sizes.params.max() * GRID_ABOVE
         return np.geomspace(lo, hi, GRID_POINTS)
+
+    def rows(self) -> np.ndarray | None:
+        """The bootstrap rows intervals are read from (finite ones; None with fewer than 10)."""
+        samples = self.law.samples if self.answer is None else self.answer.samples
+        rows = None if samples is None else samples[np.all(np.isfinite(samples), 1)]
+        return rows if rows is not None and len(rows) >= 10 else None
 
     def profile(self, C: float, rows=None) -> tuple[np.ndarray, np.ndarray]:
         """(grid N, final loss (R, G) under the reference schedule at budget C) for the fit
@@ -82,13 +107,18 @@ class CurveMethod:
         near = self.sizes.nearest(grid)
         batch, lr = self.sizes.batch_tokens[near], self.sizes.lr[near]
         steps = np.maximum(np.round(C / (self.sizes.fpt(grid) * batch)), 1).astype(int)
-        curves = final_points(grid, steps, lr, self.schedule)
+        reference = final_points(grid, steps, lr, self.schedule)
+        if self.answer is not None:
+            ratio = self.law.predict(reference) / self.law.predict(final_points(grid, steps, lr, CONSTANT))
+            form = self.answer.form
+            values = self.answer.law.values if rows is None else {
+                k: v[:, None] for k, v in zip(form.constants, np.asarray(rows).T)}
+            return grid, np.atleast_2d(form.predict_values(values, grid, steps * batch)) * ratio
         if rows is None:
-            return grid, self.law.predict(curves)[None, :]
-        cols = curves.columns()
+            return grid, self.law.predict(reference)[None, :]
+        cols = reference.columns()
         pred, _ = self.law.form.log_loss(self.law.form.to_inner(rows, cols.frame), cols, jac=False)
         return grid, np.exp(pred)
-
     def optimum(self, C: float, rows=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(N*, D*, L*, at the grid's edge) per row: the profile's minimum, parabola-refined."""
         grid, loss = self.profile(C, rows)
@@ -119,9 +149,8 @@ class CurveMethod:
 
     def interval(self, C: float) -> dict:
         """95% intervals of N*, D*, L* at C over the bootstrap rows (None without them)."""
-        samples = self.law.samples
-        rows = None if samples is None else samples[np.all(np.isfinite(samples), 1)]
-        if rows is None or len(rows) < 10:
+        rows = self.rows()
+        if rows is None:
             return {"params": None, "tokens": None, "loss": None}
         n, d, loss, _ = self.optimum(C, rows)
         return {k: [float(q) for q in np.nanpercentile(v, [2.5, 97.5])]
@@ -129,7 +158,8 @@ class CurveMethod:
 
     def to_dict(self) -> dict:
         return {"fittable": True, "law": self.law.to_dict(), "schedule": self.schedule, "a": self.a,
-                "b": self.b, "ci95": self.ci95, "budgets": list(self.budgets),
+                "b": self.b, "ci95": self.ci95, "budgets": list(self.budgets), "start_share": START_SHARE,
+                "answer": None if self.answer is None else self.answer.to_dict(),
                 "sizes": {k: getattr(self.sizes, k).tolist() for k in
                           ("params", "flops_per_token", "batch_tokens", "lr")}}
 
@@ -137,9 +167,10 @@ class CurveMethod:
     def from_dict(plain: dict) -> CurveMethod:
         sizes = Sizes(*(np.asarray(plain["sizes"][k], float) for k in
                         ("params", "flops_per_token", "batch_tokens", "lr")))
+        answer = plain.get("answer")
         return CurveMethod(CurveFit.from_dict(plain["law"]), sizes, plain.get("schedule", "cosine"),
                            tuple(plain.get("budgets") or ()), plain.get("a"), plain.get("b"),
-                           dict(plain.get("ci95") or {}))
+                           dict(plain.get("ci95") or {}), answer and ParametricResult.from_dict(answer))
 
 
 def final_points(params, steps, lr, schedule: str) -> CurveSet:
@@ -160,15 +191,17 @@ def final_points(params, steps, lr, schedule: str) -> CurveSet:
     return CurveSet.concat(parts)
 
 
-def fit_curve_method(curves: CurveSet, sizes: Sizes, budgets, *, law: str = "multi_power",
+def fit_curve_method(curves: CurveSet, sizes: Sizes, budgets, *, law: str = "auto",
                      schedule: str = "cosine", n_bootstrap: int = 0, seed: int = 0,
                      groups: dict | None = None) -> CurveMethod:
     """The curve method on every evaluation of the study's runs (module doc); groups: fit_curves'."""
     if len(sizes.params) < MIN_SIZES:
         raise NotFittable(f"the curve method needs curves of at least {MIN_SIZES} sizes; "
                           f"these runs have {len(sizes.params)}")
-    fitted = fit_curves(curves, law, joint=True, n_bootstrap=n_bootstrap, seed=seed, groups=groups)
-    method = CurveMethod(fitted, sizes, schedule)
+    curves = curves.select(np.isfinite(curves.loss))
+    fitted = fit_curves(curves, law, joint=True, seed=seed)
+    answer = constant_lr_law(curves, fitted, sizes, n_bootstrap=n_bootstrap, seed=seed, groups=groups)
+    method = CurveMethod(fitted, sizes, schedule, answer=answer)
     budgets = sorted(float(b) for b in budgets)
     rows = []
     for C in budgets:
@@ -176,7 +209,22 @@ def fit_curve_method(curves: CurveSet, sizes: Sizes, budgets, *, law: str = "mul
         rows.append({"flops": C, "params_opt": float(n[0]), "tokens_opt": float(d[0]),
                      "loss_opt": float(loss[0]), "edge": bool(edge[0])})
     a, b, ci = exponents(method, budgets)
-    return CurveMethod(fitted, sizes, schedule, tuple(rows), a, b, ci)
+    return CurveMethod(fitted, sizes, schedule, tuple(rows), a, b, ci, answer)
+
+
+def constant_lr_law(curves: CurveSet, law: CurveFit, sizes: Sizes, *, n_bootstrap: int, seed: int,
+                    groups: dict | None) -> ParametricResult:
+    """Step 2 of the module doc: the parametric law on the evaluations translated to a constant
+    LR, bootstrapped over whole runs (a cooldown drawn with its trunk)."""
+    curves = curves.select(read_points(curves))
+    near = sizes.nearest(curves.params)
+    loss = translated_loss(curves, law, final_points, sizes.lr[near], CONSTANT)
+    units = bootstrap_units(curves.run.astype(str), groups)
+    found = fit_law(law_form(ANSWER_FORM), curves.params, curves.step * sizes.batch_tokens[near], loss, units,
+                    n_bootstrap=n_bootstrap, seed=seed, flops_per_token=sizes.fpt)
+    if not found.fittable:
+        raise NotFittable(f"the parametric law on the translated evaluations: {found.reason}")
+    return found
 
 
 def exponents(method: CurveMethod, budgets) -> tuple[float | None, float | None, dict]:
@@ -187,9 +235,8 @@ def exponents(method: CurveMethod, budgets) -> tuple[float | None, float | None,
     logc = np.log(budgets)
     best = [method.optimum(C) for C in budgets]
     a, b = (float(np.polyfit(logc, np.log([o[i][0] for o in best]), 1)[0]) for i in (0, 1))
-    samples = method.law.samples
-    rows = None if samples is None else samples[np.all(np.isfinite(samples), 1)]
-    if rows is None or len(rows) < 10:
+    rows = method.rows()
+    if rows is None:
         return a, b, {}
     found = [method.optimum(C, rows) for C in budgets]
     ci = {}
@@ -200,7 +247,7 @@ def exponents(method: CurveMethod, budgets) -> tuple[float | None, float | None,
     return a, b, ci
 
 
-def curve_section(table, budgets, *, law: str = "multi_power", schedule: str = "cosine",
+def curve_section(table, budgets, *, law: str = "auto", schedule: str = "cosine",
                   n_bootstrap: int = 0, seed: int = 0, without=(), folder=None,
                   recipes: dict | None = None) -> CurveMethod:
     """The curve method on our own result rows (laws/curves/tables.py reads each trial's
