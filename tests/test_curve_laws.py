@@ -145,6 +145,14 @@ def test_cli_fits_foreign_curves_and_predicts_an_unseen_schedule(tmp_path, capsy
     assert np.abs(predicted / unseen.loss - 1).max() < 0.02
     assert main(["fit", str(tmp_path / "seen.csv"), *flags, "--loss", "train", "--law", "chinchilla"]) == 2
     assert "curve fit takes" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "seen.csv"), *flags, "--loss", "train", "--law", "lr_annealing",
+                 "--bootstrap", "0", "--burn-in", "0.5", "--json", str(tmp_path / "late.json")]) == 0
+    late = json.loads((tmp_path / "late.json").read_text())["curve_law"]
+    assert late["n_points"] < json.loads((tmp_path / "fit.json").read_text())["curve_law"]["n_points"]
+    for bad in (["--burn-in", "1.2"], ["--burn-in", "0.2", "--law", "auto"]):
+        assert main(["fit", str(tmp_path / "seen.csv"), *flags, "--loss", "train", "--law", "lr_annealing",
+                     *bad]) == 2
+        assert "--burn-in" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # eight fits and two refits: about 5 s

@@ -33,7 +33,9 @@ def add_flags(p: argparse.ArgumentParser, *, predict: bool = False) -> None:
                    "curves and the law a curve law: lr_annealing, multi_power or auto")
     if not predict:
         p.add_argument("--curve-law", metavar="NAME", help="the curve method on our own rows: lr_annealing, "
-                       "multi_power, auto or none (default: multi_power where the rows hold trunks)")
+                       "multi_power, auto or none (default: auto where the rows hold trunks)")
+        p.add_argument("--burn-in", type=float, metavar="SHARE", help="curves: leave out each run's "
+                       "evaluations before this share of its steps (0 <= SHARE < 1; auto chooses its own)")
     if predict:
         p.add_argument("--run", default="trial_id", help="curves: run id column (default: trial_id)")
 
@@ -58,7 +60,7 @@ def run_fit(args) -> int:
     table = load_table(args.source)
     curves = foreign_curves(table, **_source_columns(args, table, loss=True))
     resamples = min(max(args.bootstrap, 0), MAX_BOOTSTRAP)
-    fitted = fit_curves(curves, law, n_bootstrap=resamples, seed=args.seed)
+    fitted = fit_curves(curves, law, n_bootstrap=resamples, seed=args.seed, burn_in=burn_in(args, law))
     print(summary(fitted))
     if args.bootstrap > MAX_BOOTSTRAP:
         print(f"bootstrap: {MAX_BOOTSTRAP} resamples of whole runs (a curve fit caps --bootstrap there)")
@@ -66,6 +68,18 @@ def run_fit(args) -> int:
         write_json(args.json, {"curve_law": fitted.to_dict()})
         print(f"wrote {args.json}")
     return 0
+
+
+def burn_in(args, law: str) -> float:
+    """--burn-in, checked: a share of the steps, and not with auto (which chooses its own)."""
+    share = getattr(args, "burn_in", None)
+    if share is None:
+        return 0.0
+    if not 0 <= share < 1:
+        raise ValueError(f"--burn-in {share:g}: a share of each run's steps, 0 <= SHARE < 1")
+    if law == AUTO:
+        raise ValueError(f"--burn-in {share:g} with --law auto: auto chooses the burn-in; name a law")
+    return share
 
 
 def summary(fitted: CurveFit) -> str:
