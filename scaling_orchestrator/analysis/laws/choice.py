@@ -42,9 +42,10 @@ GIVEN = "given"
 # screened fit on Epoch's points, the OLMo ladder, Datablations, Gadre's three sets, six of
 # Porian's configurations, the eight Open-Athena sources, a 1,000-trial folder and 30
 # synthetic tables: the same optimum on all but two synthetic tables (summed Huber within
-# 2e-14 relative, constants and held-out forecasts within 4e-7), 0.1-0.8 s against 0.7-4.3 s
-# CPU. On one of the two the screen missed the lower optimum the starts found (-8e-11); on the
-# other it found a degenerate one (beta = -59, B -> 0: its forecast overflows) 1% lower.
+# 3e-12 relative, constants and held-out forecasts within 4e-7), 0.1-1.9 s against 0.7-3.2 s
+# CPU (busy 2-core machine). On one of the two the screen missed a lower optimum (-8e-11) the
+# starts found; on the other it found a degenerate one 1% lower (beta = -59, B -> 0: its
+# forecast overflows) where the starts give a finite law.
 NEAR_GRID_STARTS = 8
 UNIQUE_TOKENS = "unique_tokens"
 
