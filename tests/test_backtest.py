@@ -11,6 +11,7 @@ import pytest
 from test_isoflop import chinchilla_grid
 from test_report import result_row
 
+import scaling_orchestrator.analysis.judge.backtest as backtest_module
 from scaling_orchestrator.analysis import FitOptions, fit
 from scaling_orchestrator.analysis.data.load import load_points
 from scaling_orchestrator.analysis.data.schema import ADDED_IN, HELD_OUT, rows_to_table
@@ -127,3 +128,17 @@ def test_held_out_group_needs_two_other_budgets():
     with pytest.raises(NotFittable, match=r"1 budget\(s\) outside the held-out group"):
         run_backtest(points)
     assert np.unique(points.budget[points.group == ""]).tolist() == [1e17]
+
+
+
+@pytest.mark.slow  # a Kaplan-form fit screening its grid
+def test_only_a_form_checked_for_it_starts_its_back_test_from_the_law_on_every_run(monkeypatch):
+    """Chinchilla's back-test law starts from the all-run law; a form without near_starts
+    (Farseer's 9 constants reach other optima that way) screens its grid as before."""
+    kaplan = law_form("kaplan")
+    assert law_form("chinchilla").near_starts and not kaplan.near_starts
+    monkeypatch.setattr(backtest_module, "fit_near", lambda *a, **k: pytest.fail("started near"))
+    points = load_points(rows_to_table(study_rows()))
+    bt = run_backtest(points, form=kaplan, near=object())
+    train = points.select(points.group == "")
+    assert bt.law.values == kaplan.fit(train.params, train.tokens, train.loss).values

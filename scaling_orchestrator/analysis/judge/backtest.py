@@ -279,7 +279,7 @@ def run_backtest(points: Points, curves: Points | None = None, *,
     form: the parametric law form (chinchilla when None); one needing unique tokens reads
     them from points.unique. curve_fit(held-out run ids): the curve method fitted without
     them, judged like the others when given. near: the form fitted on every run; the law
-    without the held-out runs then starts from it (NEAR_GRID_STARTS), not the whole grid."""
+    without the held-out runs then starts from it, not the whole grid (Form.near_starts)."""
     form = form or law_form(DEFAULT_FORM)
     rows = final_rows(points)
     fit_rows, test_rows, held_out_by = held_out_split(points, rows, window)
@@ -307,7 +307,8 @@ def _fit_without(train: Points, train_curves, which: str, form: LawForm, window:
     law, law_why, broken = None, "", False
     NDLU = (train.params, train.tokens, train.loss, train.unique)
     try:
-        law = form.fit(*NDLU) if near is None else fit_near(form, near, *NDLU, n_grid_starts=NEAR_GRID_STARTS)
+        law = (fit_near(form, near, *NDLU, n_grid_starts=NEAR_GRID_STARTS)
+               if near is not None and form.near_starts else form.fit(*NDLU))
     except (NotFittable, ValueError) as exc:
         law_why = f"parametric on the {which}: {exc}"
     if law is not None:   # R_D* = inf is a meaning (no repeats), not an overflow

@@ -45,7 +45,9 @@ GIVEN = "given"
 # 3e-12 relative, constants and held-out forecasts within 4e-7), 0.1-1.9 s against 0.7-3.2 s
 # CPU (busy 2-core machine). On one of the two the screen missed a lower optimum (-8e-11) the
 # starts found; on the other it found a degenerate one 1% lower (beta = -59, B -> 0: its
-# forecast overflows) where the starts give a finite law.
+# forecast overflows) where the starts give a finite law. Farseer's 9 constants are another
+# matter (Epoch's points +1.2e-5 summed Huber, the OLMo ladder -3.4%, Datablations +7e-4, its
+# constants 0.2x-40x apart): only forms with Form.near_starts (Chinchilla) start this way.
 NEAR_GRID_STARTS = 8
 UNIQUE_TOKENS = "unique_tokens"
 
