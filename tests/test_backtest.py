@@ -11,6 +11,7 @@ import pytest
 from test_isoflop import chinchilla_grid
 from test_report import result_row
 
+import scaling_orchestrator.analysis.judge.backtest as backtest_module
 from scaling_orchestrator.analysis import FitOptions, fit
 from scaling_orchestrator.analysis.data.load import load_points
 from scaling_orchestrator.analysis.data.schema import ADDED_IN, HELD_OUT, rows_to_table
@@ -47,10 +48,15 @@ def test_two_held_out_budgets_are_each_judged_by_a_fit_without_both(two_held_out
     assert bt.held_out_by == BY_GROUP and bt.held_out_flops == HELD
     assert bt.n_train_budgets == 3 and [b.n_held_out_runs for b in bt.budgets] == [9, 9]
     # The back-test's law is the fit of exactly the group "" runs: neither held-out budget in it.
+    # It starts from the law on every run and 8 grid starts, not the screened grid, and
+    # reaches the optimum the screened grid reaches (to the polish's tolerance).
     points = load_points(rows_to_table(study_rows()))
     ordinary = points.select(points.group == "")
     alone = law_form("chinchilla").fit(ordinary.params, ordinary.tokens, ordinary.loss)
-    assert [getattr(bt.law, k) for k in PARAM_NAMES] == [getattr(alone, k) for k in PARAM_NAMES]
+    assert bt.law.n_starts == 1 + len(two_held_out.parametric.law.runner_ups) + 8 < alone.n_starts
+    assert bt.law.objective == pytest.approx(alone.objective, rel=1e-12)
+    assert [getattr(bt.law, k) for k in PARAM_NAMES] == pytest.approx(
+        [getattr(alone, k) for k in PARAM_NAMES], rel=1e-6)
     for check in bt.budgets:   # the law extrapolates 3x and 10x past its largest budget
         par = check.checks["parametric"]
         assert par.loss.passed and check.rel_error < 0.01
@@ -122,3 +128,17 @@ def test_held_out_group_needs_two_other_budgets():
     with pytest.raises(NotFittable, match=r"1 budget\(s\) outside the held-out group"):
         run_backtest(points)
     assert np.unique(points.budget[points.group == ""]).tolist() == [1e17]
+
+
+
+@pytest.mark.slow  # a Kaplan-form fit screening its grid
+def test_only_a_form_checked_for_it_starts_its_back_test_from_the_law_on_every_run(monkeypatch):
+    """Chinchilla's back-test law starts from the all-run law; a form without near_starts
+    (Farseer's 9 constants reach other optima that way) screens its grid as before."""
+    kaplan = law_form("kaplan")
+    assert law_form("chinchilla").near_starts and not kaplan.near_starts
+    monkeypatch.setattr(backtest_module, "fit_near", lambda *a, **k: pytest.fail("started near"))
+    points = load_points(rows_to_table(study_rows()))
+    bt = run_backtest(points, form=kaplan, near=object())
+    train = points.select(points.group == "")
+    assert bt.law.values == kaplan.fit(train.params, train.tokens, train.loss).values

@@ -8,16 +8,29 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
+from scipy.signal import lfilter  # the reference for momentum_sums (the package skips its import cost)
 
 import scaling_orchestrator.analysis.laws.curves.fit as curve_fit_module
 from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, CurveSet, fit_curves, held_out
 from scaling_orchestrator.analysis.laws.curves.forms import curve_form
-from scaling_orchestrator.analysis.laws.curves.schedule import areas, logged_lr, recipe_lr
+from scaling_orchestrator.analysis.laws.curves.schedule import (
+    MOMENTUM,
+    areas,
+    logged_lr,
+    momentum_sums,
+    recipe_lr,
+)
 from scaling_orchestrator.cli.study import main
 from scaling_orchestrator.models.training.config import TrainConfig, lr_at
 
 TISSUE = {"L0": 2.0, "A": 1.1, "alpha": 0.5, "C": 0.4}
 LUO = {"L0": 2.0, "A": 1.2, "alpha": 0.45, "B": 400.0, "C": 2.0, "beta": 0.6, "gamma": 0.5}
+
+
+def test_momentum_sums_are_lfilter_bit_for_bit():
+    delta = np.concatenate([[0.0], -np.diff(recipe_lr(3000, 3e-3, "wsd"))])
+    delta[500:900] += np.random.default_rng(0).normal(0, 1e-5, 400)
+    np.testing.assert_array_equal(momentum_sums(delta), lfilter([1.0], [1.0, -MOMENTUM], delta))
 
 
 @pytest.mark.parametrize("schedule,shape", [("cosine", "linear"), ("wsd", "linear"), ("wsd", "1-sqrt"),

@@ -159,6 +159,26 @@ def test_blocked_objective_equals_the_engine_objective_of_its_log_loss(epoch_csv
                                atol=1e-300)
 
 
+def test_repeated_configurations_give_the_same_objective_bit_for_bit():
+    """Seeds of one configuration share (N, D): the law's terms computed once per distinct
+    pair and gathered give every loss and gradient the per-point computation gives, to the bit."""
+    N, D = chinchilla_like_grid()
+    N, D = np.repeat(N, 4), np.repeat(D, 4)     # 4 seeds of each of 270 configurations
+    law = ParametricFit(**EPOCH_LAW, objective=0.0, n_points=0, converged=True)
+    L = law.predict(N, D) * np.exp(0.01 * np.random.default_rng(3).standard_normal(len(N)))
+    cols = CHINCHILLA.columns(N, D, L)
+    shared, per_point = CHINCHILLA.objective(cols), CHINCHILLA.objective(cols)
+    assert len(shared.pairs_u) == 270 and shared.at is not None
+    per_point.at = None
+    z = CHINCHILLA.starts(cols)[::9]
+    weights = np.random.default_rng(4).integers(0, 3, size=(len(z), len(N))).astype(float)
+    for w in (None, weights):
+        f1, g1 = shared.value_grad(z, w)
+        f2, g2 = per_point.value_grad(z, w)
+        np.testing.assert_array_equal(f1, f2)
+        np.testing.assert_array_equal(g1, g2)
+
+
 def test_inner_coordinates_round_trip(epoch_csv):
     cols = CHINCHILLA.columns(*epoch_points(epoch_csv))
     inner = CHINCHILLA.from_free(CHINCHILLA_GRID, cols.frame)

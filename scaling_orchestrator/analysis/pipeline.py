@@ -4,9 +4,9 @@ source -> one Arrow table (cut to one sweep) -> the kind == "scaling" rows as fi
 (and curves where the table has them) -> parametric law with run-bootstrap intervals, IsoFLOP,
 envelope, Kaplan, back-test, recommendations; the kind == "hparam" rows -> lr*(N), B*(C).
 
-The back-test fits without the held-out runs and judges them (judge/backtest.py); every
-other method then fits ALL the runs, held-out ones included: the most expensive runs are the
-most informative, and they have been validated by then.
+The back-test fits without the held-out runs and judges them (judge/backtest.py), its law
+started from the law on all runs; every other method fits ALL the runs, held-out ones
+included: the most expensive runs are the most informative, and they have been validated.
 """
 
 from __future__ import annotations
@@ -148,9 +148,10 @@ def assemble(points, curves, table, hparams, options: FitOptions, form: LawForm 
     sections = fit_sections(points, curves, options, form, fpt, law, choice)
     curve_fit, why_not = curve_runner(table, budgets, options, name)
     sections["curve"] = _attempt(lambda: curve_fit((), options.n_bootstrap)) if curve_fit else Unfit(why_not)
+    near = sections["parametric"].law if sections["parametric"].fittable else None
     backtest = _attempt(lambda: run_backtest(points, curves, threshold=DEFAULT_THRESHOLD,
                                              params_threshold=options.params_threshold,
-                                             window=options.window, form=form,
+                                             window=options.window, form=form, near=near,
                                              curve_fit=curve_fit and (lambda held: curve_fit(held, 0))))
     frontiers = {m: loss_frontier(m, sections[m]) for m in ("isoflop", "envelope")}
     result = FitResult(

@@ -54,6 +54,7 @@ from scaling_orchestrator.analysis.judge.forecast import (
 )
 from scaling_orchestrator.analysis.judge.recommend import METHODS, flops_per_token_model, frontier_or_reason
 from scaling_orchestrator.analysis.judge.vertex import vertex_interval
+from scaling_orchestrator.analysis.laws.choice import NEAR_GRID_STARTS, fit_near
 from scaling_orchestrator.analysis.laws.registry import DEFAULT_FORM, LawForm, law_form, law_from_dict
 from scaling_orchestrator.analysis.methods.envelope import fit_envelope, has_curves
 from scaling_orchestrator.analysis.methods.isoflop import fit_budget, fit_isoflop
@@ -271,12 +272,14 @@ class _Fitted:
 def run_backtest(points: Points, curves: Points | None = None, *,
                  threshold: float = DEFAULT_THRESHOLD,
                  params_threshold: float = DEFAULT_PARAMS_THRESHOLD, window: int = 5,
-                 form: LawForm | None = None, curve_fit: Callable | None = None) -> Backtest:
+                 form: LawForm | None = None, curve_fit: Callable | None = None,
+                 near=None) -> Backtest:
     """Fit every method without the held-out runs (curves: every evaluation, for the
     envelope), judge each held-out budget; NotFittable when fewer than 2 budgets are left.
     form: the parametric law form (chinchilla when None); one needing unique tokens reads
     them from points.unique. curve_fit(held-out run ids): the curve method fitted without
-    them, judged like the others when given."""
+    them, judged like the others when given. near: the form fitted on every run; the law
+    without the held-out runs then starts from it, not the whole grid (Form.near_starts)."""
     form = form or law_form(DEFAULT_FORM)
     rows = final_rows(points)
     fit_rows, test_rows, held_out_by = held_out_split(points, rows, window)
@@ -289,7 +292,7 @@ def run_backtest(points: Points, curves: Points | None = None, *,
     if curves is not None:
         train_curves = curves.select(~np.isin(np.asarray(curves.run), held_runs))
     fitted = _fit_without(points.select(fit_rows), train_curves, which, form,
-                          window, flops_per_token_model(points))
+                          window, flops_per_token_model(points), near)
     if curve_fit is not None:
         fitted = replace(fitted, curve=_attempt(lambda: curve_fit(held_runs), f"curve on the {which}"))
     checks = tuple(replace(_judge(points, test_rows[budget[test_rows] == b], float(b), fitted,
@@ -300,10 +303,12 @@ def run_backtest(points: Points, curves: Points | None = None, *,
 
 
 def _fit_without(train: Points, train_curves, which: str, form: LawForm, window: int,
-                 fpt) -> _Fitted:
+                 fpt, near=None) -> _Fitted:
     law, law_why, broken = None, "", False
+    NDLU = (train.params, train.tokens, train.loss, train.unique)
     try:
-        law = form.fit(train.params, train.tokens, train.loss, train.unique)
+        law = (fit_near(form, near, *NDLU, n_grid_starts=NEAR_GRID_STARTS)
+               if near is not None and form.near_starts else form.fit(*NDLU))
     except (NotFittable, ValueError) as exc:
         law_why = f"parametric on the {which}: {exc}"
     if law is not None:   # R_D* = inf is a meaning (no repeats), not an overflow

@@ -13,7 +13,7 @@ the threshold of some value inside that interval (forecast.py).
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import t as student_t
+from scipy.special import stdtrit
 
 from scaling_orchestrator.analysis.methods.parabola import MIN_VALUES, window_parabola
 
@@ -40,5 +40,6 @@ def vertex_interval(params, loss, window: int) -> tuple[float, float] | None:
     residual = ys - design @ np.array([fit.c2, fit.c1, fit.c0])
     cov = float(residual @ residual) / dof * np.linalg.pinv(design.T @ design)
     grad = np.array([fit.c1 / (2 * fit.c2 ** 2), -1 / (2 * fit.c2), 0.0])
-    half = float(student_t.ppf(0.5 + LEVEL / 2, dof)) * float(np.sqrt(max(grad @ cov @ grad, 0.0)))
+    # Student's t quantile as scipy.stats.t.ppf computes it, without importing scipy.stats
+    half = float(stdtrit(dof, 0.5 + LEVEL / 2)) * float(np.sqrt(max(grad @ cov @ grad, 0.0)))
     return 10.0 ** (fit.x_opt - half), 10.0 ** (fit.x_opt + half)

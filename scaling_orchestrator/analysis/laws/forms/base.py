@@ -52,6 +52,10 @@ class Form:
     keep_starts: ClassVar[int] = KEEP_STARTS  # starts kept after the screen
     refine_keep: ClassVar[int] = REFINE_KEEP  # starts run to convergence after the refine cut
     bootstrap_grid_starts: ClassVar[int] = BOOTSTRAP_GRID_STARTS
+    # The back-test's fit without its held-out runs may start from the law on every run and a
+    # few grid starts instead of the whole screened grid (laws/choice.py NEAR_GRID_STARTS):
+    # only where that was checked to reach the screened fit's optimum.
+    near_starts: ClassVar[bool] = False
     registry: ClassVar[dict] = {}
 
     def __init_subclass__(cls, **kwargs):

@@ -176,6 +176,7 @@ class Chinchilla(Form):
     term_exponents = ("alpha", "beta")
     refine_keep = KEEP_STARTS
     bootstrap_grid_starts = 0
+    near_starts = True
 
     def starts(self, cols):
         return self.from_free(CHINCHILLA_GRID, cols.frame)

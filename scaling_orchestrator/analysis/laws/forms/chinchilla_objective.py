@@ -1,4 +1,5 @@
-"""Chinchilla's summed Huber objective, written out for its LSE and blocked for the CPU cache.
+"""Chinchilla's summed Huber objective, written out for its LSE, blocked for the CPU cache, and
+with the law's terms computed once per distinct (N, D).
 
 The same loss and gradient as scaling_orchestrator.analysis.laws.engine.Objective computes from
 Chinchilla.log_loss, in a fraction of the time: the 4500-start screen and the bootstrap's
@@ -14,6 +15,11 @@ from scaling_orchestrator.analysis.laws.lbfgs import two_core_fun
 
 # value_grad's block: 65,536 terms = 512 KB an array, a dozen of which fit a 2 MB L2 cache.
 BLOCK_TERMS = 65_536
+# The law's terms go through the distinct (N, D) pairs when there are at most this share of
+# the points (seeds of one configuration): 10 seeds of 100 configurations make 100 pairs.
+# Measured, CPU ms per call (median of 7, one thread, busy 2-core machine): 4500 starts x 256
+# points (96 pairs) 37.8 -> 23.8; 1000 weighted rows x 1000 points (100 pairs) 32.6 -> 17.1.
+DISTINCT_SHARE = 0.5
 
 
 class ChinchillaObjective:
@@ -26,6 +32,7 @@ class ChinchillaObjective:
         self.basis_n = np.column_stack([np.ones_like(self.u), self.u])
         self.basis_d = np.column_stack([np.ones_like(self.v), self.v])
         self.frozen = np.asarray(frozen, dtype=int)
+        self.pairs_u, self.pairs_v, self.at = distinct_pairs(self.u, self.v)
 
     def _terms(self, z):
         """Residuals r = LSE(t1, t2, e) - log L with the exponentials, unshifted: every
@@ -69,14 +76,7 @@ class ChinchillaObjective:
 
     def _block(self, z, weights, f, grad) -> None:
         """value_grad for one block of rows, written into f and grad (views of the result)."""
-        e1 = np.multiply(z[:, 3:4], self.u)
-        np.exp(np.subtract(z[:, 0:1], e1, out=e1), out=e1)  # A / N^alpha
-        e2 = np.multiply(z[:, 4:5], self.v)
-        np.exp(np.subtract(z[:, 1:2], e2, out=e2), out=e2)  # B / D^beta
-        e3 = np.exp(z[:, 2])  # E: one per row
-        total = np.add(e1, e2)
-        total += e3[:, None]
-        r = np.log(total)
+        e1, e2, e3, total, r = self._law(z)
         r -= self.y
         q = np.clip(r, -self.delta, self.delta)  # Huber'(r)
         huber = np.multiply(q, 0.5)
@@ -94,6 +94,32 @@ class ChinchillaObjective:
         grad[:, 0], grad[:, 1], grad[:, 2] = g1[:, 0], g2[:, 0], q.sum(1) * e3
         grad[:, 3], grad[:, 4] = -g1[:, 1], -g2[:, 1]
 
+    def _law(self, z):
+        """(A / N^alpha, B / D^beta, E (k,), their sum, log of the sum), each (k, n) but E,
+        for the rows z. With repeated (N, D) pairs the exponentials and the log run over the
+        distinct pairs and are gathered to the points: the same floats, bit for bit."""
+        u, v = (self.u, self.v) if self.at is None else (self.pairs_u, self.pairs_v)
+        e1 = np.multiply(z[:, 3:4], u)
+        np.exp(np.subtract(z[:, 0:1], e1, out=e1), out=e1)  # A / N^alpha
+        e2 = np.multiply(z[:, 4:5], v)
+        np.exp(np.subtract(z[:, 1:2], e2, out=e2), out=e2)  # B / D^beta
+        e3 = np.exp(z[:, 2])  # E: one per row
+        total = np.add(e1, e2)
+        total += e3[:, None]
+        log_total = np.log(total)
+        if self.at is not None:
+            e1, e2, total, log_total = (np.take(x, self.at, axis=1) for x in (e1, e2, total, log_total))
+        return e1, e2, e3, total, log_total
+
     def batch_fun(self, weights=None, threads: int = 2):
         """fun(z, rows) for batched_lbfgs; rows index the weight matrix (one row per problem)."""
         return two_core_fun(self.value_grad, weights, len(self.y), pool(threads))
+
+
+def distinct_pairs(u, v):
+    """(distinct u, distinct v, the pair of each point) when the points hold at most
+    DISTINCT_SHARE as many distinct (u, v) pairs as points, else (u, v, None)."""
+    pairs, at = np.unique(np.column_stack([u, v]), axis=0, return_inverse=True)
+    if len(pairs) > DISTINCT_SHARE * len(u):
+        return u, v, None
+    return pairs[:, 0].copy(), pairs[:, 1].copy(), at.ravel()
