@@ -11,6 +11,7 @@ import yaml
 
 from scaling_orchestrator.analysis import fit
 from scaling_orchestrator.analysis.data.schema import BRANCH, TRUNK
+from scaling_orchestrator.analysis.judge.warnings import _curve_warnings as warnings_for
 from scaling_orchestrator.analysis.laws.bootstrap import run_weights
 from scaling_orchestrator.analysis.laws.curves.fit import CurveFit, CurveSet, bootstrap_units, curve_law_loss
 from scaling_orchestrator.analysis.laws.curves.forms import curve_form
@@ -133,18 +134,21 @@ def test_the_curve_method_reads_the_truths_optimum_from_a_trunks_study():
 
 @pytest.mark.slow  # two curve-method fits of a simulated trunks study, one with a bootstrap
 def test_the_curve_method_does_not_read_a_runs_early_transient():
-    """Evaluations before 30% of a run's steps are not read for the answer: a transient 10%
-    above the law before 20% of each run's steps moves N*(1e21) from +2.7% to +5.7% of the
-    truth (through the curve law's schedule terms); the joint law's own profile, as the method
-    read it before, goes to +24%."""
+    """A transient 30% above the law before 20% of each run's steps moves N*(3e20) more than
+    x1.25 when read: the method then reads from 30% of each run's steps on and lands within 15%
+    of the truth at 1e21, where the joint law's own profile (as the method read it before) is
+    +63%; the clean study is read whole and lands within 4%."""
     clean, truth = trunks_study()
-    bent, _ = trunks_study(transient=0.1)
+    bent, _ = trunks_study(transient=0.3)
     answers = [curve_section(t, [1e18, 3e18, 1e19, 3e19], law="lr_annealing", n_bootstrap=k)
                for t, k in ((clean, 0), (bent, 40))]
+    assert [a.start[0] for a in answers] == [0.0, 0.3] and "transient" in answers[1].start[1]
     assert answers[0].params_opt(1e21) == pytest.approx(truth.params_opt(1e21), rel=0.04)
-    assert answers[1].params_opt(1e21) == pytest.approx(truth.params_opt(1e21), rel=0.08)
+    assert answers[1].params_opt(1e21) == pytest.approx(truth.params_opt(1e21), rel=0.15)
     joint = CurveMethod(answers[1].law, answers[1].sizes)
-    assert joint.params_opt(1e21) > 1.15 * truth.params_opt(1e21)
+    assert joint.params_opt(1e21) > 1.5 * truth.params_opt(1e21)
+    said = [warnings_for({"curve": a.to_dict()}) for a in answers]
+    assert said[0] == [] and "read its runs' evaluations from 30%" in said[1][0]
     lo, hi = answers[1].interval(1e21)["params"]
     a_lo, a_hi = answers[1].ci95["a"]
     assert lo < answers[1].params_opt(1e21) < hi and a_lo < answers[1].a < a_hi

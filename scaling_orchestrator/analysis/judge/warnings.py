@@ -59,7 +59,17 @@ def warnings_for(result: dict, points, headline: list[dict], *, window: int = 5,
             + _disagreement_warnings(result, _thresholds(result))
             + _frontier_warnings(result, covered)
             + _window_warnings(result, window)
-            + _backtest_warnings(result, headline))
+            + _backtest_warnings(result, headline)
+            + _curve_warnings(result))
+
+
+def _curve_warnings(result: dict) -> list[str]:
+    """The curve method left each run's first evaluations out (methods/curve.py start_share)."""
+    curve = result.get("curve") or {}
+    if not curve.get("fittable") or not curve.get("start_share"):
+        return []
+    return [f"The curve method read its runs' {curve['start']}. Its answer rests on the later part "
+            "of each curve; compare it with the parametric law on the final points."]
 
 
 def _thresholds(result: dict) -> dict:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-START_SHARE = 0.3   # evaluations before this share of a run's steps are not translated (module doc)
+START_SHARE = 0.3   # the share of a run's steps read from where the runs open with a transient
 
 
 def translated_loss(curves, law, final_points, lr, schedule: str) -> np.ndarray:
@@ -31,9 +31,7 @@ def translated_loss(curves, law, final_points, lr, schedule: str) -> np.ndarray:
 
 
 def read_points(curves, start_share: float = START_SHARE) -> np.ndarray:
-    """The points translated: each run's evaluations from start_share of its steps on. The
-    first evaluations of a small model sit on an early plateau and then fall faster than the
-    laws allow; read as final losses they bend the answer (the demo's curves: N* -60% with
-    every evaluation, -28% from 20% of the steps on, -8% from 30%, +2% from 40%, -3% from 50%:
-    bench/README.md, "trunks_laptop.py")."""
+    """Each run's evaluations from start_share of its steps on. The first evaluations of a
+    small model sit on an early plateau and then fall faster than the laws allow; read as
+    losses of a constant-LR run they bend the answer (methods/curve.py start_share)."""
     return curves.step >= start_share * curves.last_steps()
