@@ -134,10 +134,10 @@ def test_the_curve_method_reads_the_truths_optimum_from_a_trunks_study():
 
 @pytest.mark.slow  # two curve-method fits of a simulated trunks study, one with a bootstrap
 def test_the_curve_method_does_not_read_a_runs_early_transient():
-    """A transient 30% above the law before 20% of each run's steps moves N*(3e20) more than
-    x1.25 when read: the method then reads from 30% of each run's steps on and lands within 15%
-    of the truth at 1e21, where the joint law's own profile (as the method read it before) is
-    +63%; the clean study is read whole and lands within 4%."""
+    """A transient 30% above the law before 20% of each run's steps sets those evaluations off
+    the law the later ones follow: the method reads from 30% of each run's steps on and lands
+    within 15% of the truth at 1e21, where the joint law's own profile (as the method read it
+    before) is +63%; the clean study is read whole and lands within 4%."""
     clean, truth = trunks_study()
     bent, _ = trunks_study(transient=0.3)
     answers = [curve_section(t, [1e18, 3e18, 1e19, 3e19], law="lr_annealing", n_bootstrap=k)
