@@ -5,9 +5,10 @@ L0(N) = E + A_N N^-alpha_N; `auto` picks the law and burn-in that predict a held
 best) is fitted to every evaluation of every run, trunks and cooldowns included. It is trusted
 with the schedule, not with N:
 
-1. each evaluation past START_SHARE of its run's steps is translated to the loss a constant-LR
-   run would have at that step (laws/curves/translate.py; a trunk's own evaluations barely move,
-   a cooldown's lose their annealing gain);
+1. each evaluation is translated to the loss a constant-LR run would have at that step
+   (laws/curves/translate.py; a trunk's own evaluations barely move, a cooldown's lose their
+   annealing gain); where the runs open with a transient (start_share) only those from
+   START_SHARE of each run's steps on are read;
 2. Chinchilla's parametric law (Approach 3's engine) is fitted to those points at D = steps x
    tokens per step: under a constant LR the joint law IS Chinchilla's form (S1 = eta T), so on a
    known joint law this recovers it, and on real curves the N dependence is the well-studied
