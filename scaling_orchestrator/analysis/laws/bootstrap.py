@@ -25,8 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scaling_orchestrator.analysis.laws.engine import MAX_ITERATIONS
-from scaling_orchestrator.analysis.laws.lbfgs import batched_lbfgs
+from scaling_orchestrator.analysis.laws.engine import MAX_ITERATIONS, run_batch
 
 
 def run_weights(runs, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -52,11 +51,8 @@ def refit_resamples(objective, weights, z_starts, grid, *, n_grid_starts: int, t
         best = np.argpartition(score, n_best - 1, axis=1)[:, :n_best]
         starts = np.concatenate([starts, grid[best]], axis=1)
     per = starts.shape[1]
-    result = batched_lbfgs(
-        objective.batch_fun(np.repeat(weights, per, axis=0), threads),
-        starts.reshape(-1, p),
-        max_iter=MAX_ITERATIONS,
-    )
+    result = run_batch(objective, starts.reshape(-1, p), np.repeat(weights, per, axis=0), threads,
+                       MAX_ITERATIONS)
     f = np.where(np.isfinite(result.f), result.f, np.inf).reshape(n_res, per)
     pick = np.argmin(f, axis=1)
     chosen = np.arange(n_res) * per + pick

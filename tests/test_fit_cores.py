@@ -1,0 +1,74 @@
+"""A batch of independent fits on two cores: halves in a forked child, the same fits as one
+process, a failed child's half recomputed, no fork beside another thread."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from conftest import missing
+
+from scaling_orchestrator.analysis.laws import engine
+from scaling_orchestrator.analysis.laws.cores import HALVES, can_fork, in_two
+from scaling_orchestrator.analysis.laws.forms.chinchilla import CHINCHILLA_GRID
+from scaling_orchestrator.analysis.laws.registry import law_form
+
+CHINCHILLA = law_form("chinchilla")
+
+
+@pytest.fixture
+def forking():
+    if not can_fork():
+        missing("no fork here (macOS, one usable core or another thread alive)")
+
+
+def test_the_second_half_is_computed_by_a_child(forking):
+    parent = os.getpid()
+    even, odd = in_two(lambda part: (os.getpid(), list(range(10))[part]))
+    assert even == (parent, [0, 2, 4, 6, 8])
+    assert odd[0] != parent and odd[1] == [1, 3, 5, 7, 9]
+
+
+def test_a_failed_child_half_is_recomputed_here(forking):
+    parent = os.getpid()
+
+    def work(part):
+        if os.getpid() != parent:
+            raise RuntimeError("the child fails")
+        return list(range(6))[part]
+
+    assert in_two(work) == [[0, 2, 4], [1, 3, 5]]
+
+
+def test_no_fork_while_another_thread_runs(forking):
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        assert not can_fork()
+    finally:
+        stop.set()
+        worker.join()
+    assert can_fork()
+
+
+def test_a_batch_in_two_processes_fits_as_one(forking):
+    """Chinchilla's law with 1% noise: the screen's 4500 starts, 30 steps, end where they end in
+    one process (each start in its place; a step's rounding differs with the BLAS summation
+    order for a different number of rows, which 30 steps may grow on a rare start), and the fit
+    reaches the same optimum."""
+    rng = np.random.default_rng(0)
+    N = np.repeat(np.logspace(7, 10, 16), 16)
+    D = np.tile(np.logspace(9, 12, 16), 16)
+    L = (1.7 + 400 / N**0.34 + 400 / D**0.28) * np.exp(rng.normal(0, 0.01, N.size))
+    cols = CHINCHILLA.columns(N, D, L)
+    starts = np.asarray(CHINCHILLA.starts(cols), float)
+    assert len(starts) == len(CHINCHILLA_GRID) and len(starts) * len(cols) >= engine.SPLIT_TERMS
+    split = engine.run_batch(CHINCHILLA.objective(cols), starts, None, 2, 30)
+    one = engine.run_batch(CHINCHILLA.objective(cols), starts, None, 1, 30)
+    for part in HALVES:
+        assert np.mean(np.isclose(split.f[part], one.f[part], rtol=1e-9, atol=0)) > 0.99
+    np.testing.assert_allclose(split.f, one.f, rtol=1e-4)
+    two_cores, one_core = CHINCHILLA.fit(N, D, L, threads=2), CHINCHILLA.fit(N, D, L, threads=1)
+    for name in CHINCHILLA.constants:
+        assert getattr(two_cores, name) == pytest.approx(getattr(one_core, name), rel=1e-7)
