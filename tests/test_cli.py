@@ -24,7 +24,7 @@ DEMO = str(ROOT / "examples" / "demo.yaml")
 def no_prepare(monkeypatch):
     """`scaling run` prepares the corpus before planning; these tests fake the runs, so the
     preparing (tests/test_prepare.py's) is left out too: tokenizing sotu costs seconds."""
-    monkeypatch.setattr(study.prepare_cli, "ensure_prepared", lambda sweep, address=None: None)
+    monkeypatch.setattr(study.cli_module("prepare"), "ensure_prepared", lambda sweep, address=None: None)
 N_DEMO = len(make_plan(load_sweep(DEMO)).trials)
 
 
@@ -131,7 +131,9 @@ def test_run_defaults_come_from_the_spec(monkeypatch, capsys):
 
 def test_status_delegates(monkeypatch, capsys):
     fake = FakeRun()
-    monkeypatch.setattr(study, "status_text", fake.status_text)
+    import scaling_orchestrator.orchestrator.store.status as status
+
+    monkeypatch.setattr(status, "status_text", fake.status_text)
     assert main(["status", "some/dir", "--spec", DEMO]) == 0
     assert capsys.readouterr().out.strip() == f"status of some/dir: {N_DEMO} planned"
     assert main(["status", "some/dir"]) == 0
@@ -139,7 +141,7 @@ def test_status_delegates(monkeypatch, capsys):
 
 
 def test_demo_delegates(monkeypatch):
-    monkeypatch.setattr(study.demo, "main", lambda args: 7 if args.results == "x" else 0)
+    monkeypatch.setattr(study.cli_module("demo"), "main", lambda args: 7 if args.results == "x" else 0)
     assert main(["demo", "--results", "x"]) == 7
 
 
@@ -157,7 +159,7 @@ def test_fit_and_report_delegate_to_analysis(monkeypatch):
     fake.add_fit_parser, fake.add_report_parser = add("fit"), add("report")
     fake.run_fit = lambda args: 11 if args.source == "t.parquet" else 0
     fake.run_report = lambda args: 12
-    monkeypatch.setattr(study, "analysis_cli", fake)
+    monkeypatch.setitem(sys.modules, "scaling_orchestrator.cli.analysis", fake)
     assert main(["fit", "t.parquet"]) == 11
     assert main(["report", "t.parquet"]) == 12
 
@@ -183,7 +185,8 @@ def test_python_dash_m_plan_without_ray():
 
 @pytest.mark.slow  # a Python subprocess
 def test_fit_imports_neither_torch_nor_ray(tmp_path):
-    """`scaling fit` is pure analysis: its import time (numpy, scipy, pyarrow) is all it pays."""
+    """`scaling fit` is pure analysis: its import time (numpy, scipy, pyarrow) is all it pays;
+    the orchestrator (specs, designs, the store) is not loaded either."""
     import numpy as np
 
     budget = np.repeat(np.logspace(17, 19, 3), 7)
@@ -198,10 +201,11 @@ def test_fit_imports_neither_torch_nor_ray(tmp_path):
     code = (
         "import sys; from scaling_orchestrator.cli.study import main; "
         f"rc = main(['fit', {str(src)!r}, '--bootstrap', '0']); "
-        "print('RC', rc, 'TORCH', 'torch' in sys.modules, 'RAY', 'ray' in sys.modules)"
+        "print('RC', rc, 'TORCH', 'torch' in sys.modules, 'RAY', 'ray' in sys.modules, "
+        "'ORCHESTRATOR', 'scaling_orchestrator.orchestrator' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.stdout.strip().endswith("RC 0 TORCH False RAY False"), out.stderr
+    assert out.stdout.strip().endswith("RC 0 TORCH False RAY False ORCHESTRATOR False"), out.stderr
 
 
 HPARAMS = str(ROOT / "examples" / "hparam-search.yaml")

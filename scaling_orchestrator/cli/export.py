@@ -15,10 +15,11 @@ import tempfile
 
 import pyarrow.fs as pafs
 
+from scaling_orchestrator.cli.commands import COMMANDS
 from scaling_orchestrator.orchestrator.store.results import Store
 from scaling_orchestrator.orchestrator.store.weights import kept_weights, weights_dir
 
-HELP = "write a finished trial's kept model as a Hugging Face folder (llama) or reloadable weights (gpt2)"
+HELP = COMMANDS["export"]
 TOLERANCE = 1e-4  # max |logit difference| an export must meet on the trial's validation tokens
 
 

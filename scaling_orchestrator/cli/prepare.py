@@ -13,12 +13,13 @@ import json
 import time
 from pathlib import Path
 
+from scaling_orchestrator.cli.commands import COMMANDS
 from scaling_orchestrator.models.data.corpus import check_corpus
 from scaling_orchestrator.models.data.prepare import is_prepared, prepare_local, prepared_folder
 from scaling_orchestrator.models.data.shards import MANIFEST
 from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
 
-HELP = "tokenize a spec's corpus once into .npy shards and a manifest.json (Ray Data)"
+HELP = COMMANDS["prepare"]
 LOCAL_BYTES = 64 << 20  # run/demo prepare a corpus of at most this much text without Ray
 
 
