@@ -97,7 +97,7 @@ def one_run(spec: DataSpec, mode: str) -> dict:
     else:
         import ray
 
-        from scaling_orchestrator.orchestrator.execution.data.prepare import tokenize_units
+        from scaling_orchestrator.orchestrator.execution.prepare_data import tokenize_units
         from scaling_orchestrator.orchestrator.execution.tuner import start_local_ray
 
         workers = int(mode[3:])

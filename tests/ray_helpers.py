@@ -10,9 +10,9 @@ import os
 import pyarrow.dataset as ds
 
 from scaling_orchestrator.analysis.data.schema import check_table
-from scaling_orchestrator.orchestrator.execution.resources import DRIVER_RESOURCE
 from scaling_orchestrator.orchestrator.execution.tuner import QUIET
 from scaling_orchestrator.orchestrator.plan.build import Plan
+from scaling_orchestrator.orchestrator.plan.resources import DRIVER_RESOURCE
 from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

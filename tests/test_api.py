@@ -110,7 +110,7 @@ def test_asha_for_counts_in_the_trials_own_tokens(tmp_path):
 
 def test_a_relative_results_dir_is_read_from_the_drivers_directory(tmp_path, monkeypatch):
     from scaling_orchestrator.orchestrator.execution import worker
-    from scaling_orchestrator.orchestrator.execution.tune_config import results_dir_for
+    from scaling_orchestrator.orchestrator.execution.tuner import results_dir_for
 
     trial = api_trial(tmp_path)
     monkeypatch.setattr(worker, "trainable", lambda config: config["results_dir"])
@@ -131,7 +131,7 @@ def test_a_relative_results_dir_is_read_from_the_drivers_directory(tmp_path, mon
 def test_sampled_numpy_values_train_the_trial_a_plain_value_names(tmp_path):
     import numpy as np
 
-    from scaling_orchestrator.orchestrator.execution.tune_config import apply_overrides
+    from scaling_orchestrator.orchestrator.execution.tuner import apply_overrides
 
     trial = api_trial(tmp_path)
     sampled = apply_overrides(
@@ -159,7 +159,7 @@ def test_a_stop_the_scheduler_recorded_makes_the_last_row_a_finished_point(tmp_p
 
 def test_an_unrecorded_stop_at_the_first_report_is_named_in_one_line(tmp_path, capsys):
     from scaling_orchestrator.orchestrator.execution.stops import stopped
-    from scaling_orchestrator.orchestrator.execution.tune_config import apply_overrides
+    from scaling_orchestrator.orchestrator.execution.tuner import apply_overrides
 
     first = api_trial(tmp_path)
     second = apply_overrides(first, {"lr": 1e-2})

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scaling_orchestrator.orchestrator.execution.resources import DRIVER_RESOURCE
+from scaling_orchestrator.orchestrator.plan.resources import DRIVER_RESOURCE
 from scaling_orchestrator.orchestrator.spec.paths import corpus_file, storage_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def test_what_the_autoscaler_may_launch_is_read_from_the_bootstrap_config(config
     """`ray up` leaves cluster.yaml on the head with each type's resources filled in from its
     instance type (g5.2xlarge: 8 CPUs, 1 GPU); the driver sizes the study from it, as no GCS
     cluster config exists for a v1 monitor. The head counts once, each worker type max_workers times."""
-    from scaling_orchestrator.orchestrator.execution.autoscaling import launchable
+    from scaling_orchestrator.orchestrator.plan.autoscaling import launchable
 
     prepared = copy.deepcopy(config)
     prepared["available_node_types"]["head.cpu"]["resources"] = {"CPU": 8, DRIVER_RESOURCE: 1}

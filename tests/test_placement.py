@@ -8,7 +8,6 @@ from scaling_orchestrator.models.data.tokens import DataSpec
 from scaling_orchestrator.models.memory import estimate_memory
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.models.training.config import TrainConfig
-from scaling_orchestrator.orchestrator.execution.resources import max_concurrent
 from scaling_orchestrator.orchestrator.plan.placement import (
     GB,
     MEMORY_MARGIN,
@@ -19,6 +18,7 @@ from scaling_orchestrator.orchestrator.plan.placement import (
     scaled_trial_seconds,
     trial_memory,
 )
+from scaling_orchestrator.orchestrator.plan.resources import max_concurrent
 from scaling_orchestrator.orchestrator.spec.sections.resources import parse_resources, resources_for
 from scaling_orchestrator.orchestrator.spec.sweep import parse_sweep
 from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec

@@ -12,7 +12,7 @@ from scaling_orchestrator.models.data.tokens import DataSpec, load_prepared
 
 @pytest.mark.slow  # Ray Data actors on the session's local Ray
 def test_ray_data_shards_equal_one_process_shards(tmp_path, local_ray):
-    from scaling_orchestrator.orchestrator.execution.data.prepare import prepare_on_ray
+    from scaling_orchestrator.orchestrator.execution.prepare_data import prepare_on_ray
 
     corpus = f"{parquet_shards(tmp_path / 'shards', documents(200), 4)}/*.parquet:text"
     spec = dict(corpus=corpus, tokenizer="bpe", vocab_size=300, val_fraction=0.1)

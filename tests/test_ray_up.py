@@ -207,7 +207,7 @@ def fake_cluster():
     gcs_port, dashboard_port = free_port(), free_port()
     gcs = f"{socket.gethostbyname(socket.gethostname())}:{gcs_port}"
     # Where `ray up` leaves the prepared config on the head (the cluster's HOME here), and where
-    # the driver reads what the autoscaler may launch (orchestrator/autoscaling.py).
+    # the driver reads what the autoscaler may launch (orchestrator/plan/autoscaling.py).
     config = temp / "ray_bootstrap_config.yaml"
     config.write_text(yaml.safe_dump(fake_cluster_config(gcs)))
     env = {

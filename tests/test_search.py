@@ -86,7 +86,7 @@ def test_tune_space_maps_the_spec_primitives(tmp_path):
 
 def test_resolve_casts_sampled_values_so_ids_match_the_worker(tmp_path):
     from scaling_orchestrator.orchestrator.execution.search import resolve
-    from scaling_orchestrator.orchestrator.execution.tune_config import apply_overrides
+    from scaling_orchestrator.orchestrator.execution.tuner import apply_overrides
 
     base = make_plan(parse_sweep(tiny(tmp_path))).hparam_trials[0]
     config, spec = resolve({"trial": base.to_dict(), "lr": np.float64(2e-3), "batch_tokens": np.int64(512)})

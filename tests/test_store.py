@@ -16,8 +16,8 @@ from scaling_orchestrator.analysis.data.schema import COLUMNS, check_table
 from scaling_orchestrator.models.data.tokens import DataSpec
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.models.training.config import Measurement, TrainConfig
-from scaling_orchestrator.orchestrator.execution.resources import driver_resources, max_concurrent
-from scaling_orchestrator.orchestrator.execution.tune_config import apply_overrides
+from scaling_orchestrator.orchestrator.execution.tuner import apply_overrides
+from scaling_orchestrator.orchestrator.plan.resources import driver_resources, max_concurrent
 from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
 from scaling_orchestrator.orchestrator.store.lock import StudyLock, StudyLockedError
 from scaling_orchestrator.orchestrator.store.results import Store, measurement_row

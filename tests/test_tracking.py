@@ -33,7 +33,7 @@ def test_tracking_section_is_checked():
 
 
 def test_run_names_say_size_budget_and_kind():
-    from scaling_orchestrator.orchestrator.execution.tracking.runs import run_id, run_name
+    from scaling_orchestrator.orchestrator.store.tracker_runs import run_id, run_name
     from tests.test_store import spec
 
     trial = dataclasses.replace(spec(0), size_label="d4", budget_flops=1.4e12)
@@ -127,9 +127,9 @@ def test_each_tracker_gets_one_run_per_trial_and_a_rerun_adds_none(local_ray, tm
 
 
 def test_curve_feed_orders_points_before_their_evaluation_and_skips_what_a_past_run_logged(tmp_path):
-    from scaling_orchestrator.orchestrator.execution.tracking.runs import TRAINING_ITERATION, CurveFeed
     from scaling_orchestrator.orchestrator.store.curves import CurveWriter
     from scaling_orchestrator.orchestrator.store.results import Store, measurement_row
+    from scaling_orchestrator.orchestrator.store.tracker_runs import TRAINING_ITERATION, CurveFeed
     from tests.test_store import measurement, spec
 
     store, trial = Store(str(tmp_path)), spec(0)
@@ -137,12 +137,11 @@ def test_curve_feed_orders_points_before_their_evaluation_and_skips_what_a_past_
         store.write_row(measurement_row(trial, measurement(step)))
     CurveWriter(store, trial.trial_id).extend(
         [{"step": k, "tokens": 512 * k, "train_loss": 5.0, "lr": 1e-3} for k in range(2, 13, 2)])
-    config = {"trial": trial.to_dict()}
     # A study run again resumes the trial after step 8: its first report is step 12's.
-    items = CurveFeed(str(tmp_path)).items(config, {"step": 12, "val_loss": 4.0})
+    items = CurveFeed(str(tmp_path)).items(trial, {"step": 12, "val_loss": 4.0})
     assert [(i.get("step"), i[TRAINING_ITERATION]) for i in items] == [(10, 20), (12, 24), (12, 25)]
     assert items[0]["curve/train_loss"] == 5.0 and "curve/grad_norm" not in items[0]  # null: not logged
     fresh = CurveFeed(str(tmp_path))
-    first = fresh.items(config, {"step": 4})
+    first = fresh.items(trial, {"step": 4})
     assert [i[TRAINING_ITERATION] for i in first] == [4, 8, 9]
-    assert [i[TRAINING_ITERATION] for i in fresh.items(config, {"step": 8})] == [12, 16, 17]
+    assert [i[TRAINING_ITERATION] for i in fresh.items(trial, {"step": 8})] == [12, 16, 17]

@@ -1,6 +1,6 @@
 """`scaling prepare SPEC`: the spec's corpus tokenized once into .npy shards and a manifest.json.
 
-On Ray Data (orchestrator/execution/data), on the cluster at --address or a local Ray; the last
+On Ray Data (orchestrator/execution/prepare_data.py), on the cluster at --address or a local Ray; the last
 line printed is `manifest: PATH`. `scaling run` and `scaling demo` call ensure_prepared before
 they plan, so a spec's trials always find a manifest: a small corpus (at most LOCAL_BYTES of
 text, listed) is prepared in the driver's own process, as starting Ray Data would cost more than
@@ -49,7 +49,7 @@ def cmd_prepare(args) -> int:
 
 def _on_ray(data, address: str | None, workers: int | None) -> Path:
     # the execution layer (Ray) loads only for the commands that use it
-    from scaling_orchestrator.orchestrator.execution.data.prepare import prepare_on_ray
+    from scaling_orchestrator.orchestrator.execution.prepare_data import prepare_on_ray
     from scaling_orchestrator.orchestrator.execution.tuner import ray_session
 
     with ray_session(address):

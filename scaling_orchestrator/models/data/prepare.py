@@ -8,7 +8,7 @@ stat calls (a changed file re-prepares its unit; a changed corpus retrains a `bp
 
 Preparing is `plan_prepare` (the tokenizer file, the job a worker needs, the units), then
 `process_unit` per unit (here in one process by `prepare_local`, or on Ray Data by
-orchestrator/execution/data), then `finish`, which writes the manifest last. A lock file in the
+orchestrator/execution/prepare_data.py), then `finish`, which writes the manifest last. A lock file in the
 folder (fcntl.flock) lets one process prepare while another waits, so two studies starting
 together prepare once; a kill leaves finished units recorded and the next run does the rest.
 

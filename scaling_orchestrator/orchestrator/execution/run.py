@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from scaling_orchestrator.orchestrator.designs import make_queue
 from scaling_orchestrator.orchestrator.designs.queue import TrialQueue
 from scaling_orchestrator.orchestrator.execution.progress import make_live_progress
-from scaling_orchestrator.orchestrator.execution.resources import max_concurrent
 from scaling_orchestrator.orchestrator.execution.tracking import tracking_callbacks
 from scaling_orchestrator.orchestrator.execution.tuner import (
     build_tuner,
@@ -31,6 +30,7 @@ from scaling_orchestrator.orchestrator.execution.tuner import (
 )
 from scaling_orchestrator.orchestrator.execution.worker import trainable
 from scaling_orchestrator.orchestrator.plan.build import Plan
+from scaling_orchestrator.orchestrator.plan.resources import max_concurrent
 from scaling_orchestrator.orchestrator.spec.paths import check_on_driver
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 from scaling_orchestrator.orchestrator.store.lock import StudyLock
@@ -73,7 +73,7 @@ class _Settings:
     max_concurrent_trials: int | None
     progress: bool
     extra_config: dict
-    callbacks: tuple = ()  # the spec's trackers' (execution/tracking/) and the caller's
+    callbacks: tuple = ()  # the spec's trackers' (tracking.py) and the caller's
 
 
 def run_plan(plan: Plan, results_dir: str | None = None, *, address: str | None = None,

@@ -31,26 +31,24 @@ import sys
 import time
 from dataclasses import dataclass
 
-from scaling_orchestrator.orchestrator.execution.resources import max_concurrent
 from scaling_orchestrator.orchestrator.execution.stops import TIME_ATTR, finalize_stopped, recording_asha
 from scaling_orchestrator.orchestrator.execution.tracking import tracking_callbacks
-from scaling_orchestrator.orchestrator.execution.tune_config import (
-    apply_overrides,
-    overrides,
-    results_dir_for,
-)
 from scaling_orchestrator.orchestrator.execution.tuner import (
+    apply_overrides,
     build_tuner,
     check_batch_split,
     check_cluster,
     joins_a_cluster,
     local_ray_record,
     one_line,
+    overrides,
     ray_session,
+    results_dir_for,
 )
 from scaling_orchestrator.orchestrator.execution.worker import trainable
 from scaling_orchestrator.orchestrator.fmt import si, value
 from scaling_orchestrator.orchestrator.plan.build import Plan
+from scaling_orchestrator.orchestrator.plan.resources import max_concurrent
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 from scaling_orchestrator.orchestrator.store.lock import StudyLock
 from scaling_orchestrator.orchestrator.store.results import Store, is_done

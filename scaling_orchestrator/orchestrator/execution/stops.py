@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 import time
 
-from scaling_orchestrator.orchestrator.execution.tune_config import results_dir_for, spec_of
+from scaling_orchestrator.orchestrator.execution.tuner import results_dir_for, spec_of
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 from scaling_orchestrator.orchestrator.store.results import Store
 

@@ -6,17 +6,27 @@ Defaults every Tuner gets: a stable experiment name (resume finds its folder), s
 <results>/_ray/tune, Tune's FailureConfig and the trial's own retries from one max_failures,
 reuse_actors (the next trial runs in a finished trial's process: torch is imported and the
 token cache mapped already, about 2 s per trial on 2 cores), and Tune's own trial table off.
+
+A Tune config -> the TrialSpec it trains and the folder its rows go to (spec_of,
+results_dir_for): the trial (worker.trainable), the driver settling an ASHA stop
+(stops.record_stop), the trackers and the search (search.resolve) read a config the same way, so
+they agree on its trial id and folder. A config is JSON-plain (worker's docstring lists its
+keys): "trial" is TrialSpec.to_dict(), and any TrainConfig field at its top level replaces the
+trial's. An override changes what is trained, so it changes the trial id (the content hash): a
+search over "lr" is one trial id, and one row file, per lr.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import numbers
 import os
 
 from scaling_orchestrator.models.training.config import rows_per_rank
-from scaling_orchestrator.orchestrator.execution.autoscaling import launchable as bootstrap_launchable
-from scaling_orchestrator.orchestrator.execution.resources import check_fits, driver_resources
+from scaling_orchestrator.orchestrator.plan.autoscaling import launchable as bootstrap_launchable
+from scaling_orchestrator.orchestrator.plan.resources import check_fits, driver_resources
 from scaling_orchestrator.orchestrator.spec.trial import Resources, TrialSpec
 from scaling_orchestrator.orchestrator.store.lock import local_ray_processes
 from scaling_orchestrator.orchestrator.store.results import Store, absolute
@@ -24,6 +34,53 @@ from scaling_orchestrator.orchestrator.store.results import Store, absolute
 QUIET = dict(log_to_driver=False, configure_logging=True, logging_level="WARNING")
 # the folder holding the scaling_orchestrator package: a source checkout's root
 SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+# -- a trial's Tune config (module doc) -----------------------------------------------------------
+CONFIG_KEYS = ("trial", "results_dir", "fail_at_step", "torch_backend", "max_failures", "driver_host")
+# Searched values arrive as numpy numbers (tune.randint gives numpy.int64), which json hashes
+# differently from the int a spec holds ("4096" vs 4096): cast to the field's declared type.
+CASTS = {"int": (numbers.Integral, int), "float": (numbers.Real, float), "str": (str, str)}
+
+
+def overrides(spec: TrialSpec, config: dict) -> dict:
+    """The TrainConfig fields a Tune config sets at its top level, cast to the field's type."""
+    fields = {f.name: f.type for f in dataclasses.fields(spec.train)}
+    unknown = [k for k in config if k not in CONFIG_KEYS and k not in fields]
+    if unknown:
+        raise ValueError(f"trainable config keys {unknown}: allowed {list(CONFIG_KEYS)} and "
+                         f"TrainConfig fields {sorted(fields)}")
+    out = {}
+    for key in (k for k in config if k in fields):
+        kind, cast = CASTS.get(str(fields[key]), (None, None))
+        value = config[key]
+        castable = kind is not None and isinstance(value, kind) and not isinstance(value, bool)
+        out[key] = cast(value) if castable else value
+    return out
+
+
+def apply_overrides(spec: TrialSpec, config: dict) -> TrialSpec:
+    """The trial a Tune config trains: its TrainConfig fields replace the trial's."""
+    changes = overrides(spec, config)
+    if not changes:
+        return spec
+    return dataclasses.replace(spec, train=dataclasses.replace(spec.train, **changes))
+
+
+def spec_of(config: dict) -> TrialSpec:
+    return apply_overrides(TrialSpec.from_dict(config["trial"]), config)
+
+
+def results_dir_for(spec: TrialSpec, config: dict) -> str:
+    """config's results_dir, else ~/scaling-results/<sweep>. A relative one is read from the
+    directory the Tuner was started in: worker.with_trial_resources makes it absolute on the
+    driver; used bare, Tune's TUNE_ORIG_WORKING_DIR (the trial process's directory before Tune
+    moved it into .../working_dirs/<trial>; on a local Ray, the driver's) stands in."""
+    path = config.get("results_dir") or os.path.join("~", "scaling-results", spec.sweep)
+    return absolute(path, os.environ.get("TUNE_ORIG_WORKING_DIR") or os.getcwd())
+
+
+# -- Ray and the Tuner ----------------------------------------------------------------------------
 
 
 def start_local_ray(num_cpus: int | None = None, **kwargs) -> None:
@@ -112,7 +169,7 @@ def cluster_capacity() -> tuple[dict, list[dict]]:
         launchable = state.get_max_resources_from_cluster_config() or {}
     except Exception:  # no autoscaler state (a local Ray)
         config, launchable = None, {}
-    if config is None:  # a `ray up` cluster: the v1 monitor publishes none (execution/autoscaling.py)
+    if config is None:  # a `ray up` cluster: the v1 monitor publishes none (plan/autoscaling.py)
         launchable, types = bootstrap_launchable() or ({}, [])
         nodes += types
     for key, most in launchable.items():

@@ -15,8 +15,8 @@ search over "lr" writes one row file per lr, e.g.
                "results_dir": dir, "lr": tune.loguniform(1e-4, 1e-2)},
                tune_config=tune.TuneConfig(scheduler=asha_for(spec), metric="val_loss", mode="min"))
 A relative results_dir is read from the driver's working directory, never from the trial folder
-Tune moves each trial into (scaling_orchestrator.orchestrator.execution.tune_config reads a config: its trial
-and its folder).
+Tune moves each trial into (tuner.spec_of and tuner.results_dir_for read a config: its trial and
+its folder).
 
 How a trial ends: its last row is final with status ok or diverged. Stopped by Tune at a
 report, see scaling_orchestrator.orchestrator.execution.stops. An error a retry would repeat (REPEATING_ERRORS
@@ -45,11 +45,10 @@ import traceback
 
 from scaling_orchestrator.analysis.data.schema import TRUNK
 from scaling_orchestrator.models.data.tokens import load_prepared
-from scaling_orchestrator.orchestrator.execution import tuner
-from scaling_orchestrator.orchestrator.execution.resources import worker_bundle
+from scaling_orchestrator.orchestrator.execution import launch, tuner
 from scaling_orchestrator.orchestrator.execution.stops import stopped
-from scaling_orchestrator.orchestrator.execution.trainers import launch
-from scaling_orchestrator.orchestrator.execution.tune_config import CONFIG_KEYS, results_dir_for, spec_of
+from scaling_orchestrator.orchestrator.execution.tuner import CONFIG_KEYS, results_dir_for, spec_of
+from scaling_orchestrator.orchestrator.plan.resources import worker_bundle
 from scaling_orchestrator.orchestrator.spec.paths import check_on_worker
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 from scaling_orchestrator.orchestrator.store.curves import CurveWriter
@@ -339,7 +338,7 @@ def _train_trial(spec: TrialSpec, config, store: Store, *, scratch: str, resume_
                 f"checkpoint at {spec.branch_tokens} tokens"
             )
         start = {"start_from": start_from}
-    if spec.trainer:  # a command or function of the user's own (execution/trainers/)
+    if spec.trainer:  # a command or function of the user's own (launch.py)
         return launch.run_trainer(spec, store, scratch=scratch, resume_from=resume_from, on_eval=on_eval,
                                   on_curve=on_curve, **start)
     if spec.simulate:

@@ -97,7 +97,7 @@ def trial_resources(trial, res: Resources) -> Resources:
     """What a trial of this backend reserves. A command is started once, on one node, with every
     GPU of its trial visible (`{nproc}` of them, for torchrun): gpus_per_worker x num_workers
     becomes one in-process bundle of that many GPUs and CPUs, which Ray places on a single node
-    (execution/resources.check_fits refuses it when no node is that large). A multi-node trainer
+    (plan/resources.check_fits refuses it when no node is that large). A multi-node trainer
     (one command per node) is out of scope. Other backends keep `res`."""
     if not trial.trainer or trial.trainer["kind"] != "command" or res.num_workers == 0:
         return res

@@ -9,7 +9,7 @@ Every key is optional: W&B's project defaults to the sweep's name and its group 
 (`mode: offline` writes runs under `<results>/_wandb` with no network; `wandb sync` uploads them
 later); MLflow's tracking_uri defaults to a file store in `<results>/_mlflow` and its experiment
 to the sweep's name; TensorBoard writes `<results>/_tensorboard/<run name>/` event files. The
-runs are filled by orchestrator/execution/tracking/ through Ray Tune's own logger callbacks; each
+runs are filled by orchestrator/execution/tracking.py through Ray Tune's own logger callbacks; each
 tracker is an optional extra, imported only when this section names it.
 """
 

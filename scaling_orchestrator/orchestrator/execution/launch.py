@@ -1,4 +1,12 @@
-"""One attempt of a command or function trial, from inside Ray (trainers/__init__.py)."""
+"""One attempt of a command or function trial, from inside Ray: the Ray side of a trainer of the
+user's own (backend: command | python; the Ray-free core is scaling_orchestrator.orchestrator.backends:
+contract, metrics, command, function).
+
+run_trainer is what worker.py's _train_trial calls for such a trial: inside the Tune trial process
+(a command, or a function with num_workers 0) or in each Ray Train worker (a function with
+num_workers >= 1: the TorchTrainer's train_loop_per_worker is worker.py's, which resumes from
+Train's checkpoint and has rank 0 record the rows).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What every tracker's run of a trial holds: its name, id and config, and the metrics fed to it.
+"""What every tracker's run of a trial holds: its name, id and config, and the metrics fed to it
+from the store. No Ray: execution/tracking.py hands them to the trackers' Tune callbacks.
 
 One run per trial, named `<size_label>@<budget>` ("d4@1.4e12"), with `+<group>` for trunks,
 branches and held-out trials, `+r<round>` for an adaptive study's later rounds, `+<kind>` for a
@@ -20,7 +21,6 @@ import dataclasses
 import pyarrow as pa
 
 from scaling_orchestrator.analysis.data.curves import CURVES_DIR, read_curve_file
-from scaling_orchestrator.orchestrator.execution.tune_config import spec_of
 from scaling_orchestrator.orchestrator.spec.trial import TrialSpec
 from scaling_orchestrator.orchestrator.store.results import Store
 
@@ -74,9 +74,9 @@ class CurveFeed:
         self.store = Store(results_dir, create=False)
         self.fed: dict[str, int] = {}  # trial id -> last curve step handed out
 
-    def items(self, config: dict, result: dict) -> list[dict]:
-        """The curve points since the last result, then the evaluation, each with its index."""
-        spec = spec_of(config)
+    def items(self, spec: TrialSpec, result: dict) -> list[dict]:
+        """The curve points since the last result of the trial `spec`, then the evaluation (the
+        result), each with its index."""
         step = int(result.get("step") or 0)
         if spec.trial_id not in self.fed:
             self.fed[spec.trial_id] = self._logged_before(spec.trial_id, step)
@@ -101,13 +101,3 @@ class CurveFeed:
             return []
         rows = read_curve_file(pa.BufferReader(data)).to_pylist()
         return [r for r in rows if after < r["step"] <= upto]
-
-
-class Feeding:
-    """Mixin for a Tune LoggerCallback: each result is logged as CurveFeed's items, in order."""
-
-    feed: CurveFeed
-
-    def log_trial_result(self, iteration: int, trial, result: dict):
-        for item in self.feed.items(trial.config, result):
-            super().log_trial_result(item[TRAINING_ITERATION], trial, item)

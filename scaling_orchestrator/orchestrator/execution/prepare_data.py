@@ -1,5 +1,7 @@
 """`scaling prepare` on Ray Data: a corpus's units tokenized in parallel, one manifest written.
 
+The pure steps are models/data/prepare.py and units.py; here they run on a pool of Ray Data actors.
+
 The units (models/data/units.py: one per Parquet/JSONL file, or per ~64 MB of text files) go
 through `map_batches` to a pool of actors (`UnitTokenizer`, a callable class: each loads the
 tokenizer once and keeps it for every unit it is given), one unit a batch. Each actor reads its
