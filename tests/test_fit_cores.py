@@ -24,9 +24,11 @@ def forking():
 
 def test_the_second_half_is_computed_by_a_child(forking):
     parent = os.getpid()
-    even, odd = in_two(lambda part: (os.getpid(), list(range(10))[part]))
-    assert even == (parent, [0, 2, 4, 6, 8])
-    assert odd[0] != parent and odd[1] == [1, 3, 5, 7, 9]
+    even, odd = in_two(lambda part: (np.array(os.getpid()), np.arange(10.0)[part], np.eye(2)[part]))
+    assert even[0] == parent and odd[0] != parent
+    np.testing.assert_array_equal(even[1], [0, 2, 4, 6, 8])
+    np.testing.assert_array_equal(odd[1], [1, 3, 5, 7, 9])
+    np.testing.assert_array_equal(odd[2], [[0.0, 1.0]])
 
 
 def test_a_failed_child_half_is_recomputed_here(forking):
@@ -35,9 +37,11 @@ def test_a_failed_child_half_is_recomputed_here(forking):
     def work(part):
         if os.getpid() != parent:
             raise RuntimeError("the child fails")
-        return list(range(6))[part]
+        return (np.arange(6)[part],)
 
-    assert in_two(work) == [[0, 2, 4], [1, 3, 5]]
+    even, odd = in_two(work)
+    np.testing.assert_array_equal(even[0], [0, 2, 4])
+    np.testing.assert_array_equal(odd[0], [1, 3, 5])
 
 
 def test_no_fork_while_another_thread_runs(forking):

@@ -12,16 +12,19 @@ constants, well inside the fit's tolerances).
 A child is forked only where that is safe and useful: a POSIX system other than macOS (its
 BLAS does not survive a fork), at least two usable cores, and no other Python thread alive
 (a Ray driver, a notebook's kernel threads: there the halves run on threads as before). The
-child returns its half through a pipe and leaves with os._exit (no atexit handler, no buffered
-output of the parent's written twice); if it fails, the parent computes that half itself.
+child returns its half's arrays through a pipe (numpy's format, no pickle) and leaves with
+os._exit (no atexit handler, no buffered output of the parent's written twice); if it fails,
+the parent computes that half itself.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import pickle
 import sys
 import threading
+
+import numpy as np
 
 
 def usable_cores() -> int:
@@ -43,15 +46,15 @@ HALVES = (slice(0, None, 2), slice(1, None, 2))
 
 
 def in_two(work) -> list:
-    """[work(HALVES[0]), work(HALVES[1])], the second computed by a forked child while this
-    process computes the first. Callers check can_fork() first."""
+    """[work(HALVES[0]), work(HALVES[1])], each a tuple of numpy arrays, the second computed by a
+    forked child while this process computes the first. Callers check can_fork() first."""
     first, second = HALVES
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: compute, send, leave without running anything of the parent's
         os.close(read_end)
         try:
-            payload = pickle.dumps(work(second), protocol=pickle.HIGHEST_PROTOCOL)
+            payload = to_bytes(work(second))
         except BaseException:  # noqa: BLE001 - the parent recomputes the half
             payload = b""
         with os.fdopen(write_end, "wb") as out:
@@ -64,5 +67,19 @@ def in_two(work) -> list:
         with os.fdopen(read_end, "rb") as pipe:
             payload = pipe.read()
         os.waitpid(pid, 0)
-    theirs = pickle.loads(payload) if payload else work(second)
-    return [mine, theirs]
+    return [mine, from_bytes(payload) if payload else work(second)]
+
+
+def to_bytes(arrays) -> bytes:
+    """The arrays in numpy's .npy format, one after another (plain dtypes only: no pickle)."""
+    out = io.BytesIO()
+    for array in arrays:
+        np.save(out, np.asarray(array), allow_pickle=False)
+    return out.getvalue()
+
+
+def from_bytes(payload: bytes) -> tuple:
+    source, arrays = io.BytesIO(payload), []
+    while source.tell() < len(payload):
+        arrays.append(np.load(source, allow_pickle=False))
+    return tuple(arrays)

@@ -247,13 +247,14 @@ def run_batch(objective, starts, rows, threads: int, max_iter: int) -> BatchResu
     if threads > 1 and len(starts) * len(objective.cols) >= SPLIT_TERMS and can_fork():
         def half(part):
             weights = None if rows is None else rows[part]
-            return batched_lbfgs(objective.batch_fun(weights, 1), starts[part], max_iter=max_iter)
+            result = batched_lbfgs(objective.batch_fun(weights, 1), starts[part], max_iter=max_iter)
+            return result.x, result.f, result.converged, np.asarray(result.iterations)
 
         halves = in_two(half)
         x, f, converged = np.empty_like(starts), np.empty(len(starts)), np.empty(len(starts), bool)
-        for part, result in zip(HALVES, halves):
-            x[part], f[part], converged[part] = result.x, result.f, result.converged
-        return BatchResult(x, f, converged, max(h.iterations for h in halves))
+        for part, (x_half, f_half, converged_half, _) in zip(HALVES, halves):
+            x[part], f[part], converged[part] = x_half, f_half, converged_half
+        return BatchResult(x, f, converged, int(max(h[3] for h in halves)))
     return batched_lbfgs(objective.batch_fun(rows, threads), starts, max_iter=max_iter)
 
 
