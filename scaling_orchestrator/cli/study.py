@@ -9,22 +9,9 @@ exit 2; a run with failed trials exits 1.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from scaling_orchestrator.cli.commands import COMMANDS
-
-# Commands whose parser a module of their own builds, imported only when it is the command (the
-# rest are listed in --help by name): `scaling fit` loads neither the orchestrator nor the
-# parsers of the other commands (1.1 s of imports against 1.8 s).
-PARSERS = {
-    "prepare": ("prepare", "add_prepare_parser"),
-    "fit": ("analysis", "add_fit_parser"),
-    "report": ("analysis", "add_report_parser"),
-    "predict": ("analysis", "add_predict_parser"),
-    "select": ("selection", "add_select_parser"),
-    "export": ("export", "add_parser"),
-}
 
 
 class CliError(Exception):
@@ -44,9 +31,47 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def cli_module(name: str):
-    """scaling_orchestrator.cli.<name>, imported on first use."""
-    return importlib.import_module(f"scaling_orchestrator.cli.{name}")
+# A command's own module loads when it is the command: `scaling fit` imports neither the
+# orchestrator nor the other commands' modules (1.1 s of imports against 1.8 s).
+def _prepare():
+    from scaling_orchestrator.cli import prepare  # loads when it is the command (see above)
+
+    return prepare
+
+
+def _analysis():
+    from scaling_orchestrator.cli import analysis  # loads when it is the command (see above)
+
+    return analysis
+
+
+def _selection():
+    from scaling_orchestrator.cli import selection  # loads when it is the command (see above)
+
+    return selection
+
+
+def _export():
+    from scaling_orchestrator.cli import export  # loads when it is the command (see above)
+
+    return export
+
+
+def _demo():
+    from scaling_orchestrator.cli import demo  # loads when it is the command (see above)
+
+    return demo
+
+
+# Commands whose parser their own module builds (the rest are listed in --help by name).
+PARSERS = {
+    "prepare": (_prepare, "add_prepare_parser"),
+    "fit": (_analysis, "add_fit_parser"),
+    "report": (_analysis, "add_report_parser"),
+    "predict": (_analysis, "add_predict_parser"),
+    "select": (_selection, "add_select_parser"),
+    "export": (_export, "add_parser"),
+}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -139,7 +164,7 @@ def _module_parser(sub, name: str, command: str | None) -> None:
     """The command's real parser when it is the command, else its name and help for --help."""
     if name == command:
         module, builder = PARSERS[name]
-        getattr(cli_module(module), builder)(sub)
+        getattr(module(), builder)(sub)
     else:
         sub.add_parser(name, help=COMMANDS[name], add_help=False)
 
@@ -208,7 +233,7 @@ def _run_grid(plan, results: str, args) -> int:
 
 
 def cmd_status(args) -> int:
-    from scaling_orchestrator.orchestrator.store.status import status_text
+    from scaling_orchestrator.orchestrator.store.status import status_text  # loads when it runs
 
     trials = list(_load_plan(args.spec).trials) if args.spec else None
     print(status_text(args.results, trials))
@@ -216,39 +241,40 @@ def cmd_status(args) -> int:
 
 
 def cmd_next(args) -> int:
-    from scaling_orchestrator.orchestrator.designs.next_trials import run_next
+    from scaling_orchestrator.orchestrator.designs.next_trials import run_next  # loads when it runs
 
     return run_next(args)
 
 
-def _handler(module: str, function: str):
-    """A command whose handler is scaling_orchestrator.cli.<module>.<function>."""
-    return lambda args: getattr(cli_module(module), function)(args)
+def _handler(module, function: str):
+    """A command whose handler is <function> of the module module() loads."""
+    return lambda args: getattr(module(), function)(args)
 
 
 HANDLERS = {
     "plan": cmd_plan,
-    "prepare": _handler("prepare", "cmd_prepare"),
+    "prepare": _handler(_prepare, "cmd_prepare"),
     "run": cmd_run,
     "status": cmd_status,
-    "fit": _handler("analysis", "run_fit"),
-    "report": _handler("analysis", "run_report"),
-    "predict": _handler("analysis", "run_predict"),
-    "select": _handler("selection", "run_select"),
+    "fit": _handler(_analysis, "run_fit"),
+    "report": _handler(_analysis, "run_report"),
+    "predict": _handler(_analysis, "run_predict"),
+    "select": _handler(_selection, "run_select"),
     "next": cmd_next,
-    "demo": _handler("demo", "main"),
-    "export": _handler("export", "run"),
+    "demo": _handler(_demo, "main"),
+    "export": _handler(_export, "run"),
 }
 
 
 def _load_plan(spec_path: str, prepare_on: str | None = None):
     """The spec's plan; prepare_on (a Ray address, "" for local) prepares its corpus first."""
+    # the orchestrator loads for the commands that read a spec
     from scaling_orchestrator.orchestrator.designs import make_plan
     from scaling_orchestrator.orchestrator.spec.sweep import load_sweep
 
     sweep = load_sweep(spec_path)
     if prepare_on is not None:
-        cli_module("prepare").ensure_prepared(sweep, prepare_on or None)
+        _prepare().ensure_prepared(sweep, prepare_on or None)
     return make_plan(sweep)
 
 
