@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from scipy.optimize import minimize
 
 from scaling_orchestrator.analysis.data.load import load_points
+from scaling_orchestrator.analysis.data.parquet import COMPACT
 from scaling_orchestrator.analysis.data.schema import SCHEMA, SCHEMA_VERSION
 from scaling_orchestrator.analysis.laws.forms.chinchilla import CHINCHILLA_GRID
 from scaling_orchestrator.analysis.laws.registry import law_form
@@ -140,6 +141,7 @@ def simulated_results(trials: int, folder: str) -> None:
                        on_eval=lambda m, _, t=trial: rows.append(measurement_row(t, m)))
         for row in rows:
             store.write_row(row)
+    store.compact()  # as a study run leaves its folder (orchestrator/execution/run.py)
 
 
 def cli_fit_seconds(folder: str, *extra: str) -> tuple[float, float]:
@@ -156,14 +158,24 @@ def cli_fit_seconds(folder: str, *extra: str) -> tuple[float, float]:
 
 def cli_fit_lines(trials: int, results: str | None = None) -> None:
     """The `scaling fit` headline on a folder of `trials` simulated trials (or on `results`,
-    made before), default options, and with --bootstrap 0."""
+    made before), default options, and with --bootstrap 0; the simulated folder a second time
+    without its compacted rows (row files only, as a folder copied by hand)."""
     with tempfile.TemporaryDirectory() as tmp:
         if results is None:
             timed(f"simulate and store {trials:,} trials", lambda: simulated_results(trials, tmp))
-        for label, extra in (("", ()), (" --bootstrap 0", ("--bootstrap", "0"))):
-            wall, cpu = cli_fit_seconds(results or tmp, *extra)
-            print(f"scaling fit{label}, {trials:,} trials: {wall:.1f} s "
-                  f"({cpu:.1f} s CPU; goal <= 5 s)")
+        folder = results or tmp
+        compacted = Path(folder, COMPACT)
+        fit_seconds_lines(folder, trials, "rows compacted" if compacted.exists() else "row files only")
+        if results is None:
+            compacted.unlink()
+            fit_seconds_lines(folder, trials, "row files only")
+
+
+def fit_seconds_lines(folder: str, trials: int, files: str) -> None:
+    for label, extra in (("", ()), (" --bootstrap 0", ("--bootstrap", "0"))):
+        wall, cpu = cli_fit_seconds(folder, *extra)
+        print(f"scaling fit{label}, {trials:,} trials ({files}): {wall:.1f} s "
+              f"({cpu:.1f} s CPU; goal <= 5 s)")
 
 
 def main() -> None:

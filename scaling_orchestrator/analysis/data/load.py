@@ -149,7 +149,7 @@ def _read_dir(path: Path, on_corrupt: str) -> pa.Table:
     if not files:
         raise ValueError(f"{path}: no *.parquet files in this directory or below it")
     try:
-        return read_files(files)
+        return read_files(files, folder=str(path))
     except (pa.ArrowException, OSError):
         tables = []  # find the files that cannot be read
         for f in files:

@@ -119,6 +119,7 @@ def run_plan(plan: Plan, results_dir: str | None = None, *, address: str | None 
             if todo or more:
                 todo = _tune(plan, todo, trials, done_before, store, settings)
                 trials = _union(trials, todo)
+                store.compact()  # the rows in one file: fit, status and re-runs read it
             return _summarize(trials, todo, done_before, store, time.time() - start)
 
 

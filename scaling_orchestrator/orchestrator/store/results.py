@@ -4,6 +4,7 @@ Layout of a results folder (local path, or `s3://` / `gs://` URI through pyarrow
 
     <trial_id>.parquet          every evaluation row of one trial so far (analysis/data/schema.py)
     _plan.json                  the spec as written and the planned trials (every round's)
+    _rows.parquet               every row file's rows in one file, as a study run ended (compact)
     _adaptive.json, _next.json  an adaptive study's fits and stop (store/study.py reads them)
     _trials/<trial_id>.json     per-trial metadata: node, host, attempts, log, status, error
     _trials/<trial_id>.log      the trial's own log lines (start, evaluations, traceback)
@@ -37,7 +38,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from scaling_orchestrator.analysis.data.parquet import read_file, read_files
+from scaling_orchestrator.analysis.data.parquet import COMPACT, compacted_bytes, read_file, read_files
 from scaling_orchestrator.analysis.data.schema import (
     COLUMNS,
     SCHEMA,
@@ -257,8 +258,23 @@ class Store:
         if not files:
             return SCHEMA.empty_table()
         # one schema for every file: a folder may hold files of an older schema_version
-        table = read_files(files, schema=SCHEMA, filesystem=self.fs)
+        if self.local:  # the compacted rows stand in for the files they still match
+            table = read_files(files, schema=SCHEMA, folder=self.root)
+        else:
+            table = read_files(files, schema=SCHEMA, filesystem=self.fs)
         return check_table(table, self.uri)
+
+    def compact(self) -> None:
+        """Write _rows.parquet, every row file's rows in one file (analysis/data/parquet.py):
+        later reads take the files that have not changed from it. Local folders only; a study
+        run writes it as it ends. Nothing is lost if it fails: the row files stay the truth."""
+        files = self.row_files()
+        if not self.local or not files:
+            return
+        try:
+            self.write_bytes(self.path(COMPACT), compacted_bytes(self.root, files))
+        except (pa.ArrowException, OSError):
+            pass
 
     def done_trial_ids(self) -> set[str]:
         """Trials with a final row whose status is ok or diverged (failed ones run again)."""
