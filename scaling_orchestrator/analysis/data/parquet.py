@@ -44,15 +44,16 @@ def read_files(files, *, schema: pa.Schema | None = None, filesystem=None, colum
     known = Compacted.at(folder) if folder is not None and filesystem is None else None
 
     def read(path) -> pa.Table:
-        if known is not None:
-            return known.rows(str(path), schema)
         if filesystem is None:
             return read_file(str(path), schema)
         with filesystem.open_input_file(path) as source:
             return read_file(source, schema)
 
-    with ThreadPoolExecutor(READ_THREADS) as readers:
-        tables = list(readers.map(read, files))
+    if known is not None:  # one thread: a file's bytes and CRC (0.09 s for 1000, 0.3 s on two)
+        tables = known.tables([str(f) for f in files], schema)
+    else:
+        with ThreadPoolExecutor(READ_THREADS) as readers:
+            tables = list(readers.map(read, files))
     if schema is not None:
         table = pa.concat_tables(tables) if tables else schema.empty_table()
     else:
@@ -105,13 +106,22 @@ class Compacted:
             return None  # an unreadable or foreign file: every row file is read itself
         return cls(folder, table.replace_schema_metadata(None), listing)
 
-    def rows(self, path: str, schema: pa.Schema | None = None) -> pa.Table:
-        with open(path, "rb") as handle:
-            data = handle.read()
-        entry = self.at_row.get(os.path.relpath(path, self.folder))
-        if entry is not None and entry[0] == len(data) and entry[1] == zlib.crc32(data):
-            return self.conformed(schema).slice(entry[2], entry[3])
-        return read_file(pa.BufferReader(data), schema)
+    def tables(self, paths: list[str], schema: pa.Schema | None = None) -> list[pa.Table]:
+        """Each file's rows: its slice of the compacted rows where its bytes match, else the file
+        read; [all of them] when every file matches, in the compacted order, and none is missing."""
+        tables, offsets = [], []
+        for path in paths:
+            with open(path, "rb") as handle:
+                data = handle.read()
+            entry = self.at_row.get(os.path.relpath(path, self.folder))
+            if entry is not None and entry[0] == len(data) and entry[1] == zlib.crc32(data):
+                tables.append(self.conformed(schema).slice(entry[2], entry[3]))
+                offsets.append(entry[2])
+            else:
+                tables.append(read_file(pa.BufferReader(data), schema))
+                offsets.append(-1)
+        whole = [entry[2] for entry in self.at_row.values()]
+        return [self.conformed(schema)] if offsets == whole and paths else tables
 
     def conformed(self, schema: pa.Schema | None) -> pa.Table:
         """The compacted rows, conformed to schema once (not once per file)."""
