@@ -9,7 +9,7 @@ import pytest
 
 from scaling_orchestrator.analysis.errors import NotFittable
 from scaling_orchestrator.analysis.methods.isoflop import _law, fit_budget
-from scaling_orchestrator.analysis.methods.isoflop_bootstrap import bootstrap_rows
+from scaling_orchestrator.analysis.methods.isoflop_bootstrap import bootstrap_rows, resample_counts
 
 
 def one_at_a_time(N, D, L, groups, axis, window, n_resamples, seed) -> np.ndarray:
@@ -54,3 +54,16 @@ def test_the_batched_bootstrap_is_the_loop(axis, noise):
         looped = one_at_a_time(N, D, L, groups, axis, 5, 40, 3)
     assert batched.shape == looped.shape and len(looped) > 30
     np.testing.assert_allclose(batched, looped, rtol=1e-8)
+
+
+def test_the_resample_counts_are_the_draws_of_one_choice_per_budget():
+    """One call with a bound per draw gives the stream of rng.choice(len(g), len(g)) called
+    resample by resample, budget by budget (what the loop above draws)."""
+    groups = [(1e18, np.arange(7)), (2e18, np.arange(7, 16)), (4e18, np.arange(16, 20))]
+    rng = np.random.default_rng(5)
+    loop = [np.zeros((50, len(g)), np.int64) for _, g in groups]
+    for r in range(50):
+        for counts, (_, g) in zip(loop, groups):
+            counts[r] = np.bincount(rng.choice(len(g), size=len(g), replace=True), minlength=len(g))
+    for batched, counts in zip(resample_counts(groups, 50, 5), loop):
+        np.testing.assert_array_equal(batched, counts)
