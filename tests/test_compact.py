@@ -1,5 +1,5 @@
-"""A results folder's compacted rows (_rows.parquet): the same rows as the row files, whatever
-changed since it was written; unreadable, it is ignored. No Ray needed."""
+"""A results folder's compacted rows (_compacted/rows.parquet): the same rows as the row files,
+whatever changed since it was written; unreadable, it is ignored. No Ray needed."""
 
 from __future__ import annotations
 
@@ -84,6 +84,7 @@ def test_a_file_rewritten_with_the_same_size_is_caught_by_its_crc(tmp_path):
 
 def test_an_unreadable_compacted_file_is_ignored(tmp_path):
     store = study(tmp_path)
+    (tmp_path / COMPACT).parent.mkdir()
     (tmp_path / COMPACT).write_bytes(b"not parquet")
     assert store.read_table().num_rows == 8
     assert load_table(str(tmp_path)).num_rows == 8

@@ -7,12 +7,15 @@ TorchTrainer path is exercised by tests/test_multinode.py.
 
 from __future__ import annotations
 
+import json
 import sys
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from ray_helpers import plan_of, rows_by_trial
 
+from scaling_orchestrator.analysis.data.parquet import COMPACT, FILES_KEY
 from scaling_orchestrator.models.data.tokens import DataSpec
 from scaling_orchestrator.models.shape import ModelShape
 from scaling_orchestrator.models.training.loop import TrainConfig
@@ -59,6 +62,10 @@ def test_sweep_writes_one_row_per_evaluation(sweep):
     query = (f"select count(*), count(distinct trial_id), sum(final::int) "
              f"from read_parquet('{results}/*.parquet')")
     assert duckdb.sql(query).fetchall() == [(16, 4, 4)]
+    # the study run ended by compacting its rows: every row file listed, 16 rows
+    listing = json.loads(pq.read_schema(results / COMPACT).metadata[FILES_KEY])
+    assert sorted(name for name, *_ in listing) == [f"{tid}.parquet" for tid in ids]
+    assert pq.read_metadata(results / COMPACT).num_rows == 16
     meta = Store(str(results)).read_meta(ids[0])
     assert meta["attempts"] == 1 and meta["status"] == "ok" and meta["node_id"]
     # every finished trial keeps its model, and says where

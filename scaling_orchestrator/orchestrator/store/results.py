@@ -4,7 +4,7 @@ Layout of a results folder (local path, or `s3://` / `gs://` URI through pyarrow
 
     <trial_id>.parquet          every evaluation row of one trial so far (analysis/data/schema.py)
     _plan.json                  the spec as written and the planned trials (every round's)
-    _rows.parquet               every row file's rows in one file, as a study run ended (compact)
+    _compacted/rows.parquet     every row file's rows in one file, as a study run ended (compact)
     _adaptive.json, _next.json  an adaptive study's fits and stop (store/study.py reads them)
     _trials/<trial_id>.json     per-trial metadata: node, host, attempts, log, status, error
     _trials/<trial_id>.log      the trial's own log lines (start, evaluations, traceback)
@@ -265,7 +265,7 @@ class Store:
         return check_table(table, self.uri)
 
     def compact(self) -> None:
-        """Write _rows.parquet, every row file's rows in one file (analysis/data/parquet.py):
+        """Write _compacted/rows.parquet, every row file's rows in one file (analysis/data/parquet.py):
         later reads take the files that have not changed from it. Local folders only; a study
         run writes it as it ends. Nothing is lost if it fails: the row files stay the truth."""
         files = self.row_files()
