@@ -159,6 +159,9 @@ def test_fit_and_report_delegate_to_analysis(monkeypatch):
     fake.add_fit_parser, fake.add_report_parser = add("fit"), add("report")
     fake.run_fit = lambda args: 11 if args.source == "t.parquet" else 0
     fake.run_report = lambda args: 12
+    import scaling_orchestrator.cli as cli_package  # `from scaling_orchestrator.cli import analysis` reads it
+
+    monkeypatch.setattr(cli_package, "analysis", fake, raising=False)
     monkeypatch.setitem(sys.modules, "scaling_orchestrator.cli.analysis", fake)
     assert main(["fit", "t.parquet"]) == 11
     assert main(["report", "t.parquet"]) == 12
