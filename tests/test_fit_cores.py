@@ -14,6 +14,7 @@ from scaling_orchestrator.analysis.laws.forms.chinchilla import CHINCHILLA_GRID
 from scaling_orchestrator.analysis.laws.registry import law_form
 
 CHINCHILLA = law_form("chinchilla")
+pytestmark = pytest.mark.slow  # forks processes
 
 
 @pytest.fixture

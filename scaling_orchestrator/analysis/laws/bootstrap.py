@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from scaling_orchestrator.analysis.laws.cores import Later
 from scaling_orchestrator.analysis.laws.engine import MAX_ITERATIONS, run_batch
 
 
@@ -71,7 +72,13 @@ def interval(x: np.ndarray) -> list[float]:
     return [float(lo), float(hi)]
 
 
-def bootstrap_form(
+def bootstrap_form(form, N, D, L, runs, U=None, **options) -> dict:
+    """95% percentile intervals for the form's constants and for (N*, D*, L*) at target_flops
+    (bootstrap_later's options and result, computed now)."""
+    return bootstrap_later(form, N, D, L, runs, U, **options)()
+
+
+def bootstrap_later(
     form,
     N,
     D,
@@ -87,14 +94,16 @@ def bootstrap_form(
     delta: float = 1e-3,
     n_grid_starts: int | None = None,
     threads: int = 2,
-) -> dict:
-    """95% percentile intervals for the form's constants and for (N*, D*, L*) at target_flops.
-    fit: the full-data fit (fitted here when None); n_grid_starts: grid starts per resample
-    (None: the form's bootstrap_grid_starts).
+    background: bool = False,
+) -> Callable[[], dict]:
+    """finish() -> the bootstrap: 95% percentile intervals for the form's constants and for
+    (N*, D*, L*) at target_flops. fit: the full-data fit (fitted here when None); n_grid_starts:
+    grid starts per resample (None: the form's bootstrap_grid_starts). background: the refits
+    run in a forked child (laws/cores.py, Later) while the caller goes on until finish().
 
-    Returns {"ci95": {name: [lo, hi]}, "samples": (R, p) array in form.constants order,
-    "compute_optimal": [{"flops", "params_ci", "tokens_ci", "loss_ci"}], "fit": the full-data
-    fit's params(), "n_resamples", "n_runs", "converged_fraction", "n_degenerate"}."""
+    finish() returns {"ci95": {name: [lo, hi]}, "samples": (R, p) array in form.constants
+    order, "compute_optimal": [{"flops", "params_ci", "tokens_ci", "loss_ci"}], "fit": the
+    full-data fit's params(), "n_resamples", "n_runs", "converged_fraction", "n_degenerate"}."""
     cols = form.columns(N, D, L, U)
     runs = np.asarray(runs)
     if runs.shape != cols.y.shape:
@@ -108,24 +117,33 @@ def bootstrap_form(
     grid = np.array(form.starts(cols), dtype=float) if n_grid > 0 else np.empty((0, z_starts.shape[1]))
     grid[:, frozen] = z_starts[0, frozen]  # what the fit held fixed stays fixed
     weights = run_weights(runs, n_resamples, np.random.default_rng(seed))
-    z, _, converged = refit_resamples(
-        form.objective(cols, delta, frozen), weights, z_starts, grid, n_grid_starts=n_grid, threads=threads
-    )
-    with np.errstate(over="ignore", invalid="ignore"):
-        samples = form.to_outer(z, cols.frame)
-    kept = form.finite_samples(samples)
-    ci = {name: interval(samples[:, i]) for i, name in enumerate(form.constants)}
-    optimal = [
-        form.optimal_interval(kept, float(c), flops_per_token)
-        for c in np.atleast_1d(np.asarray(target_flops, dtype=float))
-    ]
-    return {
-        "ci95": ci,
-        "samples": samples,
-        "compute_optimal": optimal,
-        "fit": fit.params(),
-        "n_resamples": n_resamples,
-        "n_runs": int(len(np.unique(runs))),
-        "converged_fraction": float(np.mean(converged)),
-        "n_degenerate": int(len(samples) - len(kept)),
-    }
+    objective = form.objective(cols, delta, frozen)
+
+    def refit(cores: int):
+        return refit_resamples(objective, weights, z_starts, grid, n_grid_starts=n_grid, threads=cores)
+
+    refits = Later(lambda: refit(1)) if background else None
+    done = None if background else refit(threads)
+
+    def finish() -> dict:
+        z, _, converged = refits.result() if refits is not None else done
+        with np.errstate(over="ignore", invalid="ignore"):
+            samples = form.to_outer(z, cols.frame)
+        kept = form.finite_samples(samples)
+        ci = {name: interval(samples[:, i]) for i, name in enumerate(form.constants)}
+        optimal = [
+            form.optimal_interval(kept, float(c), flops_per_token)
+            for c in np.atleast_1d(np.asarray(target_flops, dtype=float))
+        ]
+        return {
+            "ci95": ci,
+            "samples": samples,
+            "compute_optimal": optimal,
+            "fit": fit.params(),
+            "n_resamples": n_resamples,
+            "n_runs": int(len(np.unique(runs))),
+            "converged_fraction": float(np.mean(converged)),
+            "n_degenerate": int(len(samples) - len(kept)),
+        }
+
+    return finish

@@ -47,27 +47,47 @@ HALVES = (slice(0, None, 2), slice(1, None, 2))
 
 def in_two(work) -> list:
     """[work(HALVES[0]), work(HALVES[1])], each a tuple of numpy arrays, the second computed by a
-    forked child while this process computes the first. Callers check can_fork() first."""
+    forked child (Later) while this process computes the first."""
     first, second = HALVES
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: compute, send, leave without running anything of the parent's
-        os.close(read_end)
-        try:
-            payload = to_bytes(work(second))
-        except BaseException:  # noqa: BLE001 - the parent recomputes the half
-            payload = b""
-        with os.fdopen(write_end, "wb") as out:
-            out.write(payload)
-        os._exit(0)
-    os.close(write_end)
+    theirs = Later(lambda: work(second))
     try:
         mine = work(first)
     finally:
-        with os.fdopen(read_end, "rb") as pipe:
-            payload = pipe.read()
-        os.waitpid(pid, 0)
-    return [mine, from_bytes(payload) if payload else work(second)]
+        result = theirs.result()
+    return [mine, result]
+
+
+class Later:
+    """work() (a tuple of numpy arrays) computed by a forked child while this process goes on,
+    where can_fork(); result() waits for it. Without a fork, or if the child failed, result()
+    computes it here."""
+
+    def __init__(self, work):
+        self.work, self.pid, self.pipe = work, None, None
+        if not can_fork():
+            return
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: compute, send, leave without running anything of the parent's
+            os.close(read_end)
+            try:
+                payload = to_bytes(work())
+            except BaseException:  # noqa: BLE001 - the parent computes it instead
+                payload = b""
+            with os.fdopen(write_end, "wb") as out:
+                out.write(payload)
+            os._exit(0)
+        os.close(write_end)
+        self.pid, self.pipe = pid, os.fdopen(read_end, "rb")
+
+    def result(self) -> tuple:
+        if self.pid is None:
+            return self.work()
+        with self.pipe:
+            payload = self.pipe.read()
+        os.waitpid(self.pid, 0)
+        self.pid = None
+        return from_bytes(payload) if payload else self.work()
 
 
 def to_bytes(arrays) -> bytes:

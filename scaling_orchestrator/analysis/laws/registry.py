@@ -157,15 +157,30 @@ def fit_law(
     """Fit the form to final points and, when n_bootstrap > 0, bootstrap it over runs.
     U: unique tokens per point, for forms whose required_columns name "unique_tokens".
     law: the form already fitted to these points (`--law auto`'s refit), bootstrapped as is."""
+    return fit_law_later(form, N, D, L, runs, n_bootstrap=n_bootstrap, seed=seed,
+                         flops_per_token=flops_per_token, U=U, law=law)()
+
+
+def fit_law_later(
+    form: Form, N, D, L, runs, *, n_bootstrap: int, seed: int, flops_per_token, U=None, law=None,
+    background: bool = False,
+):
+    """finish() -> fit_law's result; with background=True its bootstrap's refits run in a
+    forked child until finish() (laws/bootstrap.py, bootstrap_later)."""
     try:
         law = form.fit(N, D, L, U) if law is None else law
     except (NotFittable, ValueError) as exc:
-        return Unfit.from_error(exc)
+        unfit = Unfit.from_error(exc)
+        return lambda: unfit
     if n_bootstrap <= 0:
-        return ParametricResult(law, form)
-    boot = form.bootstrap(
-        N, D, L, runs, U, n_resamples=n_bootstrap, seed=seed, fit=law, flops_per_token=flops_per_token
-    )
-    ci95 = {k: list(v) for k, v in boot["ci95"].items()}
-    ci95.update(form.exponent_ci(boot.get("samples")))
-    return ParametricResult(law, form, ci95, boot["samples"])
+        return lambda: ParametricResult(law, form)
+    boot = form.bootstrap_later(N, D, L, runs, U, n_resamples=n_bootstrap, seed=seed, fit=law,
+                                flops_per_token=flops_per_token, background=background)
+
+    def finish() -> ParametricResult:
+        done = boot()
+        ci95 = {k: list(v) for k, v in done["ci95"].items()}
+        ci95.update(form.exponent_ci(done.get("samples")))
+        return ParametricResult(law, form, ci95, done["samples"])
+
+    return finish

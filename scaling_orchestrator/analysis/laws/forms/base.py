@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from scaling_orchestrator.analysis.laws.bootstrap import bootstrap_form, interval
+from scaling_orchestrator.analysis.laws.bootstrap import bootstrap_form, bootstrap_later, interval
 from scaling_orchestrator.analysis.laws.engine import (
     KEEP_STARTS,
     REFINE_KEEP,
@@ -187,6 +187,11 @@ class Form:
         """Run-bootstrap intervals: scaling_orchestrator.analysis.laws.bootstrap.bootstrap_form's
         options and result."""
         return bootstrap_form(self, N, D, L, runs, U, **options)
+
+    def bootstrap_later(self, N, D, L, runs, U=None, **options):
+        """finish() -> bootstrap's result, its refits running meanwhile with background=True
+        (laws/bootstrap.py, bootstrap_later)."""
+        return bootstrap_later(self, N, D, L, runs, U, **options)
 
     def optimum(self, P: dict, C, flops_per_token=None, U=None):
         """(N*, D*) per row of C (r,); P's arrays, if any, have one value per row."""
