@@ -1,3 +1,3 @@
-from scaling_orchestrator.cli.study import main
+from scaling_orchestrator.cli.study import run
 
-raise SystemExit(main())
+run()
