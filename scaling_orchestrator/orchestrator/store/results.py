@@ -1,21 +1,10 @@
 """The result store: one Parquet file per trial, rewritten atomically at every evaluation.
 
-Layout of a results folder (local path, or `s3://` / `gs://` URI through pyarrow.fs):
-
-    <trial_id>.parquet          every evaluation row of one trial so far (analysis/data/schema.py)
-    _plan.json                  the spec as written and the planned trials (every round's)
-    _compacted/rows.parquet     every row file's rows in one file, as a study run ended (compact)
-    _adaptive.json, _next.json  an adaptive study's fits and stop (store/study.py reads them)
-    _trials/<trial_id>.json     per-trial metadata: node, host, attempts, log, status, error
-    _trials/<trial_id>.log      the trial's own log lines (start, evaluations, traceback)
-    _checkpoints/<trial_id>/    latest checkpoint of an in-process trial (LATEST names it)
-    _branch_points/<trial_id>/tokens-<T>/   a trunk's checkpoints kept for its branches
-    _ray/                       Ray Tune / Ray Train storage (experiment state, Train snapshots)
-    _lock                       the study lock (store/lock.py)
-
-Names starting with `_` or `.` are skipped by pyarrow.dataset and pandas, and `*.parquet` globs
-(DuckDB) never match them, so `pd.read_parquet(dir)` reads exactly the rows. (The plan is
-`_plan.json`, not `plan.json`: a bare .json among the Parquet files breaks those readers.)
+Layout of a results folder (a local path, or an `s3://` / `gs://` URI): docs/schema.md, "The
+results folder". Names starting with `_` or `.` (`_plan.json`, `_compacted/`, `_trials/`,
+`_checkpoints/`, `_ray/`, ...) are skipped by pyarrow.dataset and pandas, and DuckDB's
+`*.parquet` glob never matches them (folders, or not .parquet), so `pd.read_parquet(dir)` reads
+exactly the rows (a bare plan.json among the Parquet files would break those readers).
 
 Why one file per trial, rewritten whole: a trial has one writer (its rank-0 worker), a file of
 all its rows is replaced by `os.replace` (atomic on POSIX; one PUT on object stores), so a
@@ -265,14 +254,12 @@ class Store:
         return check_table(table, self.uri)
 
     def compact(self) -> None:
-        """Write _compacted/rows.parquet, every row file's rows in one file (analysis/data/parquet.py):
-        later reads take the files that have not changed from it. Local folders only; a study
-        run writes it as it ends. Nothing is lost if it fails: the row files stay the truth."""
+        """_compacted/rows.parquet: the row files' rows in one file, which later reads take the
+        unchanged files from (analysis/data/parquet.py). Local folders; a failure loses nothing."""
         files = self.row_files()
-        if not self.local or not files:
-            return
         try:
-            self.write_bytes(self.path(COMPACT), compacted_bytes(self.root, files))
+            if self.local and files:
+                self.write_bytes(self.path(COMPACT), compacted_bytes(self.root, files))
         except (pa.ArrowException, OSError):
             pass
 
