@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scaling_orchestrator.analysis.laws.cores import Later
+from scaling_orchestrator.analysis.laws.cores import Later, can_fork
 from scaling_orchestrator.analysis.laws.engine import MAX_ITERATIONS, run_batch
 
 
@@ -122,8 +122,8 @@ def bootstrap_later(
     def refit(cores: int):
         return refit_resamples(objective, weights, z_starts, grid, n_grid_starts=n_grid, threads=cores)
 
-    refits = Later(lambda: refit(1)) if background else None
-    done = None if background else refit(threads)
+    refits = Later(lambda: refit(1)) if background and can_fork() else None
+    done = refit(threads) if refits is None else None
 
     def finish() -> dict:
         z, _, converged = refits.result() if refits is not None else done
