@@ -3,13 +3,14 @@ process, a failed child's half recomputed, no fork beside another thread."""
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
 from conftest import missing
 
 from scaling_orchestrator.analysis.laws import engine
-from scaling_orchestrator.analysis.laws.cores import HALVES, can_fork, in_two
+from scaling_orchestrator.analysis.laws.cores import HALVES, Later, can_fork, in_two
 from scaling_orchestrator.analysis.laws.forms.chinchilla import CHINCHILLA_GRID
 from scaling_orchestrator.analysis.laws.registry import law_form
 
@@ -77,3 +78,30 @@ def test_a_batch_in_two_processes_fits_as_one(forking):
     two_cores, one_core = CHINCHILLA.fit(N, D, L, threads=2), CHINCHILLA.fit(N, D, L, threads=1)
     for name in CHINCHILLA.constants:
         assert getattr(two_cores, name) == pytest.approx(getattr(one_core, name), rel=1e-7)
+
+
+def test_a_child_whose_result_is_dropped_leaves_and_never_runs_the_parents_code(forking, tmp_path):
+    """The parent drops a Later before its result (an error on its side): the child's send
+    fails on the closed pipe, and it leaves without returning into the caller's code."""
+    marker = tmp_path / "ran-on"
+
+    def work():
+        time.sleep(0.3)  # the parent is gone from the pipe by now
+        return (np.zeros(100_000),)  # more than a pipe holds: the write meets the closed end
+
+    later = Later(work)
+    pid = later.pid
+    del later  # the parent moves on without the result
+    marker.write_text(str(os.getpid()))  # only the parent gets here
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # reaped already
+            break
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the child did not leave")
+    assert marker.read_text() == str(os.getpid())

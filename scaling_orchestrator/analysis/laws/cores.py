@@ -68,17 +68,25 @@ class Later:
             return
         read_end, write_end = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the child: compute, send, leave without running anything of the parent's
-            os.close(read_end)
-            try:
-                payload = to_bytes(work())
-            except BaseException:  # noqa: BLE001 - the parent computes it instead
-                payload = b""
-            with os.fdopen(write_end, "wb") as out:
-                out.write(payload)
-            os._exit(0)
+        if pid == 0:  # the child: compute, send, and leave whatever happens, never returning
+            try:  # into the parent's code (a parent gone or done with it closes the pipe)
+                os.close(read_end)
+                try:
+                    payload = to_bytes(work())
+                except BaseException:  # noqa: BLE001 - the parent computes it instead
+                    payload = b""
+                with os.fdopen(write_end, "wb") as out:
+                    out.write(payload)
+            finally:
+                os._exit(0)
         os.close(write_end)
         self.pid, self.pipe = pid, os.fdopen(read_end, "rb")
+
+    def __del__(self):
+        """A result never asked for: close the pipe (the child leaves) and reap it if it has."""
+        if getattr(self, "pid", None) is not None:
+            self.pipe.close()
+            os.waitpid(self.pid, os.WNOHANG)
 
     def result(self) -> tuple:
         if self.pid is None:
