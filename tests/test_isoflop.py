@@ -67,6 +67,16 @@ def test_edge_budget_flagged_and_left_out():
     assert len(fit.interior) == 4
 
 
+def test_a_vertex_past_every_size_is_an_edge():
+    # Seven sizes whose lowest loss is the 6th, yet the parabola, widened to all seven, puts its
+    # vertex past the largest: an extrapolation, left out of the power law like an edge.
+    sizes = np.logspace(8, 9, 7)
+    loss = np.array([2.024, 2.01, 2.012, 2.018, 2.022, 1.991, 2.015])
+    optimum = fit_budget(1e19, sizes, 1e19 / (6 * sizes), loss, window=5)
+    assert optimum.fittable and optimum.edge and optimum.window == 7
+    assert optimum.params_opt > sizes[-1]
+
+
 def test_unfittable_budgets_say_why():
     o = fit_budget(1e18, np.array([1e6, 2e6]), np.array([1e9, 5e8]), np.array([3.0, 2.9]))
     assert not o.fittable and "2 point" in o.reason

@@ -29,6 +29,17 @@ def test_window_widens_until_convex():
     assert fit.c2 == pytest.approx(0.2202, abs=1e-4)
 
 
+def test_window_widens_while_its_vertex_lies_outside_it():
+    # A noisy valley: the 5 values around the best (x = 4) fit a nearly flat parabola whose
+    # vertex is at x = 8.9, past the window's x = 2 .. 6; the 7 nearest put it at 4.0.
+    x = np.arange(9.0)
+    y = np.array([1.075, 1.036, 1.016, 1.004, 0.999, 1.029, 1.0, 1.038, 1.076])
+    assert -np.polyfit(x[2:7], y[2:7], 2)[1] / (2 * np.polyfit(x[2:7], y[2:7], 2)[0]) == pytest.approx(8.9)
+    fit = window_parabola(x, y, 5)
+    assert fit.window == 7 and fit.x_lo <= fit.x_opt <= fit.x_hi
+    assert fit.x_opt == pytest.approx(4.0055, abs=1e-4)
+
+
 def test_repeated_x_values_count_once():
     # A bootstrap resample repeats runs: two points at one x still make one of the 3 values.
     x = np.array([0.0, 1.0, 1.0, 2.0, 3.0])

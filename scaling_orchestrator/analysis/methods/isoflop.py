@@ -6,7 +6,8 @@ distinct sizes nearest it), not through all of them: a global parabola biases th
 (Porian et al. 2024 Sec. 3, App. C: by up to +0.35 on their untuned configs, where the 5-point
 window lands within 0.02 of their Table 1).
 
-A budget whose lowest observed loss sits at its smallest or largest N is flagged `edge`: its
+A budget whose lowest observed loss sits at its smallest or largest N, or whose parabola's
+vertex lies past every size trained even with the window at its widest, is flagged `edge`: its
 minimum lies outside the grid, the vertex is an extrapolation, and it is left out of the power
 law. Then N*(C) = k C^a and D*(C) = k' C^b are ordinary least squares in log10-log10 over the
 interior budgets.
@@ -138,6 +139,7 @@ def fit_budget(flops: float, params, tokens, loss, *, axis: str = "params",
     if not fit.convex:
         return BudgetOptimum(flops, n, False, "loss is not convex in log " + axis, edge=edge)
     x_star, idx = fit.x_opt, fit.rows
+    edge = edge or not lx[0] <= x_star <= lx[-1]   # a vertex past every size trained: extrapolated
     slope, icpt = polyfit(lx[idx], lo[idx], 1)  # log other vs log main, locally linear
     main_opt, other_opt = 10.0 ** x_star, 10.0 ** (icpt + slope * x_star)
     n_opt, d_opt = (main_opt, other_opt) if axis == "params" else (other_opt, main_opt)

@@ -7,7 +7,7 @@ D*(C) as power laws over the interior budgets. Fitting 1,000 resamples one budge
 runs, so one budget's 1,000 parabolas are one batched solve.
 
 The same fit as isoflop.fit_budget and isoflop._law (the same draws, centre, window widening,
-convexity and edge rules); only the arithmetic differs (normal equations centred on the window's
+convexity, vertex and edge rules); only the arithmetic differs (normal equations centred on the window's
 centre instead of a scaled Vandermonde SVD), so values agree to about 1e-12 relative
 (tests/test_isoflop_bootstrap.py compares the two on random budgets).
 """
@@ -93,12 +93,17 @@ def budget_vertices(lx, lo, loss, counts, window: int):
         rows = np.flatnonzero(todo)
         inside = (rank[rows][:, ui] < size[rows, None]) & present[rows]
         coef[rows] = _weighted_fit_centred(lx, loss, counts[rows] * inside, centre[rows])
+        near = (rank[rows] < size[rows, None]) & present_u[rows]      # the window's values
+        vertex = centre[rows] - coef[rows, 1] / (2.0 * coef[rows, 2])
+        within = ((vertex >= np.where(near, ux[None, :], np.inf).min(1))
+                  & (vertex <= np.where(near, ux[None, :], -np.inf).max(1)))
         widen = todo.copy()
-        widen[rows] = ~(coef[rows, 2] > 0) & (size[rows] < n_distinct[rows])
+        widen[rows] = ~((coef[rows, 2] > 0) & within) & (size[rows] < n_distinct[rows])
         size[widen] = np.minimum(n_distinct[widen], size[widen] + 2)
         todo = widen
     convex = coef[:, 2] > 0
     x_star = centre - coef[:, 1] / (2.0 * coef[:, 2])
+    edge = edge | ~((x_star >= lowest) & (x_star <= highest))   # past every size drawn
     inside = (rank[:, ui] < size[:, None]) & present
     line = _weighted_fit(lx, lo, (counts * inside).astype(float), 1)  # (intercept, slope)
     other = line[:, 0] + line[:, 1] * x_star  # log other vs log main, locally linear

@@ -5,7 +5,9 @@ size). A parabola fitted through every point is biased by the valley's walls far
 minimum (Porian et al. 2024, Sec. 3 and App. C: up to +0.35 on the IsoFLOP exponent), so it
 is fitted only through the points whose x is among the `window` distinct values nearest the
 lowest observed loss (default 5, at least 3). If that parabola is not convex (seed or
-digitisation noise) the window widens two values at a time until it is, or until it holds
+digitisation noise), or its vertex lies outside the window (a nearly flat parabola whose vertex
+the noise places anywhere: 15 sizes 1.35x apart at 1% noise put one at 3e-3 parameters), the
+window widens two values at a time until it is convex with its vertex inside, or until it holds
 every value. E.g. 9 sizes with the best at the 3rd: the window is sizes 1-5 (the 5 nearest in
 log x); if those bend the wrong way it becomes sizes 1-7, then 1-9.
 
@@ -73,7 +75,7 @@ def window_parabola(x, y, window: int, distinct=None) -> WindowParabola:
         near = ux[np.argsort(np.abs(ux - centre), kind="stable")[:k]]
         rows = np.flatnonzero((x[:, None] == near).any(axis=1))   # np.isin(x, near), for a few values
         c2, c1, c0 = polyfit(x[rows], y[rows], 2)
-        if c2 > 0 or k >= len(ux):
+        if (c2 > 0 and near.min() <= -c1 / (2.0 * c2) <= near.max()) or k >= len(ux):
             break
         k = min(len(ux), k + 2)
     return WindowParabola(c2, c1, c0, rows, int(k), x[rows].min(), x[rows].max())
