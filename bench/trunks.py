@@ -1,8 +1,8 @@
-"""Trunks + the curve method against the grid and the branches design, on a known curve law.
+"""Trunks + the curve method against the grid, branches and adaptive designs, on a known curve law.
 
     python bench/trunks.py [--seeds 20] [--first-seed 0] [--scales 3e19 1e20 3e20] [--resamples 100]
-                           [--above 3] [--above-share 0.1] [--below 1] [--repeats 6]
-                           [--largest-repeats 1]
+                           [--designs trunks grid branches adaptive] [--above 3] [--above-share 0.1]
+                           [--below 1] [--repeats 6] [--largest-repeats 1] [--adaptive-budget 2.19e21]
 
 The truth is a joint multi-power law (analysis/laws/curves, Luo et al. 2025) whose floor is
 Epoch's Chinchilla N term (E = 1.82, A_N = 482, alpha_N = 0.348) and whose data term is Epoch's
@@ -16,9 +16,13 @@ planned as `scaling run` would (designs.make_plan on examples/simulated.yaml wit
 section set to the truth), every trial's evaluations are drawn as the simulate backend draws them
 (the same curve_loss and per-run noise, a branch sharing its trunk's draw), and the rows are
 fitted: the grid and branches by `scaling fit` (the headline's N*), trunks by the curve method
-(multi_power). The trunks design takes --above, --above-share, --below and --repeats
-(designs/trunks.py); --first-seed draws seeds no design choice saw. A seed succeeds when
-N*(C_target = 1e21) is within x1.25 of the truth and the truth lies in its 95% interval.
+(multi_power). The adaptive design runs as its queue would, a batch of 4 a round (adaptive_study:
+round 1 its seed trials, then propose's picks from its candidates until its stop rule, N*(target
+= 1e21) within x/÷1.25 at two fits in a row, or --adaptive-budget), and is fitted like the grid;
+its FLOPs vary by seed, and the most any seed spent is its figure. The trunks design takes
+--above, --above-share, --below and --repeats (designs/trunks.py); --first-seed draws seeds no
+design choice saw. A seed succeeds when N*(C_target = 1e21) is within x1.25 of the truth and
+the truth lies in its 95% interval.
 Prints per design and scale the study's FLOPs and the share of seeds that succeed, then
 `FLOPs to x1.25 with the truth inside in 90% of seeds: ...` per design and
 `trunks+curve vs grid: X`. No Ray.
@@ -35,17 +39,21 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scaling_orchestrator.analysis import fit  # noqa: E402
+from scaling_orchestrator.analysis.design.select import Runs, per_token_model, propose  # noqa: E402
 from scaling_orchestrator.analysis.laws.curves.fit import CurveFit  # noqa: E402
 from scaling_orchestrator.analysis.laws.curves.forms import curve_form  # noqa: E402
 from scaling_orchestrator.analysis.methods.curve import CurveMethod, Sizes, curve_section  # noqa: E402
 from scaling_orchestrator.models.training.config import Measurement, lr_at  # noqa: E402
 from scaling_orchestrator.orchestrator.backends.simulate import curve_loss, eval_steps, run_noise  # noqa: E402
 from scaling_orchestrator.orchestrator.designs import make_plan  # noqa: E402
-from scaling_orchestrator.orchestrator.spec.sections.design import Design, TrunksOptions  # noqa: E402
+from scaling_orchestrator.orchestrator.designs.adaptive import candidates as adaptive_pool  # noqa: E402
+from scaling_orchestrator.orchestrator.designs.adaptive_queue import candidate  # noqa: E402
+from scaling_orchestrator.orchestrator.spec.sections.design import AdaptiveOptions, Design, TrunksOptions  # noqa: E402
 from scaling_orchestrator.orchestrator.spec.sweep import load_sweep  # noqa: E402
 from scaling_orchestrator.orchestrator.store.results import measurement_row  # noqa: E402
 
@@ -72,8 +80,12 @@ def sweep_for(scale: float, design: Design, seed: int):
 
 def rows(plan) -> pa.Table:
     """Every evaluation of every planned trial, drawn as the simulate backend draws them."""
+    return trial_rows(plan.trials)
+
+
+def trial_rows(trials) -> pa.Table:
     out = []
-    for trial in plan.trials:
+    for trial in trials:
         config, sim = trial.train, trial.simulate
         noise = run_noise(sim, trial.parent_trial_id or trial.trial_id)
         params = float(trial.shape.param_counts()["total"])
@@ -96,6 +108,38 @@ def true_optimum(sweep) -> float:
     sizes = Sizes(n, np.array([s.flops_per_token() for s in shapes]), np.full(len(n), 262144.0),
                   np.full(len(n), 1e-3))
     return CurveMethod(CurveFit(curve_form("multi_power", True), TRUTH, 0, 0, 0), sizes).params_opt(TARGET)
+
+
+def adaptive_study(sweep, resamples: int):
+    """The adaptive design as its queue runs it (designs/adaptive_queue.py), one batch of 4 a
+    round, no Ray: round 1 is the plan's seed trials; each later round refits the final losses
+    (scaling_orchestrator.analysis.design.select.propose) and adds its choices from the
+    design's candidates, until its stop rule (N*(target) within x/÷ tolerance at two fits in a
+    row) or its budget ends it. Returns the trials it ran."""
+    options, ran = sweep.design.options, list(make_plan(sweep).trials)
+    pool = {t.trial_id: t for t in adaptive_pool(sweep)}
+    costs = [candidate(t) for t in pool.values()]
+    fpt = per_token_model([c.params for c in costs], [c.tokens for c in costs], [c.cost_flops for c in costs])
+    held = False
+    for round_ in range(2, 200):
+        final = trial_rows(ran).filter(pc.field("final"))
+        loss = dict(zip(final["trial_id"].to_pylist(), final["val_loss"].to_pylist()))
+        runs = Runs.of([t.shape.param_counts()["total"] for t in ran], [t.train.total_tokens for t in ran],
+                       [loss[t.trial_id] for t in ran], [t.budget_flops for t in ran],
+                       [t.trial_id for t in ran])
+        spent = sum(t.flops for t in ran)
+        known = {t.trial_id for t in ran}
+        proposal = propose(runs, [candidate(t) for tid, t in pool.items() if tid not in known],
+                           target_flops=options.target_flops,
+                           budget_flops=max(options.study_budget_flops - spent, 0.0),
+                           tolerance=options.tolerance, round=round_, max_choices=options.batch,
+                           law=options.law, n_bootstrap=options.bootstrap, seed=round_ - 1,
+                           flops_per_token=fpt, held_before=held)
+        held = proposal.answer.within(options.tolerance)
+        if not proposal.choices:
+            return ran
+        ran += [pool[c.candidate.key] for c in proposal.choices]
+    raise AssertionError("200 rounds without a stop")
 
 
 def answer(kind: str, plan, table: pa.Table, resamples: int, seed: int):
@@ -124,31 +168,46 @@ def main() -> None:
     parser.add_argument("--below", type=int, default=1, help="trunks: sizes under the smallest budget's")
     parser.add_argument("--repeats", type=int, default=6, help="trunks: seeds per size")
     parser.add_argument("--largest-repeats", type=int, default=1, help="trunks: of the largest budget's size")
+    parser.add_argument("--adaptive-budget", type=float, default=2.19e21,
+                        help="adaptive: the study's FLOPs cap (default the grid's at 3e20, 2.19e21)")
     args = parser.parse_args()
     options = TrunksOptions(below=args.below, above=args.above, above_share=args.above_share,
                             repeats=args.repeats, largest_repeats=args.largest_repeats)
     designs = {"grid": Design("grid"), "branches": Design("branches", None),
-               "trunks": Design("trunks", options)}
+               "trunks": Design("trunks", options),
+               "adaptive": Design("adaptive", AdaptiveOptions(
+                   target_flops=TARGET, study_budget_flops=args.adaptive_budget, tolerance=TOLERANCE,
+                   batch=4, bootstrap=args.resamples))}
     truth = true_optimum(load_sweep(SPEC))
     print(f"truth: N*({TARGET:.0e}) = {truth:.4g}")
     needed = {}
     for kind in args.designs:
         for scale in sorted(args.scales):
             hits, cost, began = 0, 0.0, time.time()
+            spent = []
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 plan = make_plan(sweep_for(scale, designs[kind], seed))
-                cost = plan.total_flops
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
+                    if kind == "adaptive":
+                        ran = adaptive_study(plan.sweep, args.resamples)
+                        plan = dataclasses.replace(plan, trials=tuple(ran))
                     n_opt, ci = answer(kind, plan, rows(plan), args.resamples, seed)
+                spent.append(plan.total_flops)
+                cost = max(spent)
                 within = max(n_opt / truth, truth / n_opt) <= TOLERANCE
                 inside = bool(ci) and None not in ci and ci[0] <= truth <= ci[1]
                 hits += within and inside
                 if args.verbose:
-                    print(f"  seed {seed}: N* {n_opt / truth - 1:+.1%} of the truth, 95% "
+                    print(f"  seed {seed}: {plan.total_flops:.3g} FLOPs, N* {n_opt / truth - 1:+.1%} "
+                          "of the truth, 95% "
                           f"[{(ci or [np.nan])[0] / truth:.2f}, {(ci or [np.nan, np.nan])[1] / truth:.2f}]x",
                           flush=True)
             share = hits / args.seeds
+            if kind == "adaptive":   # its FLOPs vary by seed: the most any seed spent counts
+                print(f"adaptive FLOPs over the seeds: mean {np.mean(spent):.3e}, "
+                      f"median {np.median(spent):.3e}, most {max(spent):.3e} "
+                      f"(its budget {designs[kind].options.study_budget_flops:.3e})")
             print(f"{kind:8s} largest budget {scale:.0e}: {cost:.3e} FLOPs, {hits}/{args.seeds} seeds within "
                   f"x{TOLERANCE} with the truth inside ({time.time() - began:.0f} s)", flush=True)
             if share >= SHARE and kind not in needed:
