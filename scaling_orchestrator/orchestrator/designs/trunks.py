@@ -22,7 +22,7 @@ the floor's slope near N*(C_target). Measured on a simulated multi-power law (be
 N*(1e21) within x1.25 with the truth inside): one trunk a size, 6-7 of 20 seeds; sizes above
 the largest budget's N* (a short run of a big model costs little, and the joint law's shared
 data term carries it) and `repeats` 6 (one for the largest budget's size, `largest_repeats`),
-18 of 20 at 0.28x the grid's FLOPs.
+18 of 20 at 0.28x the grid's FLOPs (budgets up to 1e20), 0.085x (up to 3e19).
 
 The study spends the trunks and the cooldowns; the plan's notes and `scaling plan --json`
 (`grid_flops`) set that beside the grid's FLOPs for the same budgets.
