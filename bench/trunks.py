@@ -120,10 +120,11 @@ def adaptive_study(sweep, resamples: int):
     pool = {t.trial_id: t for t in adaptive_pool(sweep)}
     costs = [candidate(t) for t in pool.values()]
     fpt = per_token_model([c.params for c in costs], [c.tokens for c in costs], [c.cost_flops for c in costs])
-    held = False
+    held, loss = False, {}
     for round_ in range(2, 200):
-        final = trial_rows(ran).filter(pc.field("final"))
-        loss = dict(zip(final["trial_id"].to_pylist(), final["val_loss"].to_pylist()))
+        new = [t for t in ran if t.trial_id not in loss]   # each trial's evaluations drawn once
+        final = trial_rows(new).filter(pc.field("final"))
+        loss.update(zip(final["trial_id"].to_pylist(), final["val_loss"].to_pylist()))
         runs = Runs.of([t.shape.param_counts()["total"] for t in ran], [t.train.total_tokens for t in ran],
                        [loss[t.trial_id] for t in ran], [t.budget_flops for t in ran],
                        [t.trial_id for t in ran])
